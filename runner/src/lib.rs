@@ -1,0 +1,6 @@
+//! Boot networks of machines from a spec and drive test scripts on them.
+//!
+//! The runner owns the spec, guest images, QEMU processes, the virtual
+//! switch, the shell channel to each machine and the test-script engine; the
+//! `covnet` binary is a thin CLI over it and the other covnet crates.
+#![deny(missing_docs)]

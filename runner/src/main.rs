@@ -1,0 +1,60 @@
+//! `covnet`: run tests on networks of machines and report their combined
+//! code coverage. A thin CLI over the covnet library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli {
+    pub mod exit;
+    pub mod merge;
+}
+
+use cli::exit;
+
+/// Run tests on networks of VMs and report the code coverage of all machines together.
+#[derive(Parser, Debug)]
+#[command(name = "covnet", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Merge gcov captures and lcov tracefiles into one lcov tracefile.
+    Merge(cli::merge::MergeArgs),
+    /// Print lines/functions/branches hit and total of a tracefile.
+    Summary(cli::merge::SummaryArgs),
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Merge(args) => cli::merge::merge(args),
+        Command::Summary(args) => cli::merge::summary(args),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

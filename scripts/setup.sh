@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every system package covnet needs on a fresh Debian 12 machine.
+# Idempotent: packages already present are left alone; safe to run twice.
+set -euo pipefail
+
+packages=(
+  # guests: QEMU, a small fast-to-decompress kernel, static busybox, cpio tools
+  qemu-system-x86 qemu-system-data linux-image-cloud-amd64 busybox-static
+  # coverage toolchains: GCC 12 (default) and GCC 11 (word-length gcov format)
+  gcc g++ gcc-11 g++-11 make
+  # peers and oracles for exactness and benchmarks
+  lcov python3-pip libxml2-utils
+  # tests: processes, sockets, network namespaces, browser
+  procps iproute2 iputils-ping curl chromium chromium-driver hyperfine time
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The kernel image must be readable by an unprivileged covnet too.
+for k in /boot/vmlinuz-*; do
+  [ -e "$k" ] && [ ! -r "$k" -o "$(stat -c %a "$k")" = 600 ] && chmod a+r "$k" || true
+done
+
+echo "setup: ok" >&2

@@ -1,0 +1,4 @@
+//! Harness for covnet's end-to-end tests: builds C fixtures with
+//! `gcc --coverage` at test time, runs GCC's `gcov` as the oracle, and
+//! guards VMs so that a failed test leaves nothing running.
+#![deny(missing_docs)]

@@ -1,0 +1,1 @@
+//! covnet's end-to-end tests: one binary, one module per topic.
