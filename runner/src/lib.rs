@@ -4,3 +4,5 @@
 //! switch, the shell channel to each machine and the test-script engine; the
 //! `covnet` binary is a thin CLI over it and the other covnet crates.
 #![deny(missing_docs)]
+
+pub mod machine;
