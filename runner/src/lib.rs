@@ -5,4 +5,7 @@
 //! `covnet` binary is a thin CLI over it and the other covnet crates.
 #![deny(missing_docs)]
 
+pub mod accel;
 pub mod machine;
+pub mod process;
+pub mod rundir;
