@@ -18,4 +18,6 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod lcov;
+pub mod merge;
 pub mod model;

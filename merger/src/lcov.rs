@@ -1,0 +1,918 @@
+//! lcov tracefile I/O: a streaming reader and a writer for lcov 1.16 and 2.x.
+//!
+//! The reader accepts everything lcov 1.16 through 2.3 write (see
+//! `shared/docs/gcov-format.md` §11): `TN`, `SF`, `FN` with or without an end
+//! line, `FNDA`, `FNL`/`FNA` (lcov ≥ 2.2), `BRDA` with `-` and the `e`/`f`/`U`
+//! prefixes, `DA` with an optional checksum and negative counts, `VER`,
+//! `MCDC`/`MCF`/`MCH` (skipped), `#` comments and `end_of_record`. The
+//! `*F`/`*H` total lines are checked for syntax only: totals are always
+//! recomputed from the data, as lcov does. Duplicate `DA` and `BRDA` entries
+//! within one record add up. Branches marked `U` (excluded) are dropped, as
+//! lcov leaves them out of every total. Each `TN` section becomes a capture
+//! of the resulting [`Coverage`].
+//!
+//! The writer emits one record per source file with `FNF/FNH/BRF/BRH/LF/LH`
+//! and `end_of_record`, either in the lcov-1.x-safe form ([`LcovFormat::V1`])
+//! or with lcov 2.2+ function leaders and exception prefixes
+//! ([`LcovFormat::V2`]).
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use crate::model::{Branch, Coverage, FileCoverage, FunctionCoverage, LineCoverage};
+
+/// What went wrong on one line of a tracefile.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LcovErrorKind {
+    /// Reading the input failed.
+    #[error("read error")]
+    Io(#[source] io::Error),
+    /// The line is not valid UTF-8.
+    #[error("line is not valid UTF-8")]
+    InvalidUtf8,
+    /// The line is neither `KEY:value`, `end_of_record` nor a comment.
+    #[error("not a tracefile line: {0:?}")]
+    Syntax(String),
+    /// A field that must be a number is not one.
+    #[error("{key}: field {field:?} is not a number")]
+    BadNumber {
+        /// The record key (`DA`, `BRDA`, …).
+        key: &'static str,
+        /// The offending field.
+        field: String,
+    },
+    /// A record has too few fields.
+    #[error("{key}: missing field in {value:?}")]
+    MissingField {
+        /// The record key.
+        key: &'static str,
+        /// The whole value after the colon.
+        value: String,
+    },
+    /// A data line appears outside an `SF` … `end_of_record` record.
+    #[error("{0} outside a source file record (no SF before it)")]
+    OutsideRecord(&'static str),
+    /// `SF` while the previous record is still open.
+    #[error("SF:{0} before end_of_record of the previous source file")]
+    NestedRecord(String),
+    /// The input ended inside a record.
+    #[error("input ends inside the record of {0} (missing end_of_record)")]
+    Unterminated(String),
+    /// `FNA` names a leader index no `FNL` defined.
+    #[error("FNA refers to unknown function leader index {0}")]
+    UnknownLeader(u64),
+    /// Summing two counts overflowed.
+    #[error("count overflow while adding duplicate entries")]
+    Overflow,
+}
+
+/// An error while reading a tracefile, naming the file and the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {kind}", file.display())]
+pub struct LcovError {
+    /// The tracefile (as given by the caller).
+    pub file: PathBuf,
+    /// 1-based line number (0 when the error is not tied to a line).
+    pub line: u64,
+    /// What went wrong.
+    #[source]
+    pub kind: LcovErrorKind,
+}
+
+/// One record of a tracefile: a source file within a test section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The `TN` of the section the record belongs to ("" when none).
+    pub test_name: String,
+    /// The `SF` path exactly as written.
+    pub source: String,
+    /// The counts of the record (without `by_capture`).
+    pub file: FileCoverage,
+}
+
+/// Streaming reader of lcov tracefiles: yields one [`Record`] at a time.
+pub struct Reader<R> {
+    input: R,
+    file: PathBuf,
+    line_no: u64,
+    buf: Vec<u8>,
+    test_name: String,
+}
+
+/// The state of the record being read.
+#[derive(Default)]
+struct OpenRecord {
+    source: String,
+    lines: BTreeMap<u32, LineCoverage>,
+    /// Functions in order of appearance; `(name, start_line)` is the key.
+    functions: Vec<FunctionCoverage>,
+    by_name: HashMap<String, usize>,
+    /// `FNDA` counts seen before the matching `FN`.
+    pending_counts: Vec<(String, i64)>,
+    /// Branches keyed by (line, block, branch).
+    branches: BTreeMap<(u32, u32, u32), Branch>,
+    /// Names of non-numeric branch expressions, by (line, block).
+    branch_exprs: HashMap<(u32, u32, String), u32>,
+    /// `FNL` leaders: index → (start line, end line).
+    leaders: HashMap<u64, (u32, u32)>,
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads tracefile records from `input`; `file` names it in errors.
+    pub fn new(input: R, file: impl Into<PathBuf>) -> Self {
+        Reader {
+            input,
+            file: file.into(),
+            line_no: 0,
+            buf: Vec::new(),
+            test_name: String::new(),
+        }
+    }
+
+    fn err(&self, kind: LcovErrorKind) -> LcovError {
+        LcovError {
+            file: self.file.clone(),
+            line: self.line_no,
+            kind,
+        }
+    }
+
+    /// Returns the next record, `Ok(None)` at the end of the input.
+    pub fn next_record(&mut self) -> Result<Option<Record>, LcovError> {
+        let mut open: Option<OpenRecord> = None;
+        loop {
+            self.buf.clear();
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| self.err(LcovErrorKind::Io(e)))?;
+            if n == 0 {
+                return match open {
+                    Some(rec) => Err(self.err(LcovErrorKind::Unterminated(rec.source))),
+                    None => Ok(None),
+                };
+            }
+            self.line_no += 1;
+            let buf = std::mem::take(&mut self.buf);
+            let result = self.line(&buf, &mut open);
+            self.buf = buf;
+            if let Some(rec) = result? {
+                return Ok(Some(rec));
+            }
+        }
+    }
+
+    /// Handles one line; returns a record when it was `end_of_record`.
+    fn line(
+        &mut self,
+        raw: &[u8],
+        open: &mut Option<OpenRecord>,
+    ) -> Result<Option<Record>, LcovError> {
+        let text = std::str::from_utf8(raw).map_err(|_| self.err(LcovErrorKind::InvalidUtf8))?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        let trimmed = text.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return Ok(None);
+        }
+        if trimmed == "end_of_record" {
+            let Some(rec) = open.take() else {
+                return Err(self.err(LcovErrorKind::OutsideRecord("end_of_record")));
+            };
+            return Ok(Some(Record {
+                test_name: self.test_name.clone(),
+                source: rec.source.clone(),
+                file: rec.finish().map_err(|k| self.err(k))?,
+            }));
+        }
+        let Some((key, value)) = text.split_once(':') else {
+            return Err(self.err(LcovErrorKind::Syntax(text.to_owned())));
+        };
+        let key = key.trim();
+        match key {
+            "TN" => {
+                self.test_name = value.trim().to_owned();
+                Ok(None)
+            }
+            "SF" => {
+                if let Some(prev) = open {
+                    return Err(self.err(LcovErrorKind::NestedRecord(prev.source.clone())));
+                }
+                *open = Some(OpenRecord {
+                    source: value.to_owned(),
+                    ..OpenRecord::default()
+                });
+                Ok(None)
+            }
+            "LF" | "LH" | "FNF" | "FNH" | "BRF" | "BRH" | "MCF" | "MCH" => {
+                let key = static_key(key);
+                self.record(open, key)?;
+                parse_u64(key, value.trim()).map_err(|k| self.err(k))?;
+                Ok(None)
+            }
+            "VER" | "MCDC" => {
+                self.record(open, static_key(key))?;
+                Ok(None)
+            }
+            "DA" | "FN" | "FNDA" | "FNL" | "FNA" | "BRDA" => {
+                let key = static_key(key);
+                let rec = self.record(open, key)?;
+                let res = match key {
+                    "DA" => rec.da(value),
+                    "FN" => rec.fn_(value),
+                    "FNDA" => rec.fnda(value),
+                    "FNL" => rec.fnl(value),
+                    "FNA" => rec.fna(value),
+                    _ => rec.brda(value),
+                };
+                res.map_err(|k| self.err(k))?;
+                Ok(None)
+            }
+            _ if !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                // A record type from a newer lcov: skip it, as lcov does.
+                Ok(None)
+            }
+            _ => Err(self.err(LcovErrorKind::Syntax(text.to_owned()))),
+        }
+    }
+
+    fn record<'o>(
+        &self,
+        open: &'o mut Option<OpenRecord>,
+        key: &'static str,
+    ) -> Result<&'o mut OpenRecord, LcovError> {
+        open.as_mut()
+            .ok_or_else(|| self.err(LcovErrorKind::OutsideRecord(key)))
+    }
+}
+
+fn static_key(key: &str) -> &'static str {
+    const KEYS: [&str; 16] = [
+        "DA", "FN", "FNDA", "FNL", "FNA", "BRDA", "LF", "LH", "FNF", "FNH", "BRF", "BRH", "MCF",
+        "MCH", "VER", "MCDC",
+    ];
+    KEYS.iter().find(|k| **k == key).copied().unwrap_or("?")
+}
+
+fn parse_u64(key: &'static str, s: &str) -> Result<u64, LcovErrorKind> {
+    s.trim().parse().map_err(|_| LcovErrorKind::BadNumber {
+        key,
+        field: s.to_owned(),
+    })
+}
+
+fn parse_u32(key: &'static str, s: &str) -> Result<u32, LcovErrorKind> {
+    s.trim().parse().map_err(|_| LcovErrorKind::BadNumber {
+        key,
+        field: s.to_owned(),
+    })
+}
+
+fn parse_i64(key: &'static str, s: &str) -> Result<i64, LcovErrorKind> {
+    let s = s.trim();
+    // lcov writes very large counts in floating-point notation at times;
+    // accept an integral float as well.
+    s.parse::<i64>()
+        .or_else(|_| match s.parse::<f64>() {
+            Ok(f) if f.fract() == 0.0 && f.abs() < 9.0e18 => Ok(f as i64),
+            _ => Err(()),
+        })
+        .map_err(|_| LcovErrorKind::BadNumber {
+            key,
+            field: s.to_owned(),
+        })
+}
+
+fn missing(key: &'static str, value: &str) -> LcovErrorKind {
+    LcovErrorKind::MissingField {
+        key,
+        value: value.to_owned(),
+    }
+}
+
+impl OpenRecord {
+    fn da(&mut self, value: &str) -> Result<(), LcovErrorKind> {
+        let mut fields = value.splitn(3, ',');
+        let line = parse_u32("DA", fields.next().unwrap_or(""))?;
+        let count = parse_i64("DA", fields.next().ok_or_else(|| missing("DA", value))?)?;
+        let entry = self.lines.entry(line).or_default();
+        entry.count = entry
+            .count
+            .checked_add(count)
+            .ok_or(LcovErrorKind::Overflow)?;
+        Ok(())
+    }
+
+    fn add_function(&mut self, name: &str, start: u32, end: u32, count: Option<i64>) {
+        let idx = match self
+            .functions
+            .iter()
+            .position(|f| f.name == name && f.start_line == start)
+        {
+            Some(i) => i,
+            None => {
+                self.functions.push(FunctionCoverage {
+                    name: name.to_owned(),
+                    demangled: name.to_owned(),
+                    start_line: start,
+                    end_line: end,
+                    ..FunctionCoverage::default()
+                });
+                self.functions.len() - 1
+            }
+        };
+        if let Some(f) = self.functions.get_mut(idx) {
+            if f.end_line == 0 {
+                f.end_line = end;
+            }
+            if let Some(c) = count {
+                f.count = f.count.saturating_add(c);
+            }
+        }
+        self.by_name.entry(name.to_owned()).or_insert(idx);
+    }
+
+    fn fn_(&mut self, value: &str) -> Result<(), LcovErrorKind> {
+        // FN:<start>[,<end>],<name>; names never start with a digit.
+        let (start, rest) = value.split_once(',').ok_or_else(|| missing("FN", value))?;
+        let start = parse_u32("FN", start)?;
+        let (end, name) = match rest.split_once(',') {
+            Some((end, name)) if !end.is_empty() && end.bytes().all(|b| b.is_ascii_digit()) => {
+                (parse_u32("FN", end)?, name)
+            }
+            _ => (0, rest),
+        };
+        if name.is_empty() {
+            return Err(missing("FN", value));
+        }
+        self.add_function(name, start, end, None);
+        Ok(())
+    }
+
+    fn fnda(&mut self, value: &str) -> Result<(), LcovErrorKind> {
+        let (count, name) = value
+            .split_once(',')
+            .ok_or_else(|| missing("FNDA", value))?;
+        let count = parse_i64("FNDA", count)?;
+        self.pending_counts.push((name.to_owned(), count));
+        Ok(())
+    }
+
+    fn fnl(&mut self, value: &str) -> Result<(), LcovErrorKind> {
+        let mut fields = value.split(',');
+        let index = parse_u64("FNL", fields.next().unwrap_or(""))?;
+        let start = parse_u32("FNL", fields.next().ok_or_else(|| missing("FNL", value))?)?;
+        let end = match fields.next() {
+            Some(e) => parse_u32("FNL", e)?,
+            None => 0,
+        };
+        self.leaders.insert(index, (start, end));
+        Ok(())
+    }
+
+    fn fna(&mut self, value: &str) -> Result<(), LcovErrorKind> {
+        let mut fields = value.splitn(3, ',');
+        let index = parse_u64("FNA", fields.next().unwrap_or(""))?;
+        let count = parse_i64("FNA", fields.next().ok_or_else(|| missing("FNA", value))?)?;
+        let name = fields.next().ok_or_else(|| missing("FNA", value))?;
+        let (start, end) = *self
+            .leaders
+            .get(&index)
+            .ok_or(LcovErrorKind::UnknownLeader(index))?;
+        self.add_function(name, start, end, Some(count));
+        Ok(())
+    }
+
+    fn brda(&mut self, value: &str) -> Result<(), LcovErrorKind> {
+        let mut fields = value.splitn(4, ',');
+        let line_field = fields.next().unwrap_or("");
+        let block_field = fields.next().ok_or_else(|| missing("BRDA", value))?;
+        let branch_field = fields.next().ok_or_else(|| missing("BRDA", value))?;
+        let taken_field = fields.next().ok_or_else(|| missing("BRDA", value))?.trim();
+        // lcov 2.0 put the exception marker on the line field.
+        let (line_throw, line_field) = match line_field.strip_prefix('e') {
+            Some(rest) => (true, rest),
+            None => (false, line_field),
+        };
+        let line = parse_u32("BRDA", line_field)?;
+        let mut throw = line_throw;
+        let mut fallthrough = false;
+        let mut excluded = false;
+        let mut block_digits = block_field.trim();
+        while let Some(c) = block_digits.chars().next() {
+            match c {
+                'e' => throw = true,
+                'f' => fallthrough = true,
+                'U' => excluded = true,
+                _ => break,
+            }
+            block_digits = &block_digits[1..];
+        }
+        let block = parse_u32("BRDA", block_digits)?;
+        let taken = if taken_field == "-" {
+            None
+        } else {
+            Some(parse_i64("BRDA", taken_field)?)
+        };
+        if excluded {
+            return Ok(());
+        }
+        let branch = match branch_field.trim().parse::<u32>() {
+            Ok(b) => b,
+            Err(_) => {
+                // lcov 2.x allows a branch expression text instead of a number.
+                let key = (line, block, branch_field.to_owned());
+                let next = self
+                    .branch_exprs
+                    .keys()
+                    .filter(|(l, b, _)| *l == line && *b == block)
+                    .count();
+                let next = u32::try_from(next).map_err(|_| LcovErrorKind::Overflow)?;
+                *self.branch_exprs.entry(key).or_insert(next)
+            }
+        };
+        match self.branches.entry((line, block, branch)) {
+            Entry::Vacant(v) => {
+                v.insert(Branch {
+                    block,
+                    branch,
+                    taken,
+                    throw,
+                    fallthrough,
+                    by_capture: Vec::new(),
+                });
+            }
+            Entry::Occupied(mut o) => {
+                let b = o.get_mut();
+                b.taken = add_taken(b.taken, taken).ok_or(LcovErrorKind::Overflow)?;
+                b.throw |= throw;
+                b.fallthrough |= fallthrough;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<FileCoverage, LcovErrorKind> {
+        for (name, count) in std::mem::take(&mut self.pending_counts) {
+            match self.by_name.get(&name).copied() {
+                Some(i) => {
+                    if let Some(f) = self.functions.get_mut(i) {
+                        f.count = f.count.checked_add(count).ok_or(LcovErrorKind::Overflow)?;
+                    }
+                }
+                None => {
+                    // FNDA without FN: keep the function with an unknown line.
+                    self.add_function(&name, 0, 0, Some(count));
+                }
+            }
+        }
+        for ((line, _, _), branch) in self.branches {
+            self.lines.entry(line).or_default().branches.push(branch);
+        }
+        let mut functions = self.functions;
+        functions.sort_by(|a, b| {
+            (a.start_line, a.start_column, &a.name).cmp(&(b.start_line, b.start_column, &b.name))
+        });
+        Ok(FileCoverage {
+            lines: self.lines,
+            functions,
+        })
+    }
+}
+
+/// Adds two branch `taken` values the way `lcov -a` does: `-` + `-` = `-`,
+/// `-` + n = n. Returns `None` (outer) on overflow.
+pub fn add_taken(a: Option<i64>, b: Option<i64>) -> Option<Option<i64>> {
+    match (a, b) {
+        (None, None) => Some(None),
+        (Some(x), None) | (None, Some(x)) => Some(Some(x)),
+        (Some(x), Some(y)) => x.checked_add(y).map(Some),
+    }
+}
+
+/// Reads a whole tracefile into a [`Coverage`].
+///
+/// Each distinct `TN` becomes a capture, in order of first appearance; an
+/// empty `TN` (or none) is named `default_name`. Records of the same source
+/// file in the same section are added together; `by_capture` is filled for
+/// every line, branch and function.
+pub fn read<R: BufRead>(input: R, file: &Path, default_name: &str) -> Result<Coverage, LcovError> {
+    let mut reader = Reader::new(input, file);
+    let mut sections: Vec<String> = Vec::new();
+    let mut records: Vec<(usize, Record)> = Vec::new();
+    while let Some(rec) = reader.next_record()? {
+        let idx = match sections.iter().position(|t| *t == rec.test_name) {
+            Some(i) => i,
+            None => {
+                sections.push(rec.test_name.clone());
+                sections.len() - 1
+            }
+        };
+        records.push((idx, rec));
+    }
+    let n = sections.len();
+    let names: Vec<String> = sections
+        .iter()
+        .map(|t| {
+            if t.is_empty() {
+                default_name.to_owned()
+            } else {
+                t.clone()
+            }
+        })
+        .collect();
+    let mut cov = Coverage {
+        captures: names,
+        files: BTreeMap::new(),
+    };
+    for (idx, rec) in records {
+        let attributed = attribute(rec.file, idx, n);
+        let merged = match cov.files.remove(&rec.source) {
+            Some(prev) => crate::merge::merge_file(prev, attributed, n).map_err(|_| LcovError {
+                file: file.to_owned(),
+                line: 0,
+                kind: LcovErrorKind::Overflow,
+            })?,
+            None => attributed,
+        };
+        cov.files.insert(rec.source, merged);
+    }
+    // Captures that got the same name (two empty-ish TNs) are merged.
+    Ok(crate::merge::dedup_captures(cov))
+}
+
+/// Gives every count of `file` a `by_capture` vector of length `n` with the
+/// count at position `idx`.
+fn attribute(mut file: FileCoverage, idx: usize, n: usize) -> FileCoverage {
+    for line in file.lines.values_mut() {
+        line.by_capture = vec![0; n];
+        if let Some(slot) = line.by_capture.get_mut(idx) {
+            *slot = line.count;
+        }
+        for b in &mut line.branches {
+            b.by_capture = vec![None; n];
+            if let Some(slot) = b.by_capture.get_mut(idx) {
+                *slot = b.taken;
+            }
+        }
+    }
+    for f in &mut file.functions {
+        f.by_capture = vec![0; n];
+        if let Some(slot) = f.by_capture.get_mut(idx) {
+            *slot = f.count;
+        }
+    }
+    file
+}
+
+/// Which lcov dialect the writer produces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LcovFormat {
+    /// Readable by lcov 1.x and 2.x: `FN:<line>,<name>`, `BRDA` without
+    /// prefixes.
+    #[default]
+    V1,
+    /// lcov 2.2+: `FNL`/`FNA` function leaders with end lines, `e` prefix on
+    /// exception branches.
+    V2,
+}
+
+/// Options of [`write`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions {
+    /// Dialect to write.
+    pub format: LcovFormat,
+    /// Write one `TN` section per capture (for `genhtml --show-details`)
+    /// instead of one section with the combined counts.
+    pub per_capture: bool,
+}
+
+/// Turns a capture name into a valid lcov test name (`[A-Za-z0-9_]`).
+pub fn sanitize_test_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "_".to_owned()
+    } else {
+        s
+    }
+}
+
+/// Sanitised, unique test names for `captures`.
+fn test_names(captures: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(captures.len());
+    for c in captures {
+        let base = sanitize_test_name(c);
+        let mut name = base.clone();
+        let mut k = 2;
+        while out.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        out.push(name);
+    }
+    out
+}
+
+/// Writes `cov` as an lcov tracefile.
+///
+/// With `per_capture`, each capture gets its own `TN` section holding its
+/// `by_capture` counts; note that lcov and genhtml add these sections up,
+/// and gcov line counts are not additive (`gcov-format.md` §9.2), so a
+/// line's total there can differ from the combined count (never in whether
+/// it is hit).
+pub fn write<W: Write>(cov: &Coverage, mut out: W, opts: WriteOptions) -> io::Result<()> {
+    let attributed = opts.per_capture && !cov.captures.is_empty();
+    if attributed {
+        for (idx, tn) in test_names(&cov.captures).iter().enumerate() {
+            for (path, file) in &cov.files {
+                write_record(&mut out, tn, path, file, Some(idx), opts.format)?;
+            }
+        }
+    } else {
+        for (path, file) in &cov.files {
+            write_record(&mut out, "", path, file, None, opts.format)?;
+        }
+    }
+    out.flush()
+}
+
+fn write_record<W: Write>(
+    out: &mut W,
+    tn: &str,
+    path: &str,
+    file: &FileCoverage,
+    capture: Option<usize>,
+    format: LcovFormat,
+) -> io::Result<()> {
+    let line_count = |l: &LineCoverage| match capture {
+        Some(i) => l.by_capture.get(i).copied().unwrap_or(0),
+        None => l.count,
+    };
+    let fn_count = |f: &FunctionCoverage| match capture {
+        Some(i) => f.by_capture.get(i).copied().unwrap_or(0),
+        None => f.count,
+    };
+    let taken = |b: &Branch| match capture {
+        Some(i) => b.by_capture.get(i).copied().flatten(),
+        None => b.taken,
+    };
+    writeln!(out, "TN:{tn}")?;
+    writeln!(out, "SF:{path}")?;
+    let mut fn_hit = 0u64;
+    match format {
+        LcovFormat::V1 => {
+            for f in &file.functions {
+                writeln!(out, "FN:{},{}", f.start_line, f.name)?;
+            }
+            for f in &file.functions {
+                let c = fn_count(f);
+                fn_hit += u64::from(c > 0);
+                writeln!(out, "FNDA:{},{}", c, f.name)?;
+            }
+        }
+        LcovFormat::V2 => {
+            for (i, f) in file.functions.iter().enumerate() {
+                let c = fn_count(f);
+                fn_hit += u64::from(c > 0);
+                if f.end_line >= f.start_line && f.end_line != 0 {
+                    writeln!(out, "FNL:{i},{},{}", f.start_line, f.end_line)?;
+                } else {
+                    writeln!(out, "FNL:{i},{}", f.start_line)?;
+                }
+                writeln!(out, "FNA:{i},{c},{}", f.name)?;
+            }
+        }
+    }
+    writeln!(out, "FNF:{}", file.functions.len())?;
+    writeln!(out, "FNH:{fn_hit}")?;
+    let (mut br_found, mut br_hit) = (0u64, 0u64);
+    for (line, l) in &file.lines {
+        for b in &l.branches {
+            let t = taken(b);
+            br_found += 1;
+            br_hit += u64::from(t.is_some_and(|t| t > 0));
+            let prefix = if format == LcovFormat::V2 && b.throw {
+                "e"
+            } else {
+                ""
+            };
+            match t {
+                Some(t) => writeln!(out, "BRDA:{line},{prefix}{},{},{t}", b.block, b.branch)?,
+                None => writeln!(out, "BRDA:{line},{prefix}{},{},-", b.block, b.branch)?,
+            }
+        }
+    }
+    writeln!(out, "BRF:{br_found}")?;
+    writeln!(out, "BRH:{br_hit}")?;
+    let mut hit = 0u64;
+    for (line, l) in &file.lines {
+        let c = line_count(l);
+        hit += u64::from(c > 0);
+        writeln!(out, "DA:{line},{c}")?;
+    }
+    writeln!(out, "LF:{}", file.lines.len())?;
+    writeln!(out, "LH:{hit}")?;
+    writeln!(out, "end_of_record")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_str(s: &str) -> Result<Coverage, LcovError> {
+        read(s.as_bytes(), Path::new("t.info"), "t")
+    }
+
+    const SAMPLE: &str = "\
+# a comment
+TN:
+SF:/src/a.c
+FN:3,main
+FN:10,15,helper
+FNDA:2,main
+FNDA:0,helper
+FNF:2
+FNH:1
+BRDA:4,0,0,2
+BRDA:4,0,1,-
+BRDA:4,e0,2,1
+BRDA:5,U0,0,7
+BRF:3
+BRH:2
+DA:3,2
+DA:4,2,abcdefg
+DA:4,1
+DA:11,-1
+LF:3
+LH:2
+end_of_record
+";
+
+    #[test]
+    fn reads_every_record_kind() {
+        let cov = read_str(SAMPLE).expect("valid tracefile");
+        assert_eq!(cov.captures, vec!["t".to_owned()]);
+        let f = cov.files.get("/src/a.c").expect("file present");
+        assert_eq!(f.lines.len(), 3);
+        assert_eq!(f.lines[&4].count, 3, "duplicate DA lines add up");
+        assert_eq!(f.lines[&11].count, -1, "negative counts are kept");
+        let br = &f.lines[&4].branches;
+        assert_eq!(br.len(), 3, "U branch dropped");
+        assert_eq!(br[1].taken, None);
+        assert!(br[2].throw);
+        assert!(
+            !f.lines.contains_key(&5),
+            "line 5 only had an excluded branch"
+        );
+        assert_eq!(f.functions.len(), 2);
+        assert_eq!(f.functions[0].name, "main");
+        assert_eq!(f.functions[0].count, 2);
+        assert_eq!(f.functions[1].end_line, 15);
+        let s = cov.summary();
+        assert_eq!((s.lines_found, s.lines_hit), (3, 2));
+        assert_eq!((s.functions_found, s.functions_hit), (2, 1));
+        assert_eq!((s.branches_found, s.branches_hit), (3, 2));
+        assert_eq!(f.lines[&4].by_capture, vec![3]);
+    }
+
+    #[test]
+    fn reads_lcov_2_2_leaders_and_ver_and_mcdc() {
+        let text = "TN:t1\nSF:/x.c\nVER:abc\nFNL:0,4,9\nFNA:0,3,_ZN1AC1Ev\nFNA:0,1,_ZN1AC2Ev\n\
+                    MCDC:5,2,t,1,0,a\nMCF:2\nMCH:1\nBRDA:5,0,0,1\nBRDA:5,0,0,2\nDA:5,3\n\
+                    end_of_record\n";
+        let cov = read_str(text).expect("valid");
+        let f = &cov.files["/x.c"];
+        assert_eq!(f.functions.len(), 2);
+        assert!(f
+            .functions
+            .iter()
+            .all(|g| g.start_line == 4 && g.end_line == 9));
+        assert_eq!(f.lines[&5].branches.len(), 1);
+        assert_eq!(
+            f.lines[&5].branches[0].taken,
+            Some(3),
+            "duplicate BRDA add up"
+        );
+    }
+
+    #[test]
+    fn several_test_names_become_captures() {
+        let text = "TN:one\nSF:/a.c\nDA:1,1\nDA:2,0\nend_of_record\n\
+                    TN:two\nSF:/a.c\nDA:1,4\nDA:2,2\nBRDA:2,0,0,-\nend_of_record\n\
+                    SF:/b.c\nDA:7,1\nend_of_record\n";
+        let cov = read_str(text).expect("valid");
+        assert_eq!(cov.captures, vec!["one".to_owned(), "two".to_owned()]);
+        let a = &cov.files["/a.c"];
+        assert_eq!(a.lines[&1].count, 5);
+        assert_eq!(a.lines[&1].by_capture, vec![1, 4]);
+        assert_eq!(a.lines[&2].by_capture, vec![0, 2]);
+        assert_eq!(a.lines[&2].branches[0].by_capture, vec![None, None]);
+        assert_eq!(cov.files["/b.c"].lines[&7].by_capture, vec![0, 1]);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases: &[(&str, u64, &str)] = &[
+            ("SF:/a\nDA:x,1\nend_of_record\n", 2, "not a number"),
+            ("DA:1,1\n", 1, "outside"),
+            ("SF:/a\nSF:/b\n", 2, "before end_of_record"),
+            ("SF:/a\nDA:1,1\n", 2, "missing end_of_record"),
+            ("SF:/a\nDA:1\nend_of_record\n", 2, "missing field"),
+            ("SF:/a\ngarbage line\n", 2, "not a tracefile line"),
+            (
+                "SF:/a\nFNA:3,1,f\nend_of_record\n",
+                2,
+                "unknown function leader",
+            ),
+            ("SF:/a\nBRDA:1,0,0\nend_of_record\n", 2, "missing field"),
+            ("end_of_record\n", 1, "outside"),
+            ("SF:/a\nLF:abc\nend_of_record\n", 2, "not a number"),
+        ];
+        for (text, line, what) in cases {
+            let err = read_str(text).expect_err(text);
+            assert_eq!(err.line, *line, "{text:?}: {err}");
+            let msg = err.to_string();
+            assert!(msg.starts_with("t.info:"), "{msg}");
+            assert!(msg.contains(what), "{text:?}: {msg}");
+        }
+        let err = read(&b"SF:/a\nDA:1,\xff\n"[..], Path::new("b.info"), "b").expect_err("bad utf8");
+        assert!(matches!(err.kind, LcovErrorKind::InvalidUtf8));
+    }
+
+    #[test]
+    fn unknown_future_keys_are_skipped() {
+        let cov = read_str("SF:/a\nXYZ:1,2\nDA:1,1\nend_of_record\n").expect("valid");
+        assert_eq!(cov.files["/a"].lines.len(), 1);
+    }
+
+    #[test]
+    fn write_v1_round_trips() {
+        let cov = read_str(SAMPLE).expect("valid");
+        let mut out = Vec::new();
+        write(&cov, &mut out, WriteOptions::default()).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("FN:10,helper\n"), "{text}");
+        assert!(text.contains("BRDA:4,0,2,1\n"), "no e prefix in V1: {text}");
+        assert!(text.contains("LF:3\nLH:2\nend_of_record\n"), "{text}");
+        assert!(text.contains("BRF:3\nBRH:2\n"), "{text}");
+        let back = read_str(&text).expect("re-read");
+        assert_eq!(back.summary(), cov.summary());
+        let (a, b) = (&cov.files["/src/a.c"], &back.files["/src/a.c"]);
+        for (l, lc) in &a.lines {
+            assert_eq!(b.lines[l].count, lc.count);
+        }
+    }
+
+    #[test]
+    fn write_v2_uses_leaders_and_prefixes() {
+        let cov = read_str(SAMPLE).expect("valid");
+        let mut out = Vec::new();
+        let opts = WriteOptions {
+            format: LcovFormat::V2,
+            per_capture: false,
+        };
+        write(&cov, &mut out, opts).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("FNL:1,10,15\nFNA:1,0,helper\n"), "{text}");
+        assert!(text.contains("BRDA:4,e0,2,1\n"), "{text}");
+        let back = read_str(&text).expect("re-read");
+        assert_eq!(back.summary(), cov.summary());
+        assert!(back.files["/src/a.c"].lines[&4].branches[2].throw);
+    }
+
+    #[test]
+    fn per_capture_sections_round_trip() {
+        let text = "TN:one\nSF:/a.c\nFN:1,f\nFNDA:1,f\nDA:1,1\nDA:2,0\nend_of_record\n\
+                    TN:two\nSF:/a.c\nFN:1,f\nFNDA:2,f\nDA:1,4\nDA:2,2\nend_of_record\n";
+        let mut cov = read_str(text).expect("valid");
+        cov.captures = vec!["machine-1".into(), "machine 2".into()];
+        let mut out = Vec::new();
+        let opts = WriteOptions {
+            format: LcovFormat::V1,
+            per_capture: true,
+        };
+        write(&cov, &mut out, opts).expect("write");
+        let written = String::from_utf8(out).expect("utf8");
+        assert!(written.contains("TN:machine_1\n"), "{written}");
+        assert!(written.contains("TN:machine_2\n"), "{written}");
+        let back = read_str(&written).expect("re-read");
+        assert_eq!(back.captures, vec!["machine_1", "machine_2"]);
+        assert_eq!(back.files["/a.c"].lines[&2].by_capture, vec![0, 2]);
+        assert_eq!(back.files["/a.c"].functions[0].by_capture, vec![1, 2]);
+    }
+
+    #[test]
+    fn test_names_are_sanitised_and_unique() {
+        let names = test_names(&["a-b".into(), "a_b".into(), "".into()]);
+        assert_eq!(names, vec!["a_b", "a_b_2", "_"]);
+    }
+}

@@ -1,0 +1,422 @@
+//! Merging coverages the way `lcov -a` adds tracefiles.
+//!
+//! [`merge`] is a pure fold: files are united, line (`DA`) and function
+//! (`FNDA`) counts are summed, branch `taken` values are summed with
+//! `-` + `-` = `-` and `-` + n = n, functions are matched by name and start
+//! line, and branches by (block, branch). Captures are matched by name: the
+//! result lists the first operand's captures, then the second operand's new
+//! ones, and every `by_capture` vector is re-aligned to that list.
+//!
+//! The counts are commutative and associative, so `merge` serves as the
+//! reduce step of a rayon `fold`/`reduce`; the *order* of capture names
+//! follows the operands, which rayon's (order-preserving) reduce keeps equal
+//! to the input order.
+//!
+//! This is *not* how captures of the same object combine: gcov line counts
+//! are not additive (`gcov-format.md` §9.2). Those go through the object
+//! solver with summed arc counters; this merge is for tracefiles, distinct
+//! objects, and per-object results.
+
+use std::collections::HashMap;
+
+use crate::model::{Branch, Coverage, FileCoverage, FunctionCoverage, LineCoverage};
+
+/// What overflowed while merging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MergeErrorKind {
+    /// A line count overflowed `i64`.
+    #[error("line {0}: count overflow")]
+    LineOverflow(u32),
+    /// A branch count overflowed `i64`.
+    #[error("line {0}: branch count overflow")]
+    BranchOverflow(u32),
+    /// A function count overflowed `i64`.
+    #[error("function at line {0}: count overflow")]
+    FunctionOverflow(u32),
+}
+
+/// A merge failure, naming the source file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("failed to merge counts of {file}: {kind}")]
+pub struct MergeError {
+    /// The source file whose counts overflowed.
+    pub file: String,
+    /// What overflowed.
+    #[source]
+    pub kind: MergeErrorKind,
+}
+
+/// A count that can be added and has a per-capture "nothing" value.
+trait Count: Copy {
+    const ZERO: Self;
+    fn add(self, other: Self) -> Option<Self>;
+}
+
+impl Count for i64 {
+    const ZERO: Self = 0;
+    fn add(self, other: Self) -> Option<Self> {
+        self.checked_add(other)
+    }
+}
+
+impl Count for Option<i64> {
+    const ZERO: Self = None;
+    fn add(self, other: Self) -> Option<Self> {
+        crate::lcov::add_taken(self, other)
+    }
+}
+
+/// Merges two coverages (`lcov -a` semantics); see the module docs.
+pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
+    if a.files.is_empty() && a.captures.is_empty() {
+        return Ok(b);
+    }
+    let n;
+    if a.captures != b.captures {
+        let mut names = a.captures.clone();
+        let map_b: Vec<usize> = b
+            .captures
+            .iter()
+            .map(|c| match names.iter().position(|x| x == c) {
+                Some(i) => i,
+                None => {
+                    names.push(c.clone());
+                    names.len() - 1
+                }
+            })
+            .collect();
+        n = names.len();
+        let map_a: Vec<usize> = (0..a.captures.len()).collect();
+        if n != a.captures.len() {
+            a.files = std::mem::take(&mut a.files)
+                .into_iter()
+                .map(|(p, f)| (p, remap_file(f, &map_a, n)))
+                .collect();
+        }
+        a.captures = names;
+        for (path, file) in b.files {
+            let file = remap_file(file, &map_b, n);
+            insert_file(&mut a, path, file, n)?;
+        }
+    } else {
+        n = a.captures.len();
+        for (path, file) in b.files {
+            insert_file(&mut a, path, file, n)?;
+        }
+    }
+    Ok(a)
+}
+
+fn insert_file(
+    a: &mut Coverage,
+    path: String,
+    file: FileCoverage,
+    n: usize,
+) -> Result<(), MergeError> {
+    match a.files.remove(&path) {
+        Some(prev) => {
+            let merged = merge_file(prev, file, n).map_err(|kind| MergeError {
+                file: path.clone(),
+                kind,
+            })?;
+            a.files.insert(path, merged);
+        }
+        None => {
+            a.files.insert(path, file);
+        }
+    }
+    Ok(())
+}
+
+/// Merges two files whose `by_capture` vectors both follow the same list of
+/// `n` captures (empty vectors count as all zero).
+pub fn merge_file(
+    mut a: FileCoverage,
+    b: FileCoverage,
+    n: usize,
+) -> Result<FileCoverage, MergeErrorKind> {
+    for (line_no, line) in b.lines {
+        match a.lines.get_mut(&line_no) {
+            Some(prev) => merge_line(prev, line, n, line_no)?,
+            None => {
+                a.lines.insert(line_no, line);
+            }
+        }
+    }
+    if !b.functions.is_empty() {
+        let mut index: HashMap<(String, u32), usize> = a
+            .functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ((f.name.clone(), f.start_line), i))
+            .collect();
+        for f in b.functions {
+            match index.get(&(f.name.clone(), f.start_line)).copied() {
+                Some(i) => {
+                    if let Some(prev) = a.functions.get_mut(i) {
+                        merge_function(prev, f, n)?;
+                    }
+                }
+                None => {
+                    index.insert((f.name.clone(), f.start_line), a.functions.len());
+                    a.functions.push(f);
+                }
+            }
+        }
+        a.functions.sort_by(|x, y| {
+            (x.start_line, x.start_column, &x.name).cmp(&(y.start_line, y.start_column, &y.name))
+        });
+    }
+    Ok(a)
+}
+
+fn add_vec<T: Count>(a: &mut Vec<T>, b: Vec<T>, n: usize) -> Option<()> {
+    if n == 0 {
+        a.clear();
+        return Some(());
+    }
+    a.resize(n, T::ZERO);
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.add(y)?;
+    }
+    Some(())
+}
+
+fn merge_line(
+    a: &mut LineCoverage,
+    b: LineCoverage,
+    n: usize,
+    line_no: u32,
+) -> Result<(), MergeErrorKind> {
+    a.count = a
+        .count
+        .checked_add(b.count)
+        .ok_or(MergeErrorKind::LineOverflow(line_no))?;
+    add_vec(&mut a.by_capture, b.by_capture, n).ok_or(MergeErrorKind::LineOverflow(line_no))?;
+    // Conservative: some block on the line never ran in one of the inputs.
+    a.unexecuted_block |= b.unexecuted_block;
+    if !b.branches.is_empty() {
+        for br in b.branches {
+            match a
+                .branches
+                .iter_mut()
+                .find(|x| x.block == br.block && x.branch == br.branch)
+            {
+                Some(prev) => {
+                    merge_branch(prev, br, n).ok_or(MergeErrorKind::BranchOverflow(line_no))?
+                }
+                None => a.branches.push(br),
+            }
+        }
+        a.branches.sort_by_key(|x| (x.block, x.branch));
+    }
+    Ok(())
+}
+
+fn merge_branch(a: &mut Branch, b: Branch, n: usize) -> Option<()> {
+    a.taken = crate::lcov::add_taken(a.taken, b.taken)?;
+    a.throw |= b.throw;
+    a.fallthrough |= b.fallthrough;
+    add_vec(&mut a.by_capture, b.by_capture, n)
+}
+
+fn merge_function(
+    a: &mut FunctionCoverage,
+    b: FunctionCoverage,
+    n: usize,
+) -> Result<(), MergeErrorKind> {
+    let err = MergeErrorKind::FunctionOverflow(a.start_line);
+    a.count = a.count.checked_add(b.count).ok_or(err)?;
+    add_vec(&mut a.by_capture, b.by_capture, n).ok_or(err)?;
+    if a.demangled == a.name || (b.demangled != b.name && b.demangled < a.demangled) {
+        a.demangled = b.demangled;
+    }
+    for (x, y) in [
+        (&mut a.start_column, b.start_column),
+        (&mut a.end_line, b.end_line),
+        (&mut a.end_column, b.end_column),
+    ] {
+        if *x == 0 || (y != 0 && y < *x) {
+            *x = y;
+        }
+    }
+    // Block counts of separate inputs cannot be united exactly; the larger
+    // one is a lower bound of the union.
+    a.blocks = a.blocks.max(b.blocks);
+    a.blocks_executed = a.blocks_executed.max(b.blocks_executed);
+    Ok(())
+}
+
+fn remap_vec<T: Count>(v: Vec<T>, map: &[usize], n: usize) -> Vec<T> {
+    if n == 0 {
+        return Vec::new();
+    }
+    if v.len() == n && map.len() == n && map.iter().enumerate().all(|(i, &j)| i == j) {
+        return v;
+    }
+    let mut out = vec![T::ZERO; n];
+    for (i, x) in v.into_iter().enumerate() {
+        if let Some(slot) = map.get(i).and_then(|&j| out.get_mut(j)) {
+            // Saturate: duplicates only arise from merged capture names.
+            *slot = slot.add(x).unwrap_or(*slot);
+        }
+    }
+    out
+}
+
+/// Re-indexes every `by_capture` vector of `file`: old index `i` moves to
+/// `map[i]` of a list of `n` captures (values landing on the same index add).
+fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
+    for line in file.lines.values_mut() {
+        line.by_capture = remap_vec(std::mem::take(&mut line.by_capture), map, n);
+        for b in &mut line.branches {
+            b.by_capture = remap_vec(std::mem::take(&mut b.by_capture), map, n);
+        }
+    }
+    for f in &mut file.functions {
+        f.by_capture = remap_vec(std::mem::take(&mut f.by_capture), map, n);
+    }
+    file
+}
+
+/// Unites captures that carry the same name (their per-capture counts add).
+pub fn dedup_captures(mut cov: Coverage) -> Coverage {
+    let mut names: Vec<String> = Vec::new();
+    let map: Vec<usize> = cov
+        .captures
+        .iter()
+        .map(|c| match names.iter().position(|x| x == c) {
+            Some(i) => i,
+            None => {
+                names.push(c.clone());
+                names.len() - 1
+            }
+        })
+        .collect();
+    if names.len() == cov.captures.len() {
+        return cov;
+    }
+    let n = names.len();
+    cov.files = std::mem::take(&mut cov.files)
+        .into_iter()
+        .map(|(p, f)| (p, remap_file(f, &map, n)))
+        .collect();
+    cov.captures = names;
+    cov
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn info(text: &str, name: &str) -> Coverage {
+        crate::lcov::read(text.as_bytes(), Path::new("t.info"), name).expect("valid tracefile")
+    }
+
+    const A: &str = "SF:/a.c\nFN:1,f\nFNDA:1,f\nBRDA:2,0,0,-\nBRDA:2,0,1,-\nBRDA:3,0,0,1\n\
+                     DA:1,1\nDA:2,0\nDA:3,5\nend_of_record\n";
+    const B: &str = "SF:/a.c\nFN:1,f\nFNDA:2,f\nFN:9,g\nFNDA:0,g\nBRDA:2,0,0,3\nBRDA:2,0,1,-\n\
+                     BRDA:3,0,0,-\nDA:1,2\nDA:2,3\nDA:9,0\nend_of_record\n\
+                     SF:/b.c\nDA:1,1\nend_of_record\n";
+
+    #[test]
+    fn lcov_add_semantics() {
+        let m = merge(info(A, "a"), info(B, "b")).expect("merge");
+        assert_eq!(m.captures, vec!["a", "b"]);
+        let f = &m.files["/a.c"];
+        assert_eq!(f.lines[&1].count, 3);
+        assert_eq!(f.lines[&1].by_capture, vec![1, 2]);
+        assert_eq!(f.lines[&2].count, 3);
+        assert_eq!(f.lines[&9].by_capture, vec![0, 0]);
+        let br = &f.lines[&2].branches;
+        assert_eq!(br[0].taken, Some(3), "- + 3 = 3");
+        assert_eq!(br[1].taken, None, "- + - = -");
+        assert_eq!(br[0].by_capture, vec![None, Some(3)]);
+        assert_eq!(f.lines[&3].branches[0].taken, Some(1));
+        assert_eq!(f.functions.len(), 2);
+        assert_eq!(f.functions[0].count, 3);
+        assert_eq!(f.functions[0].by_capture, vec![1, 2]);
+        assert_eq!(m.files["/b.c"].lines[&1].by_capture, vec![0, 1]);
+    }
+
+    fn normalized(mut c: Coverage) -> Coverage {
+        // Put captures in name order so that operand order does not matter.
+        let mut order: Vec<usize> = (0..c.captures.len()).collect();
+        order.sort_by(|&x, &y| c.captures[x].cmp(&c.captures[y]));
+        let mut map = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            map[old] = new;
+        }
+        let n = order.len();
+        c.files = c
+            .files
+            .into_iter()
+            .map(|(p, f)| (p, remap_file(f, &map, n)))
+            .collect();
+        c.captures.sort();
+        c
+    }
+
+    #[test]
+    fn commutative_and_associative() {
+        let c = "TN:z\nSF:/a.c\nDA:3,1\nBRDA:3,0,0,0\nend_of_record\nTN:a\nSF:/c.c\nDA:1,1\nend_of_record\n";
+        let (a, b, c) = (info(A, "a"), info(B, "b"), info(c, "c"));
+        let ab = merge(a.clone(), b.clone()).expect("ab");
+        let ba = merge(b.clone(), a.clone()).expect("ba");
+        assert_eq!(normalized(ab.clone()), normalized(ba));
+        let ab_c = merge(ab, c.clone()).expect("ab_c");
+        let bc = merge(b, c).expect("bc");
+        let a_bc = merge(a, bc).expect("a_bc");
+        assert_eq!(ab_c, a_bc);
+        assert_eq!(ab_c.captures, vec!["a", "b", "z"], "name 'a' matched");
+    }
+
+    #[test]
+    fn same_captures_fast_path_and_identity() {
+        let a = info(A, "x");
+        let m = merge(Coverage::default(), a.clone()).expect("identity");
+        assert_eq!(m, a);
+        let m = merge(a.clone(), a.clone()).expect("self");
+        assert_eq!(m.captures, vec!["x"]);
+        assert_eq!(m.files["/a.c"].lines[&3].count, 10);
+        assert_eq!(m.files["/a.c"].lines[&3].by_capture, vec![10]);
+    }
+
+    #[test]
+    fn works_as_rayon_reduce() {
+        use rayon::prelude::*;
+        let inputs: Vec<Coverage> = (0..20)
+            .map(|i| info(if i % 2 == 0 { A } else { B }, &format!("c{i}")))
+            .collect();
+        let seq = inputs
+            .iter()
+            .cloned()
+            .try_fold(Coverage::default(), merge)
+            .expect("seq");
+        let par = inputs
+            .into_par_iter()
+            .map(Ok)
+            .try_reduce(Coverage::default, merge)
+            .expect("par");
+        assert_eq!(seq, par);
+        assert_eq!(seq.files["/a.c"].lines[&1].count, 10 + 20);
+    }
+
+    #[test]
+    fn overflow_is_an_error_naming_the_file() {
+        let big = format!("SF:/a.c\nDA:1,{}\nend_of_record\n", i64::MAX);
+        let err = merge(info(&big, "a"), info(&big, "b")).expect_err("overflow");
+        assert_eq!(err.file, "/a.c");
+        assert_eq!(err.kind, MergeErrorKind::LineOverflow(1));
+    }
+
+    #[test]
+    fn dedup_unites_same_names() {
+        let text = "TN:\nSF:/a.c\nDA:1,1\nend_of_record\nTN:x\nSF:/a.c\nDA:1,2\nend_of_record\n";
+        let cov = info(text, "x");
+        assert_eq!(cov.captures, vec!["x"]);
+        assert_eq!(cov.files["/a.c"].lines[&1].by_capture, vec![3]);
+    }
+}
