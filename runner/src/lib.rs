@@ -9,3 +9,4 @@ pub mod accel;
 pub mod machine;
 pub mod process;
 pub mod rundir;
+pub mod spec;
