@@ -18,6 +18,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod json;
 pub mod lcov;
 pub mod merge;
 pub mod model;
+pub mod paths;
