@@ -32,10 +32,11 @@ pub struct Pulled {
 /// What a flush did to the machine's processes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlushReport {
-    /// Services that exited after SIGTERM (their gcov data is written).
+    /// Services whose gcov data is written: they exited (after SIGTERM) or
+    /// acknowledged a signal-driven dump.
     pub stopped: Vec<String>,
-    /// Services still running after the grace period: their counts are
-    /// missing from the capture.
+    /// Services that neither exited nor acknowledged within the grace
+    /// period: their counts are missing from the capture.
     pub survivors: Vec<String>,
 }
 
@@ -272,20 +273,61 @@ i=0; while [ $i -lt {tenths} ]; do any=0; while read -r _ n p; do alive "$p" && 
 while read -r _ n p; do if alive "$p"; then echo "ALIVE $n"; else echo "DONE $n"; fi; done < "$t"; rm -f "$t""#
         );
         let out = self.run(&cmd)?;
-        let mut report = FlushReport::default();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if let Some(n) = line.strip_prefix("DONE ") {
-                report.stopped.push(n.to_string());
-            } else if let Some(n) = line.strip_prefix("ALIVE ") {
-                report.survivors.push(n.to_string());
-            }
+        Ok(parse_flush(&out.stdout))
+    }
+
+    /// Makes the processes named by the pid files matching `pidfiles` write
+    /// their gcov data *without stopping them*: sends `signal` (a `kill`
+    /// signal name such as `USR2`) and waits up to `grace` for each to
+    /// acknowledge a completed dump. Needs `collector/flush/covnet_flush.c`
+    /// ([`FLUSH_C_SOURCE`]) linked into the programs; the root must be their
+    /// `GCOV_PREFIX`, where the acknowledgements are written.
+    pub fn signal_flush(
+        &self,
+        pidfiles: &str,
+        signal: &str,
+        grace: Duration,
+    ) -> Result<FlushReport, CollectError> {
+        if !signal
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+        {
+            return Err(self.error(CollectErrorKind::Listing {
+                line: format!("bad signal name `{signal}`"),
+            }));
         }
-        Ok(report)
+        let tenths = grace.as_millis().div_ceil(100).max(1);
+        let cmd = format!(
+            r#"ack() {{ cat {root}/.covnet-flush-"$1" 2>/dev/null || echo 0; }}; \
+t=$(mktemp) || exit 1; for f in {pidfiles}; do [ -f "$f" ] || continue; n=$(basename "$f" .pid); p=$(cat "$f"); echo "P $n $p $(ack "$p")"; kill -{signal} "$p" 2>/dev/null; done > "$t"; \
+i=0; while [ $i -lt {tenths} ]; do any=0; while read -r _ n p old; do [ -d "/proc/$p" ] && [ "$(ack "$p")" = "$old" ] && any=1; done < "$t"; [ $any = 0 ] && break; sleep 0.1; i=$((i+1)); done; \
+while read -r _ n p old; do if [ "$(ack "$p")" != "$old" ] || [ ! -d "/proc/$p" ]; then echo "DONE $n"; else echo "ALIVE $n"; fi; done < "$t"; rm -f "$t""#,
+            root = quote(&self.root)
+        );
+        let out = self.run(&cmd)?;
+        Ok(parse_flush(&out.stdout))
     }
 }
 
 /// Exit status the shell commands use for "the root directory is missing".
 const NO_ROOT_STATUS: i32 = 97;
+
+/// The C source of the signal-driven flush (`collector/flush/covnet_flush.c`)
+/// to link into long-running services.
+pub const FLUSH_C_SOURCE: &str = include_str!("../flush/covnet_flush.c");
+
+/// Reads the `DONE name` / `ALIVE name` lines the flush scripts print.
+fn parse_flush(stdout: &[u8]) -> FlushReport {
+    let mut report = FlushReport::default();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        if let Some(n) = line.strip_prefix("DONE ") {
+            report.stopped.push(n.to_string());
+        } else if let Some(n) = line.strip_prefix("ALIVE ") {
+            report.survivors.push(n.to_string());
+        }
+    }
+    report
+}
 
 fn normalize(path: &str) -> String {
     let mut p = path;

@@ -23,7 +23,9 @@ pub mod shell;
 pub mod ssh;
 pub mod tar;
 
-pub use collect::{CollectError, CollectErrorKind, Collector, FlushReport, Pulled, RemoteFile};
+pub use collect::{
+    CollectError, CollectErrorKind, Collector, FlushReport, Pulled, RemoteFile, FLUSH_C_SOURCE,
+};
 pub use local::LocalShell;
 pub use shell::{Output, Shell, ShellError};
 pub use ssh::SshShell;
