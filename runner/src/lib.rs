@@ -6,6 +6,9 @@
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod driver;
+pub mod events;
+pub mod junit;
 pub mod machine;
 pub mod process;
 pub mod rundir;

@@ -1,0 +1,887 @@
+//! The test operations on one machine, as a Rust API.
+//!
+//! A [`Node`] wraps a [`Machine`] with what a test needs: `succeed`,
+//! `fail`, `execute`, waits that poll until a deadline (`wait_until_succeeds`,
+//! `wait_for_service`, `wait_for_open_port`, ...), file copies, link
+//! control. Rhai scripts (the `script` module) call exactly these methods;
+//! `cargo test` users call them directly. Every failure is a [`StepError`]
+//! naming the machine, the step and the command, with the command's exit
+//! status and output and the machine's last console lines.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::events::{EventSender, RunEvent};
+use crate::machine::{Machine, MachineError, Output, ERROR_CONSOLE_LINES};
+use crate::spec::Ready;
+
+/// Default timeout of the `wait_*` operations when the caller gives none.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default timeout of a graceful shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// First pause between two attempts of a polling wait; doubles up to
+/// [`POLL_INTERVAL_MAX`].
+pub const POLL_INTERVAL_START: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts of a polling wait.
+pub const POLL_INTERVAL_MAX: Duration = Duration::from_millis(800);
+/// How much of a command's output a failure report shows, per stream.
+const REPORT_OUTPUT_BYTES: usize = 4096;
+
+/// Timeouts used when an operation is not given one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// One command (`succeed`, `fail`, `execute`).
+    pub command: Duration,
+    /// A polling wait (`wait_until_succeeds`, `wait_for_*`).
+    pub wait: Duration,
+    /// A graceful shutdown.
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command: crate::spec::DEFAULT_COMMAND_TIMEOUT,
+            wait: DEFAULT_WAIT_TIMEOUT,
+            shutdown: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// A line and column in a test script (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptPosition {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for ScriptPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// A service the spec declares on a machine, as `wait_for_service` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCheck {
+    /// Service name; its pid is in `/run/covnet/<name>.pid`, its log in
+    /// `/var/log/<name>.log`.
+    pub name: String,
+    /// How to tell it is ready, beyond running.
+    pub ready: Option<Ready>,
+}
+
+/// What a failed step was expecting from its command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// Exit status 0.
+    Success,
+    /// A non-zero exit status.
+    Failure,
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepErrorKind {
+    /// The command's exit status was not what the step expected.
+    #[error("{}", match expected {
+        Expected::Success => format!("command exited with status {}", output.status),
+        Expected::Failure => "command succeeded but was expected to fail".to_owned(),
+    })]
+    Status {
+        /// What the step expected.
+        expected: Expected,
+        /// The command's status and output.
+        output: Output,
+    },
+    /// A polling wait gave up.
+    #[error("timed out after {}s waiting for {what}", timeout.as_secs_f64())]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// The timeout.
+        timeout: Duration,
+        /// The last attempt's output, if the wait ran a command.
+        last: Option<Output>,
+    },
+    /// The machine backend failed (boot, channel, command timeout, ...).
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// A host-side file operation failed.
+    #[error("failed to {what} {}", path.display())]
+    Host {
+        /// What was being done, a "failed to ..." fragment.
+        what: &'static str,
+        /// The host path.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// `wait_for_service` named a service the spec does not declare.
+    #[error("machine has no service `{name}` (the spec declares: {})\n  (hint: add it under [[machines.<name>.services]])", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownService {
+        /// The name asked for.
+        name: String,
+        /// The services the machine has.
+        known: Vec<String>,
+    },
+    /// A service's process is gone.
+    #[error("service `{name}` is not running (its pid file exists but the process is gone); its log ends:\n{log}")]
+    ServiceDied {
+        /// The service.
+        name: String,
+        /// Last lines of `/var/log/<name>.log`.
+        log: String,
+    },
+    /// A timeout string that is not a duration.
+    #[error("invalid timeout `{value}` (expected seconds or a duration like \"30s\", \"2m\")")]
+    BadTimeout {
+        /// The value given.
+        value: String,
+    },
+    /// The run was interrupted (Ctrl-C, test timeout) while the step ran.
+    #[error("interrupted: {reason}")]
+    Interrupted {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A failed test step: which machine, which step, why, and where in the
+/// script.
+#[derive(Debug)]
+pub struct StepError {
+    /// The machine, if the step ran on one.
+    pub machine: Option<String>,
+    /// The step, e.g. ``succeed(`wget http://server/`)``.
+    pub step: String,
+    /// Why it failed.
+    pub kind: StepErrorKind,
+    /// The machine's last console lines when the step failed (empty when
+    /// the kind already carries them).
+    pub console: Vec<String>,
+    /// Where in the test script, when run from a script.
+    pub position: Option<ScriptPosition>,
+}
+
+impl StepError {
+    /// True when the failure is the infrastructure's (a process that did not
+    /// spawn, a broken control channel, host I/O), not the test's.
+    pub fn is_infrastructure(&self) -> bool {
+        match &self.kind {
+            StepErrorKind::Machine(e) => matches!(
+                e,
+                MachineError::Spawn { .. }
+                    | MachineError::Io { .. }
+                    | MachineError::Channel { .. }
+                    | MachineError::Stop { .. }
+                    | MachineError::Link { .. }
+            ),
+            StepErrorKind::Interrupted { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// One line: machine, step and reason, without outputs.
+    pub fn summary(&self) -> String {
+        let who = self
+            .machine
+            .as_deref()
+            .map(|m| format!("machine `{m}`: "))
+            .unwrap_or_default();
+        let at = self
+            .position
+            .map(|p| format!(" (script {p})"))
+            .unwrap_or_default();
+        let first = self.kind.to_string();
+        let first = first.lines().next().unwrap_or("").to_owned();
+        format!("{who}{}{at}: {first}", self.step)
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(m) = &self.machine {
+            write!(f, "machine `{m}`: ")?;
+        }
+        write!(f, "{} failed", self.step)?;
+        if let Some(p) = self.position {
+            write!(f, " at script {p}")?;
+        }
+        match &self.kind {
+            StepErrorKind::Status { output, .. } => {
+                write!(f, ": {}", self.kind)?;
+                write_output(f, output)?;
+            }
+            StepErrorKind::Timeout {
+                last: Some(output), ..
+            } => {
+                write!(f, ": {}", self.kind)?;
+                write!(f, "\n  last attempt exited with status {}", output.status)?;
+                write_output(f, output)?;
+            }
+            StepErrorKind::Machine(e) => {
+                // The machine error names the machine itself; keep the rest.
+                let text = e.to_string();
+                let prefix = format!("machine `{}`: ", e.machine());
+                write!(f, ": {}", text.strip_prefix(&prefix).unwrap_or(&text))?;
+            }
+            kind => write!(f, ": {kind}")?,
+        }
+        if !self.console.is_empty() {
+            f.write_str("\n  last console lines:")?;
+            for line in &self.console {
+                write!(f, "\n  | {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StepError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            StepErrorKind::Machine(e) => Some(e),
+            StepErrorKind::Host { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn write_output(f: &mut fmt::Formatter<'_>, output: &Output) -> fmt::Result {
+    for (name, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        if bytes.is_empty() {
+            write!(f, "\n  {name}: (empty)")?;
+            continue;
+        }
+        let shown = bytes.len().min(REPORT_OUTPUT_BYTES);
+        let start = bytes.len() - shown;
+        let text = String::from_utf8_lossy(bytes.get(start..).unwrap_or(&[]));
+        write!(f, "\n  {name}:")?;
+        if start > 0 {
+            write!(f, "\n  | ... ({start} bytes before)")?;
+        }
+        for line in text.trim_end_matches('\n').lines() {
+            write!(f, "\n  | {line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Shared state of a run that every node sees: events, timeouts, the
+/// interruption flag and the directories host paths are relative to.
+#[derive(Debug)]
+pub struct RunContext {
+    /// Where events go.
+    pub events: EventSender,
+    /// Default timeouts.
+    pub timeouts: Timeouts,
+    /// Relative host paths given to `copy_to_vm` are resolved against this
+    /// directory (the spec's).
+    pub input_dir: PathBuf,
+    /// Relative host paths given to `copy_from_vm` are resolved against
+    /// this directory (the run's output directory).
+    pub output_dir: PathBuf,
+    interrupted: AtomicBool,
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl RunContext {
+    /// A context with the given events, timeouts and directories.
+    pub fn new(
+        events: EventSender,
+        timeouts: Timeouts,
+        input_dir: PathBuf,
+        output_dir: PathBuf,
+    ) -> Self {
+        RunContext {
+            events,
+            timeouts,
+            input_dir,
+            output_dir,
+            interrupted: AtomicBool::new(false),
+            reason: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Marks the run interrupted: every step still to come, and every
+    /// polling wait on its next pass, fails with `reason`.
+    pub fn interrupt(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert_with(|| reason.to_owned());
+        }
+        self.interrupted.store(true, Ordering::SeqCst);
+    }
+
+    /// Why the run was interrupted, if it was.
+    pub fn interrupted(&self) -> Option<String> {
+        if !self.interrupted.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.reason
+                .lock()
+                .ok()
+                .and_then(|r| r.clone())
+                .unwrap_or_else(|| "interrupted".to_owned()),
+        )
+    }
+
+    /// Sleeps `d`, waking early (with an error) if the run is interrupted.
+    pub fn sleep(&self, d: Duration) -> Result<(), StepErrorKind> {
+        let deadline = Instant::now() + d;
+        loop {
+            if let Some(reason) = self.interrupted() {
+                return Err(StepErrorKind::Interrupted { reason });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// One machine of a running test network, with the test operations.
+/// Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Node {
+    machine: Arc<dyn Machine>,
+    services: Arc<[ServiceCheck]>,
+    ctx: Arc<RunContext>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.machine.name())
+            .field("services", &self.services)
+            .finish()
+    }
+}
+
+enum Attempt<T> {
+    Done(T),
+    NotYet(Option<Output>),
+}
+
+impl Node {
+    /// A node driving `machine`, whose spec declares `services`.
+    pub fn new(
+        machine: Arc<dyn Machine>,
+        services: Vec<ServiceCheck>,
+        ctx: Arc<RunContext>,
+    ) -> Self {
+        Node {
+            machine,
+            services: services.into(),
+            ctx,
+        }
+    }
+
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        self.machine.name()
+    }
+
+    /// The underlying machine.
+    pub fn machine(&self) -> &Arc<dyn Machine> {
+        &self.machine
+    }
+
+    /// The run context shared by all nodes.
+    pub fn context(&self) -> &Arc<RunContext> {
+        &self.ctx
+    }
+
+    /// True while the machine runs.
+    pub fn is_running(&self) -> bool {
+        self.machine.is_running()
+    }
+
+    fn error(&self, step: &str, kind: StepErrorKind) -> StepError {
+        let carries_console = matches!(
+            &kind,
+            StepErrorKind::Machine(
+                MachineError::BootTimeout { .. }
+                    | MachineError::Exited { .. }
+                    | MachineError::CommandTimeout { .. }
+                    | MachineError::WaitTimeout { .. }
+            )
+        );
+        StepError {
+            machine: Some(self.name().to_owned()),
+            step: step.to_owned(),
+            console: if carries_console {
+                Vec::new()
+            } else {
+                self.machine.console_lines(ERROR_CONSOLE_LINES)
+            },
+            kind,
+            position: None,
+        }
+    }
+
+    /// Runs one step with start/end events and the interruption check.
+    fn step<T>(
+        &self,
+        what: String,
+        f: impl FnOnce() -> Result<T, StepErrorKind>,
+    ) -> Result<T, StepError> {
+        let started = Instant::now();
+        let machine = Some(self.name().to_owned());
+        self.ctx.events.send(RunEvent::StepStart {
+            machine: machine.clone(),
+            what: what.clone(),
+        });
+        let result = match self.ctx.interrupted() {
+            Some(reason) => Err(StepErrorKind::Interrupted { reason }),
+            None => f(),
+        };
+        let result = result.map_err(|kind| self.error(&what, kind));
+        self.ctx.events.send(RunEvent::StepEnd {
+            machine,
+            what,
+            result: match &result {
+                Ok(_) => Ok(started.elapsed()),
+                Err(e) => Err(e.kind.to_string().lines().next().unwrap_or("").to_owned()),
+            },
+        });
+        result
+    }
+
+    /// Boots the machine and waits for its control shell.
+    pub fn start(&self) -> Result<(), StepError> {
+        self.step("start()".to_owned(), || Ok(self.machine.start()?))
+    }
+
+    /// Runs `cmd` (default command timeout) and returns its status and output.
+    pub fn execute(&self, cmd: &str) -> Result<Output, StepError> {
+        self.execute_within(cmd, self.ctx.timeouts.command)
+    }
+
+    /// Runs `cmd` with `timeout` and returns its status and output.
+    pub fn execute_within(&self, cmd: &str, timeout: Duration) -> Result<Output, StepError> {
+        self.step(format!("execute(`{cmd}`)"), || {
+            Ok(self.machine.execute(cmd, timeout)?)
+        })
+    }
+
+    /// Runs `cmd`; fails unless it exits 0. Returns its standard output.
+    pub fn succeed(&self, cmd: &str) -> Result<String, StepError> {
+        self.succeed_within(cmd, self.ctx.timeouts.command)
+    }
+
+    /// [`Node::succeed`] with an explicit timeout.
+    pub fn succeed_within(&self, cmd: &str, timeout: Duration) -> Result<String, StepError> {
+        self.step(format!("succeed(`{cmd}`)"), || {
+            let output = self.machine.execute(cmd, timeout)?;
+            if output.success() {
+                Ok(output.stdout_lossy())
+            } else {
+                Err(StepErrorKind::Status {
+                    expected: Expected::Success,
+                    output,
+                })
+            }
+        })
+    }
+
+    /// Runs `cmd`; fails if it exits 0. Returns its standard error.
+    pub fn fail(&self, cmd: &str) -> Result<String, StepError> {
+        self.fail_within(cmd, self.ctx.timeouts.command)
+    }
+
+    /// [`Node::fail`] with an explicit timeout.
+    pub fn fail_within(&self, cmd: &str, timeout: Duration) -> Result<String, StepError> {
+        self.step(format!("fail(`{cmd}`)"), || {
+            let output = self.machine.execute(cmd, timeout)?;
+            if output.success() {
+                Err(StepErrorKind::Status {
+                    expected: Expected::Failure,
+                    output,
+                })
+            } else {
+                Ok(output.stderr_lossy())
+            }
+        })
+    }
+
+    /// Polls `attempt` until it is done, the deadline passes, the machine
+    /// stops or the run is interrupted.
+    fn poll<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut attempt: impl FnMut(Duration) -> Result<Attempt<T>, StepErrorKind>,
+    ) -> Result<T, StepErrorKind> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = POLL_INTERVAL_START;
+        let mut last = None;
+        loop {
+            if let Some(reason) = self.ctx.interrupted() {
+                return Err(StepErrorKind::Interrupted { reason });
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(StepErrorKind::Timeout {
+                    what: what.to_owned(),
+                    timeout,
+                    last,
+                });
+            }
+            let per_attempt = remaining.min(self.ctx.timeouts.command);
+            match attempt(per_attempt) {
+                Ok(Attempt::Done(v)) => return Ok(v),
+                Ok(Attempt::NotYet(output)) => last = output.or(last),
+                // A hung attempt (e.g. a request to a blocked peer) is
+                // just one more "not yet" while time remains.
+                Err(StepErrorKind::Machine(MachineError::CommandTimeout { .. }))
+                    if Instant::now() < deadline => {}
+                Err(e) => return Err(e),
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            self.ctx.sleep(pause.min(remaining))?;
+            pause = (pause * 2).min(POLL_INTERVAL_MAX);
+        }
+    }
+
+    /// Runs `cmd` once per attempt until it exits 0; returns its stdout.
+    pub fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String, StepError> {
+        self.step(format!("wait_until_succeeds(`{cmd}`)"), || {
+            self.poll(&format!("`{cmd}` to succeed"), timeout, |t| {
+                let out = self.machine.execute(cmd, t)?;
+                Ok(if out.success() {
+                    Attempt::Done(out.stdout_lossy())
+                } else {
+                    Attempt::NotYet(Some(out))
+                })
+            })
+        })
+    }
+
+    /// Runs `cmd` once per attempt until it exits non-zero; returns its stderr.
+    pub fn wait_until_fails(&self, cmd: &str, timeout: Duration) -> Result<String, StepError> {
+        self.step(format!("wait_until_fails(`{cmd}`)"), || {
+            self.poll(&format!("`{cmd}` to fail"), timeout, |t| {
+                let out = self.machine.execute(cmd, t)?;
+                Ok(if out.success() {
+                    Attempt::NotYet(Some(out))
+                } else {
+                    Attempt::Done(out.stderr_lossy())
+                })
+            })
+        })
+    }
+
+    /// Waits until something listens on TCP `port` in the guest.
+    pub fn wait_for_open_port(&self, port: u16, timeout: Duration) -> Result<(), StepError> {
+        self.step(format!("wait_for_open_port({port})"), || {
+            self.wait_port(port, timeout)
+        })
+    }
+
+    fn wait_port(&self, port: u16, timeout: Duration) -> Result<(), StepErrorKind> {
+        let cmd = port_listening_command(port);
+        self.poll(&format!("TCP port {port} to listen"), timeout, |t| {
+            let out = self.machine.execute(&cmd, t)?;
+            Ok(if out.success() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(None)
+            })
+        })
+    }
+
+    /// Waits until `path` exists in the guest.
+    pub fn wait_for_file(&self, path: &str, timeout: Duration) -> Result<(), StepError> {
+        self.step(format!("wait_for_file(`{path}`)"), || {
+            self.wait_file(path, timeout)
+        })
+    }
+
+    fn wait_file(&self, path: &str, timeout: Duration) -> Result<(), StepErrorKind> {
+        let cmd = format!("test -e {}", shell_quote(path));
+        self.poll(&format!("file {path} to exist"), timeout, |t| {
+            let out = self.machine.execute(&cmd, t)?;
+            Ok(if out.success() {
+                Attempt::Done(())
+            } else {
+                Attempt::NotYet(None)
+            })
+        })
+    }
+
+    /// Waits until a console line matches `pattern` (regex or plain text).
+    pub fn wait_for_console_text(&self, pattern: &str, timeout: Duration) -> Result<(), StepError> {
+        self.step(format!("wait_for_console_text(`{pattern}`)"), || {
+            Ok(self.machine.wait_for_console_text(pattern, timeout)?)
+        })
+    }
+
+    /// Waits until the spec's service `name` runs and, if the spec says how
+    /// to tell, is ready (port open, file present, command succeeding).
+    /// Fails at once when the service's process has died.
+    pub fn wait_for_service(&self, name: &str, timeout: Duration) -> Result<(), StepError> {
+        self.step(format!("wait_for_service(`{name}`)"), || {
+            let Some(service) = self.services.iter().find(|s| s.name == name) else {
+                return Err(StepErrorKind::UnknownService {
+                    name: name.to_owned(),
+                    known: self.services.iter().map(|s| s.name.clone()).collect(),
+                });
+            };
+            let deadline = Instant::now() + timeout;
+            let cmd = service_state_command(name);
+            self.poll(&format!("service `{name}` to run"), timeout, |t| {
+                let out = self.machine.execute(&cmd, t)?;
+                match out.status {
+                    0 => Ok(Attempt::Done(())),
+                    3 => Err(StepErrorKind::ServiceDied {
+                        name: name.to_owned(),
+                        log: out.stdout_lossy(),
+                    }),
+                    _ => Ok(Attempt::NotYet(Some(out))),
+                }
+            })?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match &service.ready {
+                None => Ok(()),
+                Some(Ready::Port(port)) => self.wait_port(port.get(), remaining),
+                Some(Ready::File(path)) => self.wait_file(path, remaining),
+                Some(Ready::Command(cmd)) => {
+                    self.poll(&format!("`{cmd}` to succeed"), remaining, |t| {
+                        let out = self.machine.execute(cmd, t)?;
+                        Ok(if out.success() {
+                            Attempt::Done(())
+                        } else {
+                            Attempt::NotYet(Some(out))
+                        })
+                    })
+                }
+            }
+        })
+    }
+
+    /// Copies guest file `guest` to host path `host` (relative paths land
+    /// in the run's output directory; parents are created). Returns the
+    /// host path written.
+    pub fn copy_from_vm(&self, guest: &str, host: &str) -> Result<PathBuf, StepError> {
+        self.step(format!("copy_from_vm(`{guest}`)"), || {
+            let data = self.machine.copy_from(guest)?;
+            let host = if host.is_empty() {
+                let base = Path::new(guest)
+                    .file_name()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("copied"));
+                self.ctx.output_dir.join(self.name()).join(base)
+            } else {
+                self.ctx.output_dir.join(host)
+            };
+            if let Some(parent) = host.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| StepErrorKind::Host {
+                    what: "create directory",
+                    path: parent.to_owned(),
+                    source,
+                })?;
+            }
+            std::fs::write(&host, data).map_err(|source| StepErrorKind::Host {
+                what: "write",
+                path: host.clone(),
+                source,
+            })?;
+            Ok(host)
+        })
+    }
+
+    /// Copies host file `host` (relative to the spec's directory) to guest
+    /// path `guest`, keeping its permission bits.
+    pub fn copy_to_vm(&self, host: &str, guest: &str) -> Result<(), StepError> {
+        self.step(format!("copy_to_vm(`{host}`, `{guest}`)"), || {
+            use std::os::unix::fs::PermissionsExt;
+            let path = self.ctx.input_dir.join(host);
+            let read = |source| StepErrorKind::Host {
+                what: "read",
+                path: path.clone(),
+                source,
+            };
+            let mode = std::fs::metadata(&path).map_err(read)?.permissions().mode() & 0o7777;
+            let data = std::fs::read(&path).map_err(read)?;
+            Ok(self.machine.copy_to(&data, guest, mode)?)
+        })
+    }
+
+    /// Shuts the machine down gracefully.
+    pub fn shutdown(&self) -> Result<(), StepError> {
+        self.step("shutdown()".to_owned(), || {
+            Ok(self.machine.shutdown(self.ctx.timeouts.shutdown)?)
+        })
+    }
+
+    /// Kills the machine without warning.
+    pub fn crash(&self) -> Result<(), StepError> {
+        self.step("crash()".to_owned(), || Ok(self.machine.crash()?))
+    }
+
+    /// Takes the machine's network links down.
+    pub fn block(&self) -> Result<(), StepError> {
+        self.step("block()".to_owned(), || Ok(self.machine.set_link(false)?))
+    }
+
+    /// Brings the machine's network links back up.
+    pub fn unblock(&self) -> Result<(), StepError> {
+        self.step("unblock()".to_owned(), || {
+            Ok(self.machine.set_link(true)?)
+        })
+    }
+}
+
+/// Quotes `s` for a POSIX shell (single quotes).
+pub fn shell_quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            q.push_str("'\\''");
+        } else {
+            q.push(c);
+        }
+    }
+    q.push('\'');
+    q
+}
+
+/// A guest shell command exiting 0 when a TCP socket listens on `port`
+/// (IPv4 or IPv6), read from `/proc/net/tcp*` so it needs no `nc`/`ss`.
+pub fn port_listening_command(port: u16) -> String {
+    format!(
+        "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | \
+         awk 'BEGIN {{ f = 1 }} $4 == \"0A\" {{ n = split($2, a, \":\"); if (toupper(a[n]) == \"{port:04X}\") f = 0 }} END {{ exit f }}'"
+    )
+}
+
+/// A guest shell command telling a service's state by its exit status:
+/// 0 running, 1 not started yet (no pid file), 3 dead (the log's tail is
+/// printed).
+pub fn service_state_command(name: &str) -> String {
+    let pid = shell_quote(&format!("/run/covnet/{name}.pid"));
+    let log = shell_quote(&format!("/var/log/{name}.log"));
+    format!(
+        "test -s {pid} || exit 1; \
+         kill -0 \"$(cat {pid})\" 2>/dev/null && exit 0; \
+         tail -n 20 {log} 2>/dev/null; exit 3"
+    )
+}
+
+/// Parses a script timeout: seconds (integer or decimal) or a humantime
+/// duration string (`"30s"`, `"2m 30s"`).
+pub fn parse_timeout(value: &str) -> Result<Duration, StepErrorKind> {
+    let v = value.trim();
+    let bad = || StepErrorKind::BadTimeout {
+        value: value.to_owned(),
+    };
+    if let Ok(secs) = v.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    humantime::parse_duration(v).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn sh(cmd: &str) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .expect("run sh")
+    }
+
+    #[test]
+    fn quoting_survives_the_shell() {
+        for s in ["plain", "it's", "a b", "$HOME `x` \"q\"", ""] {
+            let out = sh(&format!("printf %s {}", shell_quote(s)));
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
+
+    #[test]
+    fn port_command_sees_a_real_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(sh(&port_listening_command(port)).status.success());
+        drop(listener);
+        assert!(!sh(&port_listening_command(port)).status.success());
+    }
+
+    #[test]
+    fn service_state_distinguishes_missing_running_dead() {
+        // The command uses absolute guest paths; check its logic by
+        // rewriting them into a temp dir.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let cmd = service_state_command("web")
+            .replace("/run/covnet", &d)
+            .replace("/var/log", &d);
+        assert_eq!(sh(&cmd).status.code(), Some(1));
+        std::fs::write(dir.path().join("web.pid"), std::process::id().to_string()).expect("pid");
+        assert_eq!(sh(&cmd).status.code(), Some(0));
+        std::fs::write(dir.path().join("web.pid"), "999999999").expect("pid");
+        std::fs::write(dir.path().join("web.log"), "bind: address in use\n").expect("log");
+        let out = sh(&cmd);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "bind: address in use\n"
+        );
+    }
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_timeout("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("1.5").ok(), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_timeout("2m").ok(), Some(Duration::from_secs(120)));
+        assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("-1").is_err());
+    }
+
+    #[test]
+    fn status_failure_report_has_everything() {
+        let err = StepError {
+            machine: Some("client".into()),
+            step: "succeed(`wget http://server/`)".into(),
+            kind: StepErrorKind::Status {
+                expected: Expected::Success,
+                output: Output {
+                    status: 1,
+                    stdout: Vec::new(),
+                    stderr: b"wget: bad address 'server'\n".to_vec(),
+                },
+            },
+            console: vec!["booted".into()],
+            position: Some(ScriptPosition { line: 3, column: 8 }),
+        };
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            "machine `client`: succeed(`wget http://server/`) failed at script line 3, column 8: \
+             command exited with status 1\n  stdout: (empty)\n  stderr:\n  | wget: bad address 'server'\
+             \n  last console lines:\n  | booted"
+        );
+        assert!(!err.is_infrastructure());
+        assert_eq!(
+            err.summary(),
+            "machine `client`: succeed(`wget http://server/`) (script line 3, column 8): command exited with status 1"
+        );
+    }
+}

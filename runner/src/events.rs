@@ -1,0 +1,415 @@
+//! Run events and the terminal reporter that renders them.
+//!
+//! The core (network, machines, script engine) never prints: it emits
+//! [`RunEvent`]s, ordered like a state machine (run start, image builds,
+//! machine boots, script steps and subtests, each `*End` carrying its
+//! result, run end), over an [`EventSender`]. The terminal reporter, the
+//! log files and the tests all consume the same stream.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::machine::{EventSink, MachineEvent};
+
+/// The life-cycle state of one machine, as shown by the reporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MachineState {
+    /// Declared in the spec, image not yet built.
+    Pending,
+    /// Its initramfs is being built.
+    Building,
+    /// Image built, machine not started.
+    Ready,
+    /// Its process was spawned, the control shell has not answered yet.
+    Booting,
+    /// The control shell answers.
+    Running,
+    /// Boot did not reach the control shell.
+    Failed,
+    /// Its process is gone.
+    Stopped,
+}
+
+impl fmt::Display for MachineState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MachineState::Pending => "pending",
+            MachineState::Building => "building",
+            MachineState::Ready => "ready",
+            MachineState::Booting => "booting",
+            MachineState::Running => "running",
+            MachineState::Failed => "failed",
+            MachineState::Stopped => "stopped",
+        })
+    }
+}
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RunEvent {
+    /// The run directory exists and the machines are known (spec order).
+    RunStart {
+        /// The run's private directory.
+        run_dir: PathBuf,
+        /// Machine names in spec order.
+        machines: Vec<String>,
+    },
+    /// Building a machine's initramfs began.
+    ImageStart {
+        /// Machine name.
+        machine: String,
+    },
+    /// Building a machine's initramfs ended.
+    ImageEnd {
+        /// Machine name.
+        machine: String,
+        /// Time taken, or why it failed.
+        result: Result<Duration, String>,
+    },
+    /// An event reported by a machine backend (boot, console line, stop).
+    Machine(MachineEvent),
+    /// A script step (one machine operation) began.
+    StepStart {
+        /// Machine the step runs on, if any.
+        machine: Option<String>,
+        /// What the step does, e.g. ``succeed(`ls`)``.
+        what: String,
+    },
+    /// A script step ended.
+    StepEnd {
+        /// Machine the step ran on, if any.
+        machine: Option<String>,
+        /// What the step did.
+        what: String,
+        /// Time taken, or why it failed.
+        result: Result<Duration, String>,
+    },
+    /// A subtest began.
+    SubtestStart {
+        /// Subtest name.
+        name: String,
+    },
+    /// A subtest ended.
+    SubtestEnd {
+        /// Subtest name.
+        name: String,
+        /// Time taken, or why it failed.
+        result: Result<Duration, String>,
+    },
+    /// The script printed something.
+    Print {
+        /// The text printed.
+        text: String,
+    },
+    /// The test script ended.
+    ScriptEnd {
+        /// Time taken, or why it failed.
+        result: Result<Duration, String>,
+    },
+    /// Everything is shut down.
+    RunEnd {
+        /// Total wall time.
+        elapsed: Duration,
+    },
+}
+
+/// The sending half of a run's event stream; cheap to clone, never blocks,
+/// and silently drops events once the receiver is gone.
+#[derive(Debug, Clone, Default)]
+pub struct EventSender {
+    tx: Option<Sender<RunEvent>>,
+}
+
+impl EventSender {
+    /// A sender that discards every event.
+    pub fn none() -> Self {
+        EventSender { tx: None }
+    }
+
+    /// Sends one event.
+    pub fn send(&self, event: RunEvent) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// A machine-backend sink forwarding into this stream as
+    /// [`RunEvent::Machine`].
+    pub fn machine_sink(&self) -> EventSink {
+        let this = self.clone();
+        EventSink::from_fn(move |ev| this.send(RunEvent::Machine(ev)))
+    }
+}
+
+/// A new event stream: the sender for the core and the receiver for a
+/// reporter.
+pub fn channel() -> (EventSender, Receiver<RunEvent>) {
+    let (tx, rx) = mpsc::channel();
+    (EventSender { tx: Some(tx) }, rx)
+}
+
+/// Renders run events as terminal lines: console lines prefixed with the
+/// machine name, machine state changes with a one-line overview of every
+/// machine's state, steps, subtests and results.
+#[derive(Debug)]
+pub struct TerminalReporter<W: Write> {
+    out: W,
+    started: Instant,
+    states: BTreeMap<String, MachineState>,
+    order: Vec<String>,
+    width: usize,
+    show_console: bool,
+}
+
+impl<W: Write> TerminalReporter<W> {
+    /// A reporter writing to `out`; `show_console` controls whether guest
+    /// console lines are echoed.
+    pub fn new(out: W, show_console: bool) -> Self {
+        TerminalReporter {
+            out,
+            started: Instant::now(),
+            states: BTreeMap::new(),
+            order: Vec::new(),
+            width: 0,
+            show_console,
+        }
+    }
+
+    fn set_state(&mut self, machine: &str, state: MachineState) -> io::Result<()> {
+        if !self.states.contains_key(machine) {
+            self.order.push(machine.to_owned());
+            self.width = self.width.max(machine.len());
+        }
+        let previous = self.states.insert(machine.to_owned(), state);
+        if previous == Some(state) {
+            return Ok(());
+        }
+        let overview: Vec<String> = self
+            .order
+            .iter()
+            .map(|m| {
+                let s = self.states.get(m).copied().unwrap_or(MachineState::Pending);
+                format!("{m}={s}")
+            })
+            .collect();
+        writeln!(
+            self.out,
+            "{} machines: {}",
+            self.stamp(),
+            overview.join(" ")
+        )
+    }
+
+    fn stamp(&self) -> String {
+        format!("[{:>6.2}s]", self.started.elapsed().as_secs_f64())
+    }
+
+    /// Renders one event.
+    pub fn handle(&mut self, event: &RunEvent) -> io::Result<()> {
+        match event {
+            RunEvent::RunStart { run_dir, machines } => {
+                writeln!(
+                    self.out,
+                    "{} run directory {}",
+                    self.stamp(),
+                    run_dir.display()
+                )?;
+                for m in machines {
+                    self.set_state(m, MachineState::Pending)?;
+                }
+            }
+            RunEvent::ImageStart { machine } => self.set_state(machine, MachineState::Building)?,
+            RunEvent::ImageEnd { machine, result } => match result {
+                Ok(_) => self.set_state(machine, MachineState::Ready)?,
+                Err(e) => {
+                    writeln!(self.out, "{} {machine}: image failed: {e}", self.stamp())?;
+                    self.set_state(machine, MachineState::Failed)?;
+                }
+            },
+            RunEvent::Machine(ev) => match ev {
+                MachineEvent::ConsoleLine { machine, line } => {
+                    if self.show_console {
+                        let w = self.width.max(machine.len());
+                        writeln!(self.out, "{machine:>w$} | {line}")?;
+                    }
+                }
+                MachineEvent::Booting { machine, .. } => {
+                    writeln!(self.out, "{} {ev}", self.stamp())?;
+                    self.set_state(machine, MachineState::Booting)?;
+                }
+                MachineEvent::Ready { machine, .. } => {
+                    writeln!(self.out, "{} {ev}", self.stamp())?;
+                    self.set_state(machine, MachineState::Running)?;
+                }
+                MachineEvent::BootFailed { machine, .. } => {
+                    writeln!(self.out, "{} {ev}", self.stamp())?;
+                    self.set_state(machine, MachineState::Failed)?;
+                }
+                MachineEvent::Stopped { machine, .. } => {
+                    writeln!(self.out, "{} {ev}", self.stamp())?;
+                    self.set_state(machine, MachineState::Stopped)?;
+                }
+                // Variants the backend may add later render with their Display.
+                #[allow(unreachable_patterns)]
+                other => writeln!(self.out, "{} {other}", self.stamp())?,
+            },
+            RunEvent::StepStart { machine, what } => {
+                let who = machine.as_deref().unwrap_or("script");
+                writeln!(self.out, "{} {who}: {what}", self.stamp())?;
+            }
+            RunEvent::StepEnd {
+                machine,
+                what,
+                result,
+            } => {
+                if let Err(e) = result {
+                    let who = machine.as_deref().unwrap_or("script");
+                    writeln!(self.out, "{} {who}: {what} FAILED: {e}", self.stamp())?;
+                }
+            }
+            RunEvent::SubtestStart { name } => {
+                writeln!(self.out, "{} subtest `{name}`", self.stamp())?;
+            }
+            RunEvent::SubtestEnd { name, result } => match result {
+                Ok(d) => writeln!(
+                    self.out,
+                    "{} subtest `{name}` passed ({:.2}s)",
+                    self.stamp(),
+                    d.as_secs_f64()
+                )?,
+                Err(e) => writeln!(self.out, "{} subtest `{name}` FAILED: {e}", self.stamp())?,
+            },
+            RunEvent::Print { text } => writeln!(self.out, "{} {text}", self.stamp())?,
+            RunEvent::ScriptEnd { result } => match result {
+                Ok(d) => writeln!(
+                    self.out,
+                    "{} script passed ({:.2}s)",
+                    self.stamp(),
+                    d.as_secs_f64()
+                )?,
+                Err(_) => writeln!(self.out, "{} script FAILED", self.stamp())?,
+            },
+            RunEvent::RunEnd { elapsed } => writeln!(
+                self.out,
+                "{} all machines shut down, run took {:.2}s",
+                self.stamp(),
+                elapsed.as_secs_f64()
+            )?,
+        }
+        self.out.flush()
+    }
+
+    /// Renders events until every sender is dropped, on its own thread.
+    pub fn spawn(mut self, events: Receiver<RunEvent>) -> JoinHandle<()>
+    where
+        W: Send + 'static,
+    {
+        std::thread::spawn(move || {
+            while let Ok(ev) = events.recv() {
+                if self.handle(&ev).is_err() {
+                    // The terminal is gone (closed pipe): keep draining so
+                    // senders never notice, but stop writing.
+                    while events.recv().is_ok() {}
+                    return;
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(events: &[RunEvent]) -> String {
+        let mut buf = Vec::new();
+        let mut r = TerminalReporter::new(&mut buf, true);
+        for ev in events {
+            r.handle(ev).expect("write to vec");
+        }
+        String::from_utf8(buf).expect("utf-8")
+    }
+
+    #[test]
+    fn console_lines_are_prefixed_and_states_overviewed() {
+        let text = render(&[
+            RunEvent::RunStart {
+                run_dir: "/tmp/r".into(),
+                machines: vec!["server".into(), "c".into()],
+            },
+            RunEvent::Machine(MachineEvent::Booting {
+                machine: "c".into(),
+                accel: "tcg".into(),
+            }),
+            RunEvent::Machine(MachineEvent::ConsoleLine {
+                machine: "c".into(),
+                line: "hello".into(),
+            }),
+            RunEvent::Machine(MachineEvent::Ready {
+                machine: "c".into(),
+                boot_time: Duration::from_millis(1500),
+            }),
+        ]);
+        assert!(
+            text.contains("machines: server=pending c=booting"),
+            "{text}"
+        );
+        assert!(text.contains("     c | hello"), "{text}");
+        assert!(
+            text.contains("machines: server=pending c=running"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn failures_are_shown_with_reason() {
+        let text = render(&[
+            RunEvent::StepEnd {
+                machine: Some("server".into()),
+                what: "succeed(`false`)".into(),
+                result: Err("exit status 1".into()),
+            },
+            RunEvent::SubtestEnd {
+                name: "fetch".into(),
+                result: Err("boom".into()),
+            },
+        ]);
+        assert!(
+            text.contains("server: succeed(`false`) FAILED: exit status 1"),
+            "{text}"
+        );
+        assert!(text.contains("subtest `fetch` FAILED: boom"), "{text}");
+    }
+
+    #[test]
+    fn sender_without_receiver_never_fails() {
+        let (tx, rx) = channel();
+        drop(rx);
+        tx.send(RunEvent::Print { text: "x".into() });
+        EventSender::none().send(RunEvent::Print { text: "y".into() });
+        let sink = tx.machine_sink();
+        sink.emit(MachineEvent::ConsoleLine {
+            machine: "m".into(),
+            line: "l".into(),
+        });
+    }
+
+    #[test]
+    fn machine_sink_forwards_into_stream() {
+        let (tx, rx) = channel();
+        tx.machine_sink().emit(MachineEvent::Stopped {
+            machine: "m".into(),
+            how: "killed".into(),
+        });
+        match rx.recv().expect("event") {
+            RunEvent::Machine(MachineEvent::Stopped { machine, .. }) => assert_eq!(machine, "m"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
