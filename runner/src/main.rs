@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli {
+    pub mod collect;
     pub mod exit;
     pub mod merge;
 }
@@ -26,6 +27,8 @@ enum Command {
     Merge(cli::merge::MergeArgs),
     /// Print lines/functions/branches hit and total of a tracefile.
     Summary(cli::merge::SummaryArgs),
+    /// Pull a machine's gcov data (local or over ssh) into a capture directory.
+    Collect(cli::collect::CollectArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Merge(args) => cli::merge::merge(args),
         Command::Summary(args) => cli::merge::summary(args),
+        Command::Collect(args) => cli::collect::collect(args),
     }
 }
 
