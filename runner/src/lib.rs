@@ -11,5 +11,6 @@ pub mod events;
 pub mod junit;
 pub mod machine;
 pub mod process;
+pub mod qemu;
 pub mod rundir;
 pub mod spec;
