@@ -9,6 +9,7 @@ pub mod accel;
 pub mod driver;
 pub mod events;
 pub mod junit;
+pub mod image;
 pub mod machine;
 pub mod process;
 pub mod qemu;

@@ -1,0 +1,5 @@
+//! Guest images: an initramfs per machine with busybox, the kernel modules
+//! the guest needs, covnet's init, and the machine's programs (with their
+//! ELF closure) and files; plus the choice of kernel.
+
+pub mod closure;
