@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod capture;
 pub mod json;
 pub mod lcov;
 pub mod merge;
