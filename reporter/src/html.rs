@@ -1,0 +1,507 @@
+//! The HTML site: `index.html` (totals, machines, directory tree, files),
+//! one annotated page per source file under `files/`, and two static
+//! assets (`covnet.css`, `covnet.js`). Offline: no CDN, no framework.
+//!
+//! Templates (askama, in `reporter/templates/`) use only `if` and `for`;
+//! their structs borrow the model and the [`Tree`]. Pages are rendered and
+//! written in parallel, each straight into its file.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use askama::Template;
+use covnet_merger::model::{Coverage, FunctionCoverage, LineCoverage, Summary};
+use rayon::prelude::*;
+
+use crate::output::{create_dir, write_file};
+use crate::tree::{DirEntry, FileEntry, Tree};
+use crate::{Error, Percent, RunInfo};
+
+const CSS: &str = include_str!("../assets/covnet.css");
+const JS: &str = include_str!("../assets/covnet.js");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What [`write_site`] wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Site {
+    /// Number of source-file pages.
+    pub pages: usize,
+    /// Source files that were not found on disk (their pages list only the
+    /// instrumented lines).
+    pub missing_sources: Vec<String>,
+}
+
+/// Writes the HTML site for `cov` into `dir` (created if needed).
+pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Error> {
+    let tree = Tree::new(cov);
+    let files_dir = dir.join("files");
+    create_dir(&files_dir)?;
+    write_file(&dir.join("covnet.css"), |w| w.write_all(CSS.as_bytes()))?;
+    write_file(&dir.join("covnet.js"), |w| w.write_all(JS.as_bytes()))?;
+    let names = page_names(&tree.files);
+    let date = info.date();
+    let root = root_label(&tree.root);
+    let ncap = cov.captures.len();
+
+    let found: Vec<bool> = tree
+        .files
+        .par_iter()
+        .zip(names.par_iter())
+        .map(|(f, name)| {
+            let source = std::fs::read(f.path).ok();
+            let text = source.as_deref().map(String::from_utf8_lossy);
+            let page = FilePage {
+                version: VERSION,
+                page_title: &f.rel,
+                info,
+                date: &date,
+                assets: "../",
+                root,
+                captures: &cov.captures,
+                stats: Stats::new(&f.summary, &f.by_capture),
+                machines: machine_rows(
+                    &cov.captures,
+                    &f.by_capture,
+                    &unique_lines([f.coverage], ncap),
+                ),
+                unique_toggle: true,
+                functions: f
+                    .coverage
+                    .functions
+                    .iter()
+                    .map(|fun| FnRow::new(fun, &cov.captures))
+                    .collect(),
+                source_found: text.is_some(),
+                path: f.path,
+                rows: rows(f, text.as_deref(), &cov.captures),
+            };
+            write_file(&files_dir.join(name), |w| page.write_into(w))?;
+            Ok(text.is_some())
+        })
+        .collect::<Result<_, Error>>()?;
+
+    let unique = unique_lines(tree.files.iter().map(|f| f.coverage), ncap);
+    let index = IndexPage {
+        version: VERSION,
+        page_title: "Coverage report",
+        info,
+        date: &date,
+        assets: "",
+        root,
+        captures: &cov.captures,
+        stats: Stats::new(&tree.totals, &tree.capture_totals),
+        machines: machine_rows(&cov.captures, &tree.capture_totals, &unique),
+        unique_toggle: false,
+        dirs: tree.dirs.iter().map(DirRow::new).collect(),
+        files: tree
+            .files
+            .iter()
+            .zip(&names)
+            .map(|(f, name)| FileRow {
+                entry: f,
+                dir: tree.dirs.get(f.dir).map_or("", |d| d.path.as_str()),
+                href: format!("files/{name}"),
+                stats: Stats::new(&f.summary, &f.by_capture),
+            })
+            .collect(),
+    };
+    write_file(&dir.join("index.html"), |w| index.write_into(w))?;
+
+    Ok(Site {
+        pages: tree.files.len(),
+        missing_sources: tree
+            .files
+            .iter()
+            .zip(found)
+            .filter(|(_, found)| !found)
+            .map(|(f, _)| f.path.to_owned())
+            .collect(),
+    })
+}
+
+fn root_label(root: &str) -> &str {
+    if root.is_empty() {
+        "."
+    } else {
+        root
+    }
+}
+
+/// Safe, unique page file names: the relative path with every character
+/// outside `[A-Za-z0-9._-]` replaced, cut to a sane length, plus a hash of
+/// the full path (and a counter should two hashes collide).
+pub fn page_names(files: &[FileEntry<'_>]) -> Vec<String> {
+    let mut used = HashSet::new();
+    files
+        .iter()
+        .map(|f| {
+            let mut stem: String = f
+                .rel
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+                    '/' => '_',
+                    _ => '-',
+                })
+                .collect();
+            if stem.len() > 120 {
+                // Keep the end (the file name), on a char boundary (ASCII).
+                stem = stem.split_off(stem.len() - 120);
+            }
+            let stem = stem.trim_start_matches('.');
+            let hash = fnv1a(f.path.as_bytes());
+            let mut name = format!("{stem}.{:08x}.html", hash as u32);
+            let mut n = 1;
+            while !used.insert(name.clone()) {
+                n += 1;
+                name = format!("{stem}.{:08x}-{n}.html", hash as u32);
+            }
+            name
+        })
+        .collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// For each capture, the lines that it alone hit.
+fn unique_lines<'a>(
+    files: impl IntoIterator<Item = &'a covnet_merger::model::FileCoverage>,
+    ncap: usize,
+) -> Vec<u64> {
+    let mut out = vec![0; ncap];
+    if ncap < 2 {
+        return out;
+    }
+    for f in files {
+        for l in f.lines.values() {
+            if let Some(i) = only_capture(l) {
+                if let Some(n) = out.get_mut(i) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The capture that alone hit `line`, if exactly one did.
+fn only_capture(line: &LineCoverage) -> Option<usize> {
+    let mut hits = line
+        .by_capture
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c > 0)
+        .map(|(i, _)| i);
+    let first = hits.next()?;
+    hits.next().is_none().then_some(first)
+}
+
+/// Totals of a scope (report, directory, file) with the data attributes
+/// the machine filter reads.
+struct Stats {
+    lines: Percent,
+    functions: Percent,
+    branches: Percent,
+    /// `lh,lf,fh,ff,bh,bf` of the combined counts.
+    data_s: String,
+    /// The same per capture, separated by `|`.
+    data_c: String,
+}
+
+impl Stats {
+    fn new(s: &Summary, by_capture: &[Summary]) -> Stats {
+        let enc = |s: &Summary| {
+            format!(
+                "{},{},{},{},{},{}",
+                s.lines_hit,
+                s.lines_found,
+                s.functions_hit,
+                s.functions_found,
+                s.branches_hit,
+                s.branches_found
+            )
+        };
+        Stats {
+            lines: Percent::new(s.lines_hit, s.lines_found),
+            functions: Percent::new(s.functions_hit, s.functions_found),
+            branches: Percent::new(s.branches_hit, s.branches_found),
+            data_s: enc(s),
+            data_c: by_capture.iter().map(enc).collect::<Vec<_>>().join("|"),
+        }
+    }
+}
+
+struct MachineRow<'a> {
+    name: &'a str,
+    lines: Percent,
+    functions: Percent,
+    branches: Percent,
+    unique_lines: u64,
+}
+
+fn machine_rows<'a>(
+    captures: &'a [String],
+    totals: &[Summary],
+    unique: &[u64],
+) -> Vec<MachineRow<'a>> {
+    captures
+        .iter()
+        .zip(totals)
+        .zip(unique)
+        .map(|((name, s), &u)| MachineRow {
+            name,
+            lines: Percent::new(s.lines_hit, s.lines_found),
+            functions: Percent::new(s.functions_hit, s.functions_found),
+            branches: Percent::new(s.branches_hit, s.branches_found),
+            unique_lines: u,
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    version: &'static str,
+    page_title: &'a str,
+    info: &'a RunInfo,
+    date: &'a str,
+    assets: &'static str,
+    root: &'a str,
+    captures: &'a [String],
+    stats: Stats,
+    machines: Vec<MachineRow<'a>>,
+    unique_toggle: bool,
+    dirs: Vec<DirRow<'a>>,
+    files: Vec<FileRow<'a>>,
+}
+
+struct DirRow<'a> {
+    entry: &'a DirEntry,
+    name: String,
+    indent: usize,
+    stats: Stats,
+}
+
+impl<'a> DirRow<'a> {
+    fn new(entry: &'a DirEntry) -> DirRow<'a> {
+        DirRow {
+            entry,
+            name: if entry.path.is_empty() {
+                "(all files)".to_owned()
+            } else {
+                format!("{}/", entry.path.rsplit('/').next().unwrap_or(&entry.path))
+            },
+            indent: 10 + 18 * entry.depth,
+            stats: Stats::new(&entry.summary, &entry.by_capture),
+        }
+    }
+}
+
+struct FileRow<'a> {
+    entry: &'a FileEntry<'a>,
+    dir: &'a str,
+    href: String,
+    stats: Stats,
+}
+
+#[derive(Template)]
+#[template(path = "file.html")]
+struct FilePage<'a> {
+    version: &'static str,
+    page_title: &'a str,
+    info: &'a RunInfo,
+    date: &'a str,
+    assets: &'static str,
+    root: &'a str,
+    captures: &'a [String],
+    stats: Stats,
+    machines: Vec<MachineRow<'a>>,
+    unique_toggle: bool,
+    functions: Vec<FnRow<'a>>,
+    source_found: bool,
+    path: &'a str,
+    rows: Vec<Row<'a>>,
+}
+
+struct FnRow<'a> {
+    fun: &'a FunctionCoverage,
+    data_c: String,
+    per_machine: String,
+}
+
+impl<'a> FnRow<'a> {
+    fn new(fun: &'a FunctionCoverage, captures: &[String]) -> FnRow<'a> {
+        let mut per_machine = String::new();
+        for (i, (name, n)) in captures.iter().zip(&fun.by_capture).enumerate() {
+            let sep = if i == 0 { "" } else { " · " };
+            let _ = write!(per_machine, "{sep}{name} {n}");
+        }
+        FnRow {
+            fun,
+            data_c: join(&fun.by_capture),
+            per_machine,
+        }
+    }
+}
+
+/// One source line on a file page.
+struct Row<'a> {
+    no: u32,
+    text: &'a str,
+    line: Option<&'a LineCoverage>,
+    class: &'static str,
+    mark: &'static str,
+    title: &'static str,
+    data_c: String,
+    machines: String,
+    branches: Vec<BranchMark>,
+}
+
+struct BranchMark {
+    class: &'static str,
+    text: String,
+    title: String,
+    data_t: String,
+    data_c: String,
+}
+
+fn taken_text(t: Option<i64>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
+}
+
+impl<'a> Row<'a> {
+    fn new(no: u32, text: &'a str, line: Option<&'a LineCoverage>, captures: &[String]) -> Self {
+        let Some(l) = line else {
+            return Row {
+                no,
+                text,
+                line,
+                class: "",
+                mark: "",
+                title: "",
+                data_c: String::new(),
+                machines: String::new(),
+                branches: Vec::new(),
+            };
+        };
+        let branches: Vec<BranchMark> = l
+            .branches
+            .iter()
+            .map(|b| {
+                let (class, text, what) = match b.taken {
+                    Some(t) if t > 0 => ("t", format!("✓{t}"), format!("taken {t} times")),
+                    Some(t) => ("n", format!("✗{t}"), "never taken".to_owned()),
+                    None => ("x", "–".to_owned(), "never reached".to_owned()),
+                };
+                BranchMark {
+                    class,
+                    text,
+                    title: format!("block {} branch {}: {what}", b.block, b.branch),
+                    data_t: taken_text(b.taken),
+                    data_c: b
+                        .by_capture
+                        .iter()
+                        .map(|&t| taken_text(t))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                }
+            })
+            .collect();
+        let partial =
+            l.unexecuted_block || l.branches.iter().any(|b| b.taken.is_none_or(|t| t <= 0));
+        let (class, mark, title) = match (l.count > 0, partial) {
+            (true, false) => ("h", "✓", "hit"),
+            (true, true) => ("p", "◐", "partly hit"),
+            (false, _) => ("m", "✗", "not hit"),
+        };
+        let mut machines = String::new();
+        let only = if captures.len() > 1 {
+            only_capture(l)
+        } else {
+            None
+        };
+        if let Some(i) = only {
+            machines = format!("only {}", captures.get(i).map_or("?", |s| s.as_str()));
+        } else if captures.len() > 1 {
+            let hit: Vec<&str> = captures
+                .iter()
+                .zip(&l.by_capture)
+                .filter(|(_, &c)| c > 0)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if hit.len() == captures.len() {
+                machines = "all".to_owned();
+            } else {
+                machines = hit.join(", ");
+            }
+        }
+        let class = match (class, only.is_some()) {
+            ("h", true) => "h u",
+            ("p", true) => "p u",
+            (c, _) => c,
+        };
+        Row {
+            no,
+            text,
+            line,
+            class,
+            mark,
+            title,
+            data_c: join(&l.by_capture),
+            machines,
+            branches,
+        }
+    }
+}
+
+fn join(values: &[i64]) -> String {
+    let mut s = String::with_capacity(values.len() * 3);
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{v}");
+    }
+    s
+}
+
+/// The rows of a file page: every source line when the text is known
+/// (plus instrumented lines past its end), else the instrumented lines.
+fn rows<'a>(f: &'a FileEntry<'a>, text: Option<&'a str>, captures: &[String]) -> Vec<Row<'a>> {
+    let lines = &f.coverage.lines;
+    let mut rows = Vec::new();
+    let mut next = 1u32; // first line number not yet emitted
+    if let Some(text) = text {
+        let mut src: Vec<&str> = text.split('\n').collect();
+        if src.last() == Some(&"") {
+            src.pop();
+        }
+        rows.reserve(src.len());
+        if let Some(l) = lines.get(&0) {
+            rows.push(Row::new(0, "", Some(l), captures));
+        }
+        for (i, t) in src.into_iter().enumerate() {
+            let Ok(no) = u32::try_from(i + 1) else { break };
+            let t = t.strip_suffix('\r').unwrap_or(t);
+            rows.push(Row::new(no, t, lines.get(&no), captures));
+            next = no.saturating_add(1);
+        }
+        for (&no, l) in lines.range(next..) {
+            rows.push(Row::new(no, "", Some(l), captures));
+        }
+    } else {
+        for (&no, l) in lines {
+            rows.push(Row::new(no, "", Some(l), captures));
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests;
