@@ -9,6 +9,7 @@ mod cli {
     pub mod collect;
     pub mod exit;
     pub mod merge;
+    pub mod report;
 }
 
 use cli::exit;
@@ -29,6 +30,8 @@ enum Command {
     Summary(cli::merge::SummaryArgs),
     /// Pull a machine's gcov data (local or over ssh) into a capture directory.
     Collect(cli::collect::CollectArgs),
+    /// Write HTML, lcov, Cobertura, JSON and Markdown reports and check thresholds.
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Merge(args) => cli::merge::merge(args),
         Command::Summary(args) => cli::merge::summary(args),
         Command::Collect(args) => cli::collect::collect(args),
+        Command::Report(args) => cli::report::report(args),
     }
 }
 

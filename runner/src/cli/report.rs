@@ -1,0 +1,224 @@
+//! `covnet report`: turn tracefiles into an HTML site, lcov, Cobertura,
+//! JSON and Markdown, print the summary table, and enforce thresholds.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use covnet_merger::model::Coverage;
+use covnet_reporter::summary::Thresholds;
+use covnet_reporter::{cobertura, html, json, markdown, summary, RunInfo};
+
+use super::exit;
+
+/// Arguments of `covnet report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Inputs: lcov tracefiles (each `TN` section is kept as a capture,
+    /// named after the file when empty), covnet JSON reports (`--json`
+    /// output) or covnet coverage JSON. Several inputs are merged.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Write the HTML site into this directory (index.html, files/…).
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
+    /// Write the combined coverage as an lcov tracefile.
+    #[arg(long, value_name = "FILE")]
+    pub lcov: Option<PathBuf>,
+    /// Write Cobertura XML (coverage-04.dtd).
+    #[arg(long, value_name = "FILE")]
+    pub cobertura: Option<PathBuf>,
+    /// Write the JSON report (totals, per-machine totals, every count).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a Markdown summary for a pull-request comment.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Title shown on every output.
+    #[arg(long, default_value = "covnet coverage report")]
+    pub title: String,
+    /// Exit with code 3 when line coverage is below PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_under_lines: Option<f64>,
+    /// Exit with code 3 when function coverage is below PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_under_functions: Option<f64>,
+    /// Exit with code 3 when branch coverage is below PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_under_branches: Option<f64>,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=100.0).contains(&v) {
+        return Err(format!("{v} is not a percentage between 0 and 100"));
+    }
+    Ok(v)
+}
+
+/// Runs `covnet report`.
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let mut cov: Option<Coverage> = None;
+    for input in &args.inputs {
+        let one = load(input)?;
+        cov = Some(match cov {
+            None => one,
+            Some(acc) => covnet_merger::merge::merge(acc, one)
+                .with_context(|| format!("failed to merge {}", input.display()))?,
+        });
+    }
+    let cov = cov.unwrap_or_default();
+    let info = RunInfo::now(
+        args.title.clone(),
+        args.inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    );
+    let thresholds = Thresholds {
+        lines: args.fail_under_lines,
+        functions: args.fail_under_functions,
+        branches: args.fail_under_branches,
+    };
+
+    if let Some(dir) = &args.html {
+        let site = html::write_site(&cov, &info, dir)
+            .with_context(|| format!("failed to write the HTML report into {}", dir.display()))?;
+        eprintln!(
+            "covnet: wrote {} ({} source pages)",
+            dir.join("index.html").display(),
+            site.pages
+        );
+        if let Some(first) = site.missing_sources.first() {
+            eprintln!(
+                "warning: {} of {} source files were not found on disk (first: {first}); their pages list only the counts\n  (hint: run covnet report where the SF: paths of the tracefile resolve, or rewrite them with covnet merge)",
+                site.missing_sources.len(),
+                site.pages
+            );
+        }
+    }
+    if let Some(path) = &args.lcov {
+        write_lcov(&cov, path)?;
+    }
+    if let Some(path) = &args.cobertura {
+        cobertura::write_path(&cov, &info, path).context("failed to write the Cobertura report")?;
+    }
+    if let Some(path) = &args.json {
+        json::write_path(&cov, &info, path).context("failed to write the JSON report")?;
+    }
+    if let Some(path) = &args.markdown {
+        markdown::write_path(&cov, &info, &thresholds, path)
+            .context("failed to write the Markdown summary")?;
+    }
+
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    summary::write_table(&cov, &info, &mut out)?;
+    out.flush()?;
+
+    let shortfalls = thresholds.check(&cov.summary());
+    if shortfalls.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &shortfalls {
+        eprintln!("error: {s}");
+    }
+    Ok(ExitCode::from(exit::BELOW_THRESHOLD))
+}
+
+fn write_lcov(cov: &Coverage, path: &Path) -> anyhow::Result<()> {
+    let file = File::create(path)
+        .with_context(|| format!("failed to create lcov tracefile {}", path.display()))?;
+    let mut w = io::BufWriter::new(file);
+    covnet_merger::lcov::write(cov, &mut w, Default::default())
+        .and_then(|()| w.flush())
+        .with_context(|| format!("failed to write lcov tracefile {}", path.display()))
+}
+
+/// Reads one input, choosing the reader by content: `{` starts a JSON
+/// document (a covnet report or covnet coverage), anything else is lcov.
+fn load(path: &Path) -> anyhow::Result<Coverage> {
+    if path.is_dir() {
+        bail!(
+            "failed to read {}: it is a directory, not a tracefile\n  (hint: turn capture directories into a tracefile first: covnet merge {} --build <build dir> -o all.info)",
+            path.display(),
+            path.display()
+        );
+    }
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let mut head = [0u8; 1];
+    let first = loop {
+        let n = reader
+            .read(&mut head)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        if n == 0 {
+            break None;
+        }
+        if !head[0].is_ascii_whitespace() {
+            break Some(head[0]);
+        }
+    };
+    if first == Some(b'{') {
+        let mut bytes = vec![b'{'];
+        reader
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let marker = format!("\"{}\"", json::FORMAT);
+        let head = bytes.get(..256).unwrap_or(&bytes);
+        if head.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            return Ok(json::read_slice(&bytes, path)?.0);
+        }
+        return covnet_merger::json::from_slice(&bytes)
+            .with_context(|| format!("failed to read covnet coverage JSON {}", path.display()));
+    }
+    let name = path
+        .file_stem()
+        .map_or_else(|| "input".to_owned(), |s| s.to_string_lossy().into_owned());
+    // Re-open: the peeked bytes are gone from the buffered reader.
+    let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    covnet_merger::lcov::read(BufReader::new(file), path, &name)
+        .with_context(|| format!("failed to read tracefile {}\n  (hint: covnet report takes lcov tracefiles (.info) or covnet JSON)", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_are_validated() {
+        assert_eq!(parse_percent("80"), Ok(80.0));
+        assert_eq!(parse_percent("72.5%"), Ok(72.5));
+        assert!(parse_percent("101").is_err());
+        assert!(parse_percent("-1").is_err());
+        assert!(parse_percent("x").is_err());
+    }
+
+    #[test]
+    fn loads_lcov_and_json_and_refuses_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = dir.path().join("web.info");
+        std::fs::write(
+            &info,
+            "TN:\nSF:/s/a.c\nFN:1,main\nFNDA:2,main\nDA:1,2\nDA:2,0\nend_of_record\n",
+        )
+        .unwrap();
+        let cov = load(&info).unwrap();
+        assert_eq!(cov.captures, ["web"]);
+        assert_eq!(cov.summary().lines_hit, 1);
+        let report = dir.path().join("r.json");
+        json::write_path(&cov, &RunInfo::now("t", vec![]), &report).unwrap();
+        assert_eq!(load(&report).unwrap(), cov);
+        let err = load(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("hint: turn capture directories"));
+        let bad = dir.path().join("bad.info");
+        std::fs::write(&bad, "SF:/x.c\nDA:zz\n").unwrap();
+        let err = format!("{:#}", load(&bad).unwrap_err());
+        assert!(err.contains("bad.info"), "{err}");
+    }
+}
