@@ -3,3 +3,6 @@
 //! ELF closure) and files; plus the choice of kernel.
 
 pub mod closure;
+pub mod cpio;
+pub mod kernel;
+pub mod modules;
