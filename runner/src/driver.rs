@@ -147,6 +147,12 @@ pub enum StepErrorKind {
         /// The value given.
         value: String,
     },
+    /// A bug in covnet (a panicked worker thread).
+    #[error("internal error: {detail}")]
+    Internal {
+        /// What happened.
+        detail: String,
+    },
     /// The run was interrupted (Ctrl-C, test timeout) while the step ran.
     #[error("interrupted: {reason}")]
     Interrupted {
@@ -164,7 +170,7 @@ pub struct StepError {
     /// The step, e.g. ``succeed(`wget http://server/`)``.
     pub step: String,
     /// Why it failed.
-    pub kind: StepErrorKind,
+    pub kind: Box<StepErrorKind>,
     /// The machine's last console lines when the step failed (empty when
     /// the kind already carries them).
     pub console: Vec<String>,
@@ -176,7 +182,7 @@ impl StepError {
     /// True when the failure is the infrastructure's (a process that did not
     /// spawn, a broken control channel, host I/O), not the test's.
     pub fn is_infrastructure(&self) -> bool {
-        match &self.kind {
+        match &*self.kind {
             StepErrorKind::Machine(e) => matches!(
                 e,
                 MachineError::Spawn { .. }
@@ -185,7 +191,7 @@ impl StepError {
                     | MachineError::Stop { .. }
                     | MachineError::Link { .. }
             ),
-            StepErrorKind::Interrupted { .. } => true,
+            StepErrorKind::Interrupted { .. } | StepErrorKind::Internal { .. } => true,
             _ => false,
         }
     }
@@ -216,7 +222,7 @@ impl fmt::Display for StepError {
         if let Some(p) = self.position {
             write!(f, " at script {p}")?;
         }
-        match &self.kind {
+        match &*self.kind {
             StepErrorKind::Status { output, .. } => {
                 write!(f, ": {}", self.kind)?;
                 write_output(f, output)?;
@@ -248,7 +254,7 @@ impl fmt::Display for StepError {
 
 impl std::error::Error for StepError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &*self.kind {
             StepErrorKind::Machine(e) => Some(e),
             StepErrorKind::Host { source, .. } => Some(source),
             _ => None,
@@ -426,7 +432,7 @@ impl Node {
             } else {
                 self.machine.console_lines(ERROR_CONSOLE_LINES)
             },
-            kind,
+            kind: Box::new(kind),
             position: None,
         }
     }
@@ -744,6 +750,35 @@ impl Node {
     }
 }
 
+/// Starts every node at once, one thread each, and waits for all of them.
+/// Returns the first failure in node order; the others are reported
+/// through the run's events.
+pub fn start_nodes(nodes: &[Node]) -> Result<(), StepError> {
+    let results: Vec<Result<(), StepError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|n| (n, scope.spawn(move || n.start())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(n, h)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(n.error(
+                        "start()",
+                        StepErrorKind::Internal {
+                            detail: "the thread starting the machine panicked".to_owned(),
+                        },
+                    ))
+                })
+            })
+            .collect()
+    });
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()
+        .map(|_| ())
+}
+
 /// Quotes `s` for a POSIX shell (single quotes).
 pub fn shell_quote(s: &str) -> String {
     let mut q = String::with_capacity(s.len() + 2);
@@ -860,14 +895,14 @@ mod tests {
         let err = StepError {
             machine: Some("client".into()),
             step: "succeed(`wget http://server/`)".into(),
-            kind: StepErrorKind::Status {
+            kind: Box::new(StepErrorKind::Status {
                 expected: Expected::Success,
                 output: Output {
                     status: 1,
                     stdout: Vec::new(),
                     stderr: b"wget: bad address 'server'\n".to_vec(),
                 },
-            },
+            }),
             console: vec!["booted".into()],
             position: Some(ScriptPosition { line: 3, column: 8 }),
         };

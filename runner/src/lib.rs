@@ -14,4 +14,5 @@ pub mod machine;
 pub mod process;
 pub mod qemu;
 pub mod rundir;
+pub mod script;
 pub mod spec;

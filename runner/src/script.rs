@@ -1,0 +1,1178 @@
+//! Rhai test scripts.
+//!
+//! The script sees every machine as a variable named after it (`server`,
+//! `client`; a name that is not a Rhai identifier is reachable with
+//! `machine("web-1")`) with the [`Node`] operations as methods, plus
+//! `start_all()`, `subtest(name, || { ... })`, `sleep(secs)` and `print`.
+//! Timeouts are seconds or duration strings (`"30s"`). A failed step stops
+//! the script (or, with `keep_going`, only its subtest) and is reported as
+//! a [`StepError`] carrying the script line and column.
+//!
+//! ```no_run
+//! # use covnet_runner::script::{run_script, ScriptOptions};
+//! # fn demo(nodes: &[covnet_runner::driver::Node]) {
+//! let report = run_script(nodes, r#"
+//!     start_all();
+//!     server.wait_for_open_port(80);
+//!     client.succeed("wget -O- http://server/");
+//! "#, &ScriptOptions::default());
+//! assert!(report.result.is_ok());
+//! # }
+//! ```
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rhai::{
+    Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, NativeCallContext, Position, Scope, INT,
+};
+
+use crate::driver::{
+    parse_timeout, start_nodes, Node, RunContext, ScriptPosition, StepError, StepErrorKind,
+};
+use crate::events::RunEvent;
+use crate::junit::{Outcome, TestCase};
+
+/// How to run a script.
+#[derive(Debug, Clone)]
+pub struct ScriptOptions {
+    /// Time limit of the whole script; when it passes, every machine is
+    /// killed and the script fails.
+    pub timeout: Duration,
+    /// A failed subtest is recorded and the script goes on with the next
+    /// statement (the script still fails in the end).
+    pub keep_going: bool,
+    /// The script's file, named in positions (`None`: inline in the spec).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for ScriptOptions {
+    fn default() -> Self {
+        ScriptOptions {
+            timeout: crate::spec::DEFAULT_TEST_TIMEOUT,
+            keep_going: false,
+            file: None,
+        }
+    }
+}
+
+/// Why a script did not pass.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ScriptFailure {
+    /// The script does not parse.
+    Parse {
+        /// Rhai's message.
+        message: String,
+        /// Where.
+        position: Option<ScriptPosition>,
+    },
+    /// A machine step failed.
+    Step(StepError),
+    /// The script itself failed: `throw`, a type error, an unknown
+    /// function or variable.
+    Script {
+        /// Rhai's message.
+        message: String,
+        /// Where.
+        position: Option<ScriptPosition>,
+    },
+    /// The script ran past its time limit.
+    TimedOut {
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The run was interrupted (Ctrl-C).
+    Interrupted {
+        /// Why.
+        reason: String,
+    },
+    /// With `keep_going`: these subtests failed (each reported when it did).
+    Subtests {
+        /// Their names, in order.
+        failed: Vec<String>,
+    },
+}
+
+impl ScriptFailure {
+    /// True when the failure is the infrastructure's (exit code 1) rather
+    /// than the test's (exit code 2).
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            ScriptFailure::Step(e) => e.is_infrastructure(),
+            ScriptFailure::Interrupted { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The failed step's position, or the script error's.
+    pub fn position(&self) -> Option<ScriptPosition> {
+        match self {
+            ScriptFailure::Step(e) => e.position,
+            ScriptFailure::Parse { position, .. } | ScriptFailure::Script { position, .. } => {
+                *position
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ScriptFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at =
+            |p: &Option<ScriptPosition>| p.map(|p| format!(" at script {p}")).unwrap_or_default();
+        match self {
+            ScriptFailure::Parse { message, position } => {
+                write!(f, "test script does not parse{}: {message}", at(position))
+            }
+            ScriptFailure::Step(e) => write!(f, "{e}"),
+            ScriptFailure::Script { message, position } => {
+                write!(f, "test script failed{}: {message}", at(position))
+            }
+            ScriptFailure::TimedOut { timeout } => write!(
+                f,
+                "test script did not finish within its timeout of {}s; all machines were killed\n  (hint: raise `timeout` in the spec's [test] table)",
+                timeout.as_secs_f64()
+            ),
+            ScriptFailure::Interrupted { reason } => write!(f, "test run interrupted: {reason}"),
+            ScriptFailure::Subtests { failed } => {
+                write!(f, "{} subtest(s) failed: {}", failed.len(), failed.join(", "))
+            }
+        }
+    }
+}
+
+/// What a script run produced.
+#[derive(Debug)]
+pub struct ScriptReport {
+    /// Passed, or why not.
+    pub result: Result<(), ScriptFailure>,
+    /// One case per subtest, then one named `script` for the whole run.
+    pub cases: Vec<TestCase>,
+    /// Wall time of the script.
+    pub elapsed: Duration,
+}
+
+/// A step failure as the script sees it (in `catch`): a handle to the full
+/// [`StepError`] kept on the Rust side.
+#[derive(Debug, Clone)]
+struct StepFailureRef {
+    id: usize,
+    summary: String,
+}
+
+struct State {
+    ctx: Arc<RunContext>,
+    nodes: Vec<Node>,
+    keep_going: bool,
+    failures: Mutex<Vec<Option<StepError>>>,
+    cases: Mutex<Vec<TestCase>>,
+    failed_subtests: Mutex<Vec<String>>,
+    output: Mutex<String>,
+}
+
+fn script_position(pos: Position) -> Option<ScriptPosition> {
+    pos.line().map(|line| ScriptPosition {
+        line,
+        column: pos.position().unwrap_or(1),
+    })
+}
+
+impl State {
+    /// Turns a step failure into a Rhai error at the call's position,
+    /// keeping the full error on the Rust side.
+    fn fail(&self, ctx: &NativeCallContext, mut err: StepError) -> Box<EvalAltResult> {
+        let pos = ctx.call_position();
+        if err.position.is_none() {
+            err.position = script_position(pos);
+        }
+        let summary = err.summary();
+        let id = match self.failures.lock() {
+            Ok(mut f) => {
+                f.push(Some(err));
+                f.len() - 1
+            }
+            Err(_) => usize::MAX,
+        };
+        EvalAltResult::ErrorRuntime(Dynamic::from(StepFailureRef { id, summary }), pos).into()
+    }
+
+    fn take_failure(&self, id: usize) -> Option<StepError> {
+        self.failures
+            .lock()
+            .ok()
+            .and_then(|mut f| f.get_mut(id).and_then(Option::take))
+    }
+
+    fn timeout(
+        &self,
+        ctx: &NativeCallContext,
+        node: Option<&Node>,
+        step: &str,
+        value: &Dynamic,
+    ) -> Result<Duration, Box<EvalAltResult>> {
+        let parsed = if let Some(i) = value.clone().try_cast::<INT>() {
+            u64::try_from(i)
+                .map(Duration::from_secs)
+                .map_err(|_| StepErrorKind::BadTimeout {
+                    value: i.to_string(),
+                })
+        } else if let Some(x) = value.clone().try_cast::<rhai::FLOAT>() {
+            parse_timeout(&x.to_string())
+        } else if let Some(s) = value.clone().try_cast::<ImmutableString>() {
+            parse_timeout(&s)
+        } else {
+            Err(StepErrorKind::BadTimeout {
+                value: format!("{value} ({})", value.type_name()),
+            })
+        };
+        parsed.map_err(|kind| {
+            self.fail(
+                ctx,
+                StepError {
+                    machine: node.map(|n| n.name().to_owned()),
+                    step: step.to_owned(),
+                    kind: Box::new(kind),
+                    console: Vec::new(),
+                    position: None,
+                },
+            )
+        })
+    }
+
+    /// Describes an error that left a subtest or the script.
+    fn describe(&self, err: &EvalAltResult) -> ScriptFailure {
+        let inner = err.unwrap_inner();
+        match inner {
+            EvalAltResult::ErrorRuntime(d, pos) => {
+                if let Some(r) = d.clone().try_cast::<StepFailureRef>() {
+                    if let Some(step) = self.take_failure(r.id) {
+                        return ScriptFailure::Step(step);
+                    }
+                    return ScriptFailure::Script {
+                        message: r.summary,
+                        position: script_position(*pos),
+                    };
+                }
+                ScriptFailure::Script {
+                    message: format!("{d}"),
+                    position: script_position(*pos),
+                }
+            }
+            EvalAltResult::ErrorTerminated(d, _) => match self.ctx.interrupted() {
+                Some(reason) => ScriptFailure::Interrupted { reason },
+                None => ScriptFailure::Interrupted {
+                    reason: format!("{d}"),
+                },
+            },
+            other => ScriptFailure::Script {
+                message: other.to_string(),
+                position: script_position(other.position())
+                    .or_else(|| script_position(err.position())),
+            },
+        }
+    }
+
+    fn record(&self, name: &str, elapsed: Duration, failure: Option<&ScriptFailure>) {
+        let outcome = match failure {
+            None => Outcome::Passed,
+            Some(f) if f.is_infrastructure() => Outcome::Error {
+                message: first_line(&f.to_string()),
+                detail: f.to_string(),
+            },
+            Some(f) => Outcome::Failed {
+                message: first_line(&f.to_string()),
+                detail: f.to_string(),
+            },
+        };
+        let output = self
+            .output
+            .lock()
+            .map(|mut o| std::mem::take(&mut *o))
+            .unwrap_or_default();
+        if let Ok(mut cases) = self.cases.lock() {
+            cases.push(TestCase {
+                name: name.to_owned(),
+                elapsed,
+                outcome,
+                output,
+            });
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_owned()
+}
+
+/// Runs `source` against `nodes`: builds the engine, binds every machine,
+/// enforces the time limit (killing every machine when it passes) and
+/// reports the outcome with one JUnit case per subtest.
+pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> ScriptReport {
+    let started = Instant::now();
+    let ctx = match nodes.first() {
+        Some(n) => n.context().clone(),
+        None => Arc::new(RunContext::new(
+            crate::events::EventSender::none(),
+            Default::default(),
+            PathBuf::from("."),
+            PathBuf::from("."),
+        )),
+    };
+    let state = Arc::new(State {
+        ctx: ctx.clone(),
+        nodes: nodes.to_vec(),
+        keep_going: options.keep_going,
+        failures: Mutex::new(Vec::new()),
+        cases: Mutex::new(Vec::new()),
+        failed_subtests: Mutex::new(Vec::new()),
+        output: Mutex::new(String::new()),
+    });
+
+    // Watchdog: when the time limit passes, interrupt the run and kill the
+    // machines so that any blocked step returns at once.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = {
+        let nodes = nodes.to_vec();
+        let ctx = ctx.clone();
+        let timeout = options.timeout;
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(timeout) {
+                ctx.interrupt(&format!(
+                    "the test script's timeout of {}s passed",
+                    timeout.as_secs_f64()
+                ));
+                for n in &nodes {
+                    let _ = n.machine().crash();
+                }
+                true
+            } else {
+                false
+            }
+        })
+    };
+
+    let engine = build_engine(&state);
+    let result = run_in_engine(&engine, &state, source);
+    drop(done_tx);
+    let timed_out = watchdog.join().unwrap_or(false);
+
+    let result = match result {
+        Err(_) if timed_out => Err(ScriptFailure::TimedOut {
+            timeout: options.timeout,
+        }),
+        Err(f) => Err(f),
+        Ok(()) => {
+            let failed = state
+                .failed_subtests
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_default();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(ScriptFailure::Subtests { failed })
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    // The whole script is a case of its own, so a failure outside any
+    // subtest still shows in JUnit.
+    let whole = match &result {
+        Err(ScriptFailure::Subtests { .. }) | Ok(()) => None,
+        Err(f) => Some(f),
+    };
+    state.record("script", elapsed, whole);
+    ctx.events.send(RunEvent::ScriptEnd {
+        result: match &result {
+            Ok(()) => Ok(elapsed),
+            Err(e) => Err(first_line(&e.to_string())),
+        },
+    });
+    let cases = state
+        .cases
+        .lock()
+        .map(|mut c| std::mem::take(&mut *c))
+        .unwrap_or_default();
+    ScriptReport {
+        result,
+        cases,
+        elapsed,
+    }
+}
+
+fn run_in_engine(engine: &Engine, state: &Arc<State>, source: &str) -> Result<(), ScriptFailure> {
+    let mut scope = Scope::new();
+    for node in &state.nodes {
+        if is_identifier(node.name()) {
+            scope.push_constant(node.name().to_owned(), node.clone());
+        }
+    }
+    let ast = engine
+        .compile_with_scope(&scope, source)
+        .map_err(|e| ScriptFailure::Parse {
+            message: e.err_type().to_string(),
+            position: script_position(e.position()),
+        })?;
+    engine
+        .run_ast_with_scope(&mut scope, &ast)
+        .map_err(|e| state.describe(&e))
+}
+
+/// True for names usable as Rhai variables (and not keywords).
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && !is_reserved(name)
+}
+
+fn is_reserved(name: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "true",
+        "false",
+        "let",
+        "const",
+        "if",
+        "else",
+        "switch",
+        "do",
+        "while",
+        "loop",
+        "until",
+        "for",
+        "in",
+        "continue",
+        "break",
+        "return",
+        "throw",
+        "try",
+        "catch",
+        "fn",
+        "private",
+        "import",
+        "export",
+        "as",
+        "global",
+        "Fn",
+        "call",
+        "curry",
+        "this",
+        "type_of",
+        "print",
+        "debug",
+        "eval",
+        "is_def_fn",
+        "is_def_var",
+        "is_shared",
+        "var",
+        "static",
+        "shared",
+        "sync",
+        "async",
+        "await",
+        "yield",
+        "default",
+        "void",
+        "null",
+        "nil",
+        "spawn",
+        "thread",
+        "go",
+        "exit",
+        "match",
+        "case",
+        "public",
+        "protected",
+        "new",
+        "use",
+        "with",
+        "module",
+        "package",
+        "super",
+        "goto",
+        "macro",
+    ];
+    WORDS.contains(&name)
+}
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+fn build_engine(state: &Arc<State>) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_strict_variables(true);
+    engine.set_max_expr_depths(256, 256);
+
+    {
+        let s = state.clone();
+        engine.on_print(move |text| {
+            s.ctx.events.send(RunEvent::Print {
+                text: text.to_owned(),
+            });
+            if let Ok(mut o) = s.output.lock() {
+                o.push_str(text);
+                o.push('\n');
+            }
+        });
+    }
+    {
+        let s = state.clone();
+        engine.on_debug(move |text, _src, pos| {
+            let text = match script_position(pos) {
+                Some(p) => format!("[{p}] {text}"),
+                None => text.to_owned(),
+            };
+            s.ctx.events.send(RunEvent::Print { text });
+        });
+    }
+    {
+        let s = state.clone();
+        engine.on_progress(move |_| s.ctx.interrupted().map(Dynamic::from));
+    }
+
+    engine
+        .register_type_with_name::<Node>("Machine")
+        .register_get("name", |n: &mut Node| n.name().to_owned())
+        .register_fn("to_string", |n: &mut Node| {
+            format!("machine `{}`", n.name())
+        })
+        .register_fn("to_debug", |n: &mut Node| format!("machine `{}`", n.name()))
+        .register_fn("is_running", |n: Node| n.is_running());
+    engine
+        .register_type_with_name::<StepFailureRef>("StepFailure")
+        .register_fn("to_string", |r: &mut StepFailureRef| r.summary.clone())
+        .register_fn("to_debug", |r: &mut StepFailureRef| r.summary.clone())
+        .register_get("message", |r: &mut StepFailureRef| r.summary.clone());
+
+    register_globals(&mut engine, state);
+    register_commands(&mut engine, state);
+    register_waits(&mut engine, state);
+    register_actions(&mut engine, state);
+    engine
+}
+
+fn register_globals(engine: &mut Engine, state: &Arc<State>) {
+    let s = state.clone();
+    engine.register_fn(
+        "start_all",
+        move |ctx: NativeCallContext| -> RhaiResult<()> {
+            start_nodes(&s.nodes).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "machine",
+        move |ctx: NativeCallContext, name: &str| -> RhaiResult<Node> {
+            s.nodes
+                .iter()
+                .find(|n| n.name() == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = s.nodes.iter().map(|n| n.name()).collect();
+                    EvalAltResult::ErrorRuntime(
+                        format!(
+                            "no machine `{name}` in the spec (machines: {})",
+                            known.join(", ")
+                        )
+                        .into(),
+                        ctx.call_position(),
+                    )
+                    .into()
+                })
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn("machines", move || -> rhai::Array {
+        s.nodes.iter().cloned().map(Dynamic::from).collect()
+    });
+
+    let s = state.clone();
+    engine.register_fn(
+        "sleep",
+        move |ctx: NativeCallContext, secs: Dynamic| -> RhaiResult<()> {
+            let d = s.timeout(&ctx, None, "sleep()", &secs)?;
+            s.ctx.sleep(d).map_err(|kind| {
+                s.fail(
+                    &ctx,
+                    StepError {
+                        machine: None,
+                        step: "sleep()".to_owned(),
+                        kind: Box::new(kind),
+                        console: Vec::new(),
+                        position: None,
+                    },
+                )
+            })
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
+        "subtest",
+        move |ctx: NativeCallContext, name: &str, f: FnPtr| -> RhaiResult<Dynamic> {
+            s.ctx.events.send(RunEvent::SubtestStart {
+                name: name.to_owned(),
+            });
+            let started = Instant::now();
+            let result = f.call_within_context::<Dynamic>(&ctx, ());
+            let elapsed = started.elapsed();
+            match result {
+                Ok(v) => {
+                    s.record(name, elapsed, None);
+                    s.ctx.events.send(RunEvent::SubtestEnd {
+                        name: name.to_owned(),
+                        result: Ok(elapsed),
+                    });
+                    Ok(v)
+                }
+                Err(err) => {
+                    let failure = s.describe(&err);
+                    s.record(name, elapsed, Some(&failure));
+                    s.ctx.events.send(RunEvent::SubtestEnd {
+                        name: name.to_owned(),
+                        result: Err(failure.to_string()),
+                    });
+                    let interrupted = s.ctx.interrupted().is_some();
+                    if s.keep_going && !interrupted && !failure.is_infrastructure() {
+                        if let Ok(mut failed) = s.failed_subtests.lock() {
+                            failed.push(name.to_owned());
+                        }
+                        return Ok(Dynamic::UNIT);
+                    }
+                    // Re-raise with the full error kept for the final report.
+                    Err(match failure {
+                        ScriptFailure::Step(step) => s.fail(&ctx, step),
+                        _ => err,
+                    })
+                }
+            }
+        },
+    );
+}
+
+/// Registers `name(node, arg)` with the default timeout chosen by
+/// `default` and `name(node, arg, timeout)`.
+fn register_timed<A, R>(
+    engine: &mut Engine,
+    state: &Arc<State>,
+    name: &'static str,
+    default: fn(&crate::driver::Timeouts) -> Duration,
+    op: fn(&Node, &A, Duration) -> Result<R, StepError>,
+) where
+    A: Clone + Send + Sync + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    let s = state.clone();
+    engine.register_fn(
+        name,
+        move |ctx: NativeCallContext, node: Node, arg: A| -> RhaiResult<R> {
+            op(&node, &arg, default(&s.ctx.timeouts)).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        name,
+        move |ctx: NativeCallContext, node: Node, arg: A, timeout: Dynamic| -> RhaiResult<R> {
+            let t = s.timeout(&ctx, Some(&node), &format!("{name}()"), &timeout)?;
+            op(&node, &arg, t).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+}
+
+fn command_timeout(t: &crate::driver::Timeouts) -> Duration {
+    t.command
+}
+
+fn wait_timeout(t: &crate::driver::Timeouts) -> Duration {
+    t.wait
+}
+
+fn register_commands(engine: &mut Engine, state: &Arc<State>) {
+    register_timed(
+        engine,
+        state,
+        "succeed",
+        command_timeout,
+        |n, cmd: &ImmutableString, t| n.succeed_within(cmd, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "fail",
+        command_timeout,
+        |n, cmd: &ImmutableString, t| n.fail_within(cmd, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "execute",
+        command_timeout,
+        |n, cmd: &ImmutableString, t| {
+            let out = n.execute_within(cmd, t)?;
+            let mut map = rhai::Map::new();
+            map.insert("status".into(), Dynamic::from(INT::from(out.status)));
+            map.insert("stdout".into(), Dynamic::from(out.stdout_lossy()));
+            map.insert("stderr".into(), Dynamic::from(out.stderr_lossy()));
+            Ok(map)
+        },
+    );
+}
+
+fn port_arg(n: &Node, port: INT) -> Result<u16, StepError> {
+    u16::try_from(port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| StepError {
+            machine: Some(n.name().to_owned()),
+            step: format!("wait_for_open_port({port})"),
+            kind: Box::new(StepErrorKind::BadTimeout {
+                value: format!("{port} is not a TCP port (1..=65535)"),
+            }),
+            console: Vec::new(),
+            position: None,
+        })
+}
+
+fn register_waits(engine: &mut Engine, state: &Arc<State>) {
+    register_timed(
+        engine,
+        state,
+        "wait_until_succeeds",
+        wait_timeout,
+        |n, cmd: &ImmutableString, t| n.wait_until_succeeds(cmd, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_until_fails",
+        wait_timeout,
+        |n, cmd: &ImmutableString, t| n.wait_until_fails(cmd, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_service",
+        wait_timeout,
+        |n, name: &ImmutableString, t| n.wait_for_service(name, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_open_port",
+        wait_timeout,
+        |n, port: &INT, t| n.wait_for_open_port(port_arg(n, *port)?, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_file",
+        wait_timeout,
+        |n, path: &ImmutableString, t| n.wait_for_file(path, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_console_text",
+        wait_timeout,
+        |n, text: &ImmutableString, t| n.wait_for_console_text(text, t),
+    );
+}
+
+fn register_actions(engine: &mut Engine, state: &Arc<State>) {
+    type Action = fn(&Node) -> Result<(), StepError>;
+    let actions: [(&str, Action); 5] = [
+        ("start", Node::start),
+        ("shutdown", Node::shutdown),
+        ("crash", Node::crash),
+        ("block", Node::block),
+        ("unblock", Node::unblock),
+    ];
+    for (name, action) in actions {
+        let s = state.clone();
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, node: Node| -> RhaiResult<()> {
+                action(&node).map_err(|e| s.fail(&ctx, e))
+            },
+        );
+    }
+
+    let s = state.clone();
+    engine.register_fn(
+        "copy_from_vm",
+        move |ctx: NativeCallContext, node: Node, guest: &str, host: &str| -> RhaiResult<String> {
+            node.copy_from_vm(guest, host)
+                .map(|p| p.display().to_string())
+                .map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "copy_from_vm",
+        move |ctx: NativeCallContext, node: Node, guest: &str| -> RhaiResult<String> {
+            node.copy_from_vm(guest, "")
+                .map(|p| p.display().to_string())
+                .map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "copy_to_vm",
+        move |ctx: NativeCallContext, node: Node, host: &str, guest: &str| -> RhaiResult<()> {
+            node.copy_to_vm(host, guest).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Timeouts;
+    use crate::events::{channel, EventSender};
+    use crate::machine::{Machine, MachineError, Output};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A machine whose shell is the host's `sh`, for testing the engine
+    /// without QEMU.
+    struct HostShell {
+        name: String,
+        running: AtomicBool,
+    }
+
+    impl Machine for HostShell {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn start(&self) -> Result<(), MachineError> {
+            self.running.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        fn is_running(&self) -> bool {
+            self.running.load(Ordering::SeqCst)
+        }
+        fn execute(&self, cmd: &str, timeout: Duration) -> Result<Output, MachineError> {
+            if !self.is_running() {
+                return Err(MachineError::NotRunning {
+                    machine: self.name.clone(),
+                    op: format!("run `{cmd}`"),
+                });
+            }
+            let dir = tempfile::tempdir().map_err(|source| MachineError::Io {
+                machine: self.name.clone(),
+                what: "create temp dir".into(),
+                source,
+            })?;
+            let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+            let io = |source| MachineError::Io {
+                machine: self.name.clone(),
+                what: "run sh".into(),
+                source,
+            };
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).map_err(io)?)
+                .stderr(std::fs::File::create(&err).map_err(io)?)
+                .spawn()
+                .map_err(io)?;
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some(status) = child.try_wait().map_err(io)? {
+                    return Ok(Output {
+                        status: status.code().unwrap_or(128),
+                        stdout: std::fs::read(&out).map_err(io)?,
+                        stderr: std::fs::read(&err).map_err(io)?,
+                    });
+                }
+                if !self.is_running() || Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    if !self.is_running() {
+                        return Err(MachineError::Exited {
+                            machine: self.name.clone(),
+                            during: format!("running `{cmd}`"),
+                            how: "killed".into(),
+                            console: Default::default(),
+                        });
+                    }
+                    return Err(MachineError::CommandTimeout {
+                        machine: self.name.clone(),
+                        command: cmd.into(),
+                        timeout,
+                        console: Default::default(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        fn copy_to(&self, data: &[u8], guest_path: &str, _mode: u32) -> Result<(), MachineError> {
+            std::fs::write(guest_path, data).map_err(|source| MachineError::Io {
+                machine: self.name.clone(),
+                what: "write".into(),
+                source,
+            })
+        }
+        fn copy_from(&self, guest_path: &str) -> Result<Vec<u8>, MachineError> {
+            std::fs::read(guest_path).map_err(|source| MachineError::Io {
+                machine: self.name.clone(),
+                what: "read".into(),
+                source,
+            })
+        }
+        fn console_lines(&self, _last: usize) -> Vec<String> {
+            vec![format!("{} console", self.name)]
+        }
+        fn wait_for_console_text(
+            &self,
+            pattern: &str,
+            timeout: Duration,
+        ) -> Result<(), MachineError> {
+            if self.console_lines(1).iter().any(|l| l.contains(pattern)) {
+                return Ok(());
+            }
+            Err(MachineError::WaitTimeout {
+                machine: self.name.clone(),
+                what: format!("console text `{pattern}`"),
+                timeout,
+                console: Default::default(),
+            })
+        }
+        fn shutdown(&self, _timeout: Duration) -> Result<(), MachineError> {
+            self.running.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+        fn crash(&self) -> Result<(), MachineError> {
+            self.running.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+        fn set_link(&self, _up: bool) -> Result<(), MachineError> {
+            Ok(())
+        }
+    }
+
+    fn nodes(names: &[&str], events: EventSender, out: &std::path::Path) -> Vec<Node> {
+        let ctx = Arc::new(RunContext::new(
+            events,
+            Timeouts {
+                command: Duration::from_secs(20),
+                wait: Duration::from_secs(5),
+                shutdown: Duration::from_secs(1),
+            },
+            out.to_owned(),
+            out.to_owned(),
+        ));
+        names
+            .iter()
+            .map(|n| {
+                let m: Arc<dyn Machine> = Arc::new(HostShell {
+                    name: (*n).to_owned(),
+                    running: AtomicBool::new(false),
+                });
+                Node::new(m, Vec::new(), ctx.clone())
+            })
+            .collect()
+    }
+
+    fn run(names: &[&str], source: &str, options: &ScriptOptions) -> (ScriptReport, Vec<RunEvent>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = channel();
+        let report = run_script(&nodes(names, tx, dir.path()), source, options);
+        (report, rx.try_iter().collect())
+    }
+
+    #[test]
+    fn machines_are_variables_and_steps_return_output() {
+        let (report, events) = run(
+            &["server", "web-1"],
+            r#"
+            start_all();
+            let out = server.succeed("echo hello");
+            if out != "hello\n" { throw "bad output: " + out; }
+            let r = machine("web-1").execute("echo err >&2; exit 3");
+            if r.status != 3 || r.stderr != "err\n" { throw "bad execute"; }
+            server.fail("false");
+            print("name " + server.name);
+            "#,
+            &ScriptOptions::default(),
+        );
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        assert!(events.contains(&RunEvent::Print {
+            text: "name server".into()
+        }));
+        assert_eq!(report.cases.len(), 1);
+        assert_eq!(report.cases[0].outcome, Outcome::Passed);
+    }
+
+    #[test]
+    fn failed_step_names_machine_command_status_output_and_position() {
+        let (report, _) = run(
+            &["client"],
+            "start_all();\nlet x = 1;\n   client.succeed(\"echo out; echo bad >&2; exit 4\");\n",
+            &ScriptOptions::default(),
+        );
+        let Err(ScriptFailure::Step(err)) = report.result else {
+            panic!("expected a step failure, got {:?}", report.result);
+        };
+        let text = err.to_string();
+        assert!(text.starts_with("machine `client`: succeed(`echo out; echo bad >&2; exit 4`) failed at script line 3, column 11: command exited with status 4"), "{text}");
+        assert!(text.contains("stdout:\n  | out"), "{text}");
+        assert!(text.contains("stderr:\n  | bad"), "{text}");
+        assert!(
+            text.contains("last console lines:\n  | client console"),
+            "{text}"
+        );
+        assert!(!err.is_infrastructure());
+    }
+
+    #[test]
+    fn parse_errors_and_script_errors_have_positions() {
+        let (report, _) = run(&["a"], "let x = ;", &ScriptOptions::default());
+        match report.result {
+            Err(ScriptFailure::Parse { position, .. }) => {
+                assert_eq!(position.map(|p| p.line), Some(1))
+            }
+            other => panic!("expected parse failure, got {other:?}"),
+        }
+        let (report, _) = run(&["a"], "\n\nnope();", &ScriptOptions::default());
+        match &report.result {
+            Err(ScriptFailure::Script { position, message }) => {
+                assert_eq!(position.map(|p| p.line), Some(3), "{message}")
+            }
+            other => panic!("expected script failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keep_going_records_failed_subtests_and_still_fails() {
+        let source = r#"
+            start_all();
+            subtest("first", || { a.succeed("exit 1"); });
+            subtest("second", || { a.succeed("true"); });
+        "#;
+        let options = ScriptOptions {
+            keep_going: true,
+            ..ScriptOptions::default()
+        };
+        let (report, _) = run(&["a"], source, &options);
+        match &report.result {
+            Err(ScriptFailure::Subtests { failed }) => assert_eq!(failed, &["first"]),
+            other => panic!("expected subtest failure, got {other:?}"),
+        }
+        let names: Vec<&str> = report.cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["first", "second", "script"]);
+        assert!(matches!(report.cases[0].outcome, Outcome::Failed { .. }));
+        assert_eq!(report.cases[1].outcome, Outcome::Passed);
+
+        // Without keep_going the first failure ends the script, with its
+        // position inside the closure.
+        let (report, _) = run(&["a"], source, &ScriptOptions::default());
+        match &report.result {
+            Err(ScriptFailure::Step(e)) => {
+                assert_eq!(e.position.map(|p| p.line), Some(3), "{e}")
+            }
+            other => panic!("expected step failure, got {other:?}"),
+        }
+        assert_eq!(report.cases.len(), 2);
+    }
+
+    #[test]
+    fn caught_failures_do_not_fail_the_script() {
+        let (report, events) = run(
+            &["a"],
+            r#"a.start(); try { a.succeed("exit 2"); } catch (e) { print("caught: " + e.message); }"#,
+            &ScriptOptions::default(),
+        );
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        assert!(events.iter().any(|e| matches!(e,
+            RunEvent::Print { text } if text.starts_with("caught: machine `a`: succeed(`exit 2`)"))));
+    }
+
+    #[test]
+    fn polling_waits_and_timeouts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag = dir.path().join("flag");
+        let source = format!(
+            r#"
+            a.start();
+            a.succeed("(sleep 0.3; touch '{flag}') >/dev/null 2>&1 &");
+            a.wait_until_succeeds("test -e '{flag}'", "10s");
+            a.wait_for_file("{flag}", 2);
+            a.wait_until_succeeds("false", 0.5);
+            "#,
+            flag = flag.display()
+        );
+        let (report, _) = run(&["a"], &source, &ScriptOptions::default());
+        match &report.result {
+            Err(ScriptFailure::Step(e)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("wait_until_succeeds(`false`) failed at script line 6"),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("timed out after 0.5s waiting for `false` to succeed"),
+                    "{text}"
+                );
+                assert!(text.contains("last attempt exited with status 1"), "{text}");
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let (report, _) = run(
+            &["a"],
+            r#"a.start(); a.succeed("true", "soon");"#,
+            &ScriptOptions::default(),
+        );
+        assert!(
+            matches!(&report.result, Err(ScriptFailure::Step(e)) if matches!(*e.kind, StepErrorKind::BadTimeout { .. })),
+            "{:?}",
+            report.result
+        );
+    }
+
+    #[test]
+    fn script_timeout_kills_machines_and_fails() {
+        let options = ScriptOptions {
+            timeout: Duration::from_millis(500),
+            ..ScriptOptions::default()
+        };
+        let (report, _) = run(&["a"], r#"a.start(); a.succeed("sleep 30");"#, &options);
+        assert!(
+            matches!(report.result, Err(ScriptFailure::TimedOut { .. })),
+            "{:?}",
+            report.result
+        );
+        let (report, _) = run(&["a"], "loop { }", &options);
+        assert!(
+            matches!(report.result, Err(ScriptFailure::TimedOut { .. })),
+            "{:?}",
+            report.result
+        );
+    }
+
+    #[test]
+    fn copies_resolve_host_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, _rx) = channel();
+        let nodes = nodes(&["a"], tx, dir.path());
+        std::fs::write(dir.path().join("in.txt"), "data").expect("write");
+        let guest = dir.path().join("guest.txt");
+        let source = format!(
+            r#"a.start(); a.copy_to_vm("in.txt", "{g}"); let p = a.copy_from_vm("{g}", "sub/out.txt"); print(p);"#,
+            g = guest.display()
+        );
+        let report = run_script(&nodes, &source, &ScriptOptions::default());
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("sub/out.txt")).expect("copied"),
+            "data"
+        );
+    }
+}
