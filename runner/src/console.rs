@@ -1,0 +1,955 @@
+//! The host side of a guest's consoles.
+//!
+//! - [`ControlChannel`]: the framed root-shell protocol spoken with
+//!   `guest/control.sh` over the virtio console (`hvc0`) socket. Commands
+//!   and data go as base64; replies carry stdout, stderr and the exit status
+//!   apart and exact. Every call has a deadline; a command that outlives its
+//!   timeout is killed in the guest through the channel, and if even that
+//!   gets no answer the channel is marked dead.
+//! - [`ConsoleLog`]: the serial console (`ttyS0`), read line by line into a
+//!   per-machine log file, a bounded in-memory tail and [`MachineEvent`]s.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use crate::machine::{EventSink, MachineEvent, Output};
+
+/// The guest side of the protocol, installed at `/covnet/control.sh`.
+pub const CONTROL_SH: &str = include_str!("guest/control.sh");
+
+/// Largest file chunk sent in one `PUT` request (before base64).
+pub const PUT_CHUNK: usize = 256 * 1024;
+
+/// How often readiness pings are sent while the guest boots.
+const PING_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Lines of serial console kept in memory per machine.
+pub const CONSOLE_TAIL_LINES: usize = 5000;
+
+/// A failure of the control channel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// No answer within the deadline (the channel may still be usable).
+    #[error("no answer within {}s while {during}", after.as_secs_f64())]
+    Timeout {
+        /// What was going on.
+        during: String,
+        /// The deadline's length.
+        after: Duration,
+    },
+    /// A command outlived its timeout. `killed` tells whether the guest
+    /// confirmed it killed the command; when not, the channel is dead.
+    #[error("command did not finish within {}s ({})", timeout.as_secs_f64(),
+        if *killed { "killed in the guest" } else { "the guest did not answer the kill; channel abandoned" })]
+    CommandTimeout {
+        /// The command's timeout.
+        timeout: Duration,
+        /// Whether the guest reported the command ended after the kill.
+        killed: bool,
+    },
+    /// The guest side closed the connection (QEMU exited or the shell died).
+    #[error("connection closed while {during}")]
+    Closed {
+        /// What was going on.
+        during: String,
+    },
+    /// Reading or writing the socket failed.
+    #[error("i/o error while {during}")]
+    Io {
+        /// What was going on.
+        during: String,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The guest answered something that is not the protocol.
+    #[error("malformed reply while {during}: {detail}")]
+    Protocol {
+        /// What was going on.
+        during: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An earlier failure made the channel unusable.
+    #[error("channel is dead after an earlier failure: {reason}")]
+    Dead {
+        /// The earlier failure.
+        reason: String,
+    },
+}
+
+/// One reply: output sections and status.
+#[derive(Debug, Default)]
+struct Reply {
+    out: Vec<u8>,
+    err: Vec<u8>,
+    status: i32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    None,
+    Out,
+    Err,
+}
+
+/// The host end of the framed control shell on a guest's `hvc0`.
+#[derive(Debug)]
+pub struct ControlChannel {
+    stream: UnixStream,
+    pending: Vec<u8>,
+    next_id: u64,
+    dead: Option<String>,
+}
+
+impl ControlChannel {
+    /// Wraps a connected stream (the control socket, or one end of a pair
+    /// in tests).
+    pub fn new(stream: UnixStream) -> ControlChannel {
+        ControlChannel {
+            stream,
+            pending: Vec::new(),
+            next_id: 1,
+            dead: None,
+        }
+    }
+
+    /// True once a failure made the channel unusable.
+    pub fn is_dead(&self) -> bool {
+        self.dead.is_some()
+    }
+
+    fn check_alive(&self) -> Result<(), ChannelError> {
+        match &self.dead {
+            Some(reason) => Err(ChannelError::Dead {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn kill_channel(&mut self, err: ChannelError) -> ChannelError {
+        if self.dead.is_none() {
+            self.dead = Some(err.to_string());
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        err
+    }
+
+    fn id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn send(&mut self, bytes: &[u8], deadline: Instant, during: &str) -> Result<(), ChannelError> {
+        let remaining = remaining(deadline).ok_or_else(|| ChannelError::Timeout {
+            during: during.to_owned(),
+            after: Duration::ZERO,
+        })?;
+        let result = self
+            .stream
+            .set_write_timeout(Some(remaining))
+            .and_then(|()| self.stream.write_all(bytes));
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if is_timeout(&err) => Err(ChannelError::Timeout {
+                during: during.to_owned(),
+                after: remaining,
+            }),
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Err(ChannelError::Closed {
+                during: during.to_owned(),
+            }),
+            Err(source) => Err(ChannelError::Io {
+                during: during.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads one line (without `\n`, a trailing `\r` removed).
+    fn read_line(&mut self, deadline: Instant, during: &str) -> Result<Vec<u8>, ChannelError> {
+        loop {
+            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            let Some(left) = remaining(deadline) else {
+                return Err(ChannelError::Timeout {
+                    during: during.to_owned(),
+                    after: Duration::ZERO,
+                });
+            };
+            let mut chunk = [0u8; 64 * 1024];
+            let read = self
+                .stream
+                .set_read_timeout(Some(left))
+                .and_then(|()| self.stream.read(&mut chunk));
+            match read {
+                Ok(0) => {
+                    return Err(ChannelError::Closed {
+                        during: during.to_owned(),
+                    })
+                }
+                Ok(n) => self
+                    .pending
+                    .extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if is_timeout(&err) => {
+                    return Err(ChannelError::Timeout {
+                        during: during.to_owned(),
+                        after: left,
+                    })
+                }
+                Err(err) if err.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(ChannelError::Closed {
+                        during: during.to_owned(),
+                    })
+                }
+                Err(source) => {
+                    return Err(ChannelError::Io {
+                        during: during.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Reads lines until the reply to `id` is complete. Lines that are not
+    /// part of it (stale replies, echo before the guest set raw mode) are
+    /// skipped.
+    fn await_reply(
+        &mut self,
+        id: u64,
+        deadline: Instant,
+        during: &str,
+    ) -> Result<Reply, ChannelError> {
+        let prefix = format!("=covnet {id} ");
+        let mut section = Section::None;
+        let mut out_b64 = Vec::new();
+        let mut err_b64 = Vec::new();
+        loop {
+            let line = self.read_line(deadline, during)?;
+            if let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
+                match rest {
+                    b"out" => section = Section::Out,
+                    b"err" => section = Section::Err,
+                    _ => {
+                        let status = rest
+                            .strip_prefix(b"end ")
+                            .and_then(|s| std::str::from_utf8(s).ok())
+                            .and_then(|s| s.trim().parse::<i32>().ok())
+                            .ok_or_else(|| ChannelError::Protocol {
+                                during: during.to_owned(),
+                                detail: format!(
+                                    "unexpected marker `{}`",
+                                    String::from_utf8_lossy(&line)
+                                ),
+                            })?;
+                        let decode = |data: &[u8], what: &str| {
+                            B64.decode(data).map_err(|err| ChannelError::Protocol {
+                                during: during.to_owned(),
+                                detail: format!("bad base64 in {what}: {err}"),
+                            })
+                        };
+                        return Ok(Reply {
+                            out: decode(&out_b64, "stdout")?,
+                            err: decode(&err_b64, "stderr")?,
+                            status,
+                        });
+                    }
+                }
+            } else if line.starts_with(b"=covnet ") {
+                // A marker of another request: not ours.
+                section = Section::None;
+            } else {
+                let data = line.iter().copied().filter(|b| !b.is_ascii_whitespace());
+                match section {
+                    Section::Out => out_b64.extend(data),
+                    Section::Err => err_b64.extend(data),
+                    Section::None => {}
+                }
+            }
+        }
+    }
+
+    /// Runs one request: send, wait for the reply. Fatal errors (anything
+    /// but a timeout) kill the channel.
+    fn request(
+        &mut self,
+        id: u64,
+        payload: &[u8],
+        deadline: Instant,
+        during: &str,
+    ) -> Result<Reply, ChannelError> {
+        self.check_alive()?;
+        let result = self
+            .send(payload, deadline, during)
+            .and_then(|()| self.await_reply(id, deadline, during));
+        match result {
+            Ok(reply) => Ok(reply),
+            Err(err @ ChannelError::Timeout { .. }) => Err(err),
+            Err(err) => Err(self.kill_channel(err)),
+        }
+    }
+
+    /// Sends pings until the guest answers one, up to `deadline`, calling
+    /// `alive` between pings: when it returns `false` (QEMU exited), the
+    /// wait stops with [`ChannelError::Closed`].
+    pub fn wait_ready(
+        &mut self,
+        deadline: Instant,
+        mut alive: impl FnMut() -> bool,
+    ) -> Result<(), ChannelError> {
+        self.check_alive()?;
+        let mut first_ping = None;
+        loop {
+            if !alive() {
+                return Err(self.kill_channel(ChannelError::Closed {
+                    during: "waiting for the control shell".into(),
+                }));
+            }
+            let Some(left) = remaining(deadline) else {
+                return Err(ChannelError::Timeout {
+                    during: "waiting for the control shell".into(),
+                    after: Duration::ZERO,
+                });
+            };
+            let id = self.id();
+            let first = *first_ping.get_or_insert(id);
+            let round = Instant::now() + left.min(PING_INTERVAL);
+            let during = "waiting for the control shell";
+            match self.send(format!("{id} PING\n").as_bytes(), round, during) {
+                Ok(()) | Err(ChannelError::Timeout { .. }) => {}
+                Err(err) => return Err(self.kill_channel(err)),
+            }
+            // Any answered ping means the shell is up.
+            loop {
+                match self.read_line(round, during) {
+                    Ok(line) => {
+                        if let Some(answered) = parse_end_id(&line) {
+                            if (first..=id).contains(&answered) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Err(ChannelError::Timeout { .. }) => break,
+                    Err(err) => return Err(self.kill_channel(err)),
+                }
+            }
+        }
+    }
+
+    /// Runs `cmd` with the guest's `sh -c`. After `timeout` the command's
+    /// process group is killed through the channel; if the guest does not
+    /// confirm within `slack`, the channel is declared dead.
+    pub fn execute(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+        slack: Duration,
+    ) -> Result<Output, ChannelError> {
+        self.check_alive()?;
+        let id = self.id();
+        let payload = format!("{id} EXEC {}\n", B64.encode(cmd.as_bytes()));
+        let during = "running a command";
+        let send_deadline = Instant::now() + slack;
+        if let Err(err) = self.send(payload.as_bytes(), send_deadline, during) {
+            return Err(self.kill_channel(err));
+        }
+        match self.await_reply(id, Instant::now() + timeout, during) {
+            Ok(reply) => Ok(Output {
+                status: reply.status,
+                stdout: reply.out,
+                stderr: reply.err,
+            }),
+            Err(ChannelError::Timeout { .. }) => {
+                let kill_id = self.id();
+                let deadline = Instant::now() + slack;
+                let killed = self
+                    .send(
+                        format!("{kill_id} KILL {id}\n").as_bytes(),
+                        deadline,
+                        during,
+                    )
+                    .and_then(|()| self.await_reply(id, deadline, "killing a timed-out command"));
+                match killed {
+                    Ok(_) => Err(ChannelError::CommandTimeout {
+                        timeout,
+                        killed: true,
+                    }),
+                    Err(_) => Err(self.kill_channel(ChannelError::CommandTimeout {
+                        timeout,
+                        killed: false,
+                    })),
+                }
+            }
+            Err(err) => Err(self.kill_channel(err)),
+        }
+    }
+
+    /// Writes `data` to `path` in the guest with permission bits `mode`, in
+    /// chunks of [`PUT_CHUNK`]. Returns the guest's status and stderr if a
+    /// step failed there (`Ok(Err(..))`).
+    pub fn put(
+        &mut self,
+        data: &[u8],
+        path: &str,
+        mode: u32,
+        timeout: Duration,
+    ) -> Result<Result<(), (i32, Vec<u8>)>, ChannelError> {
+        let deadline = Instant::now() + timeout;
+        let path_b64 = B64.encode(path.as_bytes());
+        let mut chunks: Vec<&[u8]> = data.chunks(PUT_CHUNK).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let id = self.id();
+            let body = B64.encode(chunk);
+            let mut payload = format!(
+                "{id} PUT {path_b64} {mode:o} {} {}\n",
+                u8::from(i > 0),
+                body.len()
+            )
+            .into_bytes();
+            payload.extend_from_slice(body.as_bytes());
+            let reply = self.request(id, &payload, deadline, "copying a file to the guest")?;
+            if reply.status != 0 {
+                return Ok(Err((reply.status, reply.err)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Asks the guest to stop its services (waiting up to `grace` for
+    /// them), sync and power off. Returns once the guest confirmed the sync.
+    pub fn poweroff(&mut self, grace: Duration, timeout: Duration) -> Result<(), ChannelError> {
+        let id = self.id();
+        let payload = format!("{id} POWEROFF {}\n", grace.as_secs().max(1));
+        self.request(
+            id,
+            payload.as_bytes(),
+            Instant::now() + timeout,
+            "powering off",
+        )
+        .map(|_| ())
+    }
+}
+
+fn remaining(deadline: Instant) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (!left.is_zero()).then_some(left)
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The id of an `=covnet <id> end <status>` line.
+fn parse_end_id(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.split(' ');
+    (words.next()? == "=covnet").then_some(())?;
+    let id = words.next()?.parse().ok()?;
+    (words.next()? == "end").then_some(id)
+}
+
+/// Quotes `s` for a POSIX shell as one word.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[derive(Debug, Default)]
+struct LogState {
+    lines: VecDeque<String>,
+    /// Lines ever completed (the index just past the last one).
+    total: u64,
+    /// An unterminated last line.
+    partial: String,
+    closed: bool,
+}
+
+/// The serial console of one machine: a log file, an in-memory tail and
+/// events, fed by a reader thread.
+#[derive(Debug, Clone)]
+pub struct ConsoleLog {
+    shared: Arc<(Mutex<LogState>, Condvar)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Why a wait on the console log ended without a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleWaitEnd {
+    /// The deadline passed.
+    Timeout,
+    /// The console closed (the machine's process exited).
+    Closed,
+}
+
+impl ConsoleLog {
+    /// Starts a thread that accepts QEMU's connection on `listener`, then
+    /// appends every line to `log_path`, the in-memory tail, and `events`
+    /// (as [`MachineEvent::ConsoleLine`] of `machine`). The thread ends when
+    /// the console closes or [`ConsoleLog::stop`] is called.
+    pub fn spawn(
+        machine: &str,
+        listener: UnixListener,
+        log_path: &Path,
+        events: EventSink,
+    ) -> io::Result<(ConsoleLog, JoinHandle<()>)> {
+        let log_file = File::options().create(true).append(true).open(log_path)?;
+        listener.set_nonblocking(true)?;
+        let log = ConsoleLog {
+            shared: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let thread_log = log.clone();
+        let machine = machine.to_owned();
+        let handle = thread::Builder::new()
+            .name(format!("console-{machine}"))
+            .spawn(move || thread_log.run(&machine, &listener, log_file, &events))?;
+        Ok((log, handle))
+    }
+
+    fn state(&self) -> MutexGuard<'_, LogState> {
+        // A panic while holding the lock leaves plain data behind: go on.
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self, machine: &str, listener: &UnixListener, mut file: File, events: &EventSink) {
+        let stream = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                self.close();
+                return;
+            }
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(err) => {
+                    eprintln!("covnet: warning: {machine}: serial console accept failed: {err}");
+                    self.close();
+                    return;
+                }
+            }
+        };
+        let mut stream = stream;
+        // Short read timeouts let the thread notice `stop`.
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 16 * 1024];
+        let mut raw_partial: Vec<u8> = Vec::new();
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let data = buf.get(..n).unwrap_or(&[]);
+                    if let Err(err) = file.write_all(data) {
+                        eprintln!("covnet: warning: {machine}: writing console log failed: {err}");
+                    }
+                    raw_partial.extend_from_slice(data);
+                    self.take_lines(machine, &mut raw_partial, events);
+                }
+                Err(err) if is_timeout(&err) || err.kind() == io::ErrorKind::Interrupted => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if !raw_partial.is_empty() {
+            raw_partial.push(b'\n');
+            self.take_lines(machine, &mut raw_partial, events);
+        }
+        self.close();
+    }
+
+    fn take_lines(&self, machine: &str, raw: &mut Vec<u8>, events: &EventSink) {
+        let mut complete = Vec::new();
+        while let Some(pos) = raw.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = raw.drain(..=pos).collect();
+            line.pop();
+            while line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            complete.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        {
+            let mut state = self.state();
+            for line in &complete {
+                state.lines.push_back(line.clone());
+                state.total += 1;
+                if state.lines.len() > CONSOLE_TAIL_LINES {
+                    state.lines.pop_front();
+                }
+            }
+            state.partial = String::from_utf8_lossy(raw).into_owned();
+        }
+        self.shared.1.notify_all();
+        for line in complete {
+            events.emit(MachineEvent::ConsoleLine {
+                machine: machine.to_owned(),
+                line,
+            });
+        }
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.shared.1.notify_all();
+    }
+
+    /// Asks the reader thread to finish (it notices within ~200 ms).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// True once the console connection ended.
+    pub fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// The last `n` lines (an unterminated last line included).
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        let state = self.state();
+        let mut lines: Vec<String> = state.lines.iter().cloned().collect();
+        if !state.partial.is_empty() {
+            lines.push(state.partial.clone());
+        }
+        let skip = lines.len().saturating_sub(n);
+        lines.split_off(skip)
+    }
+
+    /// Waits until a line in the tail (past or future; an unterminated last
+    /// line counts) matches `pattern`.
+    pub fn wait_for(
+        &self,
+        pattern: &regex::Regex,
+        timeout: Duration,
+    ) -> Result<String, ConsoleWaitEnd> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state();
+        let mut scanned: u64 = state.total.saturating_sub(state.lines.len() as u64);
+        loop {
+            let first = state.total.saturating_sub(state.lines.len() as u64);
+            let skip = usize::try_from(scanned.saturating_sub(first)).unwrap_or(usize::MAX);
+            if let Some(line) = state.lines.iter().skip(skip).find(|l| pattern.is_match(l)) {
+                return Ok(line.clone());
+            }
+            scanned = state.total;
+            if pattern.is_match(&state.partial) && !state.partial.is_empty() {
+                return Ok(state.partial.clone());
+            }
+            if state.closed {
+                return Err(ConsoleWaitEnd::Closed);
+            }
+            let Some(left) = remaining(deadline) else {
+                return Err(ConsoleWaitEnd::Timeout);
+            };
+            state = match self.shared.1.wait_timeout(state, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::OwnedChild;
+    use std::os::fd::OwnedFd;
+    use std::process::{Command, Stdio};
+
+    const SLACK: Duration = Duration::from_secs(20);
+
+    /// The real control.sh run by the host's busybox on one end of a
+    /// socket pair: the same script and protocol as in a guest.
+    struct Harness {
+        channel: ControlChannel,
+        _child: OwnedChild,
+        _work: tempfile::TempDir,
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            let _ = self._child.kill();
+        }
+    }
+
+    fn harness() -> Harness {
+        let work = tempfile::tempdir().expect("tempdir");
+        let script = work.path().join("control.sh");
+        std::fs::write(&script, CONTROL_SH).expect("write script");
+        let (host, guest) = UnixStream::pair().expect("socketpair");
+        let guest_in = OwnedFd::from(guest.try_clone().expect("clone"));
+        let guest_out = OwnedFd::from(guest);
+        let mut cmd = Command::new("busybox");
+        cmd.arg("sh")
+            .arg(&script)
+            .env("COVNET_CONTROL_DEV", "-")
+            .env("COVNET_CONTROL_DIR", work.path().join("ctl"))
+            .env("COVNET_PID_DIR", work.path().join("pids"))
+            .stdin(Stdio::from(guest_in))
+            .stdout(Stdio::from(guest_out))
+            .stderr(Stdio::inherit());
+        let child = OwnedChild::spawn(cmd, "control.sh").expect("busybox is installed");
+        let mut channel = ControlChannel::new(host);
+        channel
+            .wait_ready(Instant::now() + SLACK, || true)
+            .expect("control.sh answers a ping");
+        Harness {
+            channel,
+            _child: child,
+            _work: work,
+        }
+    }
+
+    #[test]
+    fn stdout_stderr_status_apart_and_exact() {
+        let mut h = harness();
+        let out = h
+            .channel
+            .execute("echo hi; echo err >&2; exit 3", SLACK, SLACK)
+            .expect("execute");
+        assert_eq!(
+            out,
+            Output {
+                status: 3,
+                stdout: b"hi\n".to_vec(),
+                stderr: b"err\n".to_vec()
+            }
+        );
+        // Output without trailing newline, empty output, and marker-like text.
+        let out = h
+            .channel
+            .execute("printf '=covnet 99 end 0'; printf 'x' >&2", SLACK, SLACK)
+            .expect("execute");
+        assert_eq!(out.stdout, b"=covnet 99 end 0");
+        assert_eq!(out.stderr, b"x");
+        let out = h.channel.execute("true", SLACK, SLACK).expect("execute");
+        assert_eq!(out, Output::default());
+    }
+
+    #[test]
+    fn binary_round_trip_of_all_byte_values() {
+        let mut h = harness();
+        let dir = h._work.path().join("files");
+        let path = dir.join("sub/all.bin");
+        let path = path.to_str().expect("utf-8 path");
+        let data: Vec<u8> = (0..=255u8).cycle().take(256 * 3 + PUT_CHUNK).collect();
+        h.channel
+            .put(&data, path, 0o640, SLACK)
+            .expect("channel")
+            .expect("guest put");
+        let meta = std::fs::metadata(path).expect("written");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        let out = h
+            .channel
+            .execute(&format!("cat -- {}", shell_quote(path)), SLACK, SLACK)
+            .expect("execute");
+        assert_eq!(out.status, 0);
+        assert!(out.stdout == data, "round trip differs");
+        // Empty file.
+        h.channel
+            .put(&[], path, 0o600, SLACK)
+            .expect("channel")
+            .expect("guest put");
+        assert_eq!(std::fs::read(path).expect("read"), b"");
+    }
+
+    #[test]
+    fn put_failure_reports_guest_stderr() {
+        let mut h = harness();
+        let res = h
+            .channel
+            .put(b"x", "/proc/covnet-no-such/x", 0o600, SLACK)
+            .expect("channel stays usable");
+        let (status, stderr) = res.expect_err("put into /proc fails");
+        assert_ne!(status, 0);
+        assert!(!stderr.is_empty());
+        let out = h
+            .channel
+            .execute("echo still", SLACK, SLACK)
+            .expect("still in sync");
+        assert_eq!(out.stdout, b"still\n");
+    }
+
+    #[test]
+    fn background_child_holding_stdout_does_not_hang() {
+        let mut h = harness();
+        let out = h
+            .channel
+            .execute("sleep 30 & echo $!", SLACK, SLACK)
+            .expect("execute returns while the child runs");
+        assert_eq!(out.status, 0);
+        let pid: u32 = out.stdout_lossy().trim().parse().expect("pid");
+        assert!(
+            crate::process::pid_alive(pid),
+            "the background child runs on"
+        );
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+
+    #[test]
+    fn timeout_kills_the_command_group_and_channel_survives() {
+        let mut h = harness();
+        let marker = h._work.path().join("after");
+        let cmd = format!(
+            "sleep 100 & sleep 100; touch {}",
+            shell_quote(marker.to_str().expect("utf-8"))
+        );
+        let err = h
+            .channel
+            .execute(&cmd, Duration::from_millis(500), SLACK)
+            .expect_err("times out");
+        assert!(
+            matches!(err, ChannelError::CommandTimeout { killed: true, .. }),
+            "{err}"
+        );
+        assert!(!h.channel.is_dead());
+        let out = h.channel.execute("echo ok", SLACK, SLACK).expect("usable");
+        assert_eq!(out.stdout, b"ok\n");
+        assert!(!marker.exists(), "the killed command went on");
+    }
+
+    #[test]
+    fn unanswered_kill_marks_the_channel_dead() {
+        // A peer that never answers anything.
+        let (host, _guest) = UnixStream::pair().expect("pair");
+        let mut channel = ControlChannel::new(host);
+        let err = channel
+            .execute(
+                "sleep 100",
+                Duration::from_millis(100),
+                Duration::from_millis(100),
+            )
+            .expect_err("no answer");
+        assert!(
+            matches!(err, ChannelError::CommandTimeout { killed: false, .. }),
+            "{err}"
+        );
+        assert!(channel.is_dead());
+        assert!(matches!(
+            channel.execute("true", SLACK, SLACK),
+            Err(ChannelError::Dead { .. })
+        ));
+    }
+
+    #[test]
+    fn closed_peer_is_reported() {
+        let (host, guest) = UnixStream::pair().expect("pair");
+        drop(guest);
+        let mut channel = ControlChannel::new(host);
+        let err = channel.execute("true", SLACK, SLACK).expect_err("closed");
+        assert!(
+            matches!(err, ChannelError::Closed { .. } | ChannelError::Io { .. }),
+            "{err}"
+        );
+        assert!(channel.is_dead());
+        let mut channel = ControlChannel::new(UnixStream::pair().expect("pair").0);
+        let err = channel
+            .wait_ready(Instant::now() + SLACK, || false)
+            .expect_err("not alive");
+        assert!(matches!(err, ChannelError::Closed { .. }), "{err}");
+    }
+
+    #[test]
+    fn stale_and_foreign_lines_are_skipped() {
+        let (host, mut guest) = UnixStream::pair().expect("pair");
+        let mut channel = ControlChannel::new(host);
+        let reply = format!(
+            "1 EXEC echo\r\n=covnet 0 out\n{}\n=covnet 0 end 5\n=covnet 1 out\n{}\n=covnet 1 err\n=covnet 1 end 7\n",
+            B64.encode("stale"),
+            B64.encode("fresh")
+        );
+        guest.write_all(reply.as_bytes()).expect("write");
+        let out = channel.execute("echo", SLACK, SLACK).expect("reply");
+        assert_eq!(out.stdout, b"fresh");
+        assert_eq!(out.status, 7);
+    }
+
+    #[test]
+    fn malformed_reply_is_a_protocol_error() {
+        let (host, mut guest) = UnixStream::pair().expect("pair");
+        let mut channel = ControlChannel::new(host);
+        guest
+            .write_all(b"=covnet 1 out\n!!!\n=covnet 1 end 0\n")
+            .expect("write");
+        let err = channel.execute("x", SLACK, SLACK).expect_err("bad base64");
+        assert!(matches!(err, ChannelError::Protocol { .. }), "{err}");
+        let (host, mut guest) = UnixStream::pair().expect("pair");
+        let mut channel = ControlChannel::new(host);
+        guest.write_all(b"=covnet 1 end x\n").expect("write");
+        let err = channel.execute("x", SLACK, SLACK).expect_err("bad status");
+        assert!(matches!(err, ChannelError::Protocol { .. }), "{err}");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn console_log_lines_file_events_and_waits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("serial.sock");
+        let listener = UnixListener::bind(&sock).expect("bind");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = dir.path().join("m.log");
+        let (log, handle) =
+            ConsoleLog::spawn("m", listener, &log_path, EventSink::channel(tx)).expect("spawn");
+        let mut qemu = UnixStream::connect(&sock).expect("connect");
+        qemu.write_all(b"booting\r\nhello world\r\nlogin: ")
+            .expect("write");
+        let re = regex::Regex::new("hello w.rld").expect("regex");
+        assert_eq!(log.wait_for(&re, SLACK).expect("matched"), "hello world");
+        let re = regex::Regex::new("^login: $").expect("regex");
+        assert_eq!(log.wait_for(&re, SLACK).expect("partial line"), "login: ");
+        assert_eq!(log.last_lines(2), ["hello world", "login: "]);
+        let first = rx.recv_timeout(SLACK).expect("event");
+        assert_eq!(first.to_string(), "m| booting");
+        drop(qemu);
+        let re = regex::Regex::new("never").expect("regex");
+        assert_eq!(log.wait_for(&re, SLACK), Err(ConsoleWaitEnd::Closed));
+        handle.join().expect("reader thread");
+        assert_eq!(
+            std::fs::read(&log_path).expect("log file"),
+            b"booting\r\nhello world\r\nlogin: "
+        );
+        assert_eq!(log.last_lines(10), ["booting", "hello world", "login: "]);
+        let re = regex::Regex::new("x").expect("regex");
+        let short = ConsoleLog {
+            shared: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        assert_eq!(
+            short.wait_for(&re, Duration::from_millis(50)),
+            Err(ConsoleWaitEnd::Timeout)
+        );
+    }
+}

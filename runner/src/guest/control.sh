@@ -1,0 +1,128 @@
+#!/bin/sh
+# covnet control shell: serves framed requests from the host on the virtio
+# console (hvc0). init execs it last, so it normally runs as PID 1.
+#
+# Requests are single lines of ASCII tokens (binary data travels as base64):
+#   <id> PING
+#   <id> EXEC <command-base64>
+#   <id> KILL <exec-id>          (no reply: kills that command's group)
+#   <id> PUT <path-base64> <mode-octal> <append 0|1> <length>
+#        followed by exactly <length> bytes of base64 data
+#   <id> POWEROFF <grace-seconds>
+# Every reply except KILL's is
+#   =covnet <id> out \n <base64 lines> =covnet <id> err \n <base64 lines>
+#   =covnet <id> end <status>
+# (PING, PUT and POWEROFF send only the err section on failure and end).
+#
+# A command runs in its own session with stdin from /dev/null and its
+# output in files, so a background child that keeps stdout open cannot hold
+# up the reply. Environment (for tests on the host): COVNET_CONTROL_DEV
+# ("-" = use stdin/stdout as they are), COVNET_CONTROL_DIR (work files).
+
+dev=${COVNET_CONTROL_DEV:-/dev/hvc0}
+work=${COVNET_CONTROL_DIR:-/run/covnet/control}
+piddir=${COVNET_PID_DIR:-/run/covnet}
+
+mkdir -p "$work" || exit 1
+
+if [ "$dev" != - ]; then
+	# devtmpfs creates the node asynchronously after virtio_console probes.
+	n=0
+	while [ ! -c "$dev" ] && [ "$n" -lt 200 ]; do
+		sleep 0.05
+		n=$((n + 1))
+	done
+	exec <"$dev" >"$dev"
+	stty raw -echo || echo "covnet control: stty on $dev failed" >&2
+fi
+
+# reply_files ID STATUS OUTFILE ERRFILE
+reply_files() {
+	echo "=covnet $1 out"
+	[ -s "$3" ] && base64 "$3"
+	echo "=covnet $1 err"
+	[ -s "$4" ] && base64 "$4"
+	echo "=covnet $1 end $2"
+}
+
+# run_exec ID COMMAND-BASE64 (runs in the background)
+run_exec() {
+	id=$1
+	out=$work/$id.out
+	err=$work/$id.err
+	if ! cmd=$(printf '%s' "$2" | base64 -d 2>"$err"); then
+		reply_files "$id" 126 /dev/null "$err"
+		rm -f "$err"
+		return
+	fi
+	# setsid: the command leads its own session and process group, so
+	# KILL reaches everything it started (unless it setsid'ed again).
+	(cd / && exec setsid sh -c "$cmd") </dev/null >"$out" 2>"$err" &
+	cpid=$!
+	echo "$cpid" >"$work/$id.pid"
+	wait "$cpid"
+	status=$?
+	reply_files "$id" "$status" "$out" "$err"
+	rm -f "$out" "$err" "$work/$id.pid"
+}
+
+# do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin)
+do_put() {
+	id=$1
+	err=$work/$id.err
+	status=0
+	path=$(printf '%s' "$2" | base64 -d 2>"$err") || status=$?
+	if [ "$status" -eq 0 ]; then
+		mkdir -p "$(dirname "$path")" 2>>"$err" || status=$?
+	fi
+	if [ "$status" -eq 0 ] && [ "$4" = 1 ]; then
+		head -c "$5" | base64 -d >>"$path" 2>>"$err" || status=$?
+	elif [ "$status" -eq 0 ]; then
+		head -c "$5" | base64 -d >"$path" 2>>"$err" || status=$?
+	else
+		# Consume the data anyway to stay in sync with the host.
+		head -c "$5" >/dev/null
+	fi
+	if [ "$status" -eq 0 ]; then
+		chmod "$3" "$path" 2>>"$err" || status=$?
+	fi
+	reply_files "$id" "$status" /dev/null "$err"
+	rm -f "$err"
+}
+
+# do_poweroff ID GRACE: TERM the services, wait for them, sync, power off.
+do_poweroff() {
+	for f in "$piddir"/*.pid; do
+		[ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null
+	done
+	n=0
+	while [ "$n" -lt $(($2 * 10)) ]; do
+		alive=0
+		for f in "$piddir"/*.pid; do
+			[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1
+		done
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+		n=$((n + 1))
+	done
+	sync
+	echo "=covnet $1 end 0"
+	poweroff -f
+}
+
+while IFS=' ' read -r id op a1 a2 a3 a4; do
+	case $op in
+	PING) echo "=covnet $id end 0" ;;
+	EXEC) run_exec "$id" "$a1" & ;;
+	KILL)
+		if [ -f "$work/$a1.pid" ]; then
+			kill -KILL -- "-$(cat "$work/$a1.pid")" 2>/dev/null
+		fi
+		;;
+	PUT) do_put "$id" "$a1" "$a2" "$a3" "$a4" ;;
+	POWEROFF) do_poweroff "$id" "${a1:-5}" ;;
+	'') ;;
+	*) echo "=covnet $id end 127" ;;
+	esac
+done
+echo "covnet control: channel closed" >&2
