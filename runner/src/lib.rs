@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod accel;
+pub mod bundle;
 pub mod console;
 pub mod driver;
 pub mod events;
