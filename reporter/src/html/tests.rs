@@ -28,7 +28,7 @@ fn row<'h>(html: &'h str, marker: &str) -> &'h str {
     let at = html
         .find(marker)
         .unwrap_or_else(|| panic!("{marker:?} not in page"));
-    let start = html[..at].rfind("<tr").unwrap();
+    let start = html[..at + marker.len()].rfind("<tr").unwrap();
     let end = at + html[at..].find("</tr>").unwrap();
     &html[start..end]
 }

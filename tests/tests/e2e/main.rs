@@ -1,1 +1,3 @@
 //! covnet's end-to-end tests: one binary, one module per topic.
+
+mod report;
