@@ -18,3 +18,4 @@ pub mod qemu;
 pub mod rundir;
 pub mod script;
 pub mod spec;
+pub mod switch;

@@ -1,0 +1,569 @@
+//! The virtual Ethernet switch: one learning switch per VLAN, inside the
+//! runner, over unix datagram sockets in the run's private directory.
+//!
+//! Every VM NIC is a port. The switch binds one datagram socket per port
+//! (QEMU's `-netdev dgram` sends frames to it) and sends frames to the
+//! NIC's own socket. Frames are switched by learned source MACs; unknown,
+//! broadcast and multicast destinations are flooded to the VLAN's other
+//! ports. A port can be taken down and up (frames to and from it are
+//! dropped while down), and each VLAN can be captured to a pcap file.
+//!
+//! The switch runs on its own tokio runtime thread; its API is synchronous.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UnixDatagram;
+
+/// Largest frame accepted (jumbo frames are not supported; 64 KiB covers
+/// virtio-net's largest without offloads plus slack).
+const MAX_FRAME: usize = 65_536;
+
+/// How long a port waits for a full receiver queue before dropping a frame.
+const SEND_PATIENCE: Duration = Duration::from_millis(50);
+
+/// A failure of the switch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwitchError {
+    /// The switch's runtime could not be started.
+    #[error("failed to start the switch runtime")]
+    Runtime(#[source] io::Error),
+    /// A port's socket could not be bound.
+    #[error("failed to bind switch port `{port}` at {}", path.display())]
+    Bind {
+        /// Port name.
+        port: String,
+        /// Socket path.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A pcap file could not be created or written.
+    #[error("failed to write pcap {}", path.display())]
+    Pcap {
+        /// The pcap path.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// No such port.
+    #[error("no switch port with id {0}")]
+    NoPort(usize),
+}
+
+/// Identifies a port of a [`Switch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortId(pub usize);
+
+/// Counters of one switch, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwitchStats {
+    /// Frames received from ports that were up.
+    pub received: u64,
+    /// Frame copies delivered to ports.
+    pub delivered: u64,
+    /// Frames or copies dropped (link down, runt frame, full or gone peer).
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct Port {
+    name: String,
+    vlan: u8,
+    up: bool,
+    socket: Arc<UnixDatagram>,
+    /// The NIC's socket, where frames for this port go.
+    peer: PathBuf,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct Pcap {
+    file: File,
+    path: PathBuf,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ports: Vec<Option<Port>>,
+    /// (vlan, mac) → port.
+    macs: HashMap<(u8, [u8; 6]), PortId>,
+    pcaps: HashMap<u8, Pcap>,
+    stats: SwitchStats,
+}
+
+/// The runner's switch for all VLANs of a run.
+#[derive(Debug)]
+pub struct Switch {
+    runtime: Option<tokio::runtime::Runtime>,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Plain data: a panic elsewhere leaves it usable.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Switch {
+    /// Starts a switch with no ports on its own runtime thread.
+    pub fn start() -> Result<Switch, SwitchError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("covnet-switch")
+            .enable_all()
+            .build()
+            .map_err(SwitchError::Runtime)?;
+        Ok(Switch {
+            runtime: Some(runtime),
+            state: Arc::new(Mutex::new(State::default())),
+        })
+    }
+
+    /// Adds a port on `vlan`: binds `port_socket` (where the NIC sends) and
+    /// forwards frames to `nic_socket` (where the NIC listens). The port
+    /// starts up.
+    pub fn add_port(
+        &self,
+        name: &str,
+        vlan: u8,
+        port_socket: &Path,
+        nic_socket: &Path,
+    ) -> Result<PortId, SwitchError> {
+        let bind_err = |source| SwitchError::Bind {
+            port: name.to_owned(),
+            path: port_socket.to_owned(),
+            source,
+        };
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        match std::fs::remove_file(port_socket) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(bind_err(err)),
+        }
+        let std_socket = std::os::unix::net::UnixDatagram::bind(port_socket).map_err(bind_err)?;
+        std_socket.set_nonblocking(true).map_err(bind_err)?;
+        let socket = {
+            let _guard = runtime.enter();
+            Arc::new(UnixDatagram::from_std(std_socket).map_err(bind_err)?)
+        };
+        let id = {
+            let mut state = lock(&self.state);
+            let id = PortId(state.ports.len());
+            state.ports.push(Some(Port {
+                name: name.to_owned(),
+                vlan,
+                up: true,
+                socket: Arc::clone(&socket),
+                peer: nic_socket.to_owned(),
+                path: port_socket.to_owned(),
+            }));
+            id
+        };
+        runtime.spawn(port_task(Arc::clone(&self.state), id, socket));
+        Ok(id)
+    }
+
+    /// Takes a port's link up or down.
+    pub fn set_link(&self, port: PortId, up: bool) -> Result<(), SwitchError> {
+        let mut state = lock(&self.state);
+        let entry = state
+            .ports
+            .get_mut(port.0)
+            .and_then(Option::as_mut)
+            .ok_or(SwitchError::NoPort(port.0))?;
+        entry.up = up;
+        Ok(())
+    }
+
+    /// True when the port exists and is up.
+    pub fn link_up(&self, port: PortId) -> bool {
+        lock(&self.state)
+            .ports
+            .get(port.0)
+            .and_then(Option::as_ref)
+            .is_some_and(|p| p.up)
+    }
+
+    /// The port's name, as given to [`Switch::add_port`].
+    pub fn port_name(&self, port: PortId) -> Option<String> {
+        lock(&self.state)
+            .ports
+            .get(port.0)
+            .and_then(Option::as_ref)
+            .map(|p| p.name.clone())
+    }
+
+    /// Starts capturing every frame received on `vlan` into a new pcap file
+    /// at `path` (replacing an earlier capture of that VLAN).
+    pub fn capture(&self, vlan: u8, path: &Path) -> Result<(), SwitchError> {
+        let pcap_err = |source| SwitchError::Pcap {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = File::create(path).map_err(pcap_err)?;
+        file.write_all(&pcap_global_header()).map_err(pcap_err)?;
+        lock(&self.state).pcaps.insert(
+            vlan,
+            Pcap {
+                file,
+                path: path.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The switch's counters so far.
+    pub fn stats(&self) -> SwitchStats {
+        lock(&self.state).stats
+    }
+
+    /// Stops all ports, closes captures and removes the port sockets.
+    pub fn shutdown(mut self) -> Result<(), SwitchError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), SwitchError> {
+        if let Some(runtime) = self.runtime.take() {
+            // Never blocks, so it is safe from any context.
+            runtime.shutdown_background();
+        }
+        let mut state = lock(&self.state);
+        for port in state.ports.iter_mut().filter_map(Option::take) {
+            let _ = std::fs::remove_file(&port.path);
+        }
+        let mut first_err = None;
+        for (_, mut pcap) in state.pcaps.drain() {
+            if let Err(source) = pcap.file.flush() {
+                first_err.get_or_insert(SwitchError::Pcap {
+                    path: pcap.path,
+                    source,
+                });
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            eprintln!("covnet: warning: {err}");
+        }
+    }
+}
+
+/// Where one received frame goes.
+fn destinations(
+    state: &mut State,
+    ingress: PortId,
+    frame: &[u8],
+) -> Vec<(Arc<UnixDatagram>, PathBuf)> {
+    let Some(port) = state.ports.get(ingress.0).and_then(Option::as_ref) else {
+        return Vec::new();
+    };
+    let vlan = port.vlan;
+    if !port.up {
+        state.stats.dropped += 1;
+        return Vec::new();
+    }
+    let (Some(dst), Some(src)) = (mac_at(frame, 0), mac_at(frame, 6)) else {
+        state.stats.dropped += 1;
+        return Vec::new();
+    };
+    state.stats.received += 1;
+    if let Some(pcap) = state.pcaps.get_mut(&vlan) {
+        if let Err(err) = pcap.file.write_all(&pcap_record(frame, SystemTime::now())) {
+            eprintln!(
+                "covnet: warning: failed to write pcap {}: {err}; capture stopped",
+                pcap.path.display()
+            );
+            state.pcaps.remove(&vlan);
+        }
+    }
+    // Learn the sender (multicast source MACs are bogus: don't).
+    if src[0] & 1 == 0 {
+        state.macs.insert((vlan, src), ingress);
+    }
+    let targets: Vec<PortId> = match state.macs.get(&(vlan, dst)) {
+        Some(&port) if dst[0] & 1 == 0 => {
+            if port == ingress {
+                Vec::new()
+            } else {
+                vec![port]
+            }
+        }
+        _ => (0..state.ports.len())
+            .map(PortId)
+            .filter(|&p| p != ingress)
+            .filter(|p| {
+                state
+                    .ports
+                    .get(p.0)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|port| port.vlan == vlan)
+            })
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(targets.len());
+    for target in targets {
+        match state.ports.get(target.0).and_then(Option::as_ref) {
+            Some(port) if port.up => out.push((Arc::clone(&port.socket), port.peer.clone())),
+            _ => state.stats.dropped += 1,
+        }
+    }
+    out
+}
+
+async fn port_task(state: Arc<Mutex<State>>, id: PortId, socket: Arc<UnixDatagram>) {
+    let mut buf = vec![0u8; MAX_FRAME];
+    loop {
+        let n = match socket.recv(&mut buf).await {
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        let frame = buf.get(..n).unwrap_or(&[]);
+        let targets = destinations(&mut lock(&state), id, frame);
+        for (sock, peer) in targets {
+            let delivered = send_patiently(&sock, frame, &peer).await;
+            let mut st = lock(&state);
+            if delivered {
+                st.stats.delivered += 1;
+            } else {
+                st.stats.dropped += 1;
+            }
+        }
+    }
+}
+
+/// Sends one datagram; a full receiver queue is retried briefly, a missing
+/// receiver (NIC not bound yet, VM down) drops the frame.
+async fn send_patiently(sock: &UnixDatagram, frame: &[u8], peer: &Path) -> bool {
+    let deadline = tokio::time::Instant::now() + SEND_PATIENCE;
+    loop {
+        match sock.try_send_to(frame, peer) {
+            Ok(_) => return true,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn mac_at(frame: &[u8], offset: usize) -> Option<[u8; 6]> {
+    frame.get(offset..offset + 6)?.try_into().ok()
+}
+
+/// The pcap file header: microsecond timestamps, Ethernet link type.
+pub fn pcap_global_header() -> [u8; 24] {
+    let mut h = [0u8; 24];
+    let fields: [&[u8]; 7] = [
+        &0xa1b2_c3d4u32.to_le_bytes(),
+        &2u16.to_le_bytes(),
+        &4u16.to_le_bytes(),
+        &0i32.to_le_bytes(),
+        &0u32.to_le_bytes(),
+        &(MAX_FRAME as u32).to_le_bytes(),
+        &1u32.to_le_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        if let Some(dst) = h.get_mut(at..at + field.len()) {
+            dst.copy_from_slice(field);
+        }
+        at += field.len();
+    }
+    h
+}
+
+/// One pcap record (header + frame) stamped with `time`.
+pub fn pcap_record(frame: &[u8], time: SystemTime) -> Vec<u8> {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    let mut rec = Vec::with_capacity(16 + frame.len());
+    rec.extend_from_slice(
+        &u32::try_from(since.as_secs())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    rec.extend_from_slice(&since.subsec_micros().to_le_bytes());
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(frame);
+    rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram as StdDatagram;
+
+    const WAIT: Duration = Duration::from_secs(10);
+    const QUIET: Duration = Duration::from_millis(300);
+
+    /// A fake NIC: its own bound socket, sending to its switch port.
+    struct Nic {
+        sock: StdDatagram,
+        port_path: PathBuf,
+        mac: [u8; 6],
+    }
+
+    impl Nic {
+        fn send_to(&self, dst: [u8; 6], payload: &[u8]) {
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&dst);
+            frame.extend_from_slice(&self.mac);
+            frame.extend_from_slice(&[0x88, 0xb5]);
+            frame.extend_from_slice(payload);
+            self.sock
+                .send_to(&frame, &self.port_path)
+                .expect("send frame");
+        }
+
+        fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
+            self.sock.set_read_timeout(Some(timeout)).expect("timeout");
+            let mut buf = [0u8; 2048];
+            let n = self.sock.recv(&mut buf).ok()?;
+            Some(buf.get(14..n)?.to_vec())
+        }
+    }
+
+    fn nic(sw: &Switch, dir: &Path, name: &str, vlan: u8, last: u8) -> (Nic, PortId) {
+        let nic_path = dir.join(format!("{name}.nic"));
+        let port_path = dir.join(format!("{name}.port"));
+        let sock = StdDatagram::bind(&nic_path).expect("bind nic");
+        let id = sw
+            .add_port(name, vlan, &port_path, &nic_path)
+            .expect("add port");
+        (
+            Nic {
+                sock,
+                port_path,
+                mac: [0x52, 0x54, 0, vlan, last, 0],
+            },
+            id,
+        )
+    }
+
+    const BROADCAST: [u8; 6] = [0xff; 6];
+
+    #[test]
+    fn floods_unknown_then_switches_learned_unicast() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
+        let (other, _) = nic(&sw, dir.path(), "x", 2, 4);
+
+        a.send_to(BROADCAST, b"hello all");
+        assert_eq!(b.recv(WAIT).as_deref(), Some(&b"hello all"[..]));
+        assert_eq!(c.recv(WAIT).as_deref(), Some(&b"hello all"[..]));
+        assert_eq!(other.recv(QUIET), None, "VLANs are separate");
+        assert_eq!(a.recv(QUIET), None, "no echo to the sender");
+
+        // b answers a: a's MAC was learned, so only a gets it.
+        b.send_to(a.mac, b"to a");
+        assert_eq!(a.recv(WAIT).as_deref(), Some(&b"to a"[..]));
+        assert_eq!(
+            c.recv(QUIET),
+            None,
+            "unicast to a learned MAC is not flooded"
+        );
+        // Unknown unicast floods.
+        c.send_to([0x52, 0x54, 0, 1, 99, 0], b"who");
+        assert_eq!(a.recv(WAIT).as_deref(), Some(&b"who"[..]));
+        assert_eq!(b.recv(WAIT).as_deref(), Some(&b"who"[..]));
+        sw.shutdown().expect("shutdown");
+    }
+
+    #[test]
+    fn link_down_blocks_both_directions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, b_port) = nic(&sw, dir.path(), "b", 1, 2);
+        sw.set_link(b_port, false).expect("down");
+        assert!(!sw.link_up(b_port));
+        a.send_to(BROADCAST, b"lost");
+        assert_eq!(b.recv(QUIET), None);
+        b.send_to(BROADCAST, b"lost too");
+        assert_eq!(a.recv(QUIET), None);
+        sw.set_link(b_port, true).expect("up");
+        a.send_to(BROADCAST, b"back");
+        assert_eq!(b.recv(WAIT).as_deref(), Some(&b"back"[..]));
+        assert!(sw.stats().dropped >= 2);
+        assert!(matches!(
+            sw.set_link(PortId(99), true),
+            Err(SwitchError::NoPort(99))
+        ));
+    }
+
+    #[test]
+    fn runt_frames_are_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        a.sock.send_to(&[1, 2, 3], &a.port_path).expect("send");
+        assert_eq!(b.recv(QUIET), None);
+    }
+
+    #[test]
+    fn pcap_has_header_and_one_record_per_frame() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let pcap = dir.path().join("vlan1.pcap");
+        sw.capture(1, &pcap).expect("capture");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        a.send_to(BROADCAST, b"one");
+        assert!(b.recv(WAIT).is_some());
+        b.send_to(a.mac, b"two!");
+        assert!(a.recv(WAIT).is_some());
+        sw.shutdown().expect("shutdown");
+        let bytes = std::fs::read(&pcap).expect("pcap");
+        assert_eq!(bytes.get(..24), Some(&pcap_global_header()[..]));
+        // Parse records: (incl_len at +8) then data.
+        let mut at = 24;
+        let mut payloads = Vec::new();
+        while at < bytes.len() {
+            let len_bytes: [u8; 4] = bytes
+                .get(at + 8..at + 12)
+                .and_then(|s| s.try_into().ok())
+                .expect("record header");
+            let len = u32::from_le_bytes(len_bytes) as usize;
+            let frame = bytes.get(at + 16..at + 16 + len).expect("record data");
+            payloads.push(frame.get(14..).expect("payload").to_vec());
+            at += 16 + len;
+        }
+        assert_eq!(payloads, [b"one".to_vec(), b"two!".to_vec()]);
+    }
+
+    #[test]
+    fn port_socket_is_replaced_and_removed_on_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stale = dir.path().join("p.port");
+        std::fs::write(&stale, b"stale").expect("write");
+        let sw = Switch::start().expect("switch");
+        sw.add_port("p", 1, &stale, &dir.path().join("p.nic"))
+            .expect("add over a stale file");
+        assert_eq!(sw.port_name(PortId(0)).as_deref(), Some("p"));
+        sw.shutdown().expect("shutdown");
+        assert!(!stale.exists());
+    }
+}
