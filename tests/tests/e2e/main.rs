@@ -1,3 +1,4 @@
 //! covnet's end-to-end tests: one binary, one module per topic.
 
+mod browser;
 mod report;
