@@ -1,0 +1,297 @@
+//! A test network: the machines of a spec with their run directory,
+//! switch and images, started together and shut down together on every
+//! path (success, failure, panic, Ctrl-C).
+//!
+//! [`Network::build`] turns a validated [`Spec`] into a run directory, one
+//! switch for all VLANs, an initramfs per machine and a VM per machine;
+//! [`Network::start_all`] boots them in parallel; [`Network::shutdown`]
+//! stops them (graceful, then killed) and reports any that survived.
+//! `Drop` is the fallback that kills whatever still runs and logs.
+//! [`watch_signals`] turns SIGINT/SIGTERM/SIGHUP into an orderly
+//! interruption.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::driver::{start_nodes, Node, RunContext, StepError};
+use crate::events::RunEvent;
+use crate::machine::MachineError;
+
+/// A failure to stop the network cleanly.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to shut down {} machine(s): {}", errors.len(), errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct ShutdownError {
+    /// One error per machine that did not stop cleanly.
+    pub errors: Vec<MachineError>,
+}
+
+/// Kills every machine of a network from another thread (signal handler,
+/// watchdog) and marks the run interrupted, so that blocked steps return.
+#[derive(Clone)]
+pub struct Interrupter {
+    ctx: Arc<RunContext>,
+    nodes: Vec<Node>,
+}
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupter")
+            .field("machines", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl Interrupter {
+    /// Marks the run interrupted with `reason` and kills every machine.
+    pub fn interrupt(&self, reason: &str) {
+        self.ctx.interrupt(reason);
+        for node in &self.nodes {
+            if let Err(e) = node.machine().crash() {
+                eprintln!("covnet: {e}");
+            }
+        }
+    }
+}
+
+/// The machines of one run and everything they need.
+pub struct Network {
+    nodes: Vec<Node>,
+    ctx: Arc<RunContext>,
+    console_logs: Vec<(String, PathBuf)>,
+    pcaps: Vec<PathBuf>,
+    run_dir_path: Option<PathBuf>,
+    /// Resources dropped after the machines, in this order.
+    resources: Vec<Box<dyn std::any::Any + Send>>,
+    closed: AtomicBool,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("nodes", &self.nodes)
+            .field("run_dir", &self.run_dir_path)
+            .finish()
+    }
+}
+
+impl Network {
+    /// A network of already created machines (any backend), with no run
+    /// directory of its own. `resources` are dropped after the machines
+    /// have been shut down, first to last.
+    pub fn from_nodes(
+        nodes: Vec<Node>,
+        ctx: Arc<RunContext>,
+        resources: Vec<Box<dyn std::any::Any + Send>>,
+    ) -> Network {
+        Network {
+            nodes,
+            ctx,
+            console_logs: Vec::new(),
+            pcaps: Vec::new(),
+            run_dir_path: None,
+            resources,
+            closed: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
+    /// The machines, in spec order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The machine called `name`.
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name() == name)
+    }
+
+    /// The run context (events, timeouts, directories).
+    pub fn context(&self) -> &Arc<RunContext> {
+        &self.ctx
+    }
+
+    /// The run's private directory, if the network has one.
+    pub fn run_dir(&self) -> Option<&Path> {
+        self.run_dir_path.as_deref()
+    }
+
+    /// Per machine, its serial console log file.
+    pub fn console_logs(&self) -> &[(String, PathBuf)] {
+        &self.console_logs
+    }
+
+    /// The switch's packet captures.
+    pub fn pcaps(&self) -> &[PathBuf] {
+        &self.pcaps
+    }
+
+    /// Boots every machine in parallel and waits until all answer.
+    pub fn start_all(&self) -> Result<(), StepError> {
+        start_nodes(&self.nodes)
+    }
+
+    /// A handle that can interrupt the run from another thread.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter {
+            ctx: self.ctx.clone(),
+            nodes: self.nodes.clone(),
+        }
+    }
+
+    /// Stops every machine: gracefully within `grace` (in parallel), then
+    /// killed. Idempotent. Errors name each machine that would not stop.
+    pub fn shutdown(&self, grace: Duration) -> Result<(), ShutdownError> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let errors: Vec<MachineError> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    scope.spawn(move || -> Option<MachineError> {
+                        let m = n.machine();
+                        if !m.is_running() {
+                            // Reap a crashed or never-started machine.
+                            return m.crash().err();
+                        }
+                        match m.shutdown(grace) {
+                            Ok(()) => None,
+                            Err(first) => match m.crash() {
+                                Ok(()) => {
+                                    eprintln!("covnet: {first}; killed instead");
+                                    None
+                                }
+                                Err(e) => Some(e),
+                            },
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap_or(None))
+                .collect()
+        });
+        self.ctx.events.send(RunEvent::RunEnd {
+            elapsed: self.started.elapsed(),
+        });
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { errors })
+        }
+    }
+
+    /// Kills every machine at once (no graceful shutdown). Idempotent
+    /// together with [`Network::shutdown`].
+    pub fn kill_all(&self) -> Result<(), ShutdownError> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let errors: Vec<MachineError> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.machine().crash().err())
+            .collect();
+        self.ctx.events.send(RunEvent::RunEnd {
+            elapsed: self.started.elapsed(),
+        });
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { errors })
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        // Fallback only: the owner should have called shutdown().
+        if let Err(e) = self.kill_all() {
+            eprintln!("covnet: while dropping the network: {e}");
+        }
+        // Machines hold their resources' paths; drop them before the switch
+        // and the run directory.
+        self.nodes.clear();
+        while !self.resources.is_empty() {
+            let r = self.resources.remove(0);
+            drop(r);
+        }
+    }
+}
+
+/// Watches SIGINT, SIGTERM and SIGHUP on its own thread until dropped.
+/// The first signal calls `on_signal` with the signal's name; a second one
+/// exits the process at once with status 130 (guests die with it through
+/// their parent-death signal).
+pub struct SignalWatch {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SignalWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignalWatch")
+    }
+}
+
+/// Starts watching termination signals; see [`SignalWatch`].
+pub fn watch_signals(
+    on_signal: impl Fn(&'static str) + Send + 'static,
+) -> std::io::Result<SignalWatch> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut int, mut term, mut hup) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("covnet-signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut seen = 0u32;
+                loop {
+                    let name = tokio::select! {
+                        _ = int.recv() => "SIGINT",
+                        _ = term.recv() => "SIGTERM",
+                        _ = hup.recv() => "SIGHUP",
+                        _ = &mut stop_rx => return,
+                    };
+                    seen += 1;
+                    if seen == 1 {
+                        eprintln!("covnet: {name} received, stopping all machines (send it again to exit at once)");
+                        on_signal(name);
+                    } else {
+                        eprintln!("covnet: second {name}, exiting now");
+                        std::process::exit(130);
+                    }
+                }
+            })
+        })?;
+    Ok(SignalWatch {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
