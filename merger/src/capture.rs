@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::merge::merge;
 use crate::model::Coverage;
+use crate::object::{object_coverage, Capture};
 use crate::paths::{PathMap, SourceRewrite};
 
 /// One input directory of `.gcda` files and the name its counts go under.
@@ -121,23 +122,18 @@ pub struct Plan {
     pub problems: Vec<CaptureError>,
 }
 
-/// One `.gcda` handed to the object solver.
-#[derive(Clone, Copy, Debug)]
-pub struct DataInput<'a> {
-    /// Capture index.
-    pub index: usize,
-    /// The file (for error messages).
-    pub path: &'a Path,
-    /// Its bytes.
-    pub bytes: &'a [u8],
-}
-
 /// Lets [`run`] tell which input file a solver error is about, so that with
 /// `keep_going` a bad `.gcda` can be dropped and the object solved again
 /// from the other captures.
 pub trait BadFile {
     /// The file the error names, if any.
     fn bad_file(&self) -> Option<&Path>;
+}
+
+impl BadFile for crate::error::Error {
+    fn bad_file(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
 }
 
 /// Result of [`run`]: the merged coverage and every problem met.
@@ -346,7 +342,7 @@ fn solve_object<F, E>(
     errors: &mut Vec<CaptureError>,
 ) -> Option<Coverage>
 where
-    F: Fn(&Path, &[u8], &[DataInput<'_>], usize) -> Result<Coverage, E> + Sync,
+    F: Fn(&Path, &[u8], &[Capture<'_>], usize) -> Result<Coverage, E> + Sync,
     E: std::error::Error + BadFile + Send + Sync + 'static,
 {
     let notes = match read_file(&obj.notes) {
@@ -368,9 +364,9 @@ where
         }
     }
     loop {
-        let inputs: Vec<DataInput<'_>> = data
+        let inputs: Vec<Capture<'_>> = data
             .iter()
-            .map(|(d, b)| DataInput {
+            .map(|(d, b)| Capture {
                 index: d.capture,
                 path: &d.path,
                 bytes: b,
@@ -406,7 +402,7 @@ where
 /// out and its object solved from the remaining captures.
 pub fn run<F, E>(plan: &Plan, rewrite: &SourceRewrite, keep_going: bool, solve: F) -> Outcome
 where
-    F: Fn(&Path, &[u8], &[DataInput<'_>], usize) -> Result<Coverage, E> + Sync,
+    F: Fn(&Path, &[u8], &[Capture<'_>], usize) -> Result<Coverage, E> + Sync,
     E: std::error::Error + BadFile + Send + Sync + 'static,
 {
     let n = plan.captures.len();
@@ -419,6 +415,9 @@ where
             return (acc, errors);
         };
         cov.captures = plan.captures.clone();
+        if n == 1 {
+            attribute_single(&mut cov);
+        }
         let cov = match rewrite.apply(cov) {
             Ok(c) => c,
             Err(e) => {
@@ -441,6 +440,34 @@ where
         );
     errors.sort_by(|a, b| a.path().cmp(b.path()));
     Outcome { coverage, errors }
+}
+
+/// [`run`] with covnet's exact gcov reader and solver
+/// ([`object_coverage`]).
+pub fn run_gcov(plan: &Plan, rewrite: &SourceRewrite, keep_going: bool) -> Outcome {
+    run(plan, rewrite, keep_going, object_coverage)
+}
+
+/// With a single capture the solver leaves `by_capture` empty; fill it so
+/// that every count is attributed.
+fn attribute_single(cov: &mut Coverage) {
+    for file in cov.files.values_mut() {
+        for line in file.lines.values_mut() {
+            if line.by_capture.is_empty() {
+                line.by_capture = vec![line.count];
+            }
+            for b in &mut line.branches {
+                if b.by_capture.is_empty() {
+                    b.by_capture = vec![b.taken];
+                }
+            }
+        }
+        for f in &mut file.functions {
+            if f.by_capture.is_empty() {
+                f.by_capture = vec![f.count];
+            }
+        }
+    }
 }
 
 /// Merges two partial results. Merging fails only on an `i64` overflow
@@ -480,7 +507,7 @@ mod tests {
     fn fake(
         notes: &Path,
         _bytes: &[u8],
-        data: &[DataInput<'_>],
+        data: &[Capture<'_>],
         n: usize,
     ) -> Result<Coverage, FakeError> {
         let mut line = LineCoverage {

@@ -314,7 +314,7 @@ fn merge_captures(plan: &MergePlan, problems: &mut Vec<String>) -> Result<Option
         }
         problems.push(format!("{list}{hint_no_notes}"));
     }
-    let outcome = capture::run(&cplan, &plan.rewrite, plan.keep_going, solve_object);
+    let outcome = capture::run_gcov(&cplan, &plan.rewrite, plan.keep_going);
     if !outcome.errors.is_empty() {
         let list = render_errors(&outcome.errors);
         let hint = "(hint: a stamp or checksum mismatch means the program was rebuilt after \
@@ -345,27 +345,6 @@ fn render_errors<E: std::error::Error>(errors: &[E]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The gcov reader is not in this build yet: capture directories are
-/// rejected with a clear error until `covnet_merger::object` lands.
-#[derive(Debug, thiserror::Error)]
-#[error("reading .gcno/.gcda is not available in this build of covnet (object {0})")]
-struct NoReader(PathBuf);
-
-impl capture::BadFile for NoReader {
-    fn bad_file(&self) -> Option<&Path> {
-        None
-    }
-}
-
-fn solve_object(
-    notes: &Path,
-    _bytes: &[u8],
-    _data: &[capture::DataInput<'_>],
-    _n: usize,
-) -> std::result::Result<Coverage, NoReader> {
-    Err(NoReader(notes.to_owned()))
 }
 
 /// Runs `covnet merge`.
