@@ -2,3 +2,5 @@
 //! `gcc --coverage` at test time, runs GCC's `gcov` as the oracle, and
 //! guards VMs so that a failed test leaves nothing running.
 #![deny(missing_docs)]
+
+pub mod gcc;

@@ -4,5 +4,6 @@
 
 pub mod closure;
 pub mod cpio;
+pub mod initramfs;
 pub mod kernel;
 pub mod modules;

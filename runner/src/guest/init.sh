@@ -1,0 +1,93 @@
+#!/bin/sh
+# covnet stage-1 init (PID 1 of every VM guest), run from the initramfs that
+# covnet builds. It mounts the kernel filesystems, loads the virtio modules,
+# configures the network from /covnet/machine.env, starts the spec's
+# services and then execs the control shell on hvc0. No sleeps: every step
+# either completes synchronously or is waited for by the host.
+#
+# Output goes to /dev/console (ttyS0), which the host logs.
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+export TERM=linux
+
+say() { echo "covnet init: $*"; }
+
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+mkdir -p /dev/pts /dev/shm /run/covnet /var/log
+mount -t devpts -o nosuid,noexec devpts /dev/pts
+ln -sf /proc/self/fd /dev/fd
+
+if [ -r /covnet/machine.env ]; then
+	. /covnet/machine.env
+else
+	say "/covnet/machine.env is missing"
+fi
+
+for m in $COVNET_MODULES; do
+	insmod "$m" || say "insmod $m failed"
+done
+
+[ -n "$COVNET_NAME" ] && hostname "$COVNET_NAME"
+ip link set lo up
+
+# iface_by_mac MAC: sets $iface to the interface with that address (no forks).
+iface_by_mac() {
+	iface=
+	for d in /sys/class/net/*; do
+		read -r a <"$d/address" 2>/dev/null || continue
+		if [ "$a" = "$1" ]; then
+			iface=${d##*/}
+			return 0
+		fi
+	done
+	return 1
+}
+
+i=0
+while [ "$i" -lt "${COVNET_NICS:-0}" ]; do
+	eval "mac=\$COVNET_NIC${i}_MAC addr=\$COVNET_NIC${i}_ADDR prefix=\$COVNET_NIC${i}_PREFIX"
+	if iface_by_mac "$mac"; then
+		ip addr add "$addr/$prefix" dev "$iface"
+		ip link set "$iface" up
+	else
+		say "no interface with MAC $mac for $addr"
+	fi
+	i=$((i + 1))
+done
+
+if [ -n "$COVNET_FWD_MAC" ]; then
+	if iface_by_mac "$COVNET_FWD_MAC"; then
+		ip addr add "$COVNET_FWD_ADDR/24" dev "$iface"
+		ip link set "$iface" up
+	else
+		say "no interface with MAC $COVNET_FWD_MAC for port forwards"
+	fi
+fi
+
+[ -n "$GCOV_PREFIX" ] && mkdir -p "$GCOV_PREFIX"
+
+# Services, in spec order: each in its own session (pid = process group),
+# stdin from /dev/null, output appended to /var/log/<name>.log. The service
+# script execs its command, so the pid file names the service itself.
+for s in $COVNET_SERVICES; do
+	name=${s#*-}
+	(cd / && exec setsid /bin/sh "/covnet/services/$s.sh") </dev/null >>"/var/log/$name.log" 2>&1 &
+	echo $! >"/run/covnet/$name.pid"
+done
+
+say "${COVNET_NAME:-guest} up"
+echo "covnet-init-done"
+
+if [ -x /covnet/control.sh ]; then
+	exec /covnet/control.sh
+fi
+say "/covnet/control.sh is missing: falling back to a shell"
+if [ -c /dev/hvc0 ]; then
+	exec setsid /bin/sh -i </dev/hvc0 >/dev/hvc0 2>&1
+fi
+exec /bin/sh -i

@@ -1,0 +1,1061 @@
+//! The per-machine initramfs: what goes in, and a content-hash cache so an
+//! unchanged machine costs a few stat calls instead of a rebuild.
+//!
+//! Contents (paths as in the guest):
+//! - `/init` (covnet's stage-1 init, `guest/init.sh`), `/covnet/control.sh`
+//!   (the control shell launcher, `guest/control.sh`);
+//! - `/covnet/machine.env` (name, NICs, modules, services, exported env),
+//!   `/covnet/services/NN-<name>.sh`, `/covnet/modules/NN-<name>.ko`;
+//! - static busybox at its host path with a symlink per applet in `/bin`,
+//!   `/sbin`, `/usr/bin` and `/usr/sbin` (unless a program takes the name);
+//! - `/etc/hosts`, `/etc/passwd`, `/etc/group`; `/dev/console`; empty
+//!   `/proc`, `/sys`, `/run`, `/tmp`, `/var/log`, `/root`;
+//! - the machine's programs and their ELF closure at their host paths, with
+//!   every host symlink on the way reproduced (`/lib64` → `usr/lib64`,
+//!   soname links), and the machine's files.
+//!
+//! The cache key is a SHA-256 over every entry: guest path, type, mode,
+//! and for host files their path, size, inode, mtime and ctime (contents
+//! are streamed only when building). Images are written to a temporary
+//! file and renamed into place, so concurrent builders never see partial
+//! images.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::BufWriter;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::closure::{self, ClosureError, SearchPaths};
+use super::cpio::{CpioError, CpioWriter};
+use super::kernel::Kernel;
+use super::modules::{ModuleDeps, ModuleError, GUEST_MODULES};
+use crate::spec::{FileSource, Machine, Spec};
+
+/// covnet's stage-1 init, installed as `/init`.
+pub const INIT_SH: &str = include_str!("../guest/init.sh");
+/// The control shell launcher, installed as `/covnet/control.sh`.
+pub const CONTROL_SH: &str = include_str!("../guest/control.sh");
+/// The line init prints on the serial console just before it execs the
+/// control shell.
+pub const INIT_DONE_MARKER: &str = "covnet-init-done";
+/// The static busybox every image is built around.
+pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
+/// Guest address of the user-mode NIC that carries port forwards.
+pub const FORWARD_GUEST_ADDR: &str = "10.0.2.15";
+/// Bump when the image layout changes, to invalidate cached images.
+const LAYOUT_VERSION: &str = "covnet-initramfs-1";
+/// Directories that get busybox applet symlinks.
+const APPLET_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin"];
+/// Symlink hops allowed while resolving one path.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// The default image cache: `$XDG_CACHE_HOME/covnet/images`, else
+/// `$HOME/.cache/covnet/images`, else a per-user directory in the temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(x) = non_empty("XDG_CACHE_HOME") {
+        return PathBuf::from(x).join("covnet/images");
+    }
+    if let Some(h) = non_empty("HOME") {
+        return PathBuf::from(h).join(".cache/covnet/images");
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("covnet-{uid}/images"))
+}
+
+/// An image that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to build the initramfs of machine `{machine}`")]
+pub struct ImageError {
+    /// The machine.
+    pub machine: String,
+    /// Why.
+    #[source]
+    pub kind: ImageErrorKind,
+}
+
+/// Why an image cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageErrorKind {
+    /// A program's closure cannot be computed.
+    #[error(transparent)]
+    Closure(#[from] ClosureError),
+    /// The kernel modules cannot be resolved or read.
+    #[error(transparent)]
+    Modules(#[from] ModuleError),
+    /// A host file (program, library, file source, busybox) is missing or
+    /// unreadable.
+    #[error("cannot read {}", path.display())]
+    Host {
+        /// The host path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Busybox has no applet table (not a busybox binary?).
+    #[error("{} has no busybox applet list (install busybox-static; hint: `bash scripts/setup.sh`)", path.display())]
+    NoApplets {
+        /// The binary.
+        path: PathBuf,
+    },
+    /// Two entries want one guest path in incompatible ways.
+    #[error("guest path /{path} is needed both as {existing} and as {wanted}")]
+    Conflict {
+        /// The guest path (relative to `/`).
+        path: String,
+        /// What is there.
+        existing: &'static str,
+        /// What was wanted.
+        wanted: &'static str,
+    },
+    /// A path with too many symlink hops.
+    #[error("too many levels of symbolic links resolving {}", path.display())]
+    SymlinkLoop {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A path that is not valid UTF-8 (cpio names are written as text).
+    #[error("path {} is not valid UTF-8", path.display())]
+    NonUtf8 {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The archive cannot be written.
+    #[error(transparent)]
+    Cpio(#[from] CpioError),
+    /// The cache directory or image file cannot be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built (or cached) image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// The `.cpio.gz` file, inside the cache directory.
+    pub path: PathBuf,
+    /// Hex SHA-256 of the inputs (the file's name).
+    pub hash: String,
+    /// True when the image was already in the cache.
+    pub cached: bool,
+    /// Number of archive entries.
+    pub entries: usize,
+}
+
+/// Builds the initramfs of one machine.
+///
+/// ```no_run
+/// use covnet_runner::image::initramfs::ImageBuilder;
+/// use covnet_runner::image::kernel::Kernel;
+/// use covnet_runner::spec::Spec;
+/// let spec = Spec::from_path("net.toml".as_ref())?;
+/// let kernel = Kernel::host_default()?;
+/// let image = ImageBuilder::new(&spec, &spec.machines[0], &kernel).build()?;
+/// println!("{}", image.path.display());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ImageBuilder<'a> {
+    spec: &'a Spec,
+    machine: &'a Machine,
+    kernel: &'a Kernel,
+    control_script: &'a [u8],
+    busybox: PathBuf,
+    cache_dir: PathBuf,
+    env: Vec<(String, String)>,
+    search: Option<SearchPaths>,
+}
+
+impl<'a> ImageBuilder<'a> {
+    /// A builder for `machine` of `spec`, booting `kernel` (its modules go
+    /// in the image), with the default control script, busybox and cache.
+    pub fn new(spec: &'a Spec, machine: &'a Machine, kernel: &'a Kernel) -> Self {
+        ImageBuilder {
+            spec,
+            machine,
+            kernel,
+            control_script: CONTROL_SH.as_bytes(),
+            busybox: PathBuf::from(DEFAULT_BUSYBOX),
+            cache_dir: default_cache_dir(),
+            env: Vec::new(),
+            search: None,
+        }
+    }
+
+    /// Uses `script` as `/covnet/control.sh` instead of [`CONTROL_SH`].
+    pub fn control_script(mut self, script: &'a [u8]) -> Self {
+        self.control_script = script;
+        self
+    }
+
+    /// Uses another static busybox binary.
+    pub fn busybox(mut self, path: impl Into<PathBuf>) -> Self {
+        self.busybox = path.into();
+        self
+    }
+
+    /// Stores images in `dir` instead of [`default_cache_dir`].
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = dir.into();
+        self
+    }
+
+    /// Exports `key=value` to init, services and the control shell (via
+    /// `/covnet/machine.env`), e.g. `GCOV_PREFIX=/covnet/gcov`. `key` must
+    /// be a shell identifier; others are ignored.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        if is_identifier(&key) {
+            self.env.retain(|(k, _)| *k != key);
+            self.env.push((key, value.into()));
+        }
+        self
+    }
+
+    /// Uses `search` to resolve libraries instead of the host's.
+    pub fn library_search(mut self, search: SearchPaths) -> Self {
+        self.search = Some(search);
+        self
+    }
+
+    /// Builds the image, or finds it in the cache.
+    pub fn build(&self) -> Result<Image, ImageError> {
+        self.build_inner().map_err(|kind| ImageError {
+            machine: self.machine.name.clone(),
+            kind,
+        })
+    }
+
+    fn build_inner(&self) -> Result<Image, ImageErrorKind> {
+        let tree = self.plan()?;
+        let hash = tree.hash()?;
+        let path = self.cache_dir.join(format!("{hash}.cpio.gz"));
+        let entries = tree.nodes.len();
+        if path.is_file() {
+            return Ok(Image {
+                path,
+                hash,
+                cached: true,
+                entries,
+            });
+        }
+        std::fs::create_dir_all(&self.cache_dir).map_err(|e| ImageErrorKind::Write {
+            path: self.cache_dir.clone(),
+            source: e,
+        })?;
+        let tmp = self.cache_dir.join(format!(
+            ".{hash}.{}.{}.tmp",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        let result = write_image(&tree, &tmp).and_then(|()| {
+            std::fs::rename(&tmp, &path).map_err(|e| ImageErrorKind::Write {
+                path: path.clone(),
+                source: e,
+            })
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result?;
+        Ok(Image {
+            path,
+            hash,
+            cached: false,
+            entries,
+        })
+    }
+
+    /// Everything that goes in the image, without reading file contents.
+    fn plan(&self) -> Result<Tree, ImageErrorKind> {
+        let m = self.machine;
+        let mut t = Tree::default();
+
+        for d in ["dev", "proc", "sys", "run", "tmp", "root", "var/log", "etc"] {
+            t.dir(Path::new("/").join(d).as_path())?;
+        }
+        t.set_mode("tmp", 0o1777);
+        t.set_mode("root", 0o700);
+        t.insert("dev/console", Node::CharDev(5, 1, 0o600))?;
+        t.bytes(Path::new("/init"), 0o755, INIT_SH.as_bytes().to_vec())?;
+        t.bytes(
+            Path::new("/covnet/control.sh"),
+            0o755,
+            self.control_script.to_vec(),
+        )?;
+
+        // Programs and their closure: the files the loader opens, with the
+        // host's symlinks on the way.
+        let search = self.search.clone().unwrap_or_else(SearchPaths::host);
+        let needed = closure::closure(&m.programs, &search)?;
+        for p in &needed {
+            t.host_file(p)?;
+        }
+
+        // Busybox and its applets (programs win a name).
+        t.host_file(&self.busybox)?;
+        let bb = std::fs::read(&self.busybox).map_err(|e| ImageErrorKind::Host {
+            path: self.busybox.clone(),
+            source: e,
+        })?;
+        let applets = busybox_applets(&bb);
+        if applets.is_empty() {
+            return Err(ImageErrorKind::NoApplets {
+                path: self.busybox.clone(),
+            });
+        }
+        let bb_target = utf8(&self.busybox)?.to_owned();
+        for dir in APPLET_DIRS {
+            let real = t.dir(Path::new(dir))?;
+            for a in &applets {
+                let name = join_rel(&real, a);
+                if !t.nodes.contains_key(&name) {
+                    t.insert(&name, Node::Symlink(bb_target.clone()))?;
+                }
+            }
+        }
+
+        // Kernel modules, renamed to their load order.
+        let mods = ModuleDeps::load(&self.kernel.modules_dir)?.resolve(GUEST_MODULES)?;
+        let mut module_paths = Vec::new();
+        for (i, module) in mods.iter().enumerate() {
+            let guest = format!("/covnet/modules/{:02}-{}.ko", i + 1, module.name);
+            if module.path.extension().is_some_and(|e| e == "ko") {
+                let md = host_meta(&module.path)?;
+                let parent = t.dir(Path::new("/covnet/modules"))?;
+                let name = join_rel(&parent, &format!("{:02}-{}.ko", i + 1, module.name));
+                t.insert(
+                    &name,
+                    Node::File {
+                        mode: 0o644,
+                        content: Content::Host(module.path.clone(), HostMeta::of(&md)),
+                    },
+                )?;
+            } else {
+                t.bytes(Path::new(&guest), 0o644, module.read()?)?;
+            }
+            module_paths.push(guest);
+        }
+
+        // Services.
+        let mut service_ids = Vec::new();
+        for (i, s) in m.services.iter().enumerate() {
+            let id = format!("{:02}-{}", i + 1, s.name);
+            let mut script = format!("#!/bin/sh\n# covnet service `{}`\n", s.name);
+            for (k, v) in &s.env {
+                let _ = writeln!(script, "export {k}={}", sh_quote(v));
+            }
+            let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&s.command));
+            t.bytes(
+                Path::new(&format!("/covnet/services/{id}.sh")),
+                0o755,
+                script.into_bytes(),
+            )?;
+            service_ids.push(id);
+        }
+        t.dir(Path::new("/covnet/services"))?;
+
+        t.bytes(
+            Path::new("/covnet/machine.env"),
+            0o644,
+            self.machine_env(&module_paths, &service_ids).into_bytes(),
+        )?;
+        t.bytes(Path::new("/etc/hosts"), 0o644, self.hosts().into_bytes())?;
+        t.bytes(
+            Path::new("/etc/passwd"),
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                .to_vec(),
+        )?;
+        t.bytes(
+            Path::new("/etc/group"),
+            0o644,
+            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        )?;
+        t.bytes(
+            Path::new("/etc/hostname"),
+            0o644,
+            format!("{}\n", m.name).into_bytes(),
+        )?;
+
+        // The machine's own files last: they may replace covnet's /etc files.
+        for f in &m.files {
+            let target = Path::new(&f.target);
+            match &f.source {
+                FileSource::Content(c) => t.bytes(target, f.mode, c.clone().into_bytes())?,
+                FileSource::Host(src) => {
+                    let md = host_meta(src)?;
+                    let parent = t.dir(target.parent().unwrap_or(Path::new("/")))?;
+                    let name = target
+                        .file_name()
+                        .map(|n| join_rel(&parent, &n.to_string_lossy()))
+                        .unwrap_or_default();
+                    t.insert(
+                        &name,
+                        Node::File {
+                            mode: f.mode,
+                            content: Content::Host(src.clone(), HostMeta::of(&md)),
+                        },
+                    )?;
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn machine_env(&self, modules: &[String], services: &[String]) -> String {
+        let m = self.machine;
+        let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
+        let mut var = |k: &str, v: &str| {
+            let _ = writeln!(s, "{k}={}", sh_quote(v));
+        };
+        var("COVNET_NAME", &m.name);
+        var("COVNET_INDEX", &m.index.to_string());
+        var("COVNET_NICS", &m.nics.len().to_string());
+        for nic in &m.nics {
+            let i = nic.slot;
+            var(&format!("COVNET_NIC{i}_IF"), &nic.ifname());
+            var(&format!("COVNET_NIC{i}_ADDR"), &nic.address.to_string());
+            var(&format!("COVNET_NIC{i}_PREFIX"), "24");
+            var(&format!("COVNET_NIC{i}_MAC"), &nic.mac_string());
+            var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
+        }
+        if !m.forward.is_empty() {
+            let mac = crate::qemu::Mac::for_forward(m.index);
+            var("COVNET_FWD_MAC", &mac.to_string());
+            var("COVNET_FWD_ADDR", FORWARD_GUEST_ADDR);
+        }
+        var("COVNET_MODULES", &modules.join(" "));
+        var("COVNET_SERVICES", &services.join(" "));
+        for (k, v) in &self.env {
+            let _ = writeln!(s, "export {k}={}", sh_quote(v));
+        }
+        s
+    }
+
+    fn hosts(&self) -> String {
+        let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+        for (name, addr) in self.spec.hosts() {
+            let _ = writeln!(s, "{addr}\t{name}");
+        }
+        s
+    }
+}
+
+/// The applet names in a busybox binary: its packed, NUL-separated,
+/// sorted name table (the same list `busybox --list` prints).
+pub fn busybox_applets(binary: &[u8]) -> Vec<String> {
+    const START: &[u8] = b"[\0[[\0";
+    let Some(at) = binary.windows(START.len()).position(|w| w == START) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in binary.get(at..).unwrap_or(&[]).split(|&b| b == 0) {
+        let valid = !name.is_empty()
+            && name.len() < 64
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'[' | b'_' | b'-' | b'.'));
+        if !valid {
+            break;
+        }
+        out.push(String::from_utf8_lossy(name).into_owned());
+    }
+    out
+}
+
+/// Single-quotes `s` for a POSIX shell.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+fn utf8(p: &Path) -> Result<&str, ImageErrorKind> {
+    p.to_str().ok_or_else(|| ImageErrorKind::NonUtf8 {
+        path: p.to_path_buf(),
+    })
+}
+
+fn join_rel(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn host_meta(p: &Path) -> Result<std::fs::Metadata, ImageErrorKind> {
+    std::fs::metadata(p).map_err(|e| ImageErrorKind::Host {
+        path: p.to_path_buf(),
+        source: e,
+    })
+}
+
+/// What identifies a host file's version for the cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HostMeta {
+    len: u64,
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl HostMeta {
+    fn of(md: &std::fs::Metadata) -> HostMeta {
+        HostMeta {
+            len: md.len(),
+            dev: md.dev(),
+            ino: md.ino(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Content {
+    Host(PathBuf, HostMeta),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    Dir(u32),
+    File { mode: u32, content: Content },
+    Symlink(String),
+    CharDev(u32, u32, u32),
+}
+
+impl Node {
+    fn kind(&self) -> &'static str {
+        match self {
+            Node::Dir(_) => "a directory",
+            Node::File { .. } => "a file",
+            Node::Symlink(_) => "a symlink",
+            Node::CharDev(..) => "a device",
+        }
+    }
+}
+
+/// The image being planned: guest paths (relative to `/`) to nodes,
+/// ordered so that parents precede children.
+#[derive(Debug, Default)]
+struct Tree {
+    nodes: BTreeMap<String, Node>,
+}
+
+impl Tree {
+    fn insert(&mut self, path: &str, node: Node) -> Result<(), ImageErrorKind> {
+        match self.nodes.get(path) {
+            None => {
+                self.nodes.insert(path.to_owned(), node);
+                Ok(())
+            }
+            Some(existing) if existing == &node => Ok(()),
+            // A later file replaces an earlier one (spec files over covnet's).
+            Some(Node::File { .. }) if matches!(node, Node::File { .. }) => {
+                self.nodes.insert(path.to_owned(), node);
+                Ok(())
+            }
+            Some(existing) => Err(ImageErrorKind::Conflict {
+                path: path.to_owned(),
+                existing: existing.kind(),
+                wanted: node.kind(),
+            }),
+        }
+    }
+
+    fn set_mode(&mut self, path: &str, mode: u32) {
+        if let Some(Node::Dir(m)) = self.nodes.get_mut(path) {
+            *m = mode;
+        }
+    }
+
+    /// A file with `bytes` at guest `path` (parents created as on the host).
+    fn bytes(&mut self, path: &Path, mode: u32, bytes: Vec<u8>) -> Result<(), ImageErrorKind> {
+        let parent = self.dir(path.parent().unwrap_or(Path::new("/")))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.insert(
+            &join_rel(&parent, &name),
+            Node::File {
+                mode,
+                content: Content::Bytes(bytes),
+            },
+        )
+    }
+
+    /// Ensures guest directory `path` exists; returns its real path.
+    fn dir(&mut self, path: &Path) -> Result<String, ImageErrorKind> {
+        self.walk(path, true)
+    }
+
+    /// Adds host file `path` at the same guest path, with every symlink on
+    /// the way; returns the real guest path of the file.
+    fn host_file(&mut self, path: &Path) -> Result<String, ImageErrorKind> {
+        let real = self.walk(path, false)?;
+        let host = PathBuf::from("/").join(&real);
+        let md = host_meta(&host)?;
+        self.insert(
+            &real,
+            Node::File {
+                mode: md.mode() & 0o7777,
+                content: Content::Host(host, HostMeta::of(&md)),
+            },
+        )?;
+        Ok(real)
+    }
+
+    /// Resolves `path` component by component, recording each symlink and
+    /// directory met (from the tree if already there, else from the host;
+    /// directories missing on the host are created). With `want_dir` the
+    /// last component is a directory too; otherwise the last component's
+    /// real path is returned without recording it (unless it is a symlink).
+    fn walk(&mut self, path: &Path, want_dir: bool) -> Result<String, ImageErrorKind> {
+        let mut todo: Vec<OsString> = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push(OsString::from("..")),
+                _ => {}
+            }
+        }
+        todo.reverse(); // a stack: next component on top
+        let mut cur: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            let c = c.into_string().map_err(|_| ImageErrorKind::NonUtf8 {
+                path: path.to_path_buf(),
+            })?;
+            if c == ".." {
+                cur.pop();
+                continue;
+            }
+            let last = todo.is_empty();
+            let rel = join_rel(&cur.join("/"), &c);
+            let node = match self.nodes.get(&rel) {
+                Some(n) => Some(n.clone()),
+                None => {
+                    let host = PathBuf::from("/").join(&rel);
+                    match std::fs::symlink_metadata(&host) {
+                        Ok(md) if md.file_type().is_symlink() => {
+                            let target =
+                                std::fs::read_link(&host).map_err(|e| ImageErrorKind::Host {
+                                    path: host.clone(),
+                                    source: e,
+                                })?;
+                            let target = utf8(&target)?.to_owned();
+                            let n = Node::Symlink(target);
+                            self.insert(&rel, n.clone())?;
+                            Some(n)
+                        }
+                        Ok(md) if md.is_dir() && (!last || want_dir) => {
+                            let n = Node::Dir(md.mode() & 0o7777);
+                            self.insert(&rel, n.clone())?;
+                            Some(n)
+                        }
+                        Ok(_) if last && !want_dir => None,
+                        Ok(md) if !md.is_dir() => {
+                            return Err(ImageErrorKind::Conflict {
+                                path: rel,
+                                existing: "a file on the host",
+                                wanted: "a directory",
+                            })
+                        }
+                        _ if last && !want_dir => None,
+                        _ => {
+                            let n = Node::Dir(0o755);
+                            self.insert(&rel, n.clone())?;
+                            Some(n)
+                        }
+                    }
+                }
+            };
+            match node {
+                Some(Node::Symlink(target)) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(ImageErrorKind::SymlinkLoop {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    let t = Path::new(&target);
+                    if t.is_absolute() {
+                        cur.clear();
+                    }
+                    let mut more: Vec<OsString> = t
+                        .components()
+                        .filter_map(|c| match c {
+                            Component::Normal(n) => Some(n.to_os_string()),
+                            Component::ParentDir => Some(OsString::from("..")),
+                            _ => None,
+                        })
+                        .collect();
+                    more.reverse();
+                    todo.extend(more);
+                }
+                Some(Node::Dir(_)) => cur.push(c),
+                Some(other) => {
+                    if last && !want_dir {
+                        return Ok(rel);
+                    }
+                    return Err(ImageErrorKind::Conflict {
+                        path: rel,
+                        existing: other.kind(),
+                        wanted: "a directory",
+                    });
+                }
+                None => return Ok(rel),
+            }
+        }
+        Ok(cur.join("/"))
+    }
+
+    /// The cache key.
+    fn hash(&self) -> Result<String, ImageErrorKind> {
+        let mut h = Sha256::new();
+        h.update(LAYOUT_VERSION.as_bytes());
+        for (path, node) in &self.nodes {
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            match node {
+                Node::Dir(m) => {
+                    h.update(b"d");
+                    h.update(m.to_le_bytes());
+                }
+                Node::Symlink(t) => {
+                    h.update(b"l");
+                    h.update((t.len() as u64).to_le_bytes());
+                    h.update(t.as_bytes());
+                }
+                Node::CharDev(a, b, m) => {
+                    h.update(b"c");
+                    for v in [a, b, m] {
+                        h.update(v.to_le_bytes());
+                    }
+                }
+                Node::File { mode, content } => {
+                    h.update(b"f");
+                    h.update(mode.to_le_bytes());
+                    match content {
+                        Content::Bytes(b) => {
+                            h.update(b"b");
+                            h.update((b.len() as u64).to_le_bytes());
+                            h.update(b);
+                        }
+                        Content::Host(p, m) => {
+                            h.update(b"h");
+                            let p = utf8(p)?;
+                            h.update((p.len() as u64).to_le_bytes());
+                            h.update(p.as_bytes());
+                            for v in [m.len, m.dev, m.ino] {
+                                h.update(v.to_le_bytes());
+                            }
+                            for v in [m.mtime.0, m.mtime.1, m.ctime.0, m.ctime.1] {
+                                h.update(v.to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let digest = h.finalize();
+        let mut hex = String::with_capacity(64);
+        for b in digest.iter() {
+            let _ = write!(hex, "{b:02x}");
+        }
+        Ok(hex)
+    }
+}
+
+fn write_image(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
+    let werr = |e: std::io::Error| ImageErrorKind::Write {
+        path: tmp.to_path_buf(),
+        source: e,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(werr)?;
+    let gz = flate2::GzBuilder::new().write(
+        BufWriter::with_capacity(1 << 16, file),
+        flate2::Compression::fast(),
+    );
+    let mut w = CpioWriter::new(gz);
+    for (path, node) in &tree.nodes {
+        match node {
+            Node::Dir(m) => w.dir(path, *m)?,
+            Node::Symlink(t) => w.symlink(path, t)?,
+            Node::CharDev(major, minor, m) => w.char_device(path, *m, *major, *minor)?,
+            Node::File { mode, content } => match content {
+                Content::Bytes(b) => w.file(path, *mode, b)?,
+                Content::Host(host, meta) => {
+                    let mut f = std::fs::File::open(host).map_err(|e| ImageErrorKind::Host {
+                        path: host.clone(),
+                        source: e,
+                    })?;
+                    w.file_from_reader(path, *mode, meta.len, &mut f)?;
+                }
+            },
+        }
+    }
+    let gz = w.finish()?;
+    let buf = gz.finish().map_err(werr)?;
+    let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
+    file.sync_all().map_err(werr)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::Instant;
+
+    /// Unpacks a `.cpio.gz` into (name, mode, data) entries.
+    fn entries(path: &Path) -> Vec<(String, u32, Vec<u8>)> {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        let field = |raw: &[u8], at: usize, i: usize| {
+            let s = std::str::from_utf8(&raw[at + 6 + i * 8..at + 14 + i * 8]).unwrap();
+            u32::from_str_radix(s, 16).unwrap() as usize
+        };
+        loop {
+            assert_eq!(&raw[at..at + 6], b"070701");
+            let mode = field(&raw, at, 1) as u32;
+            let size = field(&raw, at, 6);
+            let namesize = field(&raw, at, 11);
+            let name = std::str::from_utf8(&raw[at + 110..at + 110 + namesize - 1])
+                .unwrap()
+                .to_owned();
+            let data_at = (at + 110 + namesize + 3) & !3;
+            if name == "TRAILER!!!" {
+                break;
+            }
+            out.push((name, mode, raw[data_at..data_at + size].to_vec()));
+            at = (data_at + size + 3) & !3;
+        }
+        out
+    }
+
+    fn spec_with(dir: &Path, text: &str) -> Spec {
+        let path = dir.join("net.toml");
+        std::fs::write(&path, text).unwrap();
+        Spec::from_path(&path).unwrap()
+    }
+
+    #[test]
+    fn image_has_everything_and_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        let spec = spec_with(
+            dir.path(),
+            r#"
+[machines.server]
+vlans = [1, 3]
+programs = ["/usr/bin/curl"]
+forward = ["18080:80"]
+[[machines.server.files]]
+source = "index.html"
+target = "/srv/www/index.html"
+[[machines.server.files]]
+content = "k=v"
+target = "/etc/app.conf"
+mode = "0600"
+[[machines.server.services]]
+name = "httpd"
+command = "busybox httpd -f -p 80 -h '/srv/www'"
+env = { GREETING = "it's me" }
+[machines.client]
+"#,
+        );
+        let kernel = Kernel::host_default().unwrap();
+        let cache = dir.path().join("cache");
+        let m = &spec.machines[0];
+        let builder = ImageBuilder::new(&spec, m, &kernel)
+            .cache_dir(&cache)
+            .env("GCOV_PREFIX", "/covnet/gcov");
+
+        let t0 = Instant::now();
+        let first = builder.build().unwrap();
+        let uncached = t0.elapsed();
+        let t1 = Instant::now();
+        let second = builder.build().unwrap();
+        let cached = t1.elapsed();
+        eprintln!("uncached build {uncached:?}, cached {cached:?}");
+        assert!(!first.cached);
+        assert!(second.cached);
+        assert_eq!(first.path, second.path);
+        assert!(first.path.starts_with(&cache));
+
+        let e = entries(&first.path);
+        let get = |n: &str| {
+            e.iter()
+                .find(|(name, _, _)| name == n)
+                .unwrap_or_else(|| panic!("{n} missing"))
+        };
+        // init, control, config
+        assert_eq!(get("init").2, INIT_SH.as_bytes());
+        assert_eq!(get("init").1 & 0o777, 0o755);
+        assert_eq!(get("covnet/control.sh").2, CONTROL_SH.as_bytes());
+        let env = String::from_utf8(get("covnet/machine.env").2.clone()).unwrap();
+        for line in [
+            "COVNET_NAME='server'",
+            "COVNET_INDEX='1'",
+            "COVNET_NICS='2'",
+            "COVNET_NIC1_ADDR='192.168.3.1'",
+            "COVNET_NIC1_MAC='52:54:00:03:01:01'",
+            "COVNET_FWD_MAC='52:54:00:ff:01:ff'",
+            "COVNET_SERVICES='01-httpd'",
+            "export GCOV_PREFIX='/covnet/gcov'",
+        ] {
+            assert!(env.lines().any(|l| l == line), "{line} not in\n{env}");
+        }
+        assert!(env.contains("/covnet/modules/01-virtio_ring.ko "), "{env}");
+        let svc = String::from_utf8(get("covnet/services/01-httpd.sh").2.clone()).unwrap();
+        assert!(svc.contains("export GREETING='it'\\''s me'"), "{svc}");
+        assert!(
+            svc.contains("exec /bin/sh -c 'busybox httpd -f -p 80 -h '\\''/srv/www'\\'''"),
+            "{svc}"
+        );
+        let hosts = String::from_utf8(get("etc/hosts").2.clone()).unwrap();
+        assert!(
+            hosts.contains("192.168.1.1\tserver\n192.168.1.2\tclient\n"),
+            "{hosts}"
+        );
+        assert_eq!(get("srv/www/index.html").2, b"<h1>hi</h1>");
+        assert_eq!(get("etc/app.conf").2, b"k=v");
+        assert_eq!(get("etc/app.conf").1 & 0o7777, 0o600);
+        assert_eq!(get("dev/console").1, 0o020600);
+        // Modules are real ELF objects, loaded in modules.dep order.
+        assert!(get("covnet/modules/01-virtio_ring.ko")
+            .2
+            .starts_with(b"\x7fELF"));
+        // Programs and the loader with the host's symlinks.
+        let curl = get("usr/bin/curl");
+        assert_eq!(curl.2, std::fs::read("/usr/bin/curl").unwrap());
+        let is_link = |n: &str| get(n).1 & 0o170000 == 0o120000;
+        if std::fs::symlink_metadata("/lib64")
+            .unwrap()
+            .file_type()
+            .is_symlink()
+        {
+            assert!(is_link("lib64"));
+            assert!(is_link("usr/lib64/ld-linux-x86-64.so.2"));
+        }
+        let real_libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        get(real_libc.to_str().unwrap().trim_start_matches('/'));
+        // Busybox applets.
+        assert!(is_link("usr/bin/sh") || is_link("bin/sh"));
+        // Parents come before children.
+        for (i, (name, _, _)) in e.iter().enumerate() {
+            if let Some((parent, _)) = name.rsplit_once('/') {
+                let p = e.iter().position(|(n, _, _)| n == parent);
+                assert!(p.is_some_and(|p| p < i), "{parent} after {name}");
+            }
+        }
+
+        // Changing an input changes the image.
+        std::fs::write(dir.path().join("index.html"), "<h1>changed</h1>").unwrap();
+        let third = builder.build().unwrap();
+        assert!(!third.cached);
+        assert_ne!(third.hash, first.hash);
+        // The other machine gets another image.
+        let other = ImageBuilder::new(&spec, &spec.machines[1], &kernel)
+            .cache_dir(&cache)
+            .build()
+            .unwrap();
+        assert_ne!(other.hash, first.hash);
+        // Same inputs rebuilt from scratch give the same bytes.
+        let bytes = std::fs::read(&third.path).unwrap();
+        std::fs::remove_file(&third.path).unwrap();
+        let again = builder.build().unwrap();
+        assert_eq!(std::fs::read(&again.path).unwrap(), bytes);
+    }
+
+    #[test]
+    fn missing_host_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("prog");
+        std::fs::copy("/bin/busybox", &prog).unwrap();
+        let spec = spec_with(dir.path(), "[machines.a]\nprograms = [\"prog\"]\n");
+        std::fs::remove_file(&prog).unwrap();
+        let kernel = Kernel::host_default().unwrap();
+        let e = ImageBuilder::new(&spec, &spec.machines[0], &kernel)
+            .cache_dir(dir.path().join("c"))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.machine, "a");
+        let chain = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+        assert!(chain.contains(prog.to_str().unwrap()), "{chain}");
+
+        let spec = spec_with(dir.path(), "[machines.a]\n");
+        let e = ImageBuilder::new(&spec, &spec.machines[0], &kernel)
+            .busybox(dir.path().join("nobusybox"))
+            .cache_dir(dir.path().join("c"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(e.kind, ImageErrorKind::Host { .. }), "{e:?}");
+        let fake = dir.path().join("fakebox");
+        std::fs::write(&fake, "not busybox").unwrap();
+        let e = ImageBuilder::new(&spec, &spec.machines[0], &kernel)
+            .busybox(&fake)
+            .cache_dir(dir.path().join("c"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(e.kind, ImageErrorKind::NoApplets { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn applet_table_matches_busybox_list() {
+        let bin = std::fs::read(DEFAULT_BUSYBOX).expect("busybox-static is required");
+        let out = std::process::Command::new("timeout")
+            .args(["10", DEFAULT_BUSYBOX, "--list"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let listed: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(busybox_applets(&bin), listed);
+        assert!(listed.iter().any(|a| a == "insmod"));
+        assert!(busybox_applets(b"nothing here").is_empty());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+    }
+}

@@ -1,0 +1,471 @@
+//! Harness for the exactness tests: compiles the C/C++ fixtures of
+//! `tests/fixtures/c` with `gcc --coverage` (GCC 12 or 11) at test time,
+//! runs the programs into separate capture directories (`GCOV_PREFIX` +
+//! `GCOV_PREFIX_STRIP`), and runs the oracle (`gcov -b -t --json-format`,
+//! `gcov-tool merge`) of the same GCC.
+//!
+//! Every build lives in its own temporary directory, so tests can run in
+//! parallel. A missing compiler or tool is an error, never a skip.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tempfile::TempDir;
+
+use crate::lcov_tool::{run, run_ok, Output};
+
+/// Deadline for one run of a fixture program.
+pub const PROGRAM_DEADLINE: Duration = Duration::from_secs(60);
+
+/// One GCC installation: compilers and the matching gcov tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Toolchain {
+    /// Short name for messages (`gcc-12`).
+    pub label: &'static str,
+    /// C compiler.
+    pub cc: &'static str,
+    /// C++ compiler.
+    pub cxx: &'static str,
+    /// The gcov of the same version.
+    pub gcov: &'static str,
+    /// The gcov-tool of the same version.
+    pub gcov_tool: &'static str,
+}
+
+/// The system GCC (12 on the project machines).
+pub const GCC12: Toolchain = Toolchain {
+    label: "gcc-12",
+    cc: "gcc",
+    cxx: "g++",
+    gcov: "gcov",
+    gcov_tool: "gcov-tool",
+};
+
+/// GCC 11 (word-length record format).
+pub const GCC11: Toolchain = Toolchain {
+    label: "gcc-11",
+    cc: "gcc-11",
+    cxx: "g++-11",
+    gcov: "gcov-11",
+    gcov_tool: "gcov-tool-11",
+};
+
+/// A fixture program: its sources (in `tests/fixtures/c`) and how to run it.
+#[derive(Clone, Copy, Debug)]
+pub struct Program {
+    /// Name of the executable.
+    pub name: &'static str,
+    /// Translation units.
+    pub sources: &'static [&'static str],
+    /// Compile as C++.
+    pub cxx: bool,
+    /// Argument lists, one capture each.
+    pub runs: &'static [&'static [&'static str]],
+}
+
+/// The directory holding the fixture sources.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("c")
+}
+
+/// A compiled fixture: the executable and one `.gcno` per object.
+#[derive(Debug)]
+pub struct Build {
+    /// Keeps the build tree alive.
+    pub dir: TempDir,
+    /// The toolchain used.
+    pub toolchain: Toolchain,
+    /// Directory of the objects, `.gcno` files and compiled-in `.gcda` paths.
+    pub objdir: PathBuf,
+    /// The executable.
+    pub exe: PathBuf,
+    /// Stems of the objects (`main` for `obj/main.gcno`).
+    pub objects: Vec<String>,
+}
+
+fn check_tool(tool: &str) -> Result<()> {
+    let out =
+        run(Command::new(tool).arg("--version"), Duration::from_secs(30)).with_context(|| {
+            format!("{tool} is required by the exactness tests (hint: install it; see README)")
+        })?;
+    if !out.status.success() {
+        bail!("{tool} --version failed\n{out}");
+    }
+    Ok(())
+}
+
+impl Build {
+    /// Copies the fixture sources into a fresh directory and compiles them
+    /// there with `--coverage` and `opt` (e.g. `-O2`), one object per source
+    /// (relative source names, so the notes depend on their cwd).
+    pub fn new(tc: Toolchain, program: &Program, opt: &str) -> Result<Build> {
+        for tool in [tc.cc, tc.cxx, tc.gcov, tc.gcov_tool] {
+            check_tool(tool)?;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("covnet-gcc-")
+            .tempdir()
+            .context("failed to create a build directory")?;
+        let root = dir.path().to_path_buf();
+        let src = root.join("src");
+        let objdir = root.join("obj");
+        fs::create_dir_all(&src)?;
+        fs::create_dir_all(&objdir)?;
+        for entry in fs::read_dir(fixtures_dir()).context("failed to list the fixtures")? {
+            let entry = entry?;
+            fs::copy(entry.path(), src.join(entry.file_name()))
+                .with_context(|| format!("failed to copy {}", entry.path().display()))?;
+        }
+        let compiler = if program.cxx { tc.cxx } else { tc.cc };
+        let mut objects = Vec::new();
+        for source in program.sources {
+            let stem = Path::new(source)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .context("fixture source without a stem")?
+                .to_owned();
+            run_ok(
+                Command::new(compiler)
+                    .current_dir(&root)
+                    .args(["--coverage", opt, "-g", "-Isrc", "-c"])
+                    .arg(format!("src/{source}"))
+                    .arg("-o")
+                    .arg(format!("obj/{stem}.o")),
+            )
+            .with_context(|| format!("failed to compile {source} with {}", tc.label))?;
+            objects.push(stem);
+        }
+        let exe = root.join(program.name);
+        let mut link = Command::new(compiler);
+        link.current_dir(&root)
+            .arg("--coverage")
+            .arg("-o")
+            .arg(&exe);
+        for stem in &objects {
+            link.arg(format!("obj/{stem}.o"));
+        }
+        run_ok(&mut link).with_context(|| format!("failed to link {}", program.name))?;
+        Ok(Build {
+            dir,
+            toolchain: tc,
+            objdir,
+            exe,
+            objects,
+        })
+    }
+
+    /// Path of an object's notes file.
+    pub fn gcno(&self, stem: &str) -> PathBuf {
+        self.objdir.join(format!("{stem}.gcno"))
+    }
+
+    /// Runs the program with `args`, its data files going to `capture`
+    /// (flat: `capture/<stem>.gcda`). Non-zero exits are fine (exit(),
+    /// abort()); hangs are not.
+    pub fn run_into(&self, args: &[&str], capture: &Path) -> Result<Output> {
+        fs::create_dir_all(capture)?;
+        let strip = self
+            .objdir
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .count();
+        let out = run(
+            Command::new(&self.exe)
+                .args(args)
+                .current_dir(self.dir.path())
+                .env("GCOV_PREFIX", capture)
+                .env("GCOV_PREFIX_STRIP", strip.to_string()),
+            PROGRAM_DEADLINE,
+        )?;
+        Ok(out)
+    }
+
+    /// Runs gcov on one object with the given data file (or none: "not
+    /// executed") and returns its JSON document.
+    pub fn gcov_json(&self, stem: &str, gcda: Option<&Path>) -> Result<serde_json::Value> {
+        let work = tempfile::Builder::new().prefix("covnet-gcov-").tempdir()?;
+        fs::copy(self.gcno(stem), work.path().join(format!("{stem}.gcno")))?;
+        if let Some(gcda) = gcda {
+            fs::copy(gcda, work.path().join(format!("{stem}.gcda")))?;
+        }
+        let out = run_ok(
+            Command::new(self.toolchain.gcov)
+                .current_dir(work.path())
+                .args(["-b", "-t", "--json-format"])
+                .arg(format!("{stem}.gcno")),
+        )?;
+        serde_json::from_str(out.stdout.trim())
+            .with_context(|| format!("gcov printed no JSON document\n{out}"))
+    }
+
+    /// Merges capture directories with `gcov-tool merge` (pairwise) into
+    /// `out`; returns `None` when no capture has data.
+    pub fn gcov_tool_merge(&self, captures: &[PathBuf], out: &Path) -> Result<Option<PathBuf>> {
+        let with_data: Vec<&PathBuf> = captures.iter().filter(|c| has_gcda(c)).collect();
+        let Some((first, rest)) = with_data.split_first() else {
+            return Ok(None);
+        };
+        fs::create_dir_all(out)?;
+        let mut acc = (*first).clone();
+        for (i, next) in rest.iter().enumerate() {
+            let dst = out.join(format!("step{i}"));
+            run_ok(
+                Command::new(self.toolchain.gcov_tool)
+                    .arg("merge")
+                    .arg(&acc)
+                    .arg(next)
+                    .arg("-o")
+                    .arg(&dst),
+            )?;
+            acc = dst;
+        }
+        Ok(Some(acc))
+    }
+}
+
+fn has_gcda(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "gcda"))
+    })
+}
+
+/// One line of gcov's JSON, summed over its entries (group functions give
+/// several).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OracleLine {
+    /// Sum of the entries' counts.
+    pub count: i64,
+    /// Some entry has `unexecuted_block`.
+    pub unexecuted_block: bool,
+    /// `(count, throw, fallthrough)` of all entries' branches, in order.
+    pub branches: Vec<(i64, bool, bool)>,
+}
+
+/// One function of gcov's JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OracleFunction {
+    /// `demangled_name`.
+    pub demangled: String,
+    /// `start_column`, `end_line`, `end_column`.
+    pub position: (u32, u32, u32),
+    /// `execution_count`.
+    pub count: i64,
+    /// `blocks`.
+    pub blocks: u32,
+    /// `blocks_executed`.
+    pub blocks_executed: u32,
+}
+
+/// gcov's JSON of one object, keyed like covnet's model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Oracle {
+    /// Per absolute source path, per line number.
+    pub lines: BTreeMap<String, BTreeMap<u32, OracleLine>>,
+    /// Per absolute source path, per (mangled name, start line).
+    pub functions: BTreeMap<String, BTreeMap<(String, u32), OracleFunction>>,
+}
+
+fn int(v: &serde_json::Value, key: &str) -> Result<i64> {
+    v.get(key)
+        .and_then(serde_json::Value::as_i64)
+        .with_context(|| format!("gcov JSON lacks integer `{key}` in {v}"))
+}
+
+fn flag(v: &serde_json::Value, key: &str) -> Result<bool> {
+    v.get(key)
+        .and_then(serde_json::Value::as_bool)
+        .with_context(|| format!("gcov JSON lacks boolean `{key}` in {v}"))
+}
+
+impl Oracle {
+    /// Reads gcov's JSON document; relative file names are resolved against
+    /// its `current_working_directory` as covnet does.
+    pub fn from_json(doc: &serde_json::Value) -> Result<Oracle> {
+        let cwd = doc
+            .get("current_working_directory")
+            .and_then(|c| c.as_str())
+            .map(str::as_bytes);
+        let mut o = Oracle::default();
+        let files = doc
+            .get("files")
+            .and_then(|f| f.as_array())
+            .context("gcov JSON lacks `files`")?;
+        for file in files {
+            let name = file
+                .get("file")
+                .and_then(|f| f.as_str())
+                .context("gcov JSON file lacks `file`")?;
+            let path = covnet_merger::object::source_path(cwd, None, name.as_bytes());
+            let lines = o.lines.entry(path.clone()).or_default();
+            for l in file
+                .get("lines")
+                .and_then(|l| l.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let ln = u32::try_from(int(l, "line_number")?)?;
+                let e = lines.entry(ln).or_default();
+                e.count += int(l, "count")?;
+                e.unexecuted_block |= flag(l, "unexecuted_block")?;
+                for b in l
+                    .get("branches")
+                    .and_then(|b| b.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    e.branches
+                        .push((int(b, "count")?, flag(b, "throw")?, flag(b, "fallthrough")?));
+                }
+            }
+            let fns = o.functions.entry(path).or_default();
+            for f in file
+                .get("functions")
+                .and_then(|f| f.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let name = f.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+                let u = |k| int(f, k).and_then(|x| Ok(u32::try_from(x)?));
+                fns.insert(
+                    (name.to_owned(), u("start_line")?),
+                    OracleFunction {
+                        demangled: f
+                            .get("demangled_name")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        position: (u("start_column")?, u("end_line")?, u("end_column")?),
+                        count: int(f, "execution_count")?,
+                        blocks: u("blocks")?,
+                        blocks_executed: u("blocks_executed")?,
+                    },
+                );
+            }
+        }
+        o.lines.retain(|_, l| !l.is_empty());
+        o.functions.retain(|_, f| !f.is_empty());
+        Ok(o)
+    }
+}
+
+/// How many items a comparison checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compared {
+    /// Lines.
+    pub lines: u64,
+    /// Branches.
+    pub branches: u64,
+    /// Functions.
+    pub functions: u64,
+}
+
+impl Compared {
+    /// Adds another comparison's counts.
+    pub fn add(&mut self, o: Compared) {
+        self.lines += o.lines;
+        self.branches += o.branches;
+        self.functions += o.functions;
+    }
+}
+
+/// Compares covnet's coverage of one object with gcov's; mismatches are
+/// appended to `out` prefixed with `what`.
+pub fn compare(
+    what: &str,
+    cov: &covnet_merger::model::Coverage,
+    oracle: &Oracle,
+    out: &mut Vec<String>,
+) -> Compared {
+    let mut n = Compared::default();
+    let mut ours_lines: BTreeMap<String, BTreeMap<u32, OracleLine>> = BTreeMap::new();
+    let mut ours_fns: BTreeMap<String, BTreeMap<(String, u32), OracleFunction>> = BTreeMap::new();
+    for (path, file) in &cov.files {
+        let lines: BTreeMap<u32, OracleLine> = file
+            .lines
+            .iter()
+            .map(|(&ln, l)| {
+                (
+                    ln,
+                    OracleLine {
+                        count: l.count,
+                        unexecuted_block: l.unexecuted_block,
+                        branches: l
+                            .branches
+                            .iter()
+                            .map(|b| (b.taken.unwrap_or(0), b.throw, b.fallthrough))
+                            .collect(),
+                    },
+                )
+            })
+            .collect();
+        if !lines.is_empty() {
+            ours_lines.insert(path.clone(), lines);
+        }
+        let fns: BTreeMap<(String, u32), OracleFunction> = file
+            .functions
+            .iter()
+            .map(|f| {
+                (
+                    (f.name.clone(), f.start_line),
+                    OracleFunction {
+                        demangled: f.demangled.clone(),
+                        position: (f.start_column, f.end_line, f.end_column),
+                        count: f.count,
+                        blocks: f.blocks,
+                        blocks_executed: f.blocks_executed,
+                    },
+                )
+            })
+            .collect();
+        if !fns.is_empty() {
+            ours_fns.insert(path.clone(), fns);
+        }
+    }
+    let files: std::collections::BTreeSet<&String> =
+        ours_lines.keys().chain(oracle.lines.keys()).collect();
+    for path in files {
+        let empty = BTreeMap::new();
+        let ours = ours_lines.get(path).unwrap_or(&empty);
+        let theirs = oracle.lines.get(path).unwrap_or(&empty);
+        let numbers: std::collections::BTreeSet<&u32> = ours.keys().chain(theirs.keys()).collect();
+        for ln in numbers {
+            n.lines += 1;
+            match (ours.get(ln), theirs.get(ln)) {
+                (Some(a), Some(b)) => {
+                    n.branches += b.branches.len() as u64;
+                    if a != b {
+                        out.push(format!("{what}: {path}:{ln}: covnet {a:?}, gcov {b:?}"));
+                    }
+                }
+                (a, b) => out.push(format!("{what}: {path}:{ln}: covnet {a:?}, gcov {b:?}")),
+            }
+        }
+    }
+    let files: std::collections::BTreeSet<&String> =
+        ours_fns.keys().chain(oracle.functions.keys()).collect();
+    for path in files {
+        let empty = BTreeMap::new();
+        let ours = ours_fns.get(path).unwrap_or(&empty);
+        let theirs = oracle.functions.get(path).unwrap_or(&empty);
+        let keys: std::collections::BTreeSet<&(String, u32)> =
+            ours.keys().chain(theirs.keys()).collect();
+        for key in keys {
+            n.functions += 1;
+            let (a, b) = (ours.get(key), theirs.get(key));
+            if a != b {
+                out.push(format!(
+                    "{what}: {path}: function {}@{}: covnet {a:?}, gcov {b:?}",
+                    key.0, key.1
+                ));
+            }
+        }
+    }
+    n
+}

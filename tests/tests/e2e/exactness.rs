@@ -1,0 +1,251 @@
+//! covnet's gcov arithmetic against gcov itself: fixtures compiled with GCC
+//! 12 and 11 at -O0 and -O2, run several ways into separate captures; for
+//! every capture, for "never run", and for the `gcov-tool merge` of all
+//! captures, covnet's lines, branches and functions must equal
+//! `gcov -b -t --json-format` exactly.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use covnet_merger::model::Coverage;
+use covnet_merger::{object_coverage, Capture};
+use covnet_tests::gcc::{compare, Build, Compared, Oracle, Program, Toolchain, GCC11, GCC12};
+
+const C_PROGRAM: Program = Program {
+    name: "cprog",
+    sources: &["main.c", "util.c", "oneline.c"],
+    cxx: false,
+    runs: &[
+        &["loop", "3"],
+        &["loop2", "4"],
+        &["loop", "7"],
+        &["exit", "2"],
+        &["abort"],
+        &["jmp", "5"],
+        &["fork", "4"],
+        &[],
+    ],
+};
+
+const CXX_PROGRAM: Program = Program {
+    name: "cxxprog",
+    sources: &["cxx.cc"],
+    cxx: true,
+    runs: &[&["4"], &["7"], &["2"], &["5", "uncaught"], &["0"]],
+};
+
+fn check(tc: Toolchain, program: &Program) -> Result<()> {
+    let mut total = Compared::default();
+    let mut mismatches = Vec::new();
+    for opt in ["-O0", "-O2"] {
+        let build = Build::new(tc, program, opt)?;
+        let mut caps: Vec<PathBuf> = Vec::new();
+        for (i, args) in program.runs.iter().enumerate() {
+            let dir = build.dir.path().join(format!("capture{i}"));
+            build.run_into(args, &dir)?;
+            caps.push(dir);
+        }
+        let merged = build.gcov_tool_merge(&caps, &build.dir.path().join("merged"))?;
+        for stem in &build.objects {
+            let gcno_path = build.gcno(stem);
+            let notes = fs::read(&gcno_path)?;
+            let datas: Vec<Option<(PathBuf, Vec<u8>)>> = caps
+                .iter()
+                .map(|c| {
+                    let p = c.join(format!("{stem}.gcda"));
+                    fs::read(&p).ok().map(|b| (p, b))
+                })
+                .collect();
+            let what = |case: &str| format!("{} {opt} {stem}.gcno {case}", tc.label);
+
+            // Never run.
+            let cov = object_coverage(&gcno_path, &notes, &[], 0)?;
+            let oracle = Oracle::from_json(&build.gcov_json(stem, None)?)?;
+            total.add(compare(&what("no data"), &cov, &oracle, &mut mismatches));
+
+            // Each capture on its own.
+            let mut singles: Vec<Coverage> = Vec::new();
+            for (i, d) in datas.iter().enumerate() {
+                let captures: Vec<Capture<'_>> = d
+                    .iter()
+                    .map(|(p, b)| Capture {
+                        index: 0,
+                        path: p,
+                        bytes: b,
+                    })
+                    .collect();
+                let cov = object_coverage(&gcno_path, &notes, &captures, 1)?;
+                let gcda = d.as_ref().map(|(p, _)| p.as_path());
+                let oracle = Oracle::from_json(&build.gcov_json(stem, gcda)?)?;
+                total.add(compare(
+                    &what(&format!("capture {i}")),
+                    &cov,
+                    &oracle,
+                    &mut mismatches,
+                ));
+                singles.push(cov);
+            }
+
+            // All captures merged, like gcov on `gcov-tool merge` output.
+            let captures: Vec<Capture<'_>> = datas
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    d.as_ref().map(|(p, b)| Capture {
+                        index: i,
+                        path: p,
+                        bytes: b,
+                    })
+                })
+                .collect();
+            let cov = object_coverage(&gcno_path, &notes, &captures, caps.len())?;
+            let merged_gcda = merged
+                .as_ref()
+                .map(|m| m.join(format!("{stem}.gcda")))
+                .filter(|p| p.exists());
+            let oracle = Oracle::from_json(&build.gcov_json(stem, merged_gcda.as_deref())?)?;
+            total.add(compare(&what("merged"), &cov, &oracle, &mut mismatches));
+
+            // The per-capture attribution equals each capture solved alone.
+            for (path, file) in &cov.files {
+                for (ln, line) in &file.lines {
+                    for (i, single) in singles.iter().enumerate() {
+                        let alone = single.files.get(path).and_then(|f| f.lines.get(ln));
+                        let (count, taken) = alone.map_or((0, Vec::new()), |l| {
+                            (l.count, l.branches.iter().map(|b| b.taken).collect())
+                        });
+                        let by: Vec<Option<i64>> = line
+                            .branches
+                            .iter()
+                            .map(|b| b.by_capture.get(i).copied().flatten())
+                            .collect();
+                        if line.by_capture.get(i) != Some(&count) || by != taken {
+                            mismatches.push(format!(
+                                "{}: {path}:{ln}: by_capture[{i}] = {:?}/{by:?}, alone {count}/{taken:?}",
+                                what("attribution"),
+                                line.by_capture.get(i)
+                            ));
+                        }
+                    }
+                }
+                for f in &file.functions {
+                    let alone: Vec<i64> = singles
+                        .iter()
+                        .map(|s| {
+                            s.files
+                                .get(path)
+                                .and_then(|sf| {
+                                    sf.functions
+                                        .iter()
+                                        .find(|g| g.name == f.name && g.start_line == f.start_line)
+                                })
+                                .map_or(0, |g| g.count)
+                        })
+                        .collect();
+                    if f.by_capture != alone {
+                        mismatches.push(format!(
+                            "{}: {path}: {} by_capture {:?}, alone {alone:?}",
+                            what("attribution"),
+                            f.name,
+                            f.by_capture
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "{} {}: compared {} lines, {} branches, {} functions with gcov; {} mismatches",
+        tc.label,
+        program.name,
+        total.lines,
+        total.branches,
+        total.functions,
+        mismatches.len()
+    );
+    if !mismatches.is_empty() {
+        let shown: Vec<&String> = mismatches.iter().take(60).collect();
+        anyhow::bail!("{} mismatches with gcov:\n{shown:#?}", mismatches.len());
+    }
+    anyhow::ensure!(
+        total.lines > 0 && total.branches > 0 && total.functions > 0,
+        "nothing compared"
+    );
+    Ok(())
+}
+
+#[test]
+fn gcc12_c_matches_gcov() -> Result<()> {
+    check(GCC12, &C_PROGRAM).context("gcc-12 C fixtures")
+}
+
+#[test]
+fn gcc12_cxx_matches_gcov() -> Result<()> {
+    check(GCC12, &CXX_PROGRAM).context("gcc-12 C++ fixtures")
+}
+
+#[test]
+fn gcc11_c_matches_gcov() -> Result<()> {
+    check(GCC11, &C_PROGRAM).context("gcc-11 C fixtures")
+}
+
+#[test]
+fn gcc11_cxx_matches_gcov() -> Result<()> {
+    check(GCC11, &CXX_PROGRAM).context("gcc-11 C++ fixtures")
+}
+
+/// §9.2: line counts are not additive; the merged count comes from summed
+/// counters.
+#[test]
+fn one_line_loop_is_not_additive() -> Result<()> {
+    let build = Build::new(GCC12, &C_PROGRAM, "-O0")?;
+    let a = build.dir.path().join("a");
+    let b = build.dir.path().join("b");
+    build.run_into(&["loop", "3"], &a)?;
+    build.run_into(&["loop2", "4"], &b)?;
+    let gcno_path = build.gcno("oneline");
+    let notes = fs::read(&gcno_path)?;
+    let (pa, pb) = (a.join("oneline.gcda"), b.join("oneline.gcda"));
+    let (da, db) = (fs::read(&pa)?, fs::read(&pb)?);
+    let caps = [
+        Capture {
+            index: 0,
+            path: &pa,
+            bytes: &da,
+        },
+        Capture {
+            index: 1,
+            path: &pb,
+            bytes: &db,
+        },
+    ];
+    let cov = object_coverage(&gcno_path, &notes, &caps, 2)?;
+    let line = cov
+        .files
+        .values()
+        .find_map(|f| f.lines.get(&1))
+        .context("line 1 of oneline.c missing")?;
+    let sum: i64 = line.by_capture.iter().sum();
+    println!(
+        "one-line loop: captures {:?}, merged {}",
+        line.by_capture, line.count
+    );
+    anyhow::ensure!(
+        line.count != sum,
+        "expected a non-additive line count, got {line:?}"
+    );
+    let merged = build
+        .gcov_tool_merge(&[a, b], &build.dir.path().join("m"))?
+        .context("no merge")?;
+    let oracle =
+        Oracle::from_json(&build.gcov_json("oneline", Some(&merged.join("oneline.gcda")))?)?;
+    let theirs: BTreeMap<u32, i64> = oracle
+        .lines
+        .values()
+        .flat_map(|l| l.iter().map(|(k, v)| (*k, v.count)))
+        .collect();
+    anyhow::ensure!(theirs.get(&1) == Some(&line.count), "gcov says {theirs:?}");
+    Ok(())
+}
