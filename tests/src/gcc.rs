@@ -8,15 +8,112 @@
 //! parallel. A missing compiler or tool is an error, never a skip.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
-use crate::lcov_tool::{run, run_ok, Output};
+/// Deadline for one compiler or gcov command.
+pub const TOOL_DEADLINE: Duration = Duration::from_secs(300);
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    /// The command line.
+    pub command: String,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "command: {}\ncwd: {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            self.cwd.display(),
+            self.status,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+fn kill_group(child: &mut Child) {
+    // The child leads its own process group (process_group(0)): kill the
+    // whole group, then the child itself should the group be gone.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.kill();
+}
+
+/// Runs `cmd` in its own process group; output goes to files in a
+/// temporary directory, the group is killed after exit and at the deadline.
+pub fn run(cmd: &mut Command, deadline: Duration) -> Result<Output> {
+    let command = format!("{cmd:?}");
+    let cwd = cmd
+        .get_current_dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    let logs = tempfile::Builder::new().prefix("covnet-run-").tempdir()?;
+    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path)?)
+        .stderr(fs::File::create(&err_path)?)
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("failed to start {command} in {}", cwd.display()))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > deadline => {
+                kill_group(&mut child);
+                let _ = child.wait();
+                bail!("{command} did not finish within {deadline:?}; killed its process group");
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => {
+                kill_group(&mut child);
+                let _ = child.wait();
+                return Err(e).with_context(|| format!("failed to wait for {command}"));
+            }
+        }
+    };
+    kill_group(&mut child);
+    Ok(Output {
+        command,
+        cwd,
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    })
+}
+
+/// Runs `cmd` and fails, showing everything it printed, unless it exits 0.
+pub fn run_ok(cmd: &mut Command) -> Result<Output> {
+    let out = run(cmd, TOOL_DEADLINE)?;
+    if !out.status.success() {
+        bail!("command failed\n{out}");
+    }
+    Ok(out)
+}
 
 /// Deadline for one run of a fixture program.
 pub const PROGRAM_DEADLINE: Duration = Duration::from_secs(60);
