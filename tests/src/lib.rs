@@ -4,3 +4,4 @@
 #![deny(missing_docs)]
 
 pub mod gcc;
+pub mod lcov_tool;

@@ -2,4 +2,6 @@
 
 mod browser;
 mod report;
+mod lcov_peer;
+mod merge_cli;
 mod exactness;

@@ -1,0 +1,203 @@
+//! `covnet merge` / `covnet summary` on captures of a C program built at
+//! test time: output accepted by lcov 1.16 and genhtml, attribution,
+//! JSON, and bad inputs (orphan, truncated and stale `.gcda`) with and
+//! without `--keep-going`.
+
+use std::path::{Path, PathBuf};
+
+use covnet_tests::lcov_tool::{covnet, genhtml, lcov_summary, parse_summary, Program, Tracefile};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temp paths are UTF-8")
+}
+
+fn three_captures(p: &Program) -> Vec<PathBuf> {
+    vec![
+        p.capture("c1", &["3"]).expect("run c1"),
+        p.capture("c2", &["9"]).expect("run c2"),
+        p.capture("c3", &["41"]).expect("run c3"),
+    ]
+}
+
+#[test]
+fn merged_captures_are_accepted_by_lcov_and_genhtml() {
+    let p = Program::build().expect("build the C fixture with gcc --coverage");
+    let caps = three_captures(&p);
+    let work = p.dir.path();
+    let out = work.join("all.info");
+    let per = work.join("per.info");
+    let json = work.join("all.json");
+    let base = [
+        "merge",
+        "--build",
+        s(&p.build),
+        s(&caps[0]),
+        s(&caps[1]),
+        s(&caps[2]),
+    ];
+    let mut args = base.to_vec();
+    args.extend(["-o", s(&out), "--json", s(&json)]);
+    let res = covnet(&args, work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let ours = parse_summary(&res.stderr).expect("covnet prints a summary");
+    let peer = lcov_summary(&out).expect("lcov --summary accepts the output without warnings");
+    assert_eq!(ours, peer);
+    assert!(peer.lines.1 > 20 && peer.lines.0 > 0, "{peer:?}");
+    assert!(peer.functions.1 >= 4 && peer.branches.1 > 0, "{peer:?}");
+    genhtml(&out, &work.join("html"), false).expect("genhtml accepts the output");
+
+    // covnet summary agrees with lcov.
+    let res = covnet(&["summary", s(&out)], work).expect("run covnet summary");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(parse_summary(&res.stdout).expect("summary"), peer);
+
+    // Per-capture sections: genhtml --show-details shows each capture.
+    let mut args = base.to_vec();
+    args.extend(["-o", s(&per), "--per-capture"]);
+    let res = covnet(&args, work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let per_summary = lcov_summary(&per).expect("lcov accepts per-capture output");
+    assert_eq!(
+        per_summary.lines, peer.lines,
+        "hit status is the same per capture"
+    );
+    assert_eq!(per_summary.functions, peer.functions);
+    let t = Tracefile::read(&per).expect("read");
+    assert_eq!(t.tests, vec!["c1", "c2", "c3"]);
+    genhtml(&per, &work.join("html-details"), true).expect("genhtml --show-details");
+
+    // JSON carries the attribution.
+    let bytes = std::fs::read(&json).expect("json written");
+    let cov = covnet_merger::json::from_slice(&bytes).expect("valid covnet JSON");
+    assert_eq!(cov.captures, vec!["c1", "c2", "c3"]);
+    let util = cov
+        .files
+        .get(s(&p.src.join("util.c")))
+        .expect("util.c present under its absolute path");
+    let classify = util
+        .functions
+        .iter()
+        .find(|f| f.name == "classify")
+        .expect("classify");
+    assert_eq!(classify.by_capture, vec![3, 9, 41]);
+    assert_eq!(classify.count, 53);
+    let never = util
+        .functions
+        .iter()
+        .find(|f| f.name == "unused")
+        .expect("unused");
+    assert_eq!(never.by_capture.len(), 3);
+
+    // Filters and path maps.
+    let mapped = work.join("mapped.info");
+    let mut args = base.to_vec();
+    let map = format!("{}=/project", s(&p.src));
+    args.extend([
+        "-o",
+        s(&mapped),
+        "--path-map",
+        &map,
+        "--exclude",
+        "*/main.c",
+        "--lcov-format",
+        "2",
+    ]);
+    let res = covnet(&args, work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let text = std::fs::read_to_string(&mapped).expect("written");
+    assert!(text.contains("SF:/project/util.c\n"), "{text}");
+    assert!(!text.contains("main.c"), "{text}");
+    assert!(text.contains("FNL:"), "lcov 2 format: {text}");
+}
+
+#[test]
+fn never_run_objects_count_as_zero() {
+    let p = Program::build().expect("build");
+    let empty = p.dir.path().join("captures/empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = p.dir.path().join("zero.info");
+    let res = covnet(
+        &["merge", "--build", s(&p.build), s(&empty), "-o", s(&out)],
+        p.dir.path(),
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let sum = lcov_summary(&out).expect("lcov accepts it");
+    assert!(sum.lines.1 > 20, "{sum:?}");
+    assert_eq!((sum.lines.0, sum.functions.0, sum.branches.0), (0, 0, 0));
+}
+
+/// Runs covnet twice: without --keep-going (must fail naming `culprit`) and
+/// with it (must exit 2, name it, and write the rest).
+fn check_bad_input(p: &Program, caps: &[&Path], culprit: &str, out_name: &str) -> Tracefile {
+    let out = p.dir.path().join(out_name);
+    let mut args = vec!["merge", "--build", s(&p.build)];
+    args.extend(caps.iter().map(|c| s(c)));
+    args.extend(["-o", s(&out)]);
+    let res = covnet(&args, p.dir.path()).expect("run covnet");
+    assert_eq!(res.code(), 1, "{res}");
+    assert!(
+        res.stderr.contains(culprit),
+        "error must name {culprit}: {res}"
+    );
+    assert!(res.stderr.contains("hint:"), "{res}");
+    assert!(!out.exists(), "no output on failure");
+    args.push("--keep-going");
+    let res = covnet(&args, p.dir.path()).expect("run covnet");
+    assert_eq!(res.code(), 2, "{res}");
+    assert!(res.stderr.contains(culprit), "{res}");
+    lcov_summary(&out).expect("lcov accepts the partial output");
+    Tracefile::read(&out).expect("read")
+}
+
+#[test]
+fn orphan_truncated_and_stale_gcda() {
+    let p = Program::build().expect("build");
+    let caps = three_captures(&p);
+    let good = p.dir.path().join("good.info");
+    let res = covnet(
+        &["merge", "--build", s(&p.build), s(&caps[0]), "-o", s(&good)],
+        p.dir.path(),
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let good = Tracefile::read(&good).expect("read");
+
+    // A .gcda with no .gcno.
+    let orphan_cap = p.dir.path().join("captures/orphan");
+    let ghost = orphan_cap.join("elsewhere/ghost.gcda");
+    std::fs::create_dir_all(ghost.parent().expect("parent")).expect("mkdir");
+    let gcda = p.gcda_files(&caps[1]).expect("list");
+    std::fs::copy(&gcda["main.gcda"], &ghost).expect("copy");
+    let t = check_bad_input(&p, &[&caps[0], &orphan_cap], "ghost.gcda", "orphan.info");
+    assert_eq!(
+        t.lines, good.lines,
+        "the orphan adds nothing, the rest is kept"
+    );
+
+    // A truncated .gcda: the other capture's counts of that object survive.
+    let trunc_cap = p.dir.path().join("captures/trunc");
+    let inner = trunc_cap.join(p.build.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(&inner).expect("mkdir");
+    let bytes = std::fs::read(&gcda["util.gcda"]).expect("read");
+    std::fs::write(inner.join("util.gcda"), &bytes[..bytes.len() / 2]).expect("write");
+    let t = check_bad_input(&p, &[&caps[0], &trunc_cap], "util.gcda", "trunc.info");
+    assert_eq!(t.lines, good.lines, "c1 kept, the truncated file dropped");
+
+    // A stale .gcda: util.c recompiled after the run (new stamp).
+    p.compile("util").expect("recompile");
+    let t = check_bad_input(&p, &[&caps[0], &caps[1]], "util.gcda", "stale.info");
+    let main_c = s(&p.src.join("main.c")).to_owned();
+    let util_c = s(&p.src.join("util.c")).to_owned();
+    assert!(
+        t.lines.iter().any(|((f, _), c)| *f == main_c && *c > 0),
+        "main.c still merged"
+    );
+    assert!(
+        t.lines
+            .iter()
+            .filter(|((f, _), _)| *f == util_c)
+            .all(|(_, c)| *c == 0),
+        "util.c only from the new, never-run notes"
+    );
+}
