@@ -834,7 +834,7 @@ fn write_image(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     /// Unpacks a `.cpio.gz` into (name, mode, data) entries.
     fn entries(path: &Path) -> Vec<(String, u32, Vec<u8>)> {
@@ -1050,6 +1050,169 @@ env = { GREETING = "it's me" }
         assert_eq!(busybox_applets(&bin), listed);
         assert!(listed.iter().any(|a| a == "insmod"));
         assert!(busybox_applets(b"nothing here").is_empty());
+    }
+
+    /// The control script of the boot test: report what init set up on
+    /// the serial console, then power off.
+    const PROBE_CONTROL: &str = r#"#!/bin/sh
+exec >/dev/ttyS0 2>&1
+echo "probe: hostname=$(hostname)"
+ip -o -4 addr show | while read -r _ ifc _ addr _; do echo "probe: addr $ifc $addr"; done
+echo "probe: modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
+i=0
+until out=$(wget -q -O- http://server/index.html 2>&1); do
+	i=$((i + 1)); [ "$i" -ge 100 ] && break; sleep 0.1
+done
+echo "probe: http $out"
+i=0
+until [ -s /tmp/greeting ]; do i=$((i + 1)); [ "$i" -ge 100 ] && break; sleep 0.1; done
+echo "probe: greeting $(cat /tmp/greeting)"
+echo "probe: httpd $(tr '\0' ' ' </proc/$(cat /run/covnet/httpd.pid)/cmdline)"
+echo "probe: gcov $GCOV_PREFIX"
+echo "probe: curl $(curl --version | head -n 1 | cut -d' ' -f1)"
+echo "probe: done"
+poweroff -f
+"#;
+
+    #[test]
+    fn boots_under_qemu_and_init_sets_everything_up() {
+        use crate::process::OwnedChild;
+        use crate::qemu;
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = spec_with(
+            dir.path(),
+            &format!(
+                r#"
+[machines.server]
+vlans = [1, 2]
+programs = ["/usr/bin/curl"]
+forward = ["{port}:80"]
+[[machines.server.files]]
+source = "index.html"
+target = "/srv/index.html"
+[[machines.server.services]]
+name = "httpd"
+command = "busybox httpd -f -p 80 -h /srv"
+[[machines.server.services]]
+name = "greeter"
+command = "echo \"$GREETING\" >/tmp/greeting; exec sleep 600"
+env = {{ GREETING = "hello world" }}
+[machines.client]
+"#
+            ),
+        );
+        let m = &spec.machines[0];
+        let kernel = Kernel::host_default().unwrap();
+        let image = ImageBuilder::new(&spec, m, &kernel)
+            .cache_dir(dir.path().join("cache"))
+            .control_script(PROBE_CONTROL.as_bytes())
+            .env("GCOV_PREFIX", "/covnet/gcov")
+            .build()
+            .unwrap();
+        eprintln!(
+            "image: {} bytes, {} entries",
+            std::fs::metadata(&image.path).unwrap().len(),
+            image.entries
+        );
+
+        let accel = crate::accel::detect().accel;
+        let serial = dir.path().join("serial.log");
+        let mut args = qemu::base_args();
+        args.extend(qemu::bios_args(
+            qemu::find_qboot(Path::new(qemu::QBOOT_ROM)).as_deref(),
+        ));
+        args.extend(qemu::accel_args(accel));
+        args.extend(qemu::memory_args(m.memory_mib.get()));
+        args.extend(qemu::smp_args(1));
+        args.extend(qemu::kernel_args(
+            &kernel.image,
+            &image.path,
+            &qemu::kernel_cmdline::<&str>(&[]),
+        ));
+        args.push("-serial".into());
+        args.push(format!("file:{}", serial.display()).into());
+        // The two VLAN NICs are wired to each other: a loopback cable.
+        let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+        for (nic, (local, remote)) in m.nics.iter().zip([(&a, &b), (&b, &a)]) {
+            args.extend(qemu::nic_args(&qemu::Nic {
+                index: usize::from(nic.slot),
+                mac: qemu::Mac(nic.mac),
+                local: local.clone(),
+                remote: remote.clone(),
+            }));
+        }
+        let forwards: Vec<qemu::Forward> = m
+            .forward
+            .iter()
+            .map(|f| qemu::Forward {
+                host_port: f.host_port.get(),
+                guest_port: f.guest_port.get(),
+            })
+            .collect();
+        args.extend(qemu::forward_args(
+            &forwards,
+            qemu::Mac::for_forward(m.index),
+        ));
+
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("qemu.err")).unwrap());
+        let started = Instant::now();
+        let mut vm = OwnedChild::spawn(cmd, "qemu (boot test)")
+            .expect("qemu-system-x86_64 is required (bash scripts/setup.sh)");
+        let status = vm.wait_timeout(accel.boot_timeout() + Duration::from_secs(30));
+        let elapsed = started.elapsed();
+        let log = std::fs::read_to_string(&serial).unwrap_or_default();
+        let err = std::fs::read_to_string(dir.path().join("qemu.err")).unwrap_or_default();
+        let status = match status {
+            Ok(Some(s)) => s,
+            other => {
+                let _ = vm.kill();
+                panic!("guest did not power off ({other:?}); serial:\n{log}\nqemu:\n{err}");
+            }
+        };
+        eprintln!("boot + probe + poweroff under {accel}: {elapsed:?}");
+        eprintln!("{log}");
+        assert!(
+            status.success(),
+            "qemu {status}; serial:\n{log}\nqemu:\n{err}"
+        );
+        let has = |line: &str| log.lines().any(|l| l.trim_end() == line);
+        for line in [
+            INIT_DONE_MARKER,
+            "probe: hostname=server",
+            "probe: addr eth0 192.168.1.1/24",
+            "probe: addr eth1 192.168.2.1/24",
+            "probe: addr eth2 10.0.2.15/24",
+            "probe: http <h1>hi</h1>",
+            "probe: greeting hello world",
+            "probe: httpd busybox httpd -f -p 80 -h /srv",
+            "probe: gcov /covnet/gcov",
+            "probe: curl curl",
+            "probe: done",
+        ] {
+            assert!(has(line), "`{line}` missing; serial:\n{log}");
+        }
+        let modules = log
+            .lines()
+            .find_map(|l| l.strip_prefix("probe: modules "))
+            .unwrap_or_default();
+        for m in ["virtio_pci", "virtio_console", "virtio_net"] {
+            assert!(
+                modules.split(' ').any(|x| x == m),
+                "{m} not loaded: {modules}"
+            );
+        }
     }
 
     #[test]
