@@ -10,6 +10,9 @@ mod cli {
     pub mod exit;
     pub mod merge;
     pub mod report;
+    pub mod run;
+    pub mod shell;
+    pub mod vms;
 }
 
 use cli::exit;
@@ -24,6 +27,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Boot a spec's network headless, run its test script, report (exit 0 only if it passed).
+    Run(cli::run::RunArgs),
+    /// Start a spec's network for interactive use until Ctrl-C.
+    Vms(cli::vms::VmsArgs),
+    /// Open a root shell into a machine of a running `covnet vms`.
+    Shell(cli::shell::ShellArgs),
     /// Merge gcov captures and lcov tracefiles into one lcov tracefile.
     Merge(cli::merge::MergeArgs),
     /// Print lines/functions/branches hit and total of a tracefile.
@@ -53,6 +62,9 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::Vms(args) => cli::vms::vms(args),
+        Command::Shell(args) => cli::shell::shell(args),
         Command::Merge(args) => cli::merge::merge(args),
         Command::Summary(args) => cli::merge::summary(args),
         Command::Collect(args) => cli::collect::collect(args),

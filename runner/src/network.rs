@@ -16,9 +16,72 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::driver::{start_nodes, Node, RunContext, StepError};
-use crate::events::RunEvent;
-use crate::machine::MachineError;
+use crate::accel::{self, AccelRequest};
+use crate::driver::{start_nodes, Node, RunContext, ServiceCheck, StepError, Timeouts};
+use crate::events::{EventSender, RunEvent};
+use crate::image::initramfs::{Image, ImageBuilder, ImageError};
+use crate::image::kernel::{Kernel, KernelError};
+use crate::machine::{Machine, MachineError};
+use crate::rundir::{RunDir, RunDirError};
+use crate::spec::{self, BootTimeout, Spec};
+use crate::switch::{Switch, SwitchError};
+use crate::vm::{Vm, VmConfig};
+
+/// How a network is built and run.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    /// Accelerator for every machine, overriding the spec.
+    pub accel: Option<AccelRequest>,
+    /// Where events go.
+    pub events: EventSender,
+    /// The run's output directory (relative `copy_from_vm` targets).
+    pub output_dir: PathBuf,
+    /// Keep the run directory after the run (sockets, console logs).
+    pub keep_run_dir: bool,
+    /// Capture every VLAN's frames into `<run dir>/vlan<N>.pcap`.
+    pub pcap: bool,
+}
+
+/// A failure to set up a network.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetworkError {
+    /// The run directory could not be created.
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    /// The switch could not be started or a capture opened.
+    #[error(transparent)]
+    Switch(#[from] SwitchError),
+    /// No usable kernel for a machine.
+    #[error("machine `{machine}`: no usable kernel")]
+    Kernel {
+        /// The machine.
+        machine: String,
+        /// Why.
+        #[source]
+        source: KernelError,
+    },
+    /// A machine's image could not be built.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A machine could not be created (sockets, switch ports).
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// A bug: an image-building thread panicked.
+    #[error("internal error: the image build of machine `{machine}` panicked")]
+    Panicked {
+        /// The machine.
+        machine: String,
+    },
+}
+
+fn accel_request(a: spec::Accel) -> AccelRequest {
+    match a {
+        spec::Accel::Auto => AccelRequest::Auto,
+        spec::Accel::Kvm => AccelRequest::Kvm,
+        spec::Accel::Tcg => AccelRequest::Tcg,
+    }
+}
 
 /// A failure to stop the network cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +142,96 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
+    /// Builds the network of `spec`: a private run directory, one switch
+    /// for all VLANs, an initramfs per machine (in parallel, cached) and a
+    /// stopped VM per machine attached to the switch. Nothing is booted
+    /// yet; see [`Network::start_all`].
+    pub fn build(spec: &Spec, options: &NetworkOptions) -> Result<Network, NetworkError> {
+        let started = Instant::now();
+        let events = options.events.clone();
+        let mut run_dir = RunDir::create()?;
+        if options.keep_run_dir {
+            run_dir.keep();
+        }
+        events.send(RunEvent::RunStart {
+            run_dir: run_dir.path().to_owned(),
+            machines: spec.machines.iter().map(|m| m.name.clone()).collect(),
+        });
+        let switch = Arc::new(Switch::start()?);
+        let mut pcaps = Vec::new();
+        if options.pcap {
+            let mut vlans: Vec<u8> = spec
+                .machines
+                .iter()
+                .flat_map(|m| m.nics.iter().map(|n| n.vlan))
+                .collect();
+            vlans.sort_unstable();
+            vlans.dedup();
+            for vlan in vlans {
+                let path = run_dir.file(&format!("vlan{vlan}.pcap"));
+                switch.capture(vlan, &path)?;
+                pcaps.push(path);
+            }
+        }
+
+        let images = build_images(spec, &events)?;
+
+        let boot_timeout = match spec.defaults.boot_timeout {
+            BootTimeout::Auto => None,
+            BootTimeout::Fixed(d) => Some(d),
+        };
+        let mut nodes = Vec::new();
+        let mut console_logs = Vec::new();
+        let mut slowest = accel::Accel::Kvm;
+        let mut machines: Vec<Arc<dyn Machine>> = Vec::new();
+        for (m, (kernel, image)) in spec.machines.iter().zip(&images) {
+            let request = options.accel.unwrap_or_else(|| accel_request(m.accel));
+            let accel = accel::resolve(request);
+            if accel == accel::Accel::Tcg {
+                slowest = accel::Accel::Tcg;
+            }
+            let cfg = VmConfig::from_spec(m, &kernel.image, &image.path, accel, boot_timeout);
+            let vm = Vm::new(cfg, &run_dir, Some(switch.clone()), events.machine_sink())?;
+            console_logs.push((m.name.clone(), vm.console_log_path().to_owned()));
+            machines.push(Arc::new(vm));
+        }
+        let timeouts = Timeouts {
+            command: spec.defaults.command_timeout,
+            wait: crate::driver::DEFAULT_WAIT_TIMEOUT,
+            shutdown: slowest.shutdown_grace(),
+        };
+        let ctx = Arc::new(RunContext::new(
+            events,
+            timeouts,
+            spec.dir(),
+            options.output_dir.clone(),
+        ));
+        for (m, machine) in spec.machines.iter().zip(machines) {
+            let services = m
+                .services
+                .iter()
+                .map(|s| ServiceCheck {
+                    name: s.name.clone(),
+                    ready: s.ready.clone(),
+                })
+                .collect();
+            nodes.push(Node::new(machine, services, ctx.clone()));
+        }
+        let run_dir_path = run_dir.path().to_owned();
+        Ok(Network {
+            nodes,
+            ctx,
+            console_logs,
+            pcaps,
+            run_dir_path: Some(run_dir_path),
+            // Dropped in this order after the machines: the switch, then
+            // the run directory with its sockets and logs.
+            resources: vec![Box::new(switch), Box::new(run_dir)],
+            closed: AtomicBool::new(false),
+            started,
+        })
+    }
+
     /// A network of already created machines (any backend), with no run
     /// directory of its own. `resources` are dropped after the machines
     /// have been shut down, first to last.
@@ -223,6 +376,60 @@ impl Drop for Network {
             drop(r);
         }
     }
+}
+
+/// Builds every machine's image in parallel (one thread per machine),
+/// with start/end events; returns them in spec order with their kernels.
+fn build_images(spec: &Spec, events: &EventSender) -> Result<Vec<(Kernel, Image)>, NetworkError> {
+    let results: Vec<Result<(Kernel, Image), NetworkError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = spec
+            .machines
+            .iter()
+            .map(|m| {
+                let events = events.clone();
+                let handle = scope.spawn(move || -> Result<(Kernel, Image), NetworkError> {
+                    events.send(RunEvent::ImageStart {
+                        machine: m.name.clone(),
+                    });
+                    let t = Instant::now();
+                    let result = machine_image(spec, m);
+                    events.send(RunEvent::ImageEnd {
+                        machine: m.name.clone(),
+                        result: match &result {
+                            Ok(_) => Ok(t.elapsed()),
+                            Err(e) => Err(e.to_string()),
+                        },
+                    });
+                    result
+                });
+                (m, handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(m, h)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(NetworkError::Panicked {
+                        machine: m.name.clone(),
+                    })
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn machine_image(spec: &Spec, m: &spec::Machine) -> Result<(Kernel, Image), NetworkError> {
+    let kernel = match m.kernel.as_ref().or(spec.defaults.kernel.as_ref()) {
+        Some(path) => Kernel::from_image(path),
+        None => Kernel::host_default(),
+    }
+    .map_err(|source| NetworkError::Kernel {
+        machine: m.name.clone(),
+        source,
+    })?;
+    let image = ImageBuilder::new(spec, m, &kernel).build()?;
+    Ok((kernel, image))
 }
 
 /// Watches SIGINT, SIGTERM and SIGHUP on its own thread until dropped.

@@ -34,6 +34,22 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// Marker before the working directory at the end of a command's stderr.
 const CWD_MARKER: &str = "\u{1e}covnet-cwd:";
 
+/// File-name suffix of a machine's proxy socket in the run directory
+/// (`<machine>.shell`).
+pub const SOCKET_SUFFIX: &str = ".shell";
+
+/// Where `covnet vms` links its run directory for `covnet shell` to find:
+/// `covnet-vms-<uid>` under `$XDG_RUNTIME_DIR` (or the temp directory).
+pub fn default_run_link() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    base.join(format!("covnet-vms-{uid}"))
+}
+
 /// One command for the machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {

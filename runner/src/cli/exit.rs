@@ -9,6 +9,9 @@ pub const FAILURE: u8 = 1;
 /// or a test script failed.
 #[allow(dead_code)]
 pub const PARTIAL: u8 = 2;
+/// The run was interrupted by a signal (Ctrl-C, SIGTERM, SIGHUP); every
+/// machine was stopped.
+pub const INTERRUPTED: u8 = 130;
 /// A coverage threshold (`--fail-under-*`) was not met.
 #[allow(dead_code)]
 pub const BELOW_THRESHOLD: u8 = 3;

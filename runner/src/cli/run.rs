@@ -1,0 +1,254 @@
+//! `covnet run`: boot a spec's network headless, run its test script,
+//! report, and tear everything down.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use covnet_runner::accel::AccelRequest;
+use covnet_runner::bundle::{write_bundle, BundleInput};
+use covnet_runner::events::{self, TerminalReporter};
+use covnet_runner::junit::TestSuite;
+use covnet_runner::network::{watch_signals, Network, NetworkOptions};
+use covnet_runner::script::{run_script, ScriptFailure, ScriptOptions};
+use covnet_runner::spec::{Script, Spec};
+
+use super::exit;
+
+/// Arguments of `covnet run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The spec file (TOML) with machines and a [test] table.
+    pub spec: PathBuf,
+    /// Output directory: failure bundle, copied files (default:
+    /// `covnet-out/<spec name>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write the results as JUnit XML to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Go on with the next statement after a failed subtest (the run still
+    /// fails).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Accelerator for every machine, overriding the spec: auto, kvm or tcg.
+    #[arg(long, value_name = "ACCEL")]
+    pub accel: Option<AccelRequest>,
+    /// Don't echo the guests' serial consoles.
+    #[arg(long)]
+    pub no_console: bool,
+    /// Keep the run directory (sockets, console logs) for inspection.
+    #[arg(long)]
+    pub keep_run_dir: bool,
+    /// Capture every VLAN's traffic; the pcaps go into the failure bundle.
+    #[arg(long)]
+    pub pcap: bool,
+}
+
+/// Validated inputs of a run.
+struct RunPlan {
+    spec: Spec,
+    source: String,
+    options: ScriptOptions,
+    out: PathBuf,
+}
+
+fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
+    let spec = Spec::from_path(&args.spec)?;
+    let Some(test) = spec.test.clone() else {
+        anyhow::bail!(
+            "{}: the spec has no [test] table\n  (hint: add `[test]` with `script = \"...\"` or `script_file = \"...\"`, or use `covnet vms` for interactive use)",
+            args.spec.display()
+        );
+    };
+    let (source, file) = match &test.script {
+        Script::Inline(s) => (s.clone(), None),
+        Script::File(p) => (
+            std::fs::read_to_string(p)
+                .with_context(|| format!("failed to read test script {}", p.display()))?,
+            Some(p.clone()),
+        ),
+    };
+    let stem = args
+        .spec
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".to_owned());
+    let stem = if stem == "spec" {
+        // examples/httpd/spec.toml -> httpd
+        args.spec
+            .canonicalize()
+            .ok()
+            .and_then(|p| {
+                p.parent()
+                    .and_then(|d| d.file_name())
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or(stem)
+    } else {
+        stem
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("covnet-out").join(&stem));
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("failed to create output directory {}", out.display()))?;
+    Ok(RunPlan {
+        spec,
+        source,
+        options: ScriptOptions {
+            timeout: test.timeout,
+            keep_going: args.keep_going,
+            file,
+        },
+        out,
+    })
+}
+
+/// Runs `covnet run`.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
+    let suite_name = plan
+        .out
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "covnet".to_owned());
+
+    let (events, rx) = events::channel();
+    let reporter = TerminalReporter::new(std::io::stderr(), !args.no_console).spawn(rx);
+
+    let outcome = run_with_events(&args, &plan, events);
+    // Every sender is gone now: the reporter drains and ends.
+    let _ = reporter.join();
+
+    let outcome = outcome?;
+    if let Some(junit) = &args.junit {
+        let suite = TestSuite {
+            name: suite_name,
+            cases: outcome.cases,
+        };
+        let file = std::fs::File::create(junit)
+            .with_context(|| format!("failed to create JUnit file {}", junit.display()))?;
+        suite
+            .write_xml(std::io::BufWriter::new(file))
+            .with_context(|| format!("failed to write JUnit file {}", junit.display()))?;
+    }
+    if let Some(text) = &outcome.failure_text {
+        eprintln!("\n{text}");
+    }
+    if let Some(bundle) = &outcome.bundle {
+        eprintln!("failure bundle: {}", bundle.display());
+    }
+    if let Some(e) = &outcome.shutdown_error {
+        eprintln!("error: {e}");
+    }
+    let verdict = if outcome.code == exit::SUCCESS {
+        "PASSED"
+    } else {
+        "FAILED"
+    };
+    eprintln!(
+        "{verdict}: {} ({:.2}s)",
+        args.spec.display(),
+        outcome.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::from(outcome.code))
+}
+
+struct Outcome {
+    code: u8,
+    cases: Vec<covnet_runner::junit::TestCase>,
+    failure_text: Option<String>,
+    bundle: Option<PathBuf>,
+    shutdown_error: Option<String>,
+    elapsed: std::time::Duration,
+}
+
+fn run_with_events(
+    args: &RunArgs,
+    plan: &RunPlan,
+    events: events::EventSender,
+) -> anyhow::Result<Outcome> {
+    let started = std::time::Instant::now();
+    let options = NetworkOptions {
+        accel: args.accel,
+        events: events.clone(),
+        output_dir: plan.out.clone(),
+        keep_run_dir: args.keep_run_dir,
+        pcap: args.pcap,
+    };
+    let network = Network::build(&plan.spec, &options)
+        .with_context(|| format!("failed to set up the network of {}", args.spec.display()))?;
+    let interrupter = network.interrupter();
+    let signals = watch_signals(move |name| interrupter.interrupt(&format!("{name} received")))
+        .context("failed to install the signal handler")?;
+
+    let report = run_script(network.nodes(), &plan.source, &plan.options);
+
+    let mut failure_text = None;
+    let mut bundle = None;
+    let code = match &report.result {
+        Ok(()) => exit::SUCCESS,
+        Err(failure) => {
+            let text = match failure {
+                ScriptFailure::Step(_) | ScriptFailure::Script { .. } => {
+                    let file = plan
+                        .options
+                        .file
+                        .as_deref()
+                        .unwrap_or(&plan.spec.path)
+                        .display()
+                        .to_string();
+                    format!("{failure}\n  (script: {file})")
+                }
+                _ => failure.to_string(),
+            };
+            let input = BundleInput {
+                failure: &text,
+                position: failure.position(),
+                script: Some(&plan.source),
+                spec: Some(&plan.spec.path),
+                nodes: network.nodes(),
+                console_logs: network.console_logs(),
+                pcaps: network.pcaps(),
+            };
+            match write_bundle(&plan.out.join("failure"), &input) {
+                Ok(_) => bundle = Some(plan.out.join("failure")),
+                Err(e) => eprintln!("covnet: {e}"),
+            }
+            failure_text = Some(text);
+            match failure {
+                ScriptFailure::TimedOut { .. } => exit::PARTIAL,
+                _ if network.context().interrupted().is_some() => exit::INTERRUPTED,
+                f if f.is_infrastructure() => exit::FAILURE,
+                _ => exit::PARTIAL,
+            }
+        }
+    };
+
+    let grace = network.context().timeouts.shutdown;
+    let shutdown = if code == exit::SUCCESS {
+        network.shutdown(grace)
+    } else {
+        network.kill_all()
+    };
+    drop(signals);
+    drop(network);
+    let shutdown_error = shutdown.err().map(|e| e.to_string());
+    let code = if shutdown_error.is_some() && code == exit::SUCCESS {
+        exit::FAILURE
+    } else {
+        code
+    };
+    Ok(Outcome {
+        code,
+        cases: report.cases,
+        failure_text,
+        bundle,
+        shutdown_error,
+        elapsed: started.elapsed(),
+    })
+}
