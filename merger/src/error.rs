@@ -94,16 +94,6 @@ pub enum ErrorKind {
         /// Bytes left unread.
         unread: u64,
     },
-    /// A negative length on a record that is not a counter record.
-    #[error("record 0x{tag:08x} at offset {offset} has negative length {length}")]
-    NegativeLength {
-        /// Offset of the record's tag.
-        offset: u64,
-        /// The record's tag.
-        tag: u32,
-        /// The length, read as signed.
-        length: i64,
-    },
     /// A BLOCKS, ARCS, LINES or COUNTERS record outside any function.
     #[error("record 0x{tag:08x} at offset {offset} is outside any function")]
     OutsideFunction {

@@ -18,20 +18,22 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod capture;
-pub mod json;
-pub mod lcov;
-pub mod merge;
 pub mod bytes;
+pub mod capture;
 pub mod demangle;
 pub mod error;
 pub mod gcda;
 pub mod gcno;
 pub mod graph;
+pub mod json;
+pub mod lcov;
 pub mod lines;
+pub mod merge;
 pub mod model;
 pub mod object;
 pub mod paths;
+#[cfg(test)]
+mod testutil;
 
 pub use bytes::Version;
 pub use error::{Error, ErrorKind};

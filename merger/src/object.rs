@@ -430,6 +430,529 @@ fn normalize(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes::Endian;
+    use crate::testutil::{classify_data, classify_notes, Builder, Gcc};
+
+    const ALL: [(Gcc, Endian); 6] = [
+        (Gcc::V12, Endian::Little),
+        (Gcc::V12, Endian::Big),
+        (Gcc::V11, Endian::Little),
+        (Gcc::V11, Endian::Big),
+        (Gcc::V8, Endian::Little),
+        (Gcc::V8, Endian::Big),
+    ];
+
+    fn cov(notes: &[u8], data: &[&[u8]]) -> Result<Coverage, Error> {
+        let caps: Vec<Capture<'_>> = data
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| Capture {
+                index,
+                path: Path::new("x.gcda"),
+                bytes,
+            })
+            .collect();
+        object_coverage(Path::new("/obj/x.gcno"), notes, &caps, data.len())
+    }
+
+    fn kind(r: Result<Coverage, Error>) -> ErrorKind {
+        match r {
+            Err(e) => e.kind,
+            Ok(c) => panic!("expected an error, got {c:?}"),
+        }
+    }
+
+    fn counts(c: &Coverage, file: &str) -> Vec<(u32, i64)> {
+        c.files[file]
+            .lines
+            .iter()
+            .map(|(&l, x)| (l, x.count))
+            .collect()
+    }
+
+    /// §7.5 in every layout and byte order.
+    #[test]
+    fn worked_example_if_else_all_layouts() {
+        for (gcc, endian) in ALL {
+            let notes = classify_notes(gcc, endian);
+            let data = classify_data(gcc, endian, &[3, 1]);
+            let c = cov(&notes, &[&data]).unwrap();
+            let file = if gcc == Gcc::V8 {
+                "/obj/ifelse.c"
+            } else {
+                "/src/ifelse.c"
+            };
+            assert_eq!(
+                counts(&c, file),
+                vec![(4, 3), (7, 3), (8, 1), (10, 2), (11, 3)],
+                "{gcc:?}"
+            );
+            let l7 = &c.files[file].lines[&7];
+            let br: Vec<(Option<i64>, bool)> = l7
+                .branches
+                .iter()
+                .map(|b| (b.taken, b.fallthrough))
+                .collect();
+            assert_eq!(br, vec![(Some(1), true), (Some(2), false)]);
+            let f = &c.files[file].functions[0];
+            assert_eq!((f.count, f.blocks, f.blocks_executed), (3, 5, 5));
+            assert_eq!((f.start_line, f.end_line), (4, 12));
+            // Never run: every line present with 0.
+            let z = cov(&notes, &[]).unwrap();
+            assert!(z.files[file]
+                .lines
+                .values()
+                .all(|l| l.count == 0 && l.unexecuted_block));
+            assert_eq!(z.files[file].lines.len(), 5);
+        }
+    }
+
+    /// §7.6: a loop on one line counts entries plus cycles, not block sums.
+    #[test]
+    fn worked_example_loop_on_one_line() {
+        let mut b = Builder::notes_header(Gcc::V12, Endian::Little, 1);
+        b.function(1, "sum", "loop.c", (1, 6))
+            .blocks(7)
+            .arcs(0, &[(2, 0)])
+            .arcs(2, &[(4, 1)])
+            .arcs(3, &[(4, 0)])
+            .arcs(4, &[(3, 1), (5, 5)])
+            .arcs(5, &[(6, 1)])
+            .arcs(6, &[(1, 1)])
+            .lines(2, "loop.c", &[1, 3, 4])
+            .lines(3, "loop.c", &[4])
+            .lines(4, "loop.c", &[4])
+            .lines(5, "loop.c", &[5])
+            .lines(6, "loop.c", &[5]);
+        let notes = b.bytes();
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 1, 0);
+        d.data_function(1, Ok(&[2, 5])).word(0);
+        let c = cov(&notes, &[&d.bytes()]).unwrap();
+        assert_eq!(
+            counts(&c, "/src/loop.c"),
+            vec![(1, 2), (3, 2), (4, 7), (5, 2)]
+        );
+        let br: Vec<(Option<i64>, bool)> = c.files["/src/loop.c"].lines[&4]
+            .branches
+            .iter()
+            .map(|b| (b.taken, b.fallthrough))
+            .collect();
+        assert_eq!(br, vec![(Some(5), false), (Some(2), true)]);
+    }
+
+    /// §7.7: a call with a catch handler: the call arc is no branch, the
+    /// handler arc is a throw branch.
+    #[test]
+    fn worked_example_call_with_catch() {
+        let mut b = Builder::notes_header(Gcc::V12, Endian::Little, 1);
+        b.function(1, "_Z1fv", "t.cc", (1, 9))
+            .blocks(6)
+            .arcs(0, &[(2, 4)])
+            .arcs(2, &[(4, 0), (3, 4), (1, 3)])
+            .arcs(3, &[(5, 5)])
+            .arcs(4, &[(5, 1)])
+            .arcs(5, &[(1, 1)])
+            .lines(2, "t.cc", &[3])
+            .lines(3, "t.cc", &[4])
+            .lines(4, "t.cc", &[6])
+            .lines(5, "t.cc", &[8]);
+        let notes = b.bytes();
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 1, 0);
+        d.data_function(1, Ok(&[7, 1, 6])).word(0);
+        let c = cov(&notes, &[&d.bytes()]).unwrap();
+        let f = &c.files["/src/t.cc"];
+        let br: Vec<(Option<i64>, bool, bool)> = f.lines[&3]
+            .branches
+            .iter()
+            .map(|b| (b.taken, b.throw, b.fallthrough))
+            .collect();
+        assert_eq!(br, vec![(Some(6), false, true), (Some(1), true, false)]);
+        assert_eq!(f.functions[0].demangled, "f()");
+        assert_eq!(f.lines[&6].count, 1);
+    }
+
+    /// §9.2: a loop on one line is not additive across captures.
+    #[test]
+    fn non_additive_loop_across_captures() {
+        let mut b = Builder::notes_header(Gcc::V12, Endian::Little, 1);
+        b.function(1, "one", "one.c", (1, 1))
+            .blocks(7)
+            .arcs(0, &[(2, 1)])
+            .arcs(2, &[(3, 4), (4, 0)])
+            .arcs(3, &[(4, 4), (5, 1)])
+            .arcs(4, &[(3, 0), (6, 1)])
+            .arcs(5, &[(1, 1)])
+            .arcs(6, &[(1, 1)]);
+        for blk in 2..7 {
+            b.lines(blk, "one.c", &[1]);
+        }
+        let notes = b.bytes();
+        let data = |c: &[i64]| {
+            let mut d = Builder::data_header(Gcc::V12, Endian::Little, 1, 0);
+            d.data_function(1, Ok(c)).word(0);
+            d.bytes()
+        };
+        let (a, bb) = (data(&[1, 0, 3, 2]), data(&[0, 1, 1, 2]));
+        let c = cov(&notes, &[&a, &bb]).unwrap();
+        let line = &c.files["/src/one.c"].lines[&1];
+        assert_eq!(line.by_capture, vec![3, 2]);
+        assert_eq!(line.count, 6);
+        assert_eq!(c.files["/src/one.c"].functions[0].by_capture, vec![1, 1]);
+    }
+
+    #[test]
+    fn negative_length_counters_are_zero() {
+        for (gcc, endian) in ALL {
+            let notes = classify_notes(gcc, endian);
+            let mut d = Builder::data_header(gcc, endian, 0xabcd, 0);
+            d.data_function(7, Err(2)).word(0);
+            let c = cov(&notes, &[&d.bytes()]).unwrap();
+            let file = c.files.values().next().unwrap();
+            assert!(file.lines.values().all(|l| l.count == 0));
+        }
+    }
+
+    #[test]
+    fn unknown_records_are_skipped() {
+        let mut b = Builder::notes_header(Gcc::V12, Endian::Little, 0xabcd);
+        b.begin(0x0147_0000).word(1).word(2).end();
+        let header = Builder::notes_header(Gcc::V12, Endian::Little, 0xabcd)
+            .bytes()
+            .len();
+        b.buf
+            .extend_from_slice(&classify_notes(Gcc::V12, Endian::Little)[header..]);
+        b.begin(0x0149_0000).word(5).end();
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.begin(0xa300_0000).word(1).end();
+        d.data_function(7, Ok(&[3, 1]));
+        d.begin(0x01a3_0000)
+            .counter(9)
+            .counter(9)
+            .counter(9)
+            .end()
+            .word(0);
+        let c = cov(&b.bytes(), &[&d.bytes()]).unwrap();
+        assert_eq!(c.files["/src/ifelse.c"].lines[&11].count, 3);
+    }
+
+    /// Every prefix of a valid file is rejected or read, never a panic.
+    #[test]
+    fn truncation_at_every_offset() {
+        for (gcc, endian) in ALL {
+            let notes = classify_notes(gcc, endian);
+            let data = classify_data(gcc, endian, &[3, 1]);
+            for n in 0..notes.len() {
+                let r = cov(&notes[..n], &[&data]);
+                if n < notes.len() {
+                    // A cut at a record boundary leaves a valid, shorter
+                    // notes file, which the data then does not match.
+                    if let Err(e) = &r {
+                        assert!(
+                            e.path == Path::new("/obj/x.gcno") || e.path == Path::new("x.gcda")
+                        );
+                    }
+                }
+            }
+            for n in 0..data.len() {
+                let _ = cov(&notes, &[&data[..n]]);
+            }
+            // Corrupting each byte in turn must not panic either.
+            for i in 0..notes.len() {
+                let mut bad = notes.clone();
+                bad[i] ^= 0xff;
+                let _ = cov(&bad, &[&data]);
+            }
+            for i in 0..data.len() {
+                let mut bad = data.clone();
+                bad[i] ^= 0x80;
+                let _ = cov(&notes, &[&bad]);
+            }
+        }
+        let notes = classify_notes(Gcc::V12, Endian::Little);
+        assert!(matches!(
+            kind(cov(&notes[..6], &[])),
+            ErrorKind::Truncated {
+                offset: 4,
+                needed: 4,
+                available: 2
+            }
+        ));
+    }
+
+    fn v12() -> Builder {
+        Builder::notes_header(Gcc::V12, Endian::Little, 0xabcd)
+    }
+
+    fn simple(b: &mut Builder) -> &mut Builder {
+        b.function(7, "f", "a.c", (1, 3))
+            .blocks(3)
+            .arcs(0, &[(2, 0)])
+            .arcs(2, &[(1, 1)])
+            .lines(2, "a.c", &[2])
+    }
+
+    #[test]
+    fn error_bad_magic_and_version() {
+        let d = classify_data(Gcc::V12, Endian::Little, &[3, 1]);
+        assert!(matches!(
+            kind(cov(&d, &[])),
+            ErrorKind::BadMagic {
+                expected: crate::error::FileKind::Notes,
+                ..
+            }
+        ));
+        let mut n = classify_notes(Gcc::V12, Endian::Little);
+        n[4..8].copy_from_slice(&u32::from_be_bytes(*b"408*").to_le_bytes());
+        let k = kind(cov(&n, &[]));
+        assert!(matches!(k, ErrorKind::UnsupportedVersion { .. }));
+        assert!(k.to_string().contains("gcc 4.8"), "{k}");
+    }
+
+    #[test]
+    fn error_record_overrun_too_short_and_size_mismatch() {
+        let mut b = v12();
+        b.word(crate::bytes::TAG_BLOCKS).word(100).word(3);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::RecordOverrun { length: 100, .. }
+        ));
+        let mut b = v12();
+        b.begin(crate::bytes::TAG_FUNCTION).word(1).word(2).end();
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::RecordTooShort { .. }
+        ));
+        let mut b = v12();
+        simple(&mut b)
+            .begin(crate::bytes::TAG_BLOCKS)
+            .word(3)
+            .word(9)
+            .end();
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::DuplicateBlocks { .. }
+        ));
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3))
+            .begin(crate::bytes::TAG_BLOCKS)
+            .word(3)
+            .word(9)
+            .end();
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::RecordSizeMismatch { unread: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn error_structure_of_notes() {
+        let mut b = v12();
+        b.blocks(3);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::OutsideFunction { .. }
+        ));
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3)).blocks(1_000_000);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::TooManyBlocks { .. }
+        ));
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3)).blocks(1);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::TooFewBlocks { blocks: 1, .. }
+        ));
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3))
+            .blocks(3)
+            .arcs(0, &[(5, 0)]);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::BadBlock { block: 5, .. }
+        ));
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3))
+            .blocks(3)
+            .arcs(2, &[(0, 0)]);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::BadArc { src: 2, dst: 0, .. }
+        ));
+        let mut b = v12();
+        simple(&mut b).arcs(2, &[(1, 1)]);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::DuplicateArcs { block: 2, .. }
+        ));
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3)).blocks(3);
+        b.begin(crate::bytes::TAG_LINES).word(2).word(5).end();
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::LineWithoutFile { line: 5, .. }
+        ));
+        let mut b = v12();
+        simple(&mut b);
+        simple(&mut b);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[])),
+            ErrorKind::DuplicateIdent { ident: 7, .. }
+        ));
+    }
+
+    #[test]
+    fn error_unsolvable() {
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3))
+            .blocks(4)
+            .arcs(0, &[(2, 1), (3, 1)])
+            .arcs(2, &[(1, 1)])
+            .arcs(3, &[(1, 1)]);
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.data_function(7, Err(0)).word(0);
+        // No counters at all: not solved (like gcov), so not an error...
+        assert!(cov(&b.bytes(), &[&d.bytes()]).is_ok());
+        // ...but a graph with counters that cannot reach every block is.
+        let mut b = v12();
+        b.function(7, "f", "a.c", (1, 3))
+            .blocks(5)
+            .arcs(0, &[(2, 0), (3, 1)])
+            .arcs(2, &[(1, 1)])
+            .arcs(3, &[(4, 1)])
+            .arcs(4, &[(3, 1), (1, 1)]);
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.data_function(7, Ok(&[1])).word(0);
+        assert!(matches!(
+            kind(cov(&b.bytes(), &[&d.bytes()])),
+            ErrorKind::Unsolvable { .. }
+        ));
+    }
+
+    #[test]
+    fn error_data_against_notes() {
+        let notes = classify_notes(Gcc::V12, Endian::Little);
+        let ok = classify_data(Gcc::V12, Endian::Little, &[3, 1]);
+        let d11 = classify_data(Gcc::V11, Endian::Little, &[3, 1]);
+        let e = cov(&notes, &[&d11]).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::VersionMismatch { .. }));
+        assert!(e.kind.to_string().contains("gcc 11.3") && e.kind.to_string().contains("gcc 12.2"));
+        assert_eq!(e.against.as_deref(), Some(Path::new("/obj/x.gcno")));
+        let mut other = ok.clone();
+        other[8] ^= 1;
+        assert!(matches!(
+            kind(cov(&notes, &[&other])),
+            ErrorKind::StampMismatch { .. }
+        ));
+        let mut sum = ok.clone();
+        sum[12] ^= 1;
+        assert!(matches!(
+            kind(cov(&notes, &[&ok, &sum])),
+            ErrorKind::ChecksumMismatch { .. }
+        ));
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.data_function(8, Ok(&[1, 1])).word(0);
+        assert!(matches!(
+            kind(cov(&notes, &[&d.bytes()])),
+            ErrorKind::UnknownFunction { ident: 8, .. }
+        ));
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.begin(crate::bytes::TAG_FUNCTION)
+            .word(7)
+            .word(1)
+            .word(2)
+            .end()
+            .word(0);
+        let e = cov(&notes, &[&d.bytes()]).unwrap_err();
+        assert!(matches!(
+            e.kind,
+            ErrorKind::FunctionMismatch { ident: 7, .. }
+        ));
+        assert_eq!(e.function.as_deref(), Some("classify"));
+        let d = classify_data(Gcc::V12, Endian::Little, &[3, 1, 1]);
+        assert!(matches!(
+            kind(cov(&notes, &[&d])),
+            ErrorKind::CounterCount {
+                expected: 2,
+                found: 3,
+                ..
+            }
+        ));
+        let big = classify_data(Gcc::V12, Endian::Little, &[i64::MAX, 1]);
+        assert!(matches!(
+            kind(cov(&notes, &[&big, &ok])),
+            ErrorKind::CounterOverflow { index: 0, .. }
+        ));
+        let caps = [Capture {
+            index: 3,
+            path: Path::new("c.gcda"),
+            bytes: &ok,
+        }];
+        let e = object_coverage(Path::new("x.gcno"), &notes, &caps, 2).unwrap_err();
+        assert!(matches!(
+            e.kind,
+            ErrorKind::CaptureIndex {
+                index: 3,
+                n_captures: 2
+            }
+        ));
+    }
+
+    #[test]
+    fn error_data_records() {
+        let notes = classify_notes(Gcc::V12, Endian::Little);
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.begin(crate::bytes::TAG_FUNCTION)
+            .word(7)
+            .word(1)
+            .end()
+            .word(0);
+        assert!(matches!(
+            kind(cov(&notes, &[&d.bytes()])),
+            ErrorKind::BadFunctionLength { length: 8, .. }
+        ));
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.data_function(7, Ok(&[1, 1]))
+            .begin(crate::bytes::TAG_COUNTER_ARCS)
+            .counter(1)
+            .counter(1)
+            .end();
+        assert!(matches!(
+            kind(cov(&notes, &[&d.bytes()])),
+            ErrorKind::DuplicateCounters { .. }
+        ));
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.begin(crate::bytes::TAG_COUNTER_ARCS).counter(1).end();
+        assert!(matches!(
+            kind(cov(&notes, &[&d.bytes()])),
+            ErrorKind::OutsideFunction { .. }
+        ));
+        let mut d = Builder::data_header(Gcc::V12, Endian::Little, 0xabcd, 0);
+        d.data_function(7, Ok(&[1, 1])).word(0);
+        let mut bytes = d.bytes();
+        bytes.truncate(bytes.len() - 6);
+        let e = cov(&notes, &[&bytes]).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::RecordOverrun { .. }));
+        assert_eq!(e.path, Path::new("x.gcda"));
+    }
+
+    #[test]
+    fn error_display_names_files() {
+        let notes = classify_notes(Gcc::V12, Endian::Little);
+        let mut other = classify_data(Gcc::V12, Endian::Little, &[3, 1]);
+        other[8] ^= 1;
+        let e = cov(&notes, &[&other]).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("x.gcda") && text.contains("/obj/x.gcno"),
+            "{text}"
+        );
+        let source = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert!(source.contains("stamp mismatch"), "{source}");
+    }
 
     #[test]
     fn source_paths() {
