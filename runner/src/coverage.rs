@@ -1,0 +1,226 @@
+//! Coverage of a run: where guests write their gcov data, pulling it off
+//! every machine in parallel, and turning the captures into one exact,
+//! attributed report.
+//!
+//! With coverage on, every machine's programs run with
+//! `GCOV_PREFIX=`[`GUEST_PREFIX`], so `.gcda` files land below it under
+//! their full build path. Collecting a machine stops its services with
+//! SIGTERM (so they write their data; survivors are named), pulls the tree
+//! through the machine's shell into `<dest>/<capture>/` and verifies every
+//! file. The captures then merge by summing raw counters and solving once
+//! (`covnet-merger`), and `covnet-reporter` writes the report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use covnet_collector::{Collector, Shell, ShellError};
+use covnet_merger::capture::{self, CaptureDir};
+use covnet_merger::model::Coverage;
+use covnet_merger::paths::{PathMap, SourceRewrite};
+
+use crate::machine::Machine;
+
+/// Where guests write `.gcda` files (their `GCOV_PREFIX`).
+pub const GUEST_PREFIX: &str = "/covnet/gcov";
+
+/// The pid files of a machine's services, written by the guest init.
+pub const SERVICE_PIDFILES: &str = "/run/covnet/*.pid";
+
+/// How long services get to exit after SIGTERM before they count as
+/// survivors (whose counts are then missing).
+pub const FLUSH_GRACE: Duration = Duration::from_secs(10);
+
+/// A machine seen as a [`Shell`] for the collector.
+pub struct MachineShell<'a>(pub &'a dyn Machine);
+
+impl Shell for MachineShell<'_> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn run(
+        &self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<covnet_collector::Output, ShellError> {
+        let out = self
+            .0
+            .execute(command, timeout)
+            .map_err(|e| ShellError::Transport(e.to_string()))?;
+        Ok(covnet_collector::Output {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+}
+
+/// What collecting one machine gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineCapture {
+    /// Capture name: the machine's name, or `<machine>@<phase>`.
+    pub name: String,
+    /// The machine.
+    pub machine: String,
+    /// Local directory holding the pulled `.gcda` tree.
+    pub dir: PathBuf,
+    /// Files and bytes pulled, or why nothing could be.
+    pub outcome: Result<Pulled, String>,
+}
+
+/// Statistics of a successful pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pulled {
+    /// Number of `.gcda` files.
+    pub files: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Services that did not exit after SIGTERM: their counts are missing.
+    pub survivors: Vec<String>,
+}
+
+/// How to collect.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// Stop services with SIGTERM first, so they write their data.
+    pub stop_services: bool,
+    /// Delete the machines' `.gcda` files after pulling (phases).
+    pub reset: bool,
+    /// Longest time one command on a machine may take.
+    pub command_timeout: Duration,
+    /// Phase name appended to capture names (`server@phase`).
+    pub phase: Option<String>,
+}
+
+/// Collects every machine in parallel into `dest/<capture name>/`. A
+/// machine that is not running or fails is reported in its
+/// [`MachineCapture::outcome`]; the others are unaffected.
+pub fn collect_all(
+    machines: &[Arc<dyn Machine>],
+    dest: &Path,
+    opts: &CollectOptions,
+) -> Vec<MachineCapture> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = machines
+            .iter()
+            .map(|m| s.spawn(move || collect_one(m.as_ref(), dest, opts)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(machines)
+            .map(|(h, m)| {
+                h.join().unwrap_or_else(|_| MachineCapture {
+                    name: capture_name(m.name(), opts.phase.as_deref()),
+                    machine: m.name().to_string(),
+                    dir: dest.join(m.name()),
+                    outcome: Err("internal error: the collection thread panicked".to_string()),
+                })
+            })
+            .collect()
+    })
+}
+
+fn capture_name(machine: &str, phase: Option<&str>) -> String {
+    match phase {
+        Some(p) => format!("{machine}@{p}"),
+        None => machine.to_string(),
+    }
+}
+
+/// Collects one machine.
+pub fn collect_one(machine: &dyn Machine, dest: &Path, opts: &CollectOptions) -> MachineCapture {
+    let name = capture_name(machine.name(), opts.phase.as_deref());
+    let dir = dest.join(&name);
+    let outcome = if machine.is_running() {
+        pull(machine, &dir, opts)
+    } else {
+        Err("the machine was not running at collection time (crashed or stopped); its coverage is missing".to_string())
+    };
+    MachineCapture {
+        name,
+        machine: machine.name().to_string(),
+        dir,
+        outcome,
+    }
+}
+
+fn pull(machine: &dyn Machine, dir: &Path, opts: &CollectOptions) -> Result<Pulled, String> {
+    let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout);
+    let mut pulled = Pulled::default();
+    if opts.stop_services {
+        let report = collector
+            .flush(SERVICE_PIDFILES, FLUSH_GRACE)
+            .map_err(|e| error_chain(&e))?;
+        pulled.survivors = report.survivors;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    let got = collector.pull(dir).map_err(|e| error_chain(&e))?;
+    pulled.files = got.files.len();
+    pulled.bytes = got.bytes;
+    if opts.reset {
+        collector.reset().map_err(|e| error_chain(&e))?;
+    }
+    Ok(pulled)
+}
+
+/// Deletes every machine's `.gcda` files (`m.reset_coverage()`).
+pub fn reset(machine: &dyn Machine, timeout: Duration) -> Result<(), String> {
+    Collector::new(MachineShell(machine), GUEST_PREFIX, timeout)
+        .reset()
+        .map_err(|e| error_chain(&e))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+/// The merged coverage of a run and what went wrong on the way.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Exact combined counts with per-capture attribution.
+    pub coverage: Coverage,
+    /// Problems that cost some coverage (a machine down, a bad file), for
+    /// the report and the terminal.
+    pub notes: Vec<String>,
+}
+
+/// Merges the successful captures against the `.gcno` files in `build`.
+/// Failed captures become notes; the others' coverage is kept.
+pub fn merge(build: &Path, captures: &[MachineCapture]) -> Result<Merged, capture::CaptureError> {
+    let mut notes = Vec::new();
+    let mut dirs = Vec::new();
+    for c in captures {
+        match &c.outcome {
+            Ok(p) => {
+                for s in &p.survivors {
+                    notes.push(format!(
+                        "{}: service `{s}` did not exit after SIGTERM; its coverage is missing",
+                        c.name
+                    ));
+                }
+                dirs.push(CaptureDir {
+                    name: c.name.clone(),
+                    root: c.dir.clone(),
+                });
+            }
+            Err(why) => notes.push(format!("{}: {why}", c.name)),
+        }
+    }
+    let plan = capture::plan(build, &dirs, &PathMap::default())?;
+    let outcome = capture::run_gcov(&plan, &SourceRewrite::identity(), true);
+    for e in plan.problems.iter().chain(&outcome.errors) {
+        notes.push(error_chain(e));
+    }
+    Ok(Merged {
+        coverage: outcome.coverage,
+        notes,
+    })
+}
