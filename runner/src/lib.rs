@@ -8,11 +8,13 @@
 pub mod accel;
 pub mod bundle;
 pub mod console;
+pub mod coverage;
 pub mod driver;
 pub mod events;
 pub mod junit;
 pub mod image;
 pub mod machine;
+pub mod namespace;
 pub mod network;
 pub mod process;
 pub mod qemu;
