@@ -110,6 +110,8 @@ struct OpenRecord {
     /// Functions in order of appearance; `(name, start_line)` is the key.
     functions: Vec<FunctionCoverage>,
     by_name: HashMap<String, usize>,
+    /// Function index by (name, start line).
+    by_key: HashMap<(String, u32), usize>,
     /// `FNDA` counts seen before the matching `FN`.
     pending_counts: Vec<(String, i64)>,
     /// Branches keyed by (line, block, branch).
@@ -309,13 +311,16 @@ impl OpenRecord {
         Ok(())
     }
 
-    fn add_function(&mut self, name: &str, start: u32, end: u32, count: Option<i64>) {
-        let idx = match self
-            .functions
-            .iter()
-            .position(|f| f.name == name && f.start_line == start)
-        {
-            Some(i) => i,
+    fn add_function(
+        &mut self,
+        name: &str,
+        start: u32,
+        end: u32,
+        count: Option<i64>,
+    ) -> Result<(), LcovErrorKind> {
+        let key = (name.to_owned(), start);
+        let idx = match self.by_key.get(&key) {
+            Some(&i) => i,
             None => {
                 self.functions.push(FunctionCoverage {
                     name: name.to_owned(),
@@ -324,7 +329,9 @@ impl OpenRecord {
                     end_line: end,
                     ..FunctionCoverage::default()
                 });
-                self.functions.len() - 1
+                let i = self.functions.len() - 1;
+                self.by_key.insert(key, i);
+                i
             }
         };
         if let Some(f) = self.functions.get_mut(idx) {
@@ -332,10 +339,11 @@ impl OpenRecord {
                 f.end_line = end;
             }
             if let Some(c) = count {
-                f.count = f.count.saturating_add(c);
+                f.count = f.count.checked_add(c).ok_or(LcovErrorKind::Overflow)?;
             }
         }
         self.by_name.entry(name.to_owned()).or_insert(idx);
+        Ok(())
     }
 
     fn fn_(&mut self, value: &str) -> Result<(), LcovErrorKind> {
@@ -351,7 +359,7 @@ impl OpenRecord {
         if name.is_empty() {
             return Err(missing("FN", value));
         }
-        self.add_function(name, start, end, None);
+        self.add_function(name, start, end, None)?;
         Ok(())
     }
 
@@ -385,7 +393,7 @@ impl OpenRecord {
             .leaders
             .get(&index)
             .ok_or(LcovErrorKind::UnknownLeader(index))?;
-        self.add_function(name, start, end, Some(count));
+        self.add_function(name, start, end, Some(count))?;
         Ok(())
     }
 
@@ -468,7 +476,7 @@ impl OpenRecord {
                 }
                 None => {
                     // FNDA without FN: keep the function with an unknown line.
-                    self.add_function(&name, 0, 0, Some(count));
+                    self.add_function(&name, 0, 0, Some(count))?;
                 }
             }
         }
@@ -505,7 +513,9 @@ pub fn add_taken(a: Option<i64>, b: Option<i64>) -> Option<Option<i64>> {
 pub fn read<R: BufRead>(input: R, file: &Path, default_name: &str) -> Result<Coverage, LcovError> {
     let mut reader = Reader::new(input, file);
     let mut sections: Vec<String> = Vec::new();
-    let mut records: Vec<(usize, Record)> = Vec::new();
+    let mut cov = Coverage::default();
+    // Records are folded in as they are read; only the merged coverage is
+    // kept in memory.
     while let Some(rec) = reader.next_record()? {
         let idx = match sections.iter().position(|t| *t == rec.test_name) {
             Some(i) => i,
@@ -514,36 +524,38 @@ pub fn read<R: BufRead>(input: R, file: &Path, default_name: &str) -> Result<Cov
                 sections.len() - 1
             }
         };
-        records.push((idx, rec));
-    }
-    let n = sections.len();
-    let names: Vec<String> = sections
-        .iter()
-        .map(|t| {
-            if t.is_empty() {
-                default_name.to_owned()
-            } else {
-                t.clone()
-            }
-        })
-        .collect();
-    let mut cov = Coverage {
-        captures: names,
-        files: BTreeMap::new(),
-    };
-    for (idx, rec) in records {
+        let n = sections.len();
         let attributed = attribute(rec.file, idx, n);
         let merged = match cov.files.remove(&rec.source) {
             Some(prev) => crate::merge::merge_file(prev, attributed, n).map_err(|_| LcovError {
                 file: file.to_owned(),
-                line: 0,
+                line: reader.line_no,
                 kind: LcovErrorKind::Overflow,
             })?,
             None => attributed,
         };
         cov.files.insert(rec.source, merged);
     }
-    // Captures that got the same name (two empty-ish TNs) are merged.
+    let n = sections.len();
+    cov.captures = sections
+        .into_iter()
+        .map(|t| {
+            if t.is_empty() {
+                default_name.to_owned()
+            } else {
+                t
+            }
+        })
+        .collect();
+    if n > 1 {
+        // Files last seen before a later section appeared have shorter
+        // vectors; bring all to the final length.
+        cov.files = std::mem::take(&mut cov.files)
+            .into_iter()
+            .map(|(p, f)| (p, crate::merge::align_file(f, n)))
+            .collect();
+    }
+    // Captures that got the same name (an empty TN and the default) merge.
     Ok(crate::merge::dedup_captures(cov))
 }
 
@@ -807,6 +819,7 @@ end_of_record
     #[test]
     fn several_test_names_become_captures() {
         let text = "TN:one\nSF:/a.c\nDA:1,1\nDA:2,0\nend_of_record\n\
+                    SF:/c.c\nFN:1,g\nFNDA:5,g\nBRDA:1,0,0,2\nDA:1,5\nend_of_record\n\
                     TN:two\nSF:/a.c\nDA:1,4\nDA:2,2\nBRDA:2,0,0,-\nend_of_record\n\
                     SF:/b.c\nDA:7,1\nend_of_record\n";
         let cov = read_str(text).expect("valid");
@@ -817,6 +830,10 @@ end_of_record
         assert_eq!(a.lines[&2].by_capture, vec![0, 2]);
         assert_eq!(a.lines[&2].branches[0].by_capture, vec![None, None]);
         assert_eq!(cov.files["/b.c"].lines[&7].by_capture, vec![0, 1]);
+        let c = &cov.files["/c.c"];
+        assert_eq!(c.lines[&1].by_capture, vec![5, 0], "padded after section two");
+        assert_eq!(c.lines[&1].branches[0].by_capture, vec![Some(2), None]);
+        assert_eq!(c.functions[0].by_capture, vec![5, 0]);
     }
 
     #[test]

@@ -280,6 +280,12 @@ fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
     file
 }
 
+/// Pads (or keeps) every `by_capture` vector of `file` to length `n`.
+pub(crate) fn align_file(file: FileCoverage, n: usize) -> FileCoverage {
+    let identity: Vec<usize> = (0..n).collect();
+    remap_file(file, &identity, n)
+}
+
 /// Unites captures that carry the same name (their per-capture counts add).
 pub fn dedup_captures(mut cov: Coverage) -> Coverage {
     let mut names: Vec<String> = Vec::new();
