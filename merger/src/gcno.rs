@@ -146,6 +146,8 @@ impl<'a> Notes<'a> {
         // of at least 20 bytes; allow generous slack.
         let block_limit = data.len() as u64 / 4 + 2;
         let mut idents = HashSet::new();
+        // Source blocks whose ARCS record was seen, for the current function.
+        let mut arcs_seen: HashSet<u32> = HashSet::new();
         let mut in_function = false;
         let mut records = Records::new(cur);
         while let Some(rec) = records.next_record()? {
@@ -160,6 +162,7 @@ impl<'a> Notes<'a> {
                         });
                     }
                     notes.functions.push(f);
+                    arcs_seen.clear();
                     in_function = true;
                 }
                 TAG_BLOCKS | TAG_ARCS | TAG_LINES => {
@@ -187,7 +190,7 @@ impl<'a> Notes<'a> {
                             }
                             f.blocks = n;
                         }
-                        TAG_ARCS => parse_arcs(f, &mut p, rec.offset)?,
+                        TAG_ARCS => parse_arcs(f, &mut p, rec.offset, &mut arcs_seen)?,
                         _ => parse_lines(f, &mut p)?,
                     }
                 }
@@ -247,11 +250,16 @@ fn check_block(f: &NotesFunction<'_>, block: u32, offset: u64) -> Result<(), Err
     Ok(())
 }
 
-fn parse_arcs(f: &mut NotesFunction<'_>, p: &mut Cursor<'_>, offset: u64) -> Result<(), ErrorKind> {
+fn parse_arcs(
+    f: &mut NotesFunction<'_>,
+    p: &mut Cursor<'_>,
+    offset: u64,
+    seen: &mut HashSet<u32>,
+) -> Result<(), ErrorKind> {
     let at = p.offset();
     let src = p.u32()?;
     check_block(f, src, at)?;
-    if f.arcs.iter().any(|a| a.src == src) {
+    if !seen.insert(src) {
         return Err(ErrorKind::DuplicateArcs { offset, block: src });
     }
     while p.remaining() >= 8 {
