@@ -15,7 +15,7 @@ use covnet_tests::gcc::{compare, Build, Compared, Oracle, Program, Toolchain, GC
 
 const C_PROGRAM: Program = Program {
     name: "cprog",
-    sources: &["main.c", "util.c", "oneline.c"],
+    sources: &["main.c", "util.c", "oneline.c", "extra.c"],
     cxx: false,
     runs: &[
         &["loop", "3"],
