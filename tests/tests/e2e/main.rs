@@ -5,3 +5,4 @@ mod report;
 mod lcov_peer;
 mod merge_cli;
 mod exactness;
+mod vm_network;
