@@ -221,8 +221,7 @@ pub struct Service {
 }
 
 /// How to tell that a service is ready.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ready {
     /// A TCP port accepts connections in the guest.
     Port(NonZeroU16),
@@ -516,6 +515,12 @@ pub enum SpecErrorKind {
         /// The text.
         text: String,
     },
+    /// `ready` with other than exactly one of `port`, `file`, `command`.
+    #[error("`ready` of service `{name}` needs exactly one of `port`, `file` and `command`")]
+    ReadyChoice {
+        /// The service.
+        name: String,
+    },
     /// `[test]` with both or neither of `script` and `script_file`.
     #[error("[test] needs exactly one of `script` and `script_file`")]
     ScriptChoice,
@@ -592,7 +597,15 @@ struct RawService {
     command: String,
     #[serde(default)]
     env: BTreeMap<Spanned<String>, String>,
-    ready: Option<Ready>,
+    ready: Option<Spanned<RawReady>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReady {
+    port: Option<NonZeroU16>,
+    file: Option<String>,
+    command: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1079,12 +1092,25 @@ impl Validator<'_> {
             }
             env.insert(key, v);
         }
+        let ready = match s.ready {
+            None => None,
+            Some(r) => {
+                let rspan = r.span();
+                let r = r.into_inner();
+                match (r.port, r.file, r.command) {
+                    (Some(p), None, None) => Some(Ready::Port(p)),
+                    (None, Some(f), None) => Some(Ready::File(f)),
+                    (None, None, Some(c)) => Some(Ready::Command(c)),
+                    _ => return Err(self.err(Some(&rspan), SpecErrorKind::ReadyChoice { name })),
+                }
+            }
+        };
         Ok((
             Service {
                 name,
                 command: s.command,
                 env,
-                ready: s.ready,
+                ready,
             },
             nspan,
         ))
@@ -1493,6 +1519,11 @@ timeout = "5m"
         let e = err(&svc(
             "name = \"s\"\ncommand = \"x\"\nready = { port = 80, file = \"/x\" }",
         ));
+        assert!(matches!(e.kind, SpecErrorKind::ReadyChoice { .. }), "{e}");
+        assert_eq!(loc(&e), (5, 9));
+        let e = err(&svc("name = \"s\"\ncommand = \"x\"\nready = {}"));
+        assert!(matches!(e.kind, SpecErrorKind::ReadyChoice { .. }), "{e}");
+        let e = err(&svc("name = \"s\"\ncommand = \"x\"\nready = { port = 0 }"));
         assert!(matches!(e.kind, SpecErrorKind::Syntax(_)), "{e}");
         let e = err(&svc(
             "name = \"s\"\ncommand = \"x\"\nready = { socket = 1 }",

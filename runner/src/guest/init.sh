@@ -80,7 +80,8 @@ for s in $COVNET_SERVICES; do
 	echo $! >"/run/covnet/$name.pid"
 done
 
-say "${COVNET_NAME:-guest} up"
+read -r up _ </proc/uptime
+say "${COVNET_NAME:-guest} up after ${up}s"
 echo "covnet-init-done"
 
 if [ -x /covnet/control.sh ]; then
