@@ -38,7 +38,7 @@ use crate::spec::{FileSource, Machine, Spec};
 /// covnet's stage-1 init, installed as `/init`.
 pub const INIT_SH: &str = include_str!("../guest/init.sh");
 /// The control shell launcher, installed as `/covnet/control.sh`.
-pub const CONTROL_SH: &str = include_str!("../guest/control.sh");
+pub const CONTROL_SH: &str = crate::console::CONTROL_SH;
 /// The line init prints on the serial console just before it execs the
 /// control shell.
 pub const INIT_DONE_MARKER: &str = "covnet-init-done";
