@@ -49,6 +49,8 @@ pub struct RunArgs {
 
 /// Validated inputs of a run.
 struct RunPlan {
+    /// Test name: the spec's file stem (its directory's name for `spec.toml`).
+    name: String,
     spec: Spec,
     source: String,
     options: ScriptOptions,
@@ -94,9 +96,11 @@ fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("covnet-out").join(&stem));
+
     std::fs::create_dir_all(&out)
         .with_context(|| format!("failed to create output directory {}", out.display()))?;
     Ok(RunPlan {
+        name: stem,
         spec,
         source,
         options: ScriptOptions {
@@ -111,11 +115,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
 /// Runs `covnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
-    let suite_name = plan
-        .out
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "covnet".to_owned());
+    let suite_name = plan.name.clone();
 
     let (events, rx) = events::channel();
     let reporter = TerminalReporter::new(std::io::stderr(), !args.no_console).spawn(rx);
@@ -129,6 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let suite = TestSuite {
             name: suite_name,
             cases: outcome.cases,
+            elapsed: outcome.script_time,
         };
         let file = std::fs::File::create(junit)
             .with_context(|| format!("failed to create JUnit file {}", junit.display()))?;
@@ -165,6 +166,7 @@ struct Outcome {
     bundle: Option<PathBuf>,
     shutdown_error: Option<String>,
     elapsed: std::time::Duration,
+    script_time: std::time::Duration,
 }
 
 fn run_with_events(
@@ -250,5 +252,6 @@ fn run_with_events(
         bundle,
         shutdown_error,
         elapsed: started.elapsed(),
+        script_time: report.elapsed,
     })
 }
