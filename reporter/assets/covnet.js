@@ -61,6 +61,8 @@
 
   function applySource(m) {
     all('table.src tbody tr[data-c]').forEach(function (tr) {
+      var c = tr.querySelector('td.c');
+      if (!tr.hasAttribute('data-n') && c) { tr.setAttribute('data-n', c.textContent); }
       var count = m === '' ? Number(tr.getAttribute('data-n')) : nums(tr.getAttribute('data-c'))[Number(m)];
       var partial = m === '' && tr.getAttribute('data-u') === '1';
       all('.br', tr).forEach(function (b) {
@@ -73,7 +75,7 @@
       var cls = count > 0 ? (partial ? 'p' : 'h') : 'm';
       var unique = tr.classList.contains('u');
       tr.className = cls + (unique ? ' u' : '');
-      var c = tr.querySelector('td.c'); if (c) { c.textContent = String(count); }
+      if (c) { c.textContent = String(count); }
       var k = tr.querySelector('td.k');
       if (k) {
         k.textContent = cls === 'h' ? '\u2713' : cls === 'p' ? '\u25D0' : '\u2717';
@@ -177,7 +179,20 @@
     if (clear) { clear.addEventListener('click', function () { show(null); }); }
   }
 
+  /* Clicking a line number links to that line. */
+  function initLineLinks() {
+    var table = doc.getElementById('source');
+    if (!table) { return; }
+    table.addEventListener('click', function (e) {
+      var td = e.target;
+      if (td && td.tagName === 'TD' && td.cellIndex === 0 && td.parentNode.id) {
+        window.location.hash = td.parentNode.id;
+      }
+    });
+  }
+
   function init() {
+    initLineLinks();
     initSorting();
     initDirs();
     initMachine();

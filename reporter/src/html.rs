@@ -67,6 +67,7 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                     &unique_lines([f.coverage], ncap),
                 ),
                 unique_toggle: true,
+                multi: ncap > 1,
                 functions: f
                     .coverage
                     .functions
@@ -323,6 +324,8 @@ struct FilePage<'a> {
     stats: Stats,
     machines: Vec<MachineRow<'a>>,
     unique_toggle: bool,
+    /// More than one capture: per-machine columns and data.
+    multi: bool,
     functions: Vec<FnRow<'a>>,
     source_found: bool,
     path: &'a str,
@@ -357,7 +360,6 @@ struct Row<'a> {
     line: Option<&'a LineCoverage>,
     class: &'static str,
     mark: &'static str,
-    title: &'static str,
     data_c: String,
     machines: String,
     branches: Vec<BranchMark>,
@@ -384,7 +386,6 @@ impl<'a> Row<'a> {
                 line,
                 class: "",
                 mark: "",
-                title: "",
                 data_c: String::new(),
                 machines: String::new(),
                 branches: Vec::new(),
@@ -415,10 +416,10 @@ impl<'a> Row<'a> {
             .collect();
         let partial =
             l.unexecuted_block || l.branches.iter().any(|b| b.taken.is_none_or(|t| t <= 0));
-        let (class, mark, title) = match (l.count > 0, partial) {
-            (true, false) => ("h", "✓", "hit"),
-            (true, true) => ("p", "◐", "partly hit"),
-            (false, _) => ("m", "✗", "not hit"),
+        let (class, mark) = match (l.count > 0, partial) {
+            (true, false) => ("h", "✓"),
+            (true, true) => ("p", "◐"),
+            (false, _) => ("m", "✗"),
         };
         let mut machines = String::new();
         let only = if captures.len() > 1 {
@@ -452,7 +453,6 @@ impl<'a> Row<'a> {
             line,
             class,
             mark,
-            title,
             data_c: join(&l.by_capture),
             machines,
             branches,

@@ -63,9 +63,26 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Runs `covnet report`.
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    // Parse the inputs side by side (a few at a time), then merge in input
+    // order.
+    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut loaded: Vec<anyhow::Result<Coverage>> = Vec::with_capacity(args.inputs.len());
+    for chunk in args.inputs.chunks(width) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|input| scope.spawn(move || load(input)))
+                .collect();
+            for h in handles {
+                loaded.push(h.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("internal error: input reader panicked"))
+                }));
+            }
+        });
+    }
     let mut cov: Option<Coverage> = None;
-    for input in &args.inputs {
-        let one = load(input)?;
+    for (input, one) in args.inputs.iter().zip(loaded) {
+        let one = one?;
         cov = Some(match cov {
             None => one,
             Some(acc) => covnet_merger::merge::merge(acc, one)
