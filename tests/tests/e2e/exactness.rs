@@ -107,6 +107,15 @@ fn check(tc: Toolchain, program: &Program) -> Result<()> {
                 .filter(|p| p.exists());
             let oracle = Oracle::from_json(&build.gcov_json(stem, merged_gcda.as_deref())?)?;
             total.add(compare(&what("merged"), &cov, &oracle, &mut mismatches));
+            // Source keys are absolute paths of the real files.
+            for path in cov.files.keys() {
+                if !(path.starts_with('/') && std::path::Path::new(path).is_file()) {
+                    mismatches.push(format!(
+                        "{}: source key {path} is not an existing absolute path",
+                        what("paths")
+                    ));
+                }
+            }
 
             // The per-capture attribution equals each capture solved alone.
             for (path, file) in &cov.files {
