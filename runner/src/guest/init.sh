@@ -16,17 +16,23 @@ say() { echo "covnet init: $*"; }
 mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
-mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
-mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
-mkdir -p /dev/pts /dev/shm /run/covnet /var/log
-mount -t devpts -o nosuid,noexec devpts /dev/pts
-ln -sf /proc/self/fd /dev/fd
 
 if [ -r /covnet/machine.env ]; then
 	. /covnet/machine.env
 else
 	say "/covnet/machine.env is missing"
+	COVNET_TMPFS="/run /tmp"
 fi
+
+# /run and /tmp get a tmpfs unless the image put files there (the rootfs is
+# writable RAM already).
+for d in $COVNET_TMPFS; do
+	case $d in /tmp) mode=1777 ;; *) mode=0755 ;; esac
+	mount -t tmpfs -o "nosuid,nodev,mode=$mode" tmpfs "$d"
+done
+mkdir -p /dev/pts /dev/shm /run/covnet /var/log
+mount -t devpts -o nosuid,noexec devpts /dev/pts
+ln -sf /proc/self/fd /dev/fd
 
 for m in $COVNET_MODULES; do
 	insmod "$m" || say "insmod $m failed"

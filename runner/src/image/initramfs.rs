@@ -50,6 +50,10 @@ pub const FORWARD_GUEST_ADDR: &str = "10.0.2.15";
 const LAYOUT_VERSION: &str = "covnet-initramfs-1";
 /// Directories that get busybox applet symlinks.
 const APPLET_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin"];
+/// Directories init mounts a tmpfs on, unless the image has files there.
+const TMPFS_DIRS: &[&str] = &["/run", "/tmp"];
+/// Applets linked before the programs are added, so no program replaces them.
+const RESERVED_APPLETS: &[&str] = &["sh"];
 /// Symlink hops allowed while resolving one path.
 const MAX_SYMLINK_HOPS: usize = 40;
 
@@ -299,15 +303,9 @@ impl<'a> ImageBuilder<'a> {
             self.control_script.to_vec(),
         )?;
 
-        // Programs and their closure: the files the loader opens, with the
-        // host's symlinks on the way.
-        let search = self.search.clone().unwrap_or_else(SearchPaths::host);
-        let needed = closure::closure(&m.programs, &search)?;
-        for p in &needed {
-            t.host_file(p)?;
-        }
-
-        // Busybox and its applets (programs win a name).
+        // Busybox first, with `sh` reserved for it: init, the control shell
+        // and `#!/bin/sh` scripts run busybox's shell even when the host's
+        // /bin/sh (dash) is part of a program's closure.
         t.host_file(&self.busybox)?;
         let bb = std::fs::read(&self.busybox).map_err(|e| ImageErrorKind::Host {
             path: self.busybox.clone(),
@@ -320,10 +318,30 @@ impl<'a> ImageBuilder<'a> {
             });
         }
         let bb_target = utf8(&self.busybox)?.to_owned();
+        let mut applet_dirs = Vec::with_capacity(APPLET_DIRS.len());
         for dir in APPLET_DIRS {
             let real = t.dir(Path::new(dir))?;
-            for a in &applets {
+            for a in RESERVED_APPLETS {
                 let name = join_rel(&real, a);
+                if !t.nodes.contains_key(&name) {
+                    t.insert(&name, Node::Symlink(bb_target.clone()))?;
+                }
+            }
+            applet_dirs.push(real);
+        }
+
+        // Programs and their closure: the files the loader opens, with the
+        // host's symlinks on the way.
+        let search = self.search.clone().unwrap_or_else(SearchPaths::host);
+        let needed = closure::closure(&m.programs, &search)?;
+        for p in &needed {
+            t.host_file(p)?;
+        }
+
+        // The other applets, where no program took the name.
+        for real in &applet_dirs {
+            for a in &applets {
+                let name = join_rel(real, a);
                 if !t.nodes.contains_key(&name) {
                     t.insert(&name, Node::Symlink(bb_target.clone()))?;
                 }
@@ -370,11 +388,6 @@ impl<'a> ImageBuilder<'a> {
         }
         t.dir(Path::new("/covnet/services"))?;
 
-        t.bytes(
-            Path::new("/covnet/machine.env"),
-            0o644,
-            self.machine_env(&module_paths, &service_ids).into_bytes(),
-        )?;
         t.bytes(Path::new("/etc/hosts"), 0o644, self.hosts().into_bytes())?;
         t.bytes(
             Path::new("/etc/passwd"),
@@ -415,10 +428,27 @@ impl<'a> ImageBuilder<'a> {
                 }
             }
         }
+
+        // Scratch directories get a fresh tmpfs only when the image put
+        // nothing in them (a program under /tmp must stay visible).
+        let tmpfs: Vec<&str> = TMPFS_DIRS
+            .iter()
+            .copied()
+            .filter(|d| {
+                let prefix = format!("{}/", d.trim_start_matches('/'));
+                !t.nodes.keys().any(|k| k.starts_with(&prefix))
+            })
+            .collect();
+        t.bytes(
+            Path::new("/covnet/machine.env"),
+            0o644,
+            self.machine_env(&module_paths, &service_ids, &tmpfs)
+                .into_bytes(),
+        )?;
         Ok(t)
     }
 
-    fn machine_env(&self, modules: &[String], services: &[String]) -> String {
+    fn machine_env(&self, modules: &[String], services: &[String], tmpfs: &[&str]) -> String {
         let m = self.machine;
         let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
         let mut var = |k: &str, v: &str| {
@@ -442,6 +472,7 @@ impl<'a> ImageBuilder<'a> {
         }
         var("COVNET_MODULES", &modules.join(" "));
         var("COVNET_SERVICES", &services.join(" "));
+        var("COVNET_TMPFS", &tmpfs.join(" "));
         for (k, v) in &self.env {
             let _ = writeln!(s, "export {k}={}", sh_quote(v));
         }
@@ -876,12 +907,16 @@ mod tests {
     fn image_has_everything_and_is_cached() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        let tool = dir.path().join("tool.sh");
+        std::fs::write(&tool, "#!/bin/sh\necho tool\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let spec = spec_with(
             dir.path(),
             r#"
 [machines.server]
 vlans = [1, 3]
-programs = ["/usr/bin/curl"]
+programs = ["/usr/bin/curl", "tool.sh", "/usr/bin/env"]
 forward = ["18080:80"]
 [[machines.server.files]]
 source = "index.html"
@@ -935,6 +970,7 @@ env = { GREETING = "it's me" }
             "COVNET_NIC1_MAC='52:54:00:03:01:01'",
             "COVNET_FWD_MAC='52:54:00:ff:01:ff'",
             "COVNET_SERVICES='01-httpd'",
+            "COVNET_TMPFS='/run'",
             "export GCOV_PREFIX='/covnet/gcov'",
         ] {
             assert!(env.lines().any(|l| l == line), "{line} not in\n{env}");
@@ -973,8 +1009,18 @@ env = { GREETING = "it's me" }
         }
         let real_libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
         get(real_libc.to_str().unwrap().trim_start_matches('/'));
-        // Busybox applets.
-        assert!(is_link("usr/bin/sh") || is_link("bin/sh"));
+        // Busybox applets: `sh` stays busybox's even though the script's
+        // closure has the host's /bin/sh; a program keeps its own name.
+        let sh = e
+            .iter()
+            .find(|(n, _, _)| n == "usr/bin/sh" || n == "bin/sh")
+            .unwrap();
+        assert_eq!(sh.2, DEFAULT_BUSYBOX.as_bytes(), "sh -> busybox");
+        assert!(is_link("usr/bin/wget") || is_link("bin/wget"));
+        let env_prog = e.iter().find(|(n, _, _)| n == "usr/bin/env").unwrap();
+        assert_eq!(env_prog.2, std::fs::read("/usr/bin/env").unwrap());
+        let tool_guest = tool.to_str().unwrap().trim_start_matches('/');
+        assert_eq!(get(tool_guest).2, b"#!/bin/sh\necho tool\n");
         // Parents come before children.
         for (i, (name, _, _)) in e.iter().enumerate() {
             if let Some((parent, _)) = name.rsplit_once('/') {
@@ -1070,6 +1116,7 @@ echo "probe: greeting $(cat /tmp/greeting)"
 echo "probe: httpd $(tr '\0' ' ' </proc/$(cat /run/covnet/httpd.pid)/cmdline)"
 echo "probe: gcov $GCOV_PREFIX"
 echo "probe: curl $(curl --version | head -n 1 | cut -d' ' -f1)"
+echo "probe: tool $(@TOOL@)"
 echo "probe: done"
 poweroff -f
 "#;
@@ -1082,6 +1129,12 @@ poweroff -f
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        // A program under /tmp: init must not hide it under a tmpfs.
+        let tool = dir.path().join("tool.sh");
+        std::fs::write(&tool, "#!/bin/sh\necho \"tool ran by $0\"\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let control = PROBE_CONTROL.replace("@TOOL@", tool.to_str().unwrap());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -1093,7 +1146,7 @@ poweroff -f
                 r#"
 [machines.server]
 vlans = [1, 2]
-programs = ["/usr/bin/curl"]
+programs = ["/usr/bin/curl", "tool.sh"]
 forward = ["{port}:80"]
 [[machines.server.files]]
 source = "index.html"
@@ -1113,7 +1166,7 @@ env = {{ GREETING = "hello world" }}
         let kernel = Kernel::host_default().unwrap();
         let image = ImageBuilder::new(&spec, m, &kernel)
             .cache_dir(dir.path().join("cache"))
-            .control_script(PROBE_CONTROL.as_bytes())
+            .control_script(control.as_bytes())
             .env("GCOV_PREFIX", "/covnet/gcov")
             .build()
             .unwrap();
@@ -1199,6 +1252,7 @@ env = {{ GREETING = "hello world" }}
             "probe: httpd busybox httpd -f -p 80 -h /srv",
             "probe: gcov /covnet/gcov",
             "probe: curl curl",
+            &format!("probe: tool tool ran by {}", tool.display()),
             "probe: done",
         ] {
             assert!(has(line), "`{line}` missing; serial:\n{log}");
