@@ -679,6 +679,35 @@ mod tests {
         ));
     }
 
+    /// Random multi-byte corruption (deterministic LCG) of notes and data
+    /// in every layout: errors, never panics.
+    #[test]
+    fn random_corruption_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 33) as usize
+        };
+        for (gcc, endian) in ALL {
+            let notes = classify_notes(gcc, endian);
+            let data = classify_data(gcc, endian, &[3, 1]);
+            for _ in 0..500 {
+                let (mut n, mut d) = (notes.clone(), data.clone());
+                for _ in 0..1 + next() % 4 {
+                    let i = next() % n.len();
+                    n[i] = next() as u8;
+                    let j = next() % d.len();
+                    d[j] = next() as u8;
+                }
+                let cut = next() % (d.len() + 1);
+                let _ = cov(&n, &[&d[..cut], &data]);
+                let _ = cov(&notes, &[&d, &d]);
+            }
+        }
+    }
+
     fn v12() -> Builder {
         Builder::notes_header(Gcc::V12, Endian::Little, 0xabcd)
     }
