@@ -445,7 +445,7 @@ pub enum SpecErrorKind {
         target: String,
     },
     /// A mode that is not an octal number up to 7777.
-    #[error("file mode `{mode}` is not an octal permission like \"0644\" (at most 7777)")]
+    #[error("file mode `{mode}` is not an octal permission like \"0644\" or 0o644 (at most 7777)")]
     InvalidMode {
         /// The text.
         mode: String,
@@ -587,7 +587,35 @@ struct RawFile {
     source: Option<Spanned<PathBuf>>,
     content: Option<String>,
     target: Spanned<String>,
-    mode: Option<Spanned<String>>,
+    mode: Option<Spanned<RawMode>>,
+}
+
+/// A mode as written: `"0644"` (octal text) or `0o644` (a TOML integer).
+enum RawMode {
+    Text(String),
+    Int(i64),
+}
+
+impl<'de> Deserialize<'de> for RawMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal mode like \"0644\" or 0o644")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawMode, E> {
+                Ok(RawMode::Text(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawMode, E> {
+                Ok(RawMode::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawMode, E> {
+                Ok(RawMode::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -1024,8 +1052,14 @@ impl Validator<'_> {
             None => 0o644,
             Some(m) => {
                 let mspan = m.span();
-                let text = m.into_inner();
-                match parse_mode(&text) {
+                let (parsed, text) = match m.into_inner() {
+                    RawMode::Text(t) => (parse_mode(&t), t),
+                    RawMode::Int(i) => (
+                        u32::try_from(i).ok().filter(|v| *v <= 0o7777),
+                        format!("{i:#o}"),
+                    ),
+                };
+                match parsed {
                     Some(v) => v,
                     None => {
                         return Err(
@@ -1490,6 +1524,22 @@ timeout = "5m"
             assert!(matches!(e.kind, SpecErrorKind::InvalidMode { .. }), "{bad}");
             assert_eq!(loc(&e).0, 5);
         }
+        for bad in ["0o17777", "-1"] {
+            let e = err(&format!(
+                "[machines.a]\n[[machines.a.files]]\ntarget = \"/x\"\ncontent = \"\"\nmode = {bad}\n"
+            ));
+            assert!(matches!(e.kind, SpecErrorKind::InvalidMode { .. }), "{bad}");
+            assert_eq!(loc(&e), (5, 8));
+        }
+        let e = err(
+            "[machines.a]\n[[machines.a.files]]\ntarget = \"/x\"\ncontent = \"\"\nmode = true\n",
+        );
+        assert!(matches!(e.kind, SpecErrorKind::Syntax(_)), "{e}");
+        let spec = parse(
+            "[machines.a]\n[[machines.a.files]]\ntarget = \"/x\"\ncontent = \"\"\nmode = 0o4755\n",
+        )
+        .unwrap();
+        assert_eq!(spec.machines[0].files[0].mode, 0o4755);
         let e =
             err("[machines.a]\n[[machines.a.files]]\ntarget = \"/x\"\nsource = \"missing.txt\"\n");
         match &e.kind {
