@@ -1251,6 +1251,26 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../../docs/spec.md");
+        let example = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/spec.md has a ```toml example");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("build")).unwrap();
+        std::fs::create_dir_all(dir.path().join("www")).unwrap();
+        let server = dir.path().join("build/server");
+        std::fs::write(&server, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("www/index.html"), "hi").unwrap();
+        let spec = Spec::from_str(example, &dir.path().join("net.toml")).unwrap();
+        assert_eq!(spec.machines.len(), 2);
+        assert!(spec.test.is_some());
+    }
+
+    #[test]
     fn minimal_spec_gets_defaults() {
         let spec = parse("[machines.a]\n").unwrap();
         assert_eq!(spec.defaults, Defaults::default());
