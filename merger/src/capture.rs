@@ -416,7 +416,7 @@ where
         };
         cov.captures = plan.captures.clone();
         if n == 1 {
-            attribute_single(&mut cov);
+            crate::merge::attribute_single(&mut cov);
         }
         let cov = match rewrite.apply(cov) {
             Ok(c) => c,
@@ -446,28 +446,6 @@ where
 /// ([`object_coverage`]).
 pub fn run_gcov(plan: &Plan, rewrite: &SourceRewrite, keep_going: bool) -> Outcome {
     run(plan, rewrite, keep_going, object_coverage)
-}
-
-/// With a single capture the solver leaves `by_capture` empty; fill it so
-/// that every count is attributed.
-fn attribute_single(cov: &mut Coverage) {
-    for file in cov.files.values_mut() {
-        for line in file.lines.values_mut() {
-            if line.by_capture.is_empty() {
-                line.by_capture = vec![line.count];
-            }
-            for b in &mut line.branches {
-                if b.by_capture.is_empty() {
-                    b.by_capture = vec![b.taken];
-                }
-            }
-        }
-        for f in &mut file.functions {
-            if f.by_capture.is_empty() {
-                f.by_capture = vec![f.count];
-            }
-        }
-    }
 }
 
 /// Merges two partial results. Merging fails only on an `i64` overflow

@@ -70,16 +70,30 @@ pub enum LcovErrorKind {
 }
 
 /// An error while reading a tracefile, naming the file and the line.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: {kind}", file.display())]
+///
+/// Its message already includes the kind, so [`std::error::Error::source`]
+/// skips the kind and returns the kind's own cause (an I/O error), which
+/// keeps error chains free of repetition.
+#[derive(Debug)]
 pub struct LcovError {
     /// The tracefile (as given by the caller).
     pub file: PathBuf,
     /// 1-based line number (0 when the error is not tied to a line).
     pub line: u64,
     /// What went wrong.
-    #[source]
     pub kind: LcovErrorKind,
+}
+
+impl std::fmt::Display for LcovError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.kind)
+    }
+}
+
+impl std::error::Error for LcovError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
 }
 
 /// One record of a tracefile: a source file within a test section.
@@ -831,7 +845,11 @@ end_of_record
         assert_eq!(a.lines[&2].branches[0].by_capture, vec![None, None]);
         assert_eq!(cov.files["/b.c"].lines[&7].by_capture, vec![0, 1]);
         let c = &cov.files["/c.c"];
-        assert_eq!(c.lines[&1].by_capture, vec![5, 0], "padded after section two");
+        assert_eq!(
+            c.lines[&1].by_capture,
+            vec![5, 0],
+            "padded after section two"
+        );
         assert_eq!(c.lines[&1].branches[0].by_capture, vec![Some(2), None]);
         assert_eq!(c.functions[0].by_capture, vec![5, 0]);
     }

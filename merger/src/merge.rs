@@ -280,6 +280,28 @@ fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
     file
 }
 
+/// Fills every empty `by_capture` vector with the combined count, for a
+/// coverage that has exactly one capture (or is about to get one).
+pub fn attribute_single(cov: &mut Coverage) {
+    for file in cov.files.values_mut() {
+        for line in file.lines.values_mut() {
+            if line.by_capture.is_empty() {
+                line.by_capture = vec![line.count];
+            }
+            for b in &mut line.branches {
+                if b.by_capture.is_empty() {
+                    b.by_capture = vec![b.taken];
+                }
+            }
+        }
+        for f in &mut file.functions {
+            if f.by_capture.is_empty() {
+                f.by_capture = vec![f.count];
+            }
+        }
+    }
+}
+
 /// Pads (or keeps) every `by_capture` vector of `file` to length `n`.
 pub(crate) fn align_file(file: FileCoverage, n: usize) -> FileCoverage {
     let identity: Vec<usize> = (0..n).collect();

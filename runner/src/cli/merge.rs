@@ -76,8 +76,17 @@ pub struct SummaryArgs {
 #[derive(Debug)]
 enum Input {
     Captures(CaptureDir),
-    Tracefile { path: PathBuf, name: String },
-    Json { path: PathBuf, name: String },
+    Tracefile { path: PathBuf, name: Name },
+    Json { path: PathBuf, name: Name },
+}
+
+/// The capture name of a tracefile input: given with `--name` (replaces
+/// the file's test names) or derived from the file name (used only for
+/// sections without a test name).
+#[derive(Debug, Clone)]
+struct Name {
+    name: String,
+    explicit: bool,
 }
 
 /// Validated `covnet merge` settings.
@@ -164,6 +173,7 @@ impl MergeArgs {
         let defaults = default_names(&self.inputs);
         let mut inputs = Vec::with_capacity(self.inputs.len());
         for (i, path) in self.inputs.iter().enumerate() {
+            let explicit = i < self.names.len();
             let name = self
                 .names
                 .get(i)
@@ -184,12 +194,12 @@ impl MergeArgs {
             } else if path.extension().is_some_and(|e| e == "json") {
                 Input::Json {
                     path: path.clone(),
-                    name,
+                    name: Name { name, explicit },
                 }
             } else {
                 Input::Tracefile {
                     path: path.clone(),
-                    name,
+                    name: Name { name, explicit },
                 }
             };
             inputs.push(input);
@@ -230,29 +240,31 @@ impl MergeArgs {
 }
 
 /// Reads one tracefile or JSON input and gives it the capture name(s).
-fn read_input(path: &Path, name: &str, is_json: bool) -> Result<Coverage> {
+fn read_input(path: &Path, name: &Name, is_json: bool) -> Result<Coverage> {
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     let mut cov = if is_json {
         json::read(BufReader::new(file))
             .with_context(|| format!("failed to read covnet JSON {}", path.display()))?
     } else {
-        lcov::read(BufReader::new(file), path, name).with_context(|| {
+        lcov::read(BufReader::new(file), path, &name.name).with_context(|| {
             format!(
-                "failed to read tracefile {}\n(hint: is it an lcov tracefile? capture directories must be directories)",
+                "failed to read tracefile {}\n(hint: inputs are lcov tracefiles or capture directories; --keep-going skips bad ones)",
                 path.display()
             )
         })?
     };
-    match cov.captures.len() {
-        0 => cov.captures.push(name.to_owned()),
-        1 => {
-            if let Some(c) = cov.captures.first_mut() {
-                if c.is_empty() || c == name {
-                    *c = name.to_owned();
-                }
+    if cov.captures.is_empty() {
+        cov.captures.push(name.name.clone());
+        covnet_merger::merge::attribute_single(&mut cov);
+    } else if name.explicit {
+        // --name replaces a single test name and prefixes several.
+        if let [only] = cov.captures.as_mut_slice() {
+            *only = name.name.clone();
+        } else {
+            for c in &mut cov.captures {
+                *c = format!("{}/{c}", name.name);
             }
         }
-        _ => {}
     }
     Ok(cov)
 }
@@ -353,7 +365,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     let mut problems: Vec<String> = Vec::new();
     // Capture names in input order, so the output lists inputs as given.
     let mut parts: Vec<(usize, Coverage)> = Vec::new();
-    let captures = merge_captures(&plan, &mut problems)?;
+    // Tracefiles first: they are quick to read, so a bad one fails fast.
     for (pos, input) in plan.inputs.iter().enumerate() {
         let (path, name, is_json) = match input {
             Input::Captures(_) => continue,
@@ -369,9 +381,10 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
                 parts.push((pos, cov));
             }
             Err(e) if plan.keep_going => problems.push(format!("  - {e:#}")),
-            Err(e) => return Err(e.context("(hint: --keep-going merges the other inputs)")),
+            Err(e) => return Err(e),
         }
     }
+    let captures = merge_captures(&plan, &mut problems)?;
     let mut names: Vec<String> = Vec::new();
     let mut push_name = |n: &String| {
         if !names.contains(n) {
@@ -471,7 +484,14 @@ pub fn summary(args: SummaryArgs) -> Result<ExitCode> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let cov = read_input(path, &name, is_json)?;
+        let cov = read_input(
+            path,
+            &Name {
+                name,
+                explicit: false,
+            },
+            is_json,
+        )?;
         total = merge_coverage(total, cov)
             .with_context(|| format!("failed to merge {}", path.display()))?;
     }

@@ -5,11 +5,21 @@
 //! What the comparison shows (GCC 12.2, lcov 1.16, Debian 12):
 //!
 //! * Lines (`DA`), functions (`FN`/`FNDA`) and the branch found/hit totals
-//!   agree exactly for every single capture.
+//!   agree exactly for every single capture. On the zstd bench corpus
+//!   (`bench/merge`, 50 captures, 2050 `.gcda`) covnet's capture merge also
+//!   equals lcov on the `gcov-tool merge` oracle for all 24620 lines and
+//!   1872 functions.
 //! * Branch *numbering* differs: lcov 1.16 puts every branch of a line into
 //!   block 0 with running branch numbers, while covnet numbers one block per
 //!   branching basic block (gcov's line entries, as lcov 2.x does). The
 //!   tests therefore compare the taken values of each line as a multiset.
+//! * `-` versus `0`: geninfo 1.16 writes `-` only when the whole *line* never
+//!   ran; covnet writes `-` when the *block* holding the branch never ran
+//!   (gcov's "never executed", and lcov's own documented meaning of `-`). On
+//!   lines that ran but have an unexecuted branching block (465 of 6252
+//!   branch lines of the zstd corpus) lcov says `0` where covnet says `-`.
+//!   Totals (BRF/BRH) and `lcov -a` sums are unaffected (`-` + n = 0 + n).
+//!   The small fixture here has no such line, so the multisets are equal.
 //! * Combining captures is where the two differ on purpose: `lcov -a` adds
 //!   the `DA` line counts of each capture, covnet sums the raw arc counters
 //!   and solves once, which is what gcov reports for `gcov-tool merge`
@@ -17,7 +27,8 @@
 //!   the fixture, `gcov-format.md` §9.2) get a different count; whether a
 //!   line is hit never differs. `merged_captures_match_gcov_tool_merge`
 //!   checks covnet against `gcov-tool merge` + lcov, and
-//!   `lcov_add_differs_only_on_non_additive_lines` pins the difference.
+//!   `lcov_add_differs_only_on_non_additive_lines` pins the difference
+//!   (covnet 2, `lcov -a` 3 on the fixture).
 
 use std::path::{Path, PathBuf};
 

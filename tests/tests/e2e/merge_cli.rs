@@ -201,3 +201,118 @@ fn orphan_truncated_and_stale_gcda() {
         "util.c only from the new, never-run notes"
     );
 }
+
+#[test]
+fn mixed_inputs_names_and_usage_errors() {
+    let p = Program::build().expect("build");
+    let work = p.dir.path();
+    let c1 = p.capture("c1", &["3"]).expect("run c1");
+    let c2 = p.capture("c2", &["9"]).expect("run c2");
+    let peer = p.lcov_capture(&c2, "c2").expect("lcov --capture");
+    let out = work.join("mixed.info");
+    let args = [
+        "merge",
+        "--build",
+        s(&p.build),
+        s(&c1),
+        s(&peer),
+        "--name",
+        "machine-1",
+        "--name",
+        "machine-2",
+        "--per-capture",
+        "-o",
+        s(&out),
+    ];
+    let res = covnet(&args, work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let t = Tracefile::read(&out).expect("read");
+    assert_eq!(
+        t.tests,
+        vec!["machine_1", "machine_2"],
+        "sanitised names, input order"
+    );
+    lcov_summary(&out).expect("lcov accepts mixed output");
+    // Same as merging the two captures directly (one run each, so line
+    // counts are additive here).
+    let direct = work.join("direct.info");
+    let res = covnet(
+        &[
+            "merge",
+            "--build",
+            s(&p.build),
+            s(&c1),
+            s(&c2),
+            "-o",
+            s(&direct),
+        ],
+        work,
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(t.lines, Tracefile::read(&direct).expect("read").lines);
+
+    // Usage errors: exit 1 with a hint, nothing written.
+    let bad = work.join("bad.info");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["merge", s(&c1), "-o", s(&bad)], "--build"),
+        (
+            vec![
+                "merge",
+                "--build",
+                s(&p.build),
+                s(&c1),
+                "--name",
+                "a",
+                "--name",
+                "b",
+                "-o",
+                s(&bad),
+            ],
+            "--name",
+        ),
+        (
+            vec!["merge", "/nonexistent/x.info", "-o", s(&bad)],
+            "/nonexistent/x.info",
+        ),
+        (
+            vec![
+                "merge",
+                "--build",
+                s(&p.build),
+                s(&c1),
+                "--path-map",
+                "nope",
+                "-o",
+                s(&bad),
+            ],
+            "nope",
+        ),
+    ];
+    for (args, needle) in cases {
+        let res = covnet(&args, work).expect("run covnet");
+        assert_eq!(res.code(), 1, "{res}");
+        assert!(res.stderr.contains(needle), "{needle}: {res}");
+        assert!(!bad.exists(), "{res}");
+    }
+    let garbage = work.join("garbage.info");
+    std::fs::write(&garbage, "hello\n").expect("write");
+    let res = covnet(&["merge", s(&garbage), s(&peer), "-o", s(&bad)], work).expect("run");
+    assert_eq!(res.code(), 1, "{res}");
+    assert!(res.stderr.contains("garbage.info:1"), "{res}");
+    let res = covnet(
+        &[
+            "merge",
+            s(&garbage),
+            s(&peer),
+            "-o",
+            s(&bad),
+            "--keep-going",
+        ],
+        work,
+    )
+    .expect("run");
+    assert_eq!(res.code(), 2, "{res}");
+    assert!(res.stderr.contains("garbage.info:1"), "{res}");
+    lcov_summary(&bad).expect("the good input was written");
+}
