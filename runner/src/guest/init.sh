@@ -21,12 +21,11 @@ if [ -r /covnet/machine.env ]; then
 	. /covnet/machine.env
 else
 	say "/covnet/machine.env is missing"
-	COVNET_TMPFS="/run /tmp"
 fi
 
 # /run and /tmp get a tmpfs unless the image put files there (the rootfs is
-# writable RAM already).
-for d in $COVNET_TMPFS; do
+# writable RAM already); both when machine.env does not say.
+for d in ${COVNET_TMPFS-/run /tmp}; do
 	case $d in /tmp) mode=1777 ;; *) mode=0755 ;; esac
 	mount -t tmpfs -o "nosuid,nodev,mode=$mode" tmpfs "$d"
 done
