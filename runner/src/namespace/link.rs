@@ -290,11 +290,10 @@ impl Drop for Relay {
 }
 
 fn relay(ports: Vec<RelayPort>, wake: &OwnedFd, stop: &AtomicBool) {
-    let mut ports: Vec<Option<RelayPort>> = ports.into_iter().map(Some).collect();
     let mut buf = vec![0u8; FRAME_BUFFER];
     while !stop.load(Ordering::SeqCst) {
         let mut fds = vec![wake.as_raw_fd()];
-        for p in ports.iter().flatten() {
+        for p in &ports {
             fds.push(p.packet.as_raw_fd());
             fds.push(p.switch.as_raw_fd());
         }
@@ -309,45 +308,45 @@ fn relay(ports: Vec<RelayPort>, wake: &OwnedFd, stop: &AtomicBool) {
             return;
         }
         let mut i = 1;
-        for slot in ports.iter_mut() {
-            let Some(p) = slot.as_ref() else { continue };
+        let mut moved = false;
+        let mut flagged = false;
+        for p in &ports {
             let from_machine = ready.get(i).copied().unwrap_or(ns::Readiness::Idle);
             let from_switch = ready.get(i + 1).copied().unwrap_or(ns::Readiness::Idle);
             i += 2;
-            let mut dead = from_machine == ns::Readiness::Closed;
-            if from_machine == ns::Readiness::Readable {
+            // Closed means a pending socket error (e.g. ENETDOWN while the
+            // machine's end was down): reading reports and clears it.
+            flagged |= from_machine == ns::Readiness::Closed;
+            flagged |= from_switch == ns::Readiness::Closed;
+            if from_machine != ns::Readiness::Idle {
                 // Drain what is queued; frames the switch can't take now
                 // are dropped, as a real link would.
                 loop {
                     match ns::recv_frame(p.packet.as_fd(), &mut buf) {
                         Ok(Some(n)) => {
+                            moved = true;
                             let _ = p.switch.send(buf.get(..n).unwrap_or(&[]));
                         }
                         Ok(None) => continue,
-                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            dead = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            if from_switch == ns::Readiness::Readable {
-                loop {
-                    match p.switch.recv(&mut buf) {
-                        Ok(n) => {
-                            let _ = ns::send_frame(p.packet.as_fd(), buf.get(..n).unwrap_or(&[]));
-                        }
-                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(_) => break,
                     }
                 }
             }
-            if dead {
-                // The veth is gone (the machine died): close the socket so
-                // the link namespace is freed.
-                *slot = None;
+            if from_switch != ns::Readiness::Idle {
+                loop {
+                    match p.switch.recv(&mut buf) {
+                        Ok(n) => {
+                            moved = true;
+                            let _ = ns::send_frame(p.packet.as_fd(), buf.get(..n).unwrap_or(&[]));
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
+        }
+        if flagged && !moved {
+            // An error condition that reading did not clear: don't spin.
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }

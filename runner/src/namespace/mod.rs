@@ -4,7 +4,20 @@
 //! instead of a VM. No kernel boots, so the first shell answers in
 //! milliseconds; the machine's NICs are ports of the same switch as the
 //! VMs', so both kinds share one network.
+//!
+//! - `ns.rs`: the system calls (clone, mounts, netlink, packet sockets,
+//!   ptys), all `unsafe` in one place;
+//! - `rootfs.rs`: the root file system as a plan of steps;
+//! - `guest.rs`: the generated guest files (same form as the VM image);
+//! - `link.rs`: veth wiring messages and the frame relay to the switch;
+//! - `tty.rs`: pty bridges for the control shell and the console;
+//! - `machine.rs`: [`NamespaceMachine`], the `Machine` implementation.
 
+pub mod guest;
 pub mod link;
+pub mod machine;
 pub mod ns;
 pub mod rootfs;
+pub mod tty;
+
+pub use machine::{NamespaceConfig, NamespaceMachine, NsNic};

@@ -616,11 +616,29 @@ pub enum Readiness {
 /// Waits until one of `fds` is readable (or `timeout` passes; `None`
 /// waits forever) and reports each one.
 pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<Readiness>> {
+    let asked: Vec<(RawFd, i16)> = fds.iter().map(|&fd| (fd, libc::POLLIN)).collect();
+    Ok(poll(&asked, timeout)?
+        .into_iter()
+        .map(|revents| {
+            if revents & libc::POLLIN != 0 {
+                Readiness::Readable
+            } else if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                Readiness::Closed
+            } else {
+                Readiness::Idle
+            }
+        })
+        .collect())
+}
+
+/// `poll(2)` over `(fd, events)` pairs; returns each fd's `revents`.
+/// Retries on EINTR. `None` waits forever.
+pub fn poll(fds: &[(RawFd, i16)], timeout: Option<Duration>) -> io::Result<Vec<i16>> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|&fd| libc::pollfd {
+        .map(|&(fd, events)| libc::pollfd {
             fd,
-            events: libc::POLLIN,
+            events,
             revents: 0,
         })
         .collect();
@@ -638,18 +656,32 @@ pub fn poll_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec
             return Err(err);
         }
     }
-    Ok(pfds
-        .iter()
-        .map(|p| {
-            if p.revents & libc::POLLIN != 0 {
-                Readiness::Readable
-            } else if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-                Readiness::Closed
-            } else {
-                Readiness::Idle
-            }
-        })
-        .collect())
+    Ok(pfds.iter().map(|p| p.revents).collect())
+}
+
+/// Reads from `fd` into `buf`: `Ok(0)` is end of file (EIO on a pty
+/// master whose slave is closed counts as end of file).
+pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and its length is passed.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EIO) {
+            return Ok(0);
+        }
+        return Err(err);
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Writes some of `buf` to `fd`; returns how much was written.
+pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is live and its length is passed.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Receives one frame from a packet socket into `buf`: `Some(len)`, or
@@ -1017,6 +1049,10 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
                 ),
                 Stage::PacketSocket(n),
             )?;
+            // Up before bind: binding to a down device leaves ENETDOWN
+            // pending on the socket.
+            netlink_call(nl, &nic.peer_up, &mut a.netlink_buf)
+                .map_err(|e| (Stage::PeerUp(n), e))?;
             let index = ifindex(ctl, &nic.peer).map_err(|e| (Stage::PacketSocket(n), e))?;
             let mut addr: libc::sockaddr_ll = std::mem::zeroed();
             addr.sll_family = libc::AF_PACKET as u16;
@@ -1043,8 +1079,6 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
             if let Some(slot) = a.packets.get_mut(i) {
                 *slot = pkt;
             }
-            netlink_call(nl, &nic.peer_up, &mut a.netlink_buf)
-                .map_err(|e| (Stage::PeerUp(n), e))?;
         }
         send_fds(a).map_err(|e| (Stage::SendSockets, e))?;
         for &fd in &a.packets {

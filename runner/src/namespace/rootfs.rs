@@ -219,11 +219,9 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         writable: true,
     });
     for (link, target) in [
-        ("/dev/fd", "/proc/self/fd"),
         ("/dev/stdin", "/proc/self/fd/0"),
         ("/dev/stdout", "/proc/self/fd/1"),
         ("/dev/stderr", "/proc/self/fd/2"),
-        ("/dev/console", "/proc/1/fd/2"),
     ] {
         p.steps.push(Step::Symlink {
             target: cstr(OsStr::new(target), Path::new(target))?,

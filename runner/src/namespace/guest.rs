@@ -1,0 +1,227 @@
+//! What a namespace machine's root contains besides host binaries: the
+//! VM's own init and control shell, a small PID-1 wrapper, and the
+//! machine's configuration files in the same form as the VM image
+//! (`/covnet/machine.env`, `/covnet/services/NN-<name>.sh`, `/etc/hosts`,
+//! ...), plus the machine's files from the spec.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::image::initramfs::{sh_quote, CONTROL_SH, INIT_SH};
+use crate::spec::{FileSource, Machine, Spec};
+
+/// PID 1 of a namespace machine: runs the VM's `/init` unchanged except
+/// for what only a kernel of its own can do. covnet has already mounted the
+/// root, `/proc`, `/sys` and `/dev`; there are no modules to load
+/// (`machine.env` lists none); and the host's devices (`devtmpfs`) must
+/// never be mounted into a machine.
+pub const NS_INIT_SH: &str = r#"#!/bin/sh
+# covnet namespace machine: PID 1 of the machine's PID namespace.
+export COVNET_NAMESPACE=1
+mount() {
+	case " $* " in
+	*" devtmpfs "* | *" proc "* | *" sysfs "*) return 0 ;;
+	esac
+	/bin/busybox mount "$@"
+}
+. /init
+"#;
+
+/// Guest path of [`NS_INIT_SH`].
+pub const NS_INIT_PATH: &str = "/covnet/ns-init.sh";
+
+/// A file to create in the guest: path, contents, mode.
+pub type GuestFileData = (String, Vec<u8>, u32);
+
+/// A host file named by the spec that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read {} for guest file {target}", path.display())]
+pub struct ReadError {
+    /// The host file.
+    pub path: PathBuf,
+    /// Its guest path.
+    pub target: String,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Every generated and spec file of `machine`, in creation order (the
+/// machine's own files last, so they may replace covnet's `/etc` files).
+/// `env` is exported to init, services and the control shell.
+pub fn files(
+    spec: &Spec,
+    machine: &Machine,
+    env: &[(String, String)],
+) -> Result<Vec<GuestFileData>, ReadError> {
+    let mut out: Vec<GuestFileData> = vec![
+        ("/init".into(), INIT_SH.as_bytes().to_vec(), 0o755),
+        (
+            "/covnet/control.sh".into(),
+            CONTROL_SH.as_bytes().to_vec(),
+            0o755,
+        ),
+        (NS_INIT_PATH.into(), NS_INIT_SH.as_bytes().to_vec(), 0o755),
+    ];
+    let mut service_ids = Vec::new();
+    for (i, s) in machine.services.iter().enumerate() {
+        let id = format!("{:02}-{}", i + 1, s.name);
+        let mut script = format!("#!/bin/sh\n# covnet service `{}`\n", s.name);
+        for (k, v) in &s.env {
+            let _ = writeln!(script, "export {k}={}", sh_quote(v));
+        }
+        let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&s.command));
+        out.push((
+            format!("/covnet/services/{id}.sh"),
+            script.into_bytes(),
+            0o755,
+        ));
+        service_ids.push(id);
+    }
+    out.push((
+        "/covnet/machine.env".into(),
+        machine_env(machine, &service_ids, env).into_bytes(),
+        0o644,
+    ));
+    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+    for (name, addr) in spec.hosts() {
+        let _ = writeln!(hosts, "{addr}\t{name}");
+    }
+    out.push(("/etc/hosts".into(), hosts.into_bytes(), 0o644));
+    out.push((
+        "/etc/passwd".into(),
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+            .to_vec(),
+        0o644,
+    ));
+    out.push((
+        "/etc/group".into(),
+        b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+        0o644,
+    ));
+    out.push((
+        "/etc/hostname".into(),
+        format!("{}\n", machine.name).into_bytes(),
+        0o644,
+    ));
+    for f in &machine.files {
+        let data = match &f.source {
+            FileSource::Content(c) => c.clone().into_bytes(),
+            FileSource::Host(path) => std::fs::read(path).map_err(|source| ReadError {
+                path: path.clone(),
+                target: f.target.clone(),
+                source,
+            })?,
+        };
+        out.retain(|(t, _, _)| *t != f.target);
+        out.push((f.target.clone(), data, f.mode));
+    }
+    Ok(out)
+}
+
+/// `/covnet/machine.env` as the VM image writes it, without modules or a
+/// forward NIC (namespace machines have neither).
+pub fn machine_env(machine: &Machine, services: &[String], env: &[(String, String)]) -> String {
+    let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
+    let mut var = |k: &str, v: &str| {
+        let _ = writeln!(s, "{k}={}", sh_quote(v));
+    };
+    var("COVNET_NAME", &machine.name);
+    var("COVNET_INDEX", &machine.index.to_string());
+    var("COVNET_NICS", &machine.nics.len().to_string());
+    for nic in &machine.nics {
+        let i = nic.slot;
+        var(&format!("COVNET_NIC{i}_IF"), &nic.ifname());
+        var(&format!("COVNET_NIC{i}_ADDR"), &nic.address.to_string());
+        var(&format!("COVNET_NIC{i}_PREFIX"), "24");
+        var(&format!("COVNET_NIC{i}_MAC"), &nic.mac_string());
+        var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
+    }
+    var("COVNET_MODULES", "");
+    var("COVNET_SERVICES", &services.join(" "));
+    for (k, v) in env {
+        let _ = writeln!(s, "export {k}={}", sh_quote(v));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec::from_str(
+            r#"
+[machines.server]
+vlans = [1, 2]
+[[machines.server.services]]
+name = "httpd"
+command = "busybox httpd -f -p 80"
+env = { A = "it's" }
+[[machines.server.files]]
+target = "/etc/hosts"
+content = "mine\n"
+[machines.client]
+"#,
+            std::path::Path::new("/nonexistent/net.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn env_has_nics_services_and_no_modules() {
+        let spec = spec();
+        let env = machine_env(
+            &spec.machines[0],
+            &["01-httpd".into()],
+            &[("GCOV_PREFIX".into(), "/covnet/gcov".into())],
+        );
+        assert!(env.contains("COVNET_NAME='server'\n"), "{env}");
+        assert!(env.contains("COVNET_NICS='2'\n"));
+        assert!(env.contains("COVNET_NIC1_ADDR='192.168.2.1'\n"));
+        assert!(env.contains("COVNET_NIC0_MAC='52:54:00:01:01:00'\n"));
+        assert!(env.contains("COVNET_MODULES=''\n"));
+        assert!(env.contains("COVNET_SERVICES='01-httpd'\n"));
+        assert!(env.contains("export GCOV_PREFIX='/covnet/gcov'\n"));
+    }
+
+    #[test]
+    fn files_include_init_services_and_spec_files_last() {
+        let spec = spec();
+        let files = files(&spec, &spec.machines[0], &[]).unwrap();
+        let get = |p: &str| {
+            files
+                .iter()
+                .find(|(t, _, _)| t == p)
+                .map(|(_, d, m)| (d, *m))
+        };
+        assert_eq!(get("/init").unwrap().1, 0o755);
+        assert_eq!(get(NS_INIT_PATH).unwrap().1, 0o755);
+        let svc =
+            String::from_utf8(get("/covnet/services/01-httpd.sh").unwrap().0.clone()).unwrap();
+        assert!(
+            svc.contains("exec /bin/sh -c 'busybox httpd -f -p 80'"),
+            "{svc}"
+        );
+        // The spec's /etc/hosts replaces covnet's.
+        assert_eq!(get("/etc/hosts").unwrap().0, b"mine\n");
+        assert_eq!(
+            files.iter().filter(|(t, _, _)| t == "/etc/hosts").count(),
+            1
+        );
+        let client = super::files(&spec, &spec.machines[1], &[]).unwrap();
+        let hosts = client
+            .iter()
+            .find(|(t, _, _)| t == "/etc/hosts")
+            .map(|(_, d, _)| String::from_utf8_lossy(d).into_owned())
+            .unwrap();
+        assert!(hosts.contains("192.168.1.1\tserver\n"), "{hosts}");
+        assert!(hosts.contains("192.168.1.2\tclient\n"), "{hosts}");
+    }
+
+    #[test]
+    fn wrapper_skips_kernel_only_mounts() {
+        assert!(NS_INIT_SH.contains("devtmpfs"));
+        assert!(NS_INIT_SH.contains(". /init"));
+    }
+}
