@@ -1,5 +1,7 @@
 //! The data file (`.gcda`): per-function arc counters and the run summary.
 
+use std::fmt;
+
 use crate::bytes::{self, Endian, Records, Version, TAG_COUNTER_ARCS, TAG_FUNCTION};
 use crate::bytes::{is_counter_tag, TAG_OBJECT_SUMMARY};
 use crate::error::{ErrorKind, FileKind};
@@ -167,5 +169,67 @@ impl<'a> Data<'a> {
             p.finish()?;
         }
         Ok(out)
+    }
+}
+
+/// A `gcov-dump -l`-like listing, for diagnostics.
+impl fmt::Display for Data<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "data: {}, {:?}-endian, stamp 0x{:08x}",
+            self.version, self.endian, self.stamp
+        )?;
+        if let Some(c) = self.checksum {
+            write!(f, ", checksum 0x{c:08x}")?;
+        }
+        if let (Some(runs), Some(max)) = (self.runs, self.sum_max) {
+            write!(f, ", runs {runs}, sum_max {max}")?;
+        }
+        writeln!(f)?;
+        for func in &self.functions {
+            write!(
+                f,
+                "function @{} ident={} lineno_checksum=0x{:08x} cfg_checksum=0x{:08x}",
+                func.offset, func.ident, func.lineno_checksum, func.cfg_checksum
+            )?;
+            match &func.arcs {
+                None => writeln!(f, " (no arc counters)")?,
+                Some(c) => {
+                    write!(f, "\n  arcs {}:", c.len)?;
+                    for v in c.iter() {
+                        write!(f, " {v}")?;
+                    }
+                    writeln!(f)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{classify_data, Builder, Gcc};
+
+    #[test]
+    fn dump_and_zero_counters() {
+        let bytes = classify_data(Gcc::V12, Endian::Little, &[3, -1]);
+        let data = Data::parse(&bytes).unwrap();
+        let text = data.to_string();
+        assert!(
+            text.contains("gcc 12.2") && text.contains("checksum 0x00005555"),
+            "{text}"
+        );
+        assert!(text.contains("runs 1, sum_max 9"), "{text}");
+        assert!(text.contains("  arcs 2: 3 -1\n"), "{text}");
+        let mut b = Builder::data_header(Gcc::V11, Endian::Big, 1, 0);
+        b.data_function(7, Err(3)).word(0);
+        let bytes = b.bytes();
+        let data = Data::parse(&bytes).unwrap();
+        let arcs = data.functions[0].arcs.unwrap();
+        assert_eq!(arcs.iter().collect::<Vec<_>>(), vec![0, 0, 0]);
+        assert_eq!(data.checksum, None);
     }
 }

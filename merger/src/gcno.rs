@@ -3,6 +3,7 @@
 //! Zero-copy: names and file names borrow the input bytes.
 
 use std::collections::HashSet;
+use std::fmt;
 
 use crate::bytes::TAG_LINES;
 use crate::bytes::{self, Cursor, Endian, Records, Version, TAG_ARCS, TAG_BLOCKS, TAG_FUNCTION};
@@ -299,5 +300,111 @@ fn parse_lines<'a>(f: &mut NotesFunction<'a>, p: &mut Cursor<'a>) -> Result<(), 
                 lines: Vec::new(),
             });
         }
+    }
+}
+
+/// Bytes shown as text, lossily.
+struct Lossy<'a>(&'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
+}
+
+/// A `gcov-dump -l`-like listing, for diagnostics.
+impl fmt::Display for Notes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.version.word().to_be_bytes();
+        writeln!(
+            f,
+            "notes: {} ('{}'), {:?}-endian, stamp 0x{:08x}, cwd {}, unexecuted blocks {}",
+            self.version,
+            Lossy(&v),
+            self.endian,
+            self.stamp,
+            Lossy(self.cwd.unwrap_or(b"-")),
+            if self.supports_unexecuted_blocks {
+                "yes"
+            } else {
+                "no"
+            }
+        )?;
+        for func in &self.functions {
+            writeln!(
+                f,
+                "function `{}` @{} ident={} lineno_checksum=0x{:08x} cfg_checksum=0x{:08x} {}:{}:{}-{}:{}{}",
+                Lossy(func.name),
+                func.offset,
+                func.ident,
+                func.lineno_checksum,
+                func.cfg_checksum,
+                Lossy(func.source),
+                func.start_line,
+                func.start_column,
+                func.end_line,
+                func.end_column,
+                if func.artificial { " artificial" } else { "" }
+            )?;
+            writeln!(f, "  blocks {}", func.blocks)?;
+            let mut src = None;
+            for a in &func.arcs {
+                if src != Some(a.src) {
+                    if src.is_some() {
+                        writeln!(f)?;
+                    }
+                    write!(f, "  block {}:", a.src)?;
+                    src = Some(a.src);
+                }
+                let mut flags = Vec::new();
+                if a.on_tree() {
+                    flags.push("tree");
+                }
+                if a.fake() {
+                    flags.push("fake");
+                }
+                if a.fallthrough() {
+                    flags.push("fall");
+                }
+                write!(f, " {}:{:04x}", a.dst, a.flags)?;
+                if !flags.is_empty() {
+                    write!(f, "({})", flags.join(","))?;
+                }
+            }
+            if src.is_some() {
+                writeln!(f)?;
+            }
+            for loc in &func.locations {
+                write!(f, "  lines block {}: `{}`", loc.block, Lossy(loc.file))?;
+                for l in &loc.lines {
+                    write!(f, " {l}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{classify_notes, Gcc};
+
+    #[test]
+    fn dump_lists_functions_arcs_and_lines() {
+        let bytes = classify_notes(Gcc::V11, Endian::Big);
+        let notes = Notes::parse(&bytes).unwrap();
+        let text = notes.to_string();
+        assert!(
+            text.starts_with("notes: gcc 11.3 ('B13*'), Big-endian, stamp 0x0000abcd, cwd /src")
+        );
+        assert!(text.contains("function `classify` @"), "{text}");
+        assert!(
+            text.contains("  block 2: 3:0004(fall) 4:0001(tree)\n"),
+            "{text}"
+        );
+        assert!(text.contains("  lines block 2: `ifelse.c` 4 7\n"), "{text}");
+        assert_eq!(notes.functions[0].counters(), 2);
     }
 }
