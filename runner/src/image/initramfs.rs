@@ -1007,6 +1007,18 @@ env = { GREETING = "it's me" }
             assert!(is_link("lib64"));
             assert!(is_link("usr/lib64/ld-linux-x86-64.so.2"));
         }
+        // Soname links stay links to the real file.
+        let soname = Path::new("/usr/lib/x86_64-linux-gnu/libcurl.so.4");
+        if std::fs::symlink_metadata(soname)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+        {
+            assert!(is_link("usr/lib/x86_64-linux-gnu/libcurl.so.4"));
+            let real = std::fs::canonicalize(soname).unwrap();
+            let real = get(real.to_str().unwrap().trim_start_matches('/'));
+            assert_eq!(real.1 & 0o170000, 0o100000);
+        }
         let real_libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
         get(real_libc.to_str().unwrap().trim_start_matches('/'));
         // Busybox applets: `sh` stays busybox's even though the script's
