@@ -88,6 +88,16 @@ fn merged_captures_are_accepted_by_lcov_and_genhtml() {
         .expect("unused");
     assert_eq!(never.by_capture.len(), 3);
 
+    // The JSON reads back as an input and gives the same tracefile.
+    let again = work.join("again.info");
+    let res = covnet(&["merge", s(&json), "-o", s(&again)], work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let (a, b) = (
+        Tracefile::read(&out).expect("read"),
+        Tracefile::read(&again).expect("read"),
+    );
+    assert_eq!(a, b);
+
     // Filters and path maps.
     let mapped = work.join("mapped.info");
     let mut args = base.to_vec();
