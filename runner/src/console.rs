@@ -30,8 +30,9 @@ pub const CONTROL_SH: &str = include_str!("guest/control.sh");
 /// Largest file chunk sent in one `PUT` request (before base64).
 pub const PUT_CHUNK: usize = 256 * 1024;
 
-/// How often readiness pings are sent while the guest boots.
-const PING_INTERVAL: Duration = Duration::from_millis(200);
+/// How often readiness pings are sent while the guest boots (the shell
+/// also announces itself, so this only matters for late connections).
+const PING_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Lines of serial console kept in memory per machine.
 pub const CONSOLE_TAIL_LINES: usize = 5000;
@@ -344,7 +345,8 @@ impl ControlChannel {
                 match self.read_line(round, during) {
                     Ok(line) => {
                         if let Some(answered) = parse_end_id(&line) {
-                            if (first..=id).contains(&answered) {
+                            // Id 0: the shell's own announcement at start.
+                            if answered == 0 || (first..=id).contains(&answered) {
                                 return Ok(());
                             }
                         }

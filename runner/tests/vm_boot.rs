@@ -202,6 +202,15 @@ fn boot_execute_copy_timeout_shutdown_restart_crash() {
     assert!(events
         .iter()
         .any(|e| e.to_string() == "alpha| covnet-test-init-done"));
+    let stops: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            MachineEvent::Stopped { how, .. } => Some(how.as_str()),
+            _ => None,
+        })
+        .collect();
+    // The shutdown was the guest's own (QEMU exited 0), the crash a SIGKILL.
+    assert_eq!(stops, ["exit status: 0", "signal: 9 (SIGKILL)"]);
 }
 
 #[test]

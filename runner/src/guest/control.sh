@@ -35,6 +35,9 @@ if [ "$dev" != - ]; then
 	exec <"$dev" >"$dev"
 	stty raw -echo || echo "covnet control: stty on $dev failed" >&2
 fi
+# Announce readiness (request id 0) for a host that is already connected;
+# the host also pings, in case it connected later.
+echo "=covnet 0 end 0"
 
 # reply_files ID STATUS OUTFILE ERRFILE
 reply_files() {
@@ -107,7 +110,9 @@ do_poweroff() {
 	done
 	sync
 	echo "=covnet $1 end 0"
-	poweroff -f
+	# QEMU runs with -no-reboot, so a reset ends it; unlike an ACPI
+	# power-off this also works when the guest booted with acpi=off.
+	reboot -f
 }
 
 while IFS=' ' read -r id op a1 a2 a3 a4; do

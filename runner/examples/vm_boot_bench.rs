@@ -1,0 +1,104 @@
+//! Measures a VM's time to first shell: from spawning QEMU until the
+//! control shell on `hvc0` answers a ping, with covnet's real initramfs
+//! (init.sh + control.sh + virtio modules + busybox, one NIC on a switch).
+//!
+//! Usage: `cargo run -p covnet-runner --example vm_boot_bench -- [RUNS] [VARIANT...]`
+//! Variants: `gzip` (the image as built), `plain` (the same image
+//! decompressed), `nonic` (no NIC, plain image), `seabios` (plain, no qboot).
+//! Prints one line per boot and a summary line per variant.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use covnet_runner::accel::{self, AccelRequest};
+use covnet_runner::image::initramfs::ImageBuilder;
+use covnet_runner::image::kernel::Kernel;
+use covnet_runner::machine::{EventSink, Machine, MachineEvent};
+use covnet_runner::rundir::RunDir;
+use covnet_runner::spec::Spec;
+use covnet_runner::switch::Switch;
+use covnet_runner::vm::{Vm, VmConfig};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = match args.next() {
+        Some(n) => n.parse().context("RUNS must be a number")?,
+        None => 5,
+    };
+    let mut variants: Vec<String> = args.collect();
+    if variants.is_empty() {
+        variants = vec!["gzip".into(), "plain".into()];
+    }
+    let accel = accel::resolve(AccelRequest::Auto);
+    let run = RunDir::create()?;
+    let spec_path = run.file("bench.toml");
+    let spec = Spec::from_str("[machines.bench]\n", &spec_path)?;
+    let machine = spec.machines.first().context("one machine")?;
+    let kernel = Kernel::host_default()?;
+    let image = ImageBuilder::new(&spec, machine, &kernel)
+        .cache_dir(run.file("cache"))
+        .build()?;
+    let plain = run.file("plain.cpio");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&image.path)?).read_to_end(&mut bytes)?;
+    std::fs::write(&plain, &bytes)?;
+    let gz_len = std::fs::metadata(&image.path)?.len();
+    println!(
+        "accel={accel} kernel={} image={} ({} KiB gzip, {} KiB plain)",
+        kernel.image.display(),
+        image.path.display(),
+        gz_len / 1024,
+        bytes.len() / 1024
+    );
+    let switch = Arc::new(Switch::start()?);
+    for variant in &variants {
+        let mut cfg = VmConfig::from_spec(machine, &kernel.image, &plain, accel, None);
+        cfg.name = format!("bench-{variant}");
+        match variant.as_str() {
+            "gzip" => cfg.initrd = image.path.clone(),
+            "plain" => {}
+            "nonic" => cfg.nics.clear(),
+            "seabios" => cfg.bios = None,
+            other => anyhow::bail!("unknown variant `{other}`"),
+        }
+        // With COVNET_BENCH_TRACE=1, print console lines with their time
+        // since QEMU was spawned.
+        let trace = std::env::var_os("COVNET_BENCH_TRACE").is_some();
+        let t0 = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+        let events = EventSink::from_fn(move |ev| {
+            let mut start = t0.lock().unwrap_or_else(|p| p.into_inner());
+            match ev {
+                MachineEvent::Booting { .. } => *start = std::time::Instant::now(),
+                MachineEvent::ConsoleLine { line, .. } if trace => {
+                    println!("  {:7.3}s | {line}", start.elapsed().as_secs_f64())
+                }
+                _ => {}
+            }
+        });
+        let vm = Vm::new(cfg, &run, Some(Arc::clone(&switch)), events)?;
+        let mut times = Vec::new();
+        for i in 0..runs {
+            vm.start()
+                .with_context(|| format!("boot {i} of variant {variant}"))?;
+            let t = vm.boot_time().unwrap_or(Duration::ZERO);
+            println!("{variant} run {i}: {:.3}s", t.as_secs_f64());
+            times.push(t);
+            vm.crash()?;
+        }
+        times.sort();
+        let median = times.get(times.len() / 2).copied().unwrap_or_default();
+        let (min, max) = (
+            times.first().copied().unwrap_or_default(),
+            times.last().copied().unwrap_or_default(),
+        );
+        println!(
+            "SUMMARY {variant}: runs={runs} median={:.3}s min={:.3}s max={:.3}s",
+            median.as_secs_f64(),
+            min.as_secs_f64(),
+            max.as_secs_f64()
+        );
+    }
+    Ok(())
+}
