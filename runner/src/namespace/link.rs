@@ -333,14 +333,9 @@ fn relay(ports: Vec<RelayPort>, wake: &OwnedFd, stop: &AtomicBool) {
                 }
             }
             if from_switch != ns::Readiness::Idle {
-                loop {
-                    match p.switch.recv(&mut buf) {
-                        Ok(n) => {
-                            moved = true;
-                            let _ = ns::send_frame(p.packet.as_fd(), buf.get(..n).unwrap_or(&[]));
-                        }
-                        Err(_) => break,
-                    }
+                while let Ok(n) = p.switch.recv(&mut buf) {
+                    moved = true;
+                    let _ = ns::send_frame(p.packet.as_fd(), buf.get(..n).unwrap_or(&[]));
                 }
             }
         }
