@@ -6,3 +6,4 @@ mod lcov_peer;
 mod merge_cli;
 mod exactness;
 mod vm_network;
+mod namespace;
