@@ -229,11 +229,19 @@ pub struct Program {
     pub src: PathBuf,
     /// Build directory (objects, `.gcno`, the executable `prog`).
     pub build: PathBuf,
+    /// Extra compiler flags.
+    flags: Vec<String>,
 }
 
 impl Program {
     /// Writes and compiles the program.
     pub fn build() -> Result<Program> {
+        Program::build_with(&[])
+    }
+
+    /// Writes and compiles the program with extra compiler flags; `{dir}`
+    /// in a flag stands for the temporary directory.
+    pub fn build_with(flags: &[&str]) -> Result<Program> {
         let dir = tempfile::tempdir().context("failed to create a temp dir")?;
         let src = dir.path().join("src");
         let build = dir.path().join("build");
@@ -242,7 +250,14 @@ impl Program {
         for (name, text) in [("main.c", MAIN_C), ("util.c", UTIL_C), ("util.h", UTIL_H)] {
             std::fs::write(src.join(name), text)?;
         }
-        let p = Program { dir, src, build };
+        let root = dir.path().to_string_lossy().into_owned();
+        let flags = flags.iter().map(|f| f.replace("{dir}", &root)).collect();
+        let p = Program {
+            dir,
+            src,
+            build,
+            flags,
+        };
         p.compile("main")?;
         p.compile("util")?;
         p.link()?;
@@ -254,9 +269,12 @@ impl Program {
         run_ok(
             Command::new("gcc")
                 .args(["--coverage", "-O0", "-c"])
+                .args(&self.flags)
                 .arg(self.src.join(format!("{stem}.c")))
                 .arg("-o")
-                .arg(self.build.join(format!("{stem}.o")))
+                // Relative, as make does: with -fprofile-dir GCC then
+                // writes `#`-mangled data file names.
+                .arg(format!("{stem}.o"))
                 .current_dir(&self.build),
         )
         .context("gcc is required for the merge tests")?;

@@ -326,3 +326,49 @@ fn mixed_inputs_names_and_usage_errors() {
     assert!(res.stderr.contains("garbage.info:1"), "{res}");
     lcov_summary(&bad).expect("the good input was written");
 }
+
+/// `-fprofile-dir` makes GCC write `#`-mangled names into one directory;
+/// with the build tree moved, `--path-map` maps the old build path.
+#[test]
+fn profile_dir_names_and_moved_build_tree() {
+    let p = Program::build_with(&["-fprofile-dir={dir}/pd"]).expect("build");
+    let cap = p.capture("pd", &["9"]).expect("run");
+    let pd = cap
+        .join(p.dir.path().strip_prefix("/").expect("absolute"))
+        .join("pd");
+    let names: Vec<String> = std::fs::read_dir(&pd)
+        .expect("profile dir written")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.starts_with('#')), "{names:?}");
+    let expected = p.dir.path().join("expected.info");
+    let res = covnet(
+        &["merge", "--build", s(&p.build), s(&cap), "-o", s(&expected)],
+        p.dir.path(),
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let expected = Tracefile::read(&expected).expect("read");
+    assert!(expected.lines.values().any(|c| *c > 0));
+    // Move the build tree: the mangled names still name the old place.
+    let moved = p.dir.path().join("moved-build");
+    std::fs::rename(&p.build, &moved).expect("move build tree");
+    let out = p.dir.path().join("moved.info");
+    let map = format!("{}={}", s(&p.build), s(&moved));
+    let res = covnet(
+        &[
+            "merge",
+            "--build",
+            s(&moved),
+            s(&cap),
+            "--path-map",
+            &map,
+            "-o",
+            s(&out),
+        ],
+        p.dir.path(),
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(Tracefile::read(&out).expect("read"), expected);
+}
