@@ -172,6 +172,8 @@ struct State {
     cases: Mutex<Vec<TestCase>>,
     failed_subtests: Mutex<Vec<String>>,
     output: Mutex<String>,
+    /// A subtest recorded the failure that ends the script.
+    failure_recorded: std::sync::atomic::AtomicBool,
 }
 
 fn script_position(pos: Position) -> Option<ScriptPosition> {
@@ -330,6 +332,7 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
         cases: Mutex::new(Vec::new()),
         failed_subtests: Mutex::new(Vec::new()),
         output: Mutex::new(String::new()),
+        failure_recorded: std::sync::atomic::AtomicBool::new(false),
     });
 
     // Watchdog: when the time limit passes, interrupt the run and kill the
@@ -380,12 +383,16 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
     };
     let elapsed = started.elapsed();
     // The whole script is a case of its own, so a failure outside any
-    // subtest still shows in JUnit.
-    let whole = match &result {
-        Err(ScriptFailure::Subtests { .. }) | Ok(()) => None,
-        Err(f) => Some(f),
-    };
-    state.record("script", elapsed, whole);
+    // subtest still shows in JUnit; one a subtest already recorded is not
+    // counted twice.
+    let recorded = state
+        .failure_recorded
+        .load(std::sync::atomic::Ordering::SeqCst);
+    match &result {
+        Err(ScriptFailure::Step(_) | ScriptFailure::Script { .. }) if recorded => {}
+        Err(ScriptFailure::Subtests { .. }) | Ok(()) => state.record("script", elapsed, None),
+        Err(f) => state.record("script", elapsed, Some(f)),
+    }
     ctx.events.send(RunEvent::ScriptEnd {
         result: match &result {
             Ok(()) => Ok(elapsed),
@@ -646,6 +653,8 @@ fn register_globals(engine: &mut Engine, state: &Arc<State>) {
                         return Ok(Dynamic::UNIT);
                     }
                     // Re-raise with the full error kept for the final report.
+                    s.failure_recorded
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                     Err(match failure {
                         ScriptFailure::Step(step) => s.fail(&ctx, step),
                         _ => err,
@@ -1080,7 +1089,8 @@ mod tests {
             }
             other => panic!("expected step failure, got {other:?}"),
         }
-        assert_eq!(report.cases.len(), 2);
+        // The failure is counted once, in its subtest.
+        assert_eq!(report.cases.len(), 1);
     }
 
     #[test]

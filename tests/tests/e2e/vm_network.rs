@@ -267,6 +267,12 @@ fn hanging_command_times_out_and_machine_survives() {
         m.succeed("echo still here").expect("usable"),
         "still here\n"
     );
+    m.crash().expect("crash");
+    assert!(!m.is_running());
+    let err = m
+        .succeed("true")
+        .expect_err("a crashed machine runs nothing");
+    assert!(err.to_string().contains("machine `lonely`"), "{err}");
     t.finish();
 }
 
@@ -333,6 +339,73 @@ fn cli_script_timeout_kills_everything_and_bundles() {
         .expect("run directory printed");
     assert_no_qemu_left(&run_dir);
     let _ = std::fs::remove_dir_all(&run_dir);
+}
+
+/// Through the CLI, a failing step in a script that also copies files
+/// both ways and waits for console text: exit 2, the failure names the
+/// script position, and the bundle holds the console logs, the service
+/// log pulled from the guest and the script excerpt.
+#[test]
+fn cli_failed_step_leaves_bundle_with_service_logs() {
+    require_vm_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("payload.txt"), "payload 42\n").expect("payload");
+    let script = r#"start_all();
+server.wait_for_service("httpd");
+server.succeed("echo marker-5150 > /dev/console");
+server.wait_for_console_text("marker-5150", "60s");
+server.copy_to_vm("payload.txt", "/tmp/payload.txt");
+if server.succeed("cat /tmp/payload.txt") != "payload 42\n" { throw "copy_to_vm lost data"; }
+server.copy_from_vm("/srv/www/index.html", "pulled/index.html");
+subtest("missing page", || {
+    client.succeed("wget -q -O - http://server/missing.html");
+});
+"#;
+    let spec = format!("{WEB}\n[test]\ntimeout = \"5m\"\nscript = '''\n{script}'''\n");
+    let spec_path = write_spec(dir.path(), "fail.toml", &spec);
+    let out_dir = dir.path().join("out");
+    let junit = dir.path().join("junit.xml");
+    let out = covnet(
+        &[
+            "run",
+            spec_path.to_str().expect("utf-8 path"),
+            "--out",
+            out_dir.to_str().expect("utf-8 path"),
+            "--junit",
+            junit.to_str().expect("utf-8 path"),
+        ],
+        dir.path(),
+    )
+    .expect("covnet runs");
+    let stderr = out.stderr.clone();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "machine `client`: succeed(`wget -q -O - http://server/missing.html`) failed at script line 9, column 12: command exited with status 1"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("404"), "wget's stderr is shown:\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("pulled/index.html")).expect("copied from vm"),
+        "<h1>hello from covnet</h1>"
+    );
+    let bundle = out_dir.join("failure");
+    let report = std::fs::read_to_string(bundle.join("report.txt")).expect("report");
+    assert!(
+        report.contains("script position: line 9, column 12"),
+        "{report}"
+    );
+    assert!(report.contains(">    9 |     client.succeed("), "{report}");
+    assert!(
+        bundle.join("server/var/log/httpd.log").is_file(),
+        "{report}"
+    );
+    let console = std::fs::read_to_string(bundle.join("server/console.log")).expect("console");
+    assert!(console.contains("marker-5150"), "{console}");
+    assert!(bundle.join("client/console.log").is_file());
+    let xml = std::fs::read_to_string(&junit).expect("junit");
+    assert!(xml.contains(r#"failures="1""#), "{xml}");
 }
 
 /// (d) a host program with shared libraries runs in the guest thanks to
