@@ -91,14 +91,114 @@ pub enum ChannelError {
 }
 
 /// One reply: output sections and status.
-#[derive(Debug, Default)]
-struct Reply {
-    out: Vec<u8>,
-    err: Vec<u8>,
-    status: i32,
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The command's stdout, decoded.
+    pub out: Vec<u8>,
+    /// The command's stderr, decoded.
+    pub err: Vec<u8>,
+    /// The exit status.
+    pub status: i32,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Why a line of a reply is not the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A marker of this request that is neither `out`, `err` nor
+    /// `end <status>`.
+    #[error("unexpected marker `{line}`")]
+    Marker {
+        /// The whole line, lossily.
+        line: String,
+    },
+    /// A section's payload is not base64 (the error names the offset).
+    #[error("bad base64 in {section}: {cause}")]
+    Base64 {
+        /// `stdout` or `stderr`.
+        section: &'static str,
+        /// What the decoder found, with its offset.
+        cause: base64::DecodeError,
+    },
+}
+
+/// Pure decoder of the lines the guest sends back for one request: no IO,
+/// so the framing can be tested and fuzzed on its own. Lines that are not
+/// part of the reply (stale replies, echo before the guest set raw mode)
+/// are skipped.
+#[derive(Debug)]
+pub struct ReplyDecoder {
+    prefix: Vec<u8>,
+    section: Section,
+    out_b64: Vec<u8>,
+    err_b64: Vec<u8>,
+}
+
+impl ReplyDecoder {
+    /// A decoder for the reply to request `id`.
+    pub fn new(id: u64) -> ReplyDecoder {
+        ReplyDecoder {
+            prefix: format!("=covnet {id} ").into_bytes(),
+            section: Section::None,
+            out_b64: Vec::new(),
+            err_b64: Vec::new(),
+        }
+    }
+
+    /// Feeds one line (without its line end); returns the reply once its
+    /// `end` marker arrived.
+    pub fn line(&mut self, line: &[u8]) -> Result<Option<Reply>, FrameError> {
+        if let Some(rest) = line.strip_prefix(self.prefix.as_slice()) {
+            match rest {
+                b"out" => self.section = Section::Out,
+                b"err" => self.section = Section::Err,
+                _ => {
+                    let status = rest
+                        .strip_prefix(b"end ")
+                        .and_then(|s| std::str::from_utf8(s).ok())
+                        .and_then(|s| s.trim().parse::<i32>().ok())
+                        .ok_or_else(|| FrameError::Marker {
+                            line: String::from_utf8_lossy(line).into_owned(),
+                        })?;
+                    let decode = |data: &[u8], section: &'static str| {
+                        B64.decode(data)
+                            .map_err(|cause| FrameError::Base64 { section, cause })
+                    };
+                    return Ok(Some(Reply {
+                        out: decode(&self.out_b64, "stdout")?,
+                        err: decode(&self.err_b64, "stderr")?,
+                        status,
+                    }));
+                }
+            }
+        } else if line.starts_with(b"=covnet ") {
+            // A marker of another request: not ours.
+            self.section = Section::None;
+        } else {
+            let data = line.iter().copied().filter(|b| !b.is_ascii_whitespace());
+            match self.section {
+                Section::Out => self.out_b64.extend(data),
+                Section::Err => self.err_b64.extend(data),
+                Section::None => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Takes the next complete line out of `pending`, without its `\n` and one
+/// `\r` before it; `None` while no line is complete.
+pub fn take_line(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let pos = pending.iter().position(|&b| b == b'\n')?;
+    let mut line: Vec<u8> = pending.drain(..=pos).collect();
+    line.pop();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Some(line)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Section {
     None,
     Out,
@@ -182,12 +282,7 @@ impl ControlChannel {
     /// Reads one line (without `\n`, a trailing `\r` removed).
     fn read_line(&mut self, deadline: Instant, during: &str) -> Result<Vec<u8>, ChannelError> {
         loop {
-            if let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.pending.drain(..=pos).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
+            if let Some(line) = take_line(&mut self.pending) {
                 return Ok(line);
             }
             let Some(left) = remaining(deadline) else {
@@ -241,51 +336,15 @@ impl ControlChannel {
         deadline: Instant,
         during: &str,
     ) -> Result<Reply, ChannelError> {
-        let prefix = format!("=covnet {id} ");
-        let mut section = Section::None;
-        let mut out_b64 = Vec::new();
-        let mut err_b64 = Vec::new();
+        let mut decoder = ReplyDecoder::new(id);
         loop {
             let line = self.read_line(deadline, during)?;
-            if let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
-                match rest {
-                    b"out" => section = Section::Out,
-                    b"err" => section = Section::Err,
-                    _ => {
-                        let status = rest
-                            .strip_prefix(b"end ")
-                            .and_then(|s| std::str::from_utf8(s).ok())
-                            .and_then(|s| s.trim().parse::<i32>().ok())
-                            .ok_or_else(|| ChannelError::Protocol {
-                                during: during.to_owned(),
-                                detail: format!(
-                                    "unexpected marker `{}`",
-                                    String::from_utf8_lossy(&line)
-                                ),
-                            })?;
-                        let decode = |data: &[u8], what: &str| {
-                            B64.decode(data).map_err(|err| ChannelError::Protocol {
-                                during: during.to_owned(),
-                                detail: format!("bad base64 in {what}: {err}"),
-                            })
-                        };
-                        return Ok(Reply {
-                            out: decode(&out_b64, "stdout")?,
-                            err: decode(&err_b64, "stderr")?,
-                            status,
-                        });
-                    }
-                }
-            } else if line.starts_with(b"=covnet ") {
-                // A marker of another request: not ours.
-                section = Section::None;
-            } else {
-                let data = line.iter().copied().filter(|b| !b.is_ascii_whitespace());
-                match section {
-                    Section::Out => out_b64.extend(data),
-                    Section::Err => err_b64.extend(data),
-                    Section::None => {}
-                }
+            let decoded = decoder.line(&line).map_err(|e| ChannelError::Protocol {
+                during: during.to_owned(),
+                detail: e.to_string(),
+            })?;
+            if let Some(reply) = decoded {
+                return Ok(reply);
             }
         }
     }
@@ -467,8 +526,8 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
-/// The id of an `=covnet <id> end <status>` line.
-fn parse_end_id(line: &[u8]) -> Option<u64> {
+/// The id of an `=covnet <id> end <status>` line (any status).
+pub fn parse_end_id(line: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(line).ok()?;
     let mut words = text.split(' ');
     (words.next()? == "=covnet").then_some(())?;
@@ -908,6 +967,38 @@ mod tests {
         guest.write_all(b"=covnet 1 end x\n").expect("write");
         let err = channel.execute("x", SLACK, SLACK).expect_err("bad status");
         assert!(matches!(err, ChannelError::Protocol { .. }), "{err}");
+    }
+
+    #[test]
+    fn decoder_is_pure_and_names_what_is_wrong() {
+        let mut pending =
+            b"junk\r\n=covnet 3 out\nYWI=\n=covnet 3 err\n=covnet 3 end 2\npart".to_vec();
+        let mut d = ReplyDecoder::new(3);
+        let mut reply = None;
+        while let Some(line) = take_line(&mut pending) {
+            if let Some(r) = d.line(&line).expect("valid frame") {
+                reply = Some(r);
+            }
+        }
+        assert_eq!(pending, b"part");
+        let reply = reply.expect("reply");
+        assert_eq!((reply.out.as_slice(), reply.status), (&b"ab"[..], 2));
+        assert_eq!(parse_end_id(b"=covnet 3 end 2"), Some(3));
+        let mut d = ReplyDecoder::new(1);
+        d.line(b"=covnet 1 out").expect("marker");
+        d.line(b"YW?=").expect("data");
+        let err = d.line(b"=covnet 1 end 0").expect_err("bad base64");
+        assert!(
+            matches!(
+                err,
+                FrameError::Base64 {
+                    section: "stdout",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("offset 2"), "{err}");
     }
 
     #[test]
