@@ -472,14 +472,27 @@ impl Compared {
     }
 }
 
-/// Compares covnet's coverage of one object with gcov's; mismatches are
-/// appended to `out` prefixed with `what`.
+/// Where differences between covnet and gcov go.
+#[derive(Debug, Default)]
+pub struct Differences {
+    /// Count, flag or structure differences: always failures.
+    pub mismatches: Vec<String>,
+    /// Demangled-name differences of functions outside `strict_root`
+    /// (system headers), where `cpp_demangle` and libiberty may disagree.
+    pub demangling: Vec<String>,
+}
+
+/// Compares covnet's coverage of one object with gcov's, prefixing each
+/// difference with `what`. Demangled names must match for functions
+/// declared under `strict_root`.
 pub fn compare(
     what: &str,
     cov: &covnet_merger::model::Coverage,
     oracle: &Oracle,
-    out: &mut Vec<String>,
+    strict_root: &Path,
+    diffs: &mut Differences,
 ) -> Compared {
+    let out = &mut diffs.mismatches;
     let mut n = Compared::default();
     let mut ours_lines: BTreeMap<String, BTreeMap<u32, OracleLine>> = BTreeMap::new();
     let mut ours_fns: BTreeMap<String, BTreeMap<(String, u32), OracleFunction>> = BTreeMap::new();
@@ -556,8 +569,25 @@ pub fn compare(
         for key in keys {
             n.functions += 1;
             let (a, b) = (ours.get(key), theirs.get(key));
-            if a != b {
-                out.push(format!(
+            let same_but_name = match (a, b) {
+                (Some(x), Some(y)) => {
+                    x.demangled != y.demangled
+                        && OracleFunction {
+                            demangled: y.demangled.clone(),
+                            ..x.clone()
+                        } == *y
+                }
+                _ => false,
+            };
+            if same_but_name && !Path::new(path).starts_with(strict_root) {
+                diffs.demangling.push(format!(
+                    "{what}: {path}: {}: covnet `{}`, gcov `{}`",
+                    key.0,
+                    a.map(|x| x.demangled.as_str()).unwrap_or_default(),
+                    b.map(|x| x.demangled.as_str()).unwrap_or_default()
+                ));
+            } else if a != b {
+                diffs.mismatches.push(format!(
                     "{what}: {path}: function {}@{}: covnet {a:?}, gcov {b:?}",
                     key.0, key.1
                 ));
