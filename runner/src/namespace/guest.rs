@@ -12,7 +12,8 @@ use crate::spec::{FileSource, Machine, Spec};
 
 /// PID 1 of a namespace machine: runs the VM's `/init` unchanged except
 /// for what only a kernel of its own can do. covnet has already mounted the
-/// root, `/proc`, `/sys` and `/dev`; there are no modules to load
+/// root (a private tmpfs, so `/run` and `/tmp` need none of their own),
+/// `/proc`, `/sys` and `/dev`; there are no modules to load
 /// (`machine.env` lists none); and the host's devices (`devtmpfs`) must
 /// never be mounted into a machine.
 pub const NS_INIT_SH: &str = r#"#!/bin/sh
@@ -20,7 +21,7 @@ pub const NS_INIT_SH: &str = r#"#!/bin/sh
 export COVNET_NAMESPACE=1
 mount() {
 	case " $* " in
-	*" devtmpfs "* | *" proc "* | *" sysfs "*) return 0 ;;
+	*" devtmpfs "* | *" proc "* | *" sysfs "* | *" /run "* | *" /tmp "*) return 0 ;;
 	esac
 	/bin/busybox mount "$@"
 }

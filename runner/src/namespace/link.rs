@@ -3,10 +3,10 @@
 //! `AF_PACKET` socket, relayed to the VLAN's switch port exactly as QEMU's
 //! `-netdev dgram` does (one Ethernet frame per unix datagram).
 //!
-//! The veth pairs are created by the machine's first process inside a
-//! network namespace of its own (the "link" namespace, owned by the
-//! machine's user namespace when covnet is not root), then `eth<i>` moves
-//! into the machine's network namespace. Nothing touches the host's
+//! The veth pairs are created by the machine's first process: `eth<i>` in
+//! the machine's network namespace and its peer, directly, in a second
+//! network namespace of the machine's own (the "link" namespace, owned by
+//! the machine's user namespace when covnet is not root). Nothing touches the host's
 //! network: when the machine dies its namespace takes `eth<i>` and so the
 //! whole pair with it, and the link namespace goes when the runner closes
 //! its packet sockets.
@@ -74,13 +74,11 @@ pub struct NicWiring {
     pub eth: IfName,
     /// The runner-side name (in the link namespace).
     pub peer: IfName,
-    /// `RTM_NEWLINK` creating the pair with the machine's MAC.
+    /// `RTM_NEWLINK` creating the pair with the machine's MAC, the peer in
+    /// the namespace whose fd goes at `peer_ns_fd_at`.
     pub create: Vec<u8>,
-    /// `RTM_SETLINK` moving `eth<i>` into another namespace; the namespace
-    /// fd goes at `move_fd_at`.
-    pub move_to: Vec<u8>,
-    /// Offset of the 4-byte namespace fd in `move_to`.
-    pub move_fd_at: usize,
+    /// Offset of the peer's 4-byte namespace fd in `create`.
+    pub peer_ns_fd_at: usize,
     /// `RTM_SETLINK` taking the peer up.
     pub peer_up: Vec<u8>,
 }
@@ -91,14 +89,13 @@ impl NicWiring {
     pub fn new(slot: u8, mac: [u8; 6], seq: u32) -> NicWiring {
         let eth = format!("eth{slot}");
         let peer = format!("covnet{slot}");
-        let (move_to, move_fd_at) = move_to_netns(seq.wrapping_add(1), &eth);
+        let (create, peer_ns_fd_at) = create_veth(seq, &eth, mac, &peer);
         NicWiring {
             eth: ifname(&eth).unwrap_or([0; MAX_IFNAME + 1]),
             peer: ifname(&peer).unwrap_or([0; MAX_IFNAME + 1]),
-            create: create_veth(seq, &eth, mac, &peer),
-            move_to,
-            move_fd_at,
-            peer_up: set_up(seq.wrapping_add(2), &peer),
+            create,
+            peer_ns_fd_at,
+            peer_up: set_up(seq.wrapping_add(1), &peer),
         }
     }
 }
@@ -174,8 +171,9 @@ impl Msg {
     }
 }
 
-/// `ip link add <name> address <mac> type veth peer name <peer>`.
-pub fn create_veth(seq: u32, name: &str, mac: [u8; 6], peer: &str) -> Vec<u8> {
+/// `ip link add <name> address <mac> type veth peer name <peer> netns
+/// <fd>`: the message and the offset of the peer's namespace fd.
+pub fn create_veth(seq: u32, name: &str, mac: [u8; 6], peer: &str) -> (Vec<u8>, usize) {
     let mut m = Msg::new(
         RTM_NEWLINK,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -191,18 +189,11 @@ pub fn create_veth(seq: u32, name: &str, mac: [u8; 6], peer: &str) -> Vec<u8> {
     let peer_at = m.begin(VETH_INFO_PEER);
     Msg::ifinfo(&mut m.0, 0, 0);
     m.str_attr(IFLA_IFNAME, peer);
+    let fd_at = m.attr(IFLA_NET_NS_FD, &0u32.to_ne_bytes());
     m.end(peer_at);
     m.end(data);
     m.end(info);
-    m.finish()
-}
-
-/// `ip link set <name> netns <fd>`: the message and the offset of the fd.
-pub fn move_to_netns(seq: u32, name: &str) -> (Vec<u8>, usize) {
-    let mut m = Msg::new(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0, 0);
-    m.str_attr(IFLA_IFNAME, name);
-    let at = m.attr(IFLA_NET_NS_FD, &0u32.to_ne_bytes());
-    (m.finish(), at)
+    (m.finish(), fd_at)
 }
 
 /// `ip link set <name> up`.
@@ -365,7 +356,7 @@ mod tests {
 
     #[test]
     fn create_veth_layout() {
-        let m = create_veth(7, "eth0", [0x52, 0x54, 0, 1, 2, 0], "covnet0");
+        let (m, fd_at) = create_veth(7, "eth0", [0x52, 0x54, 0, 1, 2, 0], "covnet0");
         assert_eq!(
             u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize,
             m.len()
@@ -391,20 +382,14 @@ mod tests {
         assert_eq!(u16_at(&m, li + 2), IFLA_LINKINFO);
         assert_eq!(li + usize::from(u16_at(&m, li)), m.len());
         assert_eq!(&m[li + 8..li + 13], b"veth\0");
-        // The peer's name is the last thing in the message.
-        let tail = &m[m.len() - 12..];
-        assert_eq!(u16_at(tail, 0), 12);
-        assert_eq!(u16_at(tail, 2), IFLA_IFNAME);
-        assert_eq!(&tail[4..12], b"covnet0\0");
-    }
-
-    #[test]
-    fn move_message_has_the_fd_slot_last() {
-        let (m, at) = move_to_netns(3, "eth1");
-        assert_eq!(u16_at(&m, 4), RTM_SETLINK);
-        assert_eq!(at + 4, m.len());
-        assert_eq!(u16_at(&m, at - 2), IFLA_NET_NS_FD);
-        assert_eq!(u16_at(&m, at - 4), 8);
+        // The peer's name, then its namespace fd, end the message.
+        assert_eq!(fd_at + 4, m.len());
+        assert_eq!(u16_at(&m, fd_at - 2), IFLA_NET_NS_FD);
+        assert_eq!(u16_at(&m, fd_at - 4), 8);
+        let name = &m[fd_at - 16..fd_at - 4];
+        assert_eq!(u16_at(name, 0), 12);
+        assert_eq!(u16_at(name, 2), IFLA_IFNAME);
+        assert_eq!(&name[4..12], b"covnet0\0");
     }
 
     #[test]
@@ -434,6 +419,6 @@ mod tests {
         let w = NicWiring::new(1, [0x52, 0x54, 0, 1, 1, 1], 10);
         assert_eq!(&w.eth[..5], b"eth1\0");
         assert_eq!(&w.peer[..8], b"covnet1\0");
-        assert_eq!(w.move_fd_at + 4, w.move_to.len());
+        assert_eq!(w.peer_ns_fd_at + 4, w.create.len());
     }
 }

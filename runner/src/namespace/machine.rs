@@ -39,8 +39,6 @@ pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CHANNEL_SLACK: Duration = Duration::from_secs(3);
 /// Longest the guest's services get to exit after SIGTERM on shutdown.
 pub const SERVICE_STOP_GRACE: Duration = Duration::from_secs(5);
-/// Directories that get a busybox applet link (as in the VM image).
-const APPLET_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin"];
 /// Host bytes per second assumed for copies through the control shell.
 const COPY_BYTES_PER_SEC: u64 = 8 * 1024 * 1024;
 
@@ -197,10 +195,6 @@ impl NamespaceMachine {
                 std::io::Error::other("not a busybox binary"),
             ));
         }
-        let applets = APPLET_DIRS
-            .iter()
-            .flat_map(|d| names.iter().map(move |a| format!("{d}/{a}")))
-            .collect();
         let host_files = closure::closure(&cfg.programs, &SearchPaths::host()).map_err(|err| {
             io_err(
                 "resolve the programs' shared libraries".into(),
@@ -209,7 +203,7 @@ impl NamespaceMachine {
         })?;
         let inputs = Inputs {
             busybox: cfg.busybox.clone(),
-            applets,
+            applets: names,
             host_files,
             files: cfg.files.clone(),
             control_tty: PathBuf::new(),

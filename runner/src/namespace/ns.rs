@@ -50,8 +50,6 @@ pub enum Stage {
     Offload(u32),
     /// Creating, entering or opening a network namespace.
     NetNamespace,
-    /// Moving `eth<n>` into the machine's namespace.
-    MoveLink(u32),
     /// Opening the packet socket of NIC `n`.
     PacketSocket(u32),
     /// Taking NIC `n`'s peer up.
@@ -80,7 +78,6 @@ impl Stage {
             Stage::CreateVeth(n) => (3, n),
             Stage::Offload(n) => (4, n),
             Stage::NetNamespace => (5, 0),
-            Stage::MoveLink(n) => (6, n),
             Stage::PacketSocket(n) => (7, n),
             Stage::PeerUp(n) => (8, n),
             Stage::SendSockets => (9, 0),
@@ -100,7 +97,6 @@ impl Stage {
             3 => Stage::CreateVeth(n),
             4 => Stage::Offload(n),
             5 => Stage::NetNamespace,
-            6 => Stage::MoveLink(n),
             7 => Stage::PacketSocket(n),
             8 => Stage::PeerUp(n),
             9 => Stage::SendSockets,
@@ -434,7 +430,6 @@ fn describe(stage: Stage, steps: &[Step]) -> String {
         Stage::CreateVeth(n) => format!("create the veth pair of eth{n}"),
         Stage::Offload(n) => format!("turn off offloads on eth{n}"),
         Stage::NetNamespace => "create or enter the network namespaces".into(),
-        Stage::MoveLink(n) => format!("move eth{n} into the machine's network namespace"),
         Stage::PacketSocket(n) => format!("open the packet socket of eth{n}"),
         Stage::PeerUp(n) => format!("take the peer of eth{n} up"),
         Stage::SendSockets => "pass the packet sockets to covnet".into(),
@@ -988,31 +983,14 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
     }
 }
 
-/// Creates the veth pairs in the clone's network namespace (the link
-/// namespace), moves `eth<i>` into a new one (the machine's), opens the
-/// packet sockets on the peers and sends them to the parent.
+/// Creates the machine's network namespace and, from inside it, the veth
+/// pairs: `eth<i>` here, each peer directly in the clone's original network
+/// namespace (the link namespace), where the packet sockets are opened and
+/// sent to the parent.
 fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
     // SAFETY: (whole block) system calls on fds this process owns and on
     // buffers prepared by the parent, with their exact lengths.
     unsafe {
-        let nl = check(
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            ),
-            Stage::NetlinkSocket,
-        )?;
-        let ctl = check(
-            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0),
-            Stage::NetlinkSocket,
-        )?;
-        for (i, nic) in a.cfg.nics.iter().enumerate() {
-            let n = u32::try_from(i).unwrap_or(u32::MAX);
-            netlink_call(nl, &nic.create, &mut a.netlink_buf)
-                .map_err(|e| (Stage::CreateVeth(n), e))?;
-            offloads_off(ctl, &nic.eth).map_err(|e| (Stage::Offload(n), e))?;
-        }
         let link_ns = check(
             libc::open(
                 c"/proc/self/ns/net".as_ptr(),
@@ -1028,18 +1006,30 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
             ),
             Stage::NetNamespace,
         )?;
+        let (nl, ctl) = control_sockets()?;
+        let fd_bytes = u32::try_from(link_ns).unwrap_or(0).to_ne_bytes();
+        for (i, nic) in a.cfg.nics.iter_mut().enumerate() {
+            let n = u32::try_from(i).unwrap_or(u32::MAX);
+            if let Some(slot) = nic.create.get_mut(nic.peer_ns_fd_at..nic.peer_ns_fd_at + 4) {
+                slot.copy_from_slice(&fd_bytes);
+            }
+            netlink_call(nl, &nic.create, &mut a.netlink_buf)
+                .map_err(|e| (Stage::CreateVeth(n), e))?;
+            offloads_off(ctl, &nic.eth).map_err(|e| (Stage::Offload(n), e))?;
+        }
+        libc::close(nl);
+        libc::close(ctl);
         check(
             libc::setns(link_ns, libc::CLONE_NEWNET),
             Stage::NetNamespace,
         )?;
-        let fd_bytes = u32::try_from(machine_ns).unwrap_or(0).to_ne_bytes();
-        for (i, nic) in a.cfg.nics.iter_mut().enumerate() {
+        let (nl, ctl) = control_sockets()?;
+        for (i, nic) in a.cfg.nics.iter().enumerate() {
             let n = u32::try_from(i).unwrap_or(u32::MAX);
-            if let Some(slot) = nic.move_to.get_mut(nic.move_fd_at..nic.move_fd_at + 4) {
-                slot.copy_from_slice(&fd_bytes);
-            }
-            netlink_call(nl, &nic.move_to, &mut a.netlink_buf)
-                .map_err(|e| (Stage::MoveLink(n), e))?;
+            // Up before bind: binding to a down device leaves ENETDOWN
+            // pending on the socket.
+            netlink_call(nl, &nic.peer_up, &mut a.netlink_buf)
+                .map_err(|e| (Stage::PeerUp(n), e))?;
             let proto = (libc::ETH_P_ALL as u16).to_be();
             let pkt = check(
                 libc::socket(
@@ -1049,10 +1039,9 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
                 ),
                 Stage::PacketSocket(n),
             )?;
-            // Up before bind: binding to a down device leaves ENETDOWN
-            // pending on the socket.
-            netlink_call(nl, &nic.peer_up, &mut a.netlink_buf)
-                .map_err(|e| (Stage::PeerUp(n), e))?;
+            if let Some(slot) = a.packets.get_mut(i) {
+                *slot = pkt;
+            }
             let index = ifindex(ctl, &nic.peer).map_err(|e| (Stage::PacketSocket(n), e))?;
             let mut addr: libc::sockaddr_ll = std::mem::zeroed();
             addr.sll_family = libc::AF_PACKET as u16;
@@ -1076,9 +1065,6 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
                 (&one as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             );
-            if let Some(slot) = a.packets.get_mut(i) {
-                *slot = pkt;
-            }
         }
         send_fds(a).map_err(|e| (Stage::SendSockets, e))?;
         for &fd in &a.packets {
@@ -1094,6 +1080,27 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
         libc::close(machine_ns);
     }
     Ok(())
+}
+
+/// An rtnetlink socket and an ioctl socket in the current network
+/// namespace.
+fn control_sockets() -> Result<(RawFd, RawFd), Fail> {
+    // SAFETY: socket creation touches no memory.
+    unsafe {
+        let nl = check(
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            ),
+            Stage::NetlinkSocket,
+        )?;
+        let ctl = check(
+            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0),
+            Stage::NetlinkSocket,
+        )?;
+        Ok((nl, ctl))
+    }
 }
 
 /// Sends a netlink request and checks its acknowledgement.
@@ -1259,7 +1266,7 @@ fn child_step(step: &Step) -> Result<(), i32> {
                 } else {
                     let fd = libc::open(
                         target.as_ptr(),
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                        libc::O_RDONLY | libc::O_CREAT | libc::O_CLOEXEC,
                         0o644,
                     );
                     if fd < 0 {

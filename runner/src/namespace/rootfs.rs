@@ -103,13 +103,30 @@ impl fmt::Display for Step {
 /// privileges cannot `mknod`).
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Binary directories that are symlinks to `/usr/bin` (a merged-`/usr`
+/// layout: one set of busybox applet links serves all four directories of
+/// the VM image's `PATH`), with their link targets.
+pub const MERGED_DIRS: &[(&str, &str)] = &[
+    ("/bin", "usr/bin"),
+    ("/sbin", "usr/bin"),
+    ("/usr/sbin", "bin"),
+];
+
+/// `path` with a leading merged directory replaced by `/usr/bin`, so two
+/// names of one file compare equal.
+pub fn canonical(path: &str) -> String {
+    for (dir, _) in MERGED_DIRS {
+        if let Some(rest) = path.strip_prefix(dir).filter(|r| r.starts_with('/')) {
+            return format!("/usr/bin{rest}");
+        }
+    }
+    path.to_owned()
+}
+
 /// Directories every namespace machine's root has.
 const ROOT_DIRS: &[(&str, u32)] = &[
-    ("/bin", 0o755),
-    ("/sbin", 0o755),
     ("/usr", 0o755),
     ("/usr/bin", 0o755),
-    ("/usr/sbin", 0o755),
     ("/etc", 0o755),
     ("/root", 0o700),
     ("/home", 0o755),
@@ -129,7 +146,7 @@ const ROOT_DIRS: &[(&str, u32)] = &[
 pub struct Inputs {
     /// Host path of a static busybox, installed as `/bin/busybox`.
     pub busybox: PathBuf,
-    /// Absolute guest paths of busybox applet links (e.g. `/bin/sh`).
+    /// Busybox applet names (e.g. `sh`), linked in `/usr/bin`.
     pub applets: Vec<String>,
     /// Host files bound read-only at the same absolute path in the guest
     /// (programs and their ELF closure).
@@ -166,25 +183,40 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         p.dir(dir, *mode)?;
     }
 
+    for (dir, target) in MERGED_DIRS {
+        p.steps.push(Step::Symlink {
+            target: cstr(OsStr::new(target), Path::new(dir))?,
+            link: p.guest(dir)?,
+        });
+        p.dirs.push((*dir).to_owned());
+    }
+
     // busybox and its applets; programs override applets of the same name.
-    p.bind_file(&inputs.busybox, "/bin/busybox")?;
-    let program_paths: Vec<String> = inputs
+    p.bind_file(&inputs.busybox, "/usr/bin/busybox")?;
+    let programs: Vec<String> = inputs
         .host_files
         .iter()
-        .map(|h| h.to_string_lossy().into_owned())
+        .map(|h| canonical(&h.to_string_lossy()))
         .collect();
     for applet in &inputs.applets {
-        if applet == "/bin/busybox" || program_paths.contains(applet) {
+        let guest = format!("/usr/bin/{applet}");
+        if applet == "busybox" || applet.contains('/') || programs.contains(&guest) {
             continue;
         }
-        p.parents(applet)?;
         p.steps.push(Step::Symlink {
-            target: cstr(OsStr::new("/bin/busybox"), Path::new(applet))?,
-            link: p.guest(applet)?,
+            target: cstr(OsStr::new("busybox"), Path::new(&guest))?,
+            link: p.guest(&guest)?,
         });
     }
+    let mut bound: Vec<String> = Vec::new();
     for host in &inputs.host_files {
         let guest = host.to_string_lossy().into_owned();
+        // One file under two names (`/bin/x`, `/usr/bin/x`) is bound once.
+        let key = canonical(&guest);
+        if bound.contains(&key) {
+            continue;
+        }
+        bound.push(key);
         p.bind_file(host, &guest)?;
     }
     for (guest, data, mode) in &inputs.files {
@@ -329,11 +361,7 @@ mod tests {
     fn inputs() -> Inputs {
         Inputs {
             busybox: "/usr/bin/busybox".into(),
-            applets: vec![
-                "/bin/sh".into(),
-                "/usr/bin/wget".into(),
-                "/bin/busybox".into(),
-            ],
+            applets: vec!["sh".into(), "wget".into(), "busybox".into()],
             host_files: vec![
                 "/usr/bin/wget".into(),
                 "/lib/x86_64-linux-gnu/libc.so.6".into(),
@@ -369,8 +397,12 @@ mod tests {
     fn programs_override_applets_and_are_bound_read_only() {
         let steps = plan(Path::new("/r"), &inputs()).unwrap();
         assert!(steps.contains(&Step::Symlink {
-            target: c("/bin/busybox"),
-            link: c("/r/bin/sh")
+            target: c("busybox"),
+            link: c("/r/usr/bin/sh")
+        }));
+        assert!(steps.contains(&Step::Symlink {
+            target: c("usr/bin"),
+            link: c("/r/bin")
         }));
         assert!(!steps.iter().any(
             |s| matches!(s, Step::Symlink { link, .. } if link.as_bytes() == b"/r/usr/bin/wget")
@@ -383,7 +415,7 @@ mod tests {
         }));
         assert!(steps.contains(&Step::Bind {
             source: c("/usr/bin/busybox"),
-            target: c("/r/bin/busybox"),
+            target: c("/r/usr/bin/busybox"),
             dir: false,
             writable: false
         }));
@@ -461,6 +493,28 @@ mod tests {
         let mut i = inputs();
         i.files.push(("/a\0b".into(), Vec::new(), 0o644));
         assert!(plan(Path::new("/r"), &i).is_err());
+    }
+
+    #[test]
+    fn merged_directories_share_one_name() {
+        assert_eq!(canonical("/bin/sh"), "/usr/bin/sh");
+        assert_eq!(canonical("/usr/sbin/ip"), "/usr/bin/ip");
+        assert_eq!(canonical("/binary"), "/binary");
+        assert_eq!(canonical("/lib/x.so"), "/lib/x.so");
+        let mut i = inputs();
+        i.host_files = vec!["/bin/ping".into(), "/usr/bin/ping".into()];
+        i.applets = vec!["ping".into()];
+        let steps = plan(Path::new("/r"), &i).unwrap();
+        let binds = steps
+            .iter()
+            .filter(
+                |s| matches!(s, Step::Bind { source, .. } if source.as_bytes().ends_with(b"ping")),
+            )
+            .count();
+        assert_eq!(binds, 1);
+        assert!(!steps.iter().any(
+            |s| matches!(s, Step::Symlink { link, .. } if link.as_bytes() == b"/r/usr/bin/ping")
+        ));
     }
 
     #[test]
