@@ -408,6 +408,185 @@ subtest("missing page", || {
     assert!(xml.contains(r#"failures="1""#), "{xml}");
 }
 
+/// `covnet vms` keeps a network up for interactive use: `covnet shell`
+/// runs commands as root in a machine (keeping `cd`), a host port forward
+/// reaches the guest's web server, and Ctrl-C (SIGINT) stops everything,
+/// exit 0, no QEMU left.
+#[test]
+fn vms_serves_shells_and_forwards_until_interrupted() {
+    use std::io::BufRead;
+    require_vm_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let spec = format!(
+        r#"
+[machines.server]
+forward = ["{port}:80"]
+[[machines.server.files]]
+content = "<h1>hello from covnet</h1>"
+target = "/srv/www/index.html"
+[[machines.server.services]]
+name = "httpd"
+command = "busybox httpd -f -p 80 -h /srv/www"
+
+[machines.client]
+"#
+    );
+    let spec_path = write_spec(dir.path(), "vms.toml", &spec);
+    let bin = covnet_tests::lcov_tool::covnet_bin().expect("covnet binary");
+    let mut child = Command::new(&bin)
+        .args([
+            "vms",
+            spec_path.to_str().expect("utf-8 path"),
+            "--no-console",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn covnet vms");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let err_text = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut s);
+        s
+    });
+    let mut run_dir = None;
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|e| panic!("covnet vms printed no banner ({e}); so far: {banner:#?}"));
+        if let Some((_, p)) = line.split_once("run directory ") {
+            run_dir = Some(PathBuf::from(p.trim()));
+        }
+        banner.push(line.clone());
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let run_dir = run_dir.expect("run directory in banner");
+    let text = banner.join("\n");
+    assert!(text.contains("server: eth0 192.168.1.1 (vlan 1)"), "{text}");
+    assert!(
+        text.contains(&format!("forward: 127.0.0.1:{port} -> server:80")),
+        "{text}"
+    );
+    assert!(text.contains("covnet shell client"), "{text}");
+
+    let run = run_dir.to_str().expect("utf-8 path");
+    let out = covnet(
+        &[
+            "shell",
+            "server",
+            "--run",
+            run,
+            "-c",
+            "cat /srv/www/index.html; id -u",
+        ],
+        dir.path(),
+    )
+    .expect("covnet shell -c");
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "<h1>hello from covnet</h1>0\n");
+    let out = covnet(
+        &["shell", "client", "--run", run, "-c", "exit 7"],
+        dir.path(),
+    )
+    .expect("covnet shell -c");
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+
+    // The interactive form keeps the working directory between lines.
+    let mut shell = Command::new(&bin)
+        .args(["shell", "server", "--run", run])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn covnet shell");
+    {
+        use std::io::Write;
+        let mut stdin = shell.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"cd /srv/www\npwd\nls\nexit\n")
+            .expect("write to shell");
+    }
+    let out = shell.wait_with_output().expect("shell ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/srv/www\nindex.html\n"
+    );
+
+    // The forward reaches httpd in the guest (once it listens).
+    let mut page = String::new();
+    for _ in 0..60 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: server\r\n\r\n");
+            page.clear();
+            let _ = s.read_to_string(&mut page);
+            if page.contains("hello from covnet") {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        page.contains("<h1>hello from covnet</h1>"),
+        "through the forward: {page:?}"
+    );
+
+    let pid = child.0.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "covnet vms did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = err_text.join().unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("SIGINT received"), "{err}");
+    assert_no_qemu_left(&run_dir);
+    assert!(!run_dir.exists(), "run directory removed");
+}
+
 /// (d) a host program with shared libraries runs in the guest thanks to
 /// its ELF closure, and talks to the server by name.
 #[test]
