@@ -3,5 +3,6 @@
 //! guards VMs so that a failed test leaves nothing running.
 #![deny(missing_docs)]
 
+pub mod fuzz_bodies;
 pub mod gcc;
 pub mod lcov_tool;
