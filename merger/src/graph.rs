@@ -246,7 +246,9 @@ impl FunctionGraph {
         while !invalid.is_empty() || !valid_stack.is_empty() {
             while let Some(b) = invalid.pop() {
                 set(&mut in_invalid, b, false);
-                let blk = &self.blocks[b.min(n - 1)];
+                let Some(blk) = self.blocks.get(b) else {
+                    continue;
+                };
                 let total = if get(&num_succ, b) == 0 {
                     sum(&blk.succ, &arc_count)
                 } else if get(&num_pred, b) == 0 {
@@ -261,7 +263,9 @@ impl FunctionGraph {
             }
             while let Some(b) = valid_stack.pop() {
                 set(&mut in_valid, b, false);
-                let blk = &self.blocks[b.min(n - 1)];
+                let Some(blk) = self.blocks.get(b) else {
+                    continue;
+                };
                 if get(&num_succ, b) == 1 {
                     let mut total = get(&count, b);
                     let mut inv = None;
