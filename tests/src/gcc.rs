@@ -199,8 +199,9 @@ fn check_tool(tool: &str) -> Result<()> {
 
 impl Build {
     /// Copies the fixture sources into a fresh directory and compiles them
-    /// there with `--coverage` and `opt` (e.g. `-O2`), one object per source
-    /// (relative source names, so the notes depend on their cwd).
+    /// there with `--coverage` and `opt` (e.g. `-O2`), one object per source,
+    /// with relative source names (`src/a.c` from the build root, or
+    /// `../src/b.c` from `obj/`), so the notes depend on their cwd.
     pub fn new(tc: Toolchain, program: &Program, opt: &str) -> Result<Build> {
         for tool in [tc.cc, tc.cxx, tc.gcov, tc.gcov_tool] {
             check_tool(tool)?;
@@ -221,19 +222,27 @@ impl Build {
         }
         let compiler = if program.cxx { tc.cxx } else { tc.cc };
         let mut objects = Vec::new();
-        for source in program.sources {
+        for (i, source) in program.sources.iter().enumerate() {
             let stem = Path::new(source)
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .context("fixture source without a stem")?
                 .to_owned();
+            // Every other source compiles from obj/ with `../` names, so
+            // the notes' cwd and `..` handling are exercised too.
+            let (cwd, prefix, out) = if i % 2 == 0 {
+                (root.clone(), "src", format!("obj/{stem}.o"))
+            } else {
+                (objdir.clone(), "../src", format!("{stem}.o"))
+            };
             run_ok(
                 Command::new(compiler)
-                    .current_dir(&root)
-                    .args(["--coverage", opt, "-g", "-Isrc", "-c"])
-                    .arg(format!("src/{source}"))
+                    .current_dir(&cwd)
+                    .args(["--coverage", opt, "-g", "-c"])
+                    .arg(format!("-I{prefix}"))
+                    .arg(format!("{prefix}/{source}"))
                     .arg("-o")
-                    .arg(format!("obj/{stem}.o")),
+                    .arg(out),
             )
             .with_context(|| format!("failed to compile {source} with {}", tc.label))?;
             objects.push(stem);
