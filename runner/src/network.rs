@@ -22,6 +22,7 @@ use crate::events::{EventSender, RunEvent};
 use crate::image::initramfs::{Image, ImageBuilder, ImageError};
 use crate::image::kernel::{Kernel, KernelError};
 use crate::machine::{Machine, MachineError};
+use crate::namespace::{NamespaceConfig, NamespaceMachine};
 use crate::rundir::{RunDir, RunDirError};
 use crate::spec::{self, BootTimeout, Spec};
 use crate::switch::{Switch, SwitchError};
@@ -184,7 +185,23 @@ impl Network {
         let mut console_logs = Vec::new();
         let mut slowest = accel::Accel::Kvm;
         let mut machines: Vec<Arc<dyn Machine>> = Vec::new();
-        for (m, (kernel, image)) in spec.machines.iter().zip(&images) {
+        for (m, built) in spec.machines.iter().zip(&images) {
+            let Some((kernel, image)) = built else {
+                // backend = "namespace": same switch, no VM.
+                let mut cfg = NamespaceConfig::from_spec(spec, m, &[])?;
+                if let Some(t) = boot_timeout {
+                    cfg.boot_timeout = t;
+                }
+                let ns = NamespaceMachine::new(
+                    cfg,
+                    &run_dir,
+                    Some(switch.clone()),
+                    events.machine_sink(),
+                )?;
+                console_logs.push((m.name.clone(), ns.console_log_path().to_owned()));
+                machines.push(Arc::new(ns));
+                continue;
+            };
             let request = options.accel.unwrap_or_else(|| accel_request(m.accel));
             let accel = accel::resolve(request);
             if accel == accel::Accel::Tcg {
@@ -380,28 +397,32 @@ impl Drop for Network {
 
 /// Builds every machine's image in parallel (one thread per machine),
 /// with start/end events; returns them in spec order with their kernels.
-fn build_images(spec: &Spec, events: &EventSender) -> Result<Vec<(Kernel, Image)>, NetworkError> {
-    let results: Vec<Result<(Kernel, Image), NetworkError>> = std::thread::scope(|scope| {
+fn build_images(
+    spec: &Spec,
+    events: &EventSender,
+) -> Result<Vec<Option<(Kernel, Image)>>, NetworkError> {
+    let results: Vec<Result<Option<(Kernel, Image)>, NetworkError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = spec
             .machines
             .iter()
             .map(|m| {
                 let events = events.clone();
-                let handle = scope.spawn(move || -> Result<(Kernel, Image), NetworkError> {
-                    events.send(RunEvent::ImageStart {
-                        machine: m.name.clone(),
+                let handle =
+                    scope.spawn(move || -> Result<Option<(Kernel, Image)>, NetworkError> {
+                        events.send(RunEvent::ImageStart {
+                            machine: m.name.clone(),
+                        });
+                        let t = Instant::now();
+                        let result = machine_image(spec, m);
+                        events.send(RunEvent::ImageEnd {
+                            machine: m.name.clone(),
+                            result: match &result {
+                                Ok(_) => Ok(t.elapsed()),
+                                Err(e) => Err(e.to_string()),
+                            },
+                        });
+                        result
                     });
-                    let t = Instant::now();
-                    let result = machine_image(spec, m);
-                    events.send(RunEvent::ImageEnd {
-                        machine: m.name.clone(),
-                        result: match &result {
-                            Ok(_) => Ok(t.elapsed()),
-                            Err(e) => Err(e.to_string()),
-                        },
-                    });
-                    result
-                });
                 (m, handle)
             })
             .collect();
@@ -419,7 +440,12 @@ fn build_images(spec: &Spec, events: &EventSender) -> Result<Vec<(Kernel, Image)
     results.into_iter().collect()
 }
 
-fn machine_image(spec: &Spec, m: &spec::Machine) -> Result<(Kernel, Image), NetworkError> {
+/// The kernel and initramfs of a VM; `None` for a namespace machine (its
+/// root is assembled from the same inputs when it starts).
+fn machine_image(spec: &Spec, m: &spec::Machine) -> Result<Option<(Kernel, Image)>, NetworkError> {
+    if m.backend == spec::Backend::Namespace {
+        return Ok(None);
+    }
     let kernel = match m.kernel.as_ref().or(spec.defaults.kernel.as_ref()) {
         Some(path) => Kernel::from_image(path),
         None => Kernel::host_default(),
@@ -429,7 +455,7 @@ fn machine_image(spec: &Spec, m: &spec::Machine) -> Result<(Kernel, Image), Netw
         source,
     })?;
     let image = ImageBuilder::new(spec, m, &kernel).build()?;
-    Ok((kernel, image))
+    Ok(Some((kernel, image)))
 }
 
 /// Watches SIGINT, SIGTERM and SIGHUP on its own thread until dropped.

@@ -73,6 +73,8 @@ pub struct Defaults {
     pub boot_timeout: BootTimeout,
     /// Default timeout of one command on a machine.
     pub command_timeout: Duration,
+    /// Backend for machines that don't choose one.
+    pub backend: Backend,
 }
 
 impl Default for Defaults {
@@ -84,6 +86,7 @@ impl Default for Defaults {
             kernel: None,
             boot_timeout: BootTimeout::Auto,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            backend: Backend::Vm,
         }
     }
 }
@@ -99,6 +102,18 @@ pub enum Accel {
     Kvm,
     /// TCG (emulation), always available.
     Tcg,
+}
+
+/// What runs a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A QEMU VM with its own kernel.
+    #[default]
+    Vm,
+    /// PID, mount, UTS, IPC and network namespaces on the host (plus a user
+    /// namespace when covnet is not root): no kernel of its own.
+    Namespace,
 }
 
 /// A boot timeout: fixed, or chosen from the accelerator in use.
@@ -118,6 +133,8 @@ pub struct Machine {
     pub name: String,
     /// 1-based position in the spec; the last octet of its addresses.
     pub index: u8,
+    /// What runs it.
+    pub backend: Backend,
     /// Guest memory in MiB.
     pub memory_mib: NonZeroU32,
     /// vCPUs.
@@ -503,6 +520,14 @@ pub enum SpecErrorKind {
         #[source]
         source: std::io::Error,
     },
+    /// A VM-only setting on a namespace machine.
+    #[error("`{field}` needs a VM, but machine `{machine}` has backend = \"namespace\" (namespace machines run on the host's kernel)\n  (hint: remove `{field}` or set backend = \"vm\")")]
+    VmOnlyField {
+        /// The machine.
+        machine: String,
+        /// The field.
+        field: &'static str,
+    },
     /// A timeout of zero.
     #[error("`{field}` must be longer than zero")]
     ZeroDuration {
@@ -559,11 +584,13 @@ struct RawDefaults {
     kernel: Option<Spanned<PathBuf>>,
     boot_timeout: Option<Spanned<String>>,
     command_timeout: Option<Spanned<humantime_serde::Serde<Duration>>>,
+    backend: Option<Backend>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMachine {
+    backend: Option<Backend>,
     memory_mib: Option<NonZeroU32>,
     cpus: Option<NonZeroU8>,
     kernel: Option<Spanned<PathBuf>>,
@@ -832,6 +859,9 @@ impl Validator<'_> {
         if let Some(ct) = raw.command_timeout {
             d.command_timeout = self.nonzero(ct, "command_timeout")?;
         }
+        if let Some(b) = raw.backend {
+            d.backend = b;
+        }
         Ok(d)
     }
 
@@ -867,9 +897,30 @@ impl Validator<'_> {
         defaults: &Defaults,
         host_ports: &mut BTreeSet<u16>,
     ) -> Result<Machine, SpecError> {
+        let backend = raw.backend.unwrap_or(defaults.backend);
+        if backend == Backend::Namespace {
+            let vm_only = [
+                ("kernel", raw.kernel.as_ref().map(|k| k.span())),
+                ("kernel_params", raw.kernel_params.first().map(|p| p.span())),
+                ("forward", raw.forward.first().map(|f| f.span())),
+            ];
+            if let Some((field, span)) = vm_only
+                .into_iter()
+                .find_map(|(field, span)| span.map(|s| (field, s)))
+            {
+                return Err(self.err(
+                    Some(&span),
+                    SpecErrorKind::VmOnlyField {
+                        machine: name,
+                        field,
+                    },
+                ));
+            }
+        }
         let kernel = match raw.kernel {
             Some(k) => Some(self.kernel(k)?),
-            None => defaults.kernel.clone(),
+            None if backend == Backend::Vm => defaults.kernel.clone(),
+            None => None,
         };
 
         let mut kernel_params = Vec::with_capacity(raw.kernel_params.len());
@@ -980,6 +1031,7 @@ impl Validator<'_> {
 
         Ok(Machine {
             index,
+            backend,
             memory_mib: raw.memory_mib.unwrap_or(defaults.memory_mib),
             cpus: raw.cpus.unwrap_or(defaults.cpus),
             accel: raw.accel.unwrap_or(defaults.accel),
@@ -1638,6 +1690,60 @@ timeout = "5m"
         assert!(matches!(e.kind, SpecErrorKind::InvalidBootTimeout { .. }));
         let spec = parse("[defaults]\nboot_timeout = \"auto\"\n[machines.a]\n").unwrap();
         assert_eq!(spec.defaults.boot_timeout, BootTimeout::Auto);
+    }
+
+    #[test]
+    fn backend_rules() {
+        let spec = parse("[machines.a]\n[machines.b]\nbackend = \"namespace\"\n").unwrap();
+        assert_eq!(spec.defaults.backend, Backend::Vm);
+        assert_eq!(spec.machines[0].backend, Backend::Vm);
+        assert_eq!(spec.machines[1].backend, Backend::Namespace);
+        let spec = parse(
+            "[defaults]\nbackend = \"namespace\"\n[machines.a]\n[machines.b]\nbackend = \"vm\"\n",
+        )
+        .unwrap();
+        assert_eq!(spec.machines[0].backend, Backend::Namespace);
+        assert_eq!(spec.machines[1].backend, Backend::Vm);
+        let e = err("[machines.a]\nbackend = \"namespace\"\nkernel_params = [\"quiet\"]\n");
+        assert!(
+            matches!(
+                e.kind,
+                SpecErrorKind::VmOnlyField {
+                    field: "kernel_params",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(loc(&e), (3, 18));
+        assert!(
+            e.to_string().contains("hint: remove `kernel_params`"),
+            "{e}"
+        );
+        let e = err("[defaults]\nbackend = \"namespace\"\n[machines.a]\nkernel = \"/boot\"\n");
+        assert!(
+            matches!(
+                e.kind,
+                SpecErrorKind::VmOnlyField {
+                    field: "kernel",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = err("[machines.a]\nbackend = \"namespace\"\nforward = [\"8080:80\"]\n");
+        assert!(
+            matches!(
+                e.kind,
+                SpecErrorKind::VmOnlyField {
+                    field: "forward",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = err("[machines.a]\nbackend = \"container\"\n");
+        assert!(matches!(e.kind, SpecErrorKind::Syntax(_)), "{e}");
     }
 
     #[test]
