@@ -609,7 +609,7 @@ pub enum LcovFormat {
     V2,
 }
 
-/// Options of [`write`].
+/// Options of [`write()`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WriteOptions {
     /// Dialect to write.

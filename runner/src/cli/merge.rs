@@ -29,7 +29,8 @@ use super::exit;
 #[derive(clap::Args, Debug)]
 pub struct MergeArgs {
     /// Capture directories (trees of .gcda files) and lcov tracefiles (or
-    /// covnet JSON files) to merge.
+    /// covnet JSON files) to merge. Relative source paths in tracefiles are
+    /// resolved against the current directory.
     #[arg(required = true, value_name = "CAPTURE_DIR|TRACEFILE")]
     pub inputs: Vec<PathBuf>,
     /// Build directory holding the .gcno files (needed for capture directories).
