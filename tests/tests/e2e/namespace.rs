@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use covnet_runner::machine::{EventSink, Machine};
 use covnet_runner::namespace::{NamespaceConfig, NamespaceMachine};
+use covnet_runner::network::{Network, NetworkOptions};
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
 use covnet_runner::switch::Switch;
@@ -464,4 +465,93 @@ fn unprivileged_user_runs_namespace_machines() {
         "as uid 65534: {}\n{stdout}\n{stderr}",
         out.status
     );
+}
+
+/// A VM and a namespace machine on one VLAN, built from one spec by the
+/// runner's network: each fetches the other's page by host name, and
+/// blocking the namespace machine's link cuts it off from the VM.
+#[test]
+fn vm_and_namespace_machine_share_one_network() {
+    require_tools();
+    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+    assert!(
+        qemu.as_ref().is_ok_and(|o| o.status.success()),
+        "qemu-system-x86_64 is required for the mixed VM/namespace test: {qemu:?}"
+    );
+    let spec_text = r#"
+[machines.vm]
+[[machines.vm.files]]
+content = "from the vm"
+target = "/srv/www/index.html"
+[[machines.vm.services]]
+name = "httpd"
+command = "busybox httpd -f -p 80 -h /srv/www"
+ready = { port = 80 }
+
+[machines.ns]
+backend = "namespace"
+programs = ["/usr/bin/curl"]
+[[machines.ns.files]]
+content = "from the namespace"
+target = "/srv/www/index.html"
+[[machines.ns.services]]
+name = "httpd"
+command = "busybox httpd -f -p 80 -h /srv/www"
+ready = { port = 80 }
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec_path = dir.path().join("mixed.toml");
+    std::fs::write(&spec_path, spec_text).expect("write spec");
+    let spec = Spec::from_path(&spec_path).expect("valid spec");
+    let options = NetworkOptions {
+        output_dir: dir.path().join("out"),
+        ..NetworkOptions::default()
+    };
+    let net = Network::build(&spec, &options).expect("network builds");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        net.start_all().expect("both machines start");
+        let vm = net.node("vm").expect("vm node");
+        let ns = net.node("ns").expect("ns node");
+        vm.wait_for_service("httpd", Duration::from_secs(120))
+            .expect("vm httpd");
+        ns.wait_for_service("httpd", Duration::from_secs(30))
+            .expect("ns httpd");
+        let from_vm = ns
+            .succeed("curl -sS --retry 20 --retry-connrefused --retry-delay 1 http://vm/")
+            .expect("namespace machine fetches from the VM");
+        assert_eq!(from_vm, "from the vm");
+        let from_ns = vm
+            .succeed(
+                "for i in $(seq 30); do wget -q -O - http://ns/ && exit 0; sleep 1; done; exit 1",
+            )
+            .expect("VM fetches from the namespace machine");
+        assert_eq!(from_ns, "from the namespace");
+        ns.machine().set_link(false).expect("block ns");
+        let out = vm
+            .machine()
+            .execute("wget -q -T 3 -O - http://ns/", T)
+            .expect("wget runs");
+        assert_ne!(out.status, 0, "reached a blocked namespace machine");
+        ns.machine().set_link(true).expect("unblock ns");
+        let again = vm
+            .succeed(
+                "for i in $(seq 30); do wget -q -O - http://ns/ && exit 0; sleep 1; done; exit 1",
+            )
+            .expect("VM reaches the namespace machine again");
+        assert_eq!(again, "from the namespace");
+    }));
+    if result.is_err() {
+        for node in net.nodes() {
+            eprintln!("--- console of `{}` ---", node.name());
+            for line in node.machine().console_lines(100) {
+                eprintln!("{} | {line}", node.name());
+            }
+        }
+    }
+    let stopped = net.shutdown(Duration::from_secs(30));
+    drop(net);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    stopped.expect("every machine stops");
 }
