@@ -7,7 +7,7 @@
 //! written in parallel, each straight into its file.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::path::Path;
 
@@ -76,7 +76,11 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                     .collect(),
                 source_found: text.is_some(),
                 path: f.path,
-                rows: rows(f, text.as_deref(), &cov.captures),
+                body: SourceBody {
+                    file: f.coverage,
+                    text: text.as_deref(),
+                    captures: &cov.captures,
+                },
             };
             write_file(&files_dir.join(name), |w| page.write_into(w))?;
             Ok(text.is_some())
@@ -329,7 +333,7 @@ struct FilePage<'a> {
     functions: Vec<FnRow<'a>>,
     source_found: bool,
     path: &'a str,
-    rows: Vec<Row<'a>>,
+    body: SourceBody<'a>,
 }
 
 struct FnRow<'a> {
@@ -353,67 +357,66 @@ impl<'a> FnRow<'a> {
     }
 }
 
-/// One source line on a file page.
-struct Row<'a> {
-    no: u32,
-    text: &'a str,
-    line: Option<&'a LineCoverage>,
-    class: &'static str,
-    mark: &'static str,
-    data_c: String,
-    machines: String,
-    branches: Vec<BranchMark>,
+/// The `<tbody>` rows of a file page, streamed straight into the writer:
+/// every source line when the text is known (plus instrumented lines past
+/// its end), else only the instrumented lines. Escapes all text itself.
+struct SourceBody<'a> {
+    file: &'a covnet_merger::model::FileCoverage,
+    text: Option<&'a str>,
+    captures: &'a [String],
 }
 
-struct BranchMark {
-    class: &'static str,
-    text: String,
-    title: String,
-    data_t: String,
-    data_c: String,
-}
+impl askama::filters::HtmlSafe for SourceBody<'_> {}
 
-fn taken_text(t: Option<i64>) -> String {
-    t.map_or_else(|| "-".to_owned(), |t| t.to_string())
-}
-
-impl<'a> Row<'a> {
-    fn new(no: u32, text: &'a str, line: Option<&'a LineCoverage>, captures: &[String]) -> Self {
-        let Some(l) = line else {
-            return Row {
-                no,
-                text,
-                line,
-                class: "",
-                mark: "",
-                data_c: String::new(),
-                machines: String::new(),
-                branches: Vec::new(),
-            };
-        };
-        let branches: Vec<BranchMark> = l
-            .branches
-            .iter()
-            .map(|b| {
-                let (class, text, what) = match b.taken {
-                    Some(t) if t > 0 => ("t", format!("✓{t}"), format!("taken {t} times")),
-                    Some(t) => ("n", format!("✗{t}"), "never taken".to_owned()),
-                    None => ("x", "–".to_owned(), "never reached".to_owned()),
-                };
-                BranchMark {
-                    class,
-                    text,
-                    title: format!("block {} branch {}: {what}", b.block, b.branch),
-                    data_t: taken_text(b.taken),
-                    data_c: b
-                        .by_capture
-                        .iter()
-                        .map(|&t| taken_text(t))
-                        .collect::<Vec<_>>()
-                        .join(","),
+impl fmt::Display for SourceBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines = &self.file.lines;
+        let mut next = 1u32; // first line number not yet written
+        if let Some(l) = lines.get(&0) {
+            self.row(f, 0, "", Some(l))?;
+        }
+        if let Some(text) = self.text {
+            let body = text.strip_suffix('\n').unwrap_or(text);
+            if !body.is_empty() || text.ends_with('\n') {
+                for (i, t) in body.split('\n').enumerate() {
+                    let Ok(no) = u32::try_from(i + 1) else { break };
+                    let t = t.strip_suffix('\r').unwrap_or(t);
+                    self.row(f, no, t, lines.get(&no))?;
+                    next = no.saturating_add(1);
                 }
-            })
-            .collect();
+            }
+        }
+        for (&no, l) in lines.range(next..) {
+            self.row(f, no, "", Some(l))?;
+        }
+        Ok(())
+    }
+}
+
+impl SourceBody<'_> {
+    fn multi(&self) -> bool {
+        self.captures.len() > 1
+    }
+
+    fn row(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        no: u32,
+        text: &str,
+        line: Option<&LineCoverage>,
+    ) -> fmt::Result {
+        let Some(l) = line else {
+            write!(
+                f,
+                r#"<tr id="L{no}"><td>{no}</td><td></td><td></td><td></td>"#
+            )?;
+            if self.multi() {
+                f.write_str("<td></td>")?;
+            }
+            f.write_str("<td>")?;
+            escape(f, text)?;
+            return f.write_str("</td></tr>\n");
+        };
         let partial =
             l.unexecuted_block || l.branches.iter().any(|b| b.taken.is_none_or(|t| t <= 0));
         let (class, mark) = match (l.count > 0, partial) {
@@ -421,43 +424,123 @@ impl<'a> Row<'a> {
             (true, true) => ("p", "◐"),
             (false, _) => ("m", "✗"),
         };
-        let mut machines = String::new();
-        let only = if captures.len() > 1 {
-            only_capture(l)
+        let only = if self.multi() { only_capture(l) } else { None };
+        let unique = if only.is_some() && class != "m" {
+            " u"
         } else {
-            None
+            ""
         };
-        if let Some(i) = only {
-            machines = format!("only {}", captures.get(i).map_or("?", |s| s.as_str()));
-        } else if captures.len() > 1 {
-            let hit: Vec<&str> = captures
-                .iter()
-                .zip(&l.by_capture)
-                .filter(|(_, &c)| c > 0)
-                .map(|(n, _)| n.as_str())
-                .collect();
-            if hit.len() == captures.len() {
-                machines = "all".to_owned();
-            } else {
-                machines = hit.join(", ");
+        write!(f, r#"<tr id="L{no}" class="{class}{unique}""#)?;
+        if self.multi() {
+            f.write_str(r#" data-c=""#)?;
+            join_counts(f, l.by_capture.iter().map(|&c| Some(c)))?;
+            f.write_str("\"")?;
+        }
+        if l.unexecuted_block {
+            f.write_str(r#" data-u="1""#)?;
+        }
+        write!(
+            f,
+            r#"><td>{no}</td><td class="c">{}</td><td class="k">{mark}</td><td>"#,
+            l.count
+        )?;
+        for b in &l.branches {
+            let (class, what) = match b.taken {
+                Some(t) if t > 0 => ("t", "taken"),
+                Some(_) => ("n", "never taken"),
+                None => ("x", "never reached"),
+            };
+            write!(
+                f,
+                r#"<span class="br {class}" title="block {} branch {}: {what}"#,
+                b.block, b.branch
+            )?;
+            if let Some(t) = b.taken.filter(|&t| t > 0) {
+                write!(f, " {t} times")?;
+            }
+            f.write_str(r#"" data-t=""#)?;
+            join_counts(f, std::iter::once(b.taken))?;
+            f.write_str("\"")?;
+            if self.multi() {
+                f.write_str(r#" data-c=""#)?;
+                join_counts(f, b.by_capture.iter().copied())?;
+                f.write_str("\"")?;
+            }
+            match b.taken {
+                Some(t) if t > 0 => write!(f, ">✓{t}</span>")?,
+                Some(t) => write!(f, ">✗{t}</span>")?,
+                None => f.write_str(">–</span>")?,
             }
         }
-        let class = match (class, only.is_some()) {
-            ("h", true) => "h u",
-            ("p", true) => "p u",
-            (c, _) => c,
-        };
-        Row {
-            no,
-            text,
-            line,
-            class,
-            mark,
-            data_c: join(&l.by_capture),
-            machines,
-            branches,
+        f.write_str("</td>")?;
+        if self.multi() {
+            f.write_str(r#"<td class="w">"#)?;
+            if let Some(i) = only {
+                f.write_str("only ")?;
+                escape(f, self.captures.get(i).map_or("?", String::as_str))?;
+            } else {
+                let hit = || {
+                    self.captures
+                        .iter()
+                        .zip(&l.by_capture)
+                        .filter(|(_, &c)| c > 0)
+                        .map(|(n, _)| n)
+                };
+                if hit().count() == self.captures.len() {
+                    f.write_str("all")?;
+                } else {
+                    for (i, name) in hit().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        escape(f, name)?;
+                    }
+                }
+            }
+            f.write_str("</td>")?;
+        }
+        f.write_str("<td>")?;
+        escape(f, text)?;
+        f.write_str("</td></tr>\n")
+    }
+}
+
+/// Writes counts separated by commas, `-` for a branch block that never ran.
+fn join_counts(
+    f: &mut fmt::Formatter<'_>,
+    values: impl Iterator<Item = Option<i64>>,
+) -> fmt::Result {
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        match v {
+            Some(v) => write!(f, "{v}")?,
+            None => f.write_str("-")?,
         }
     }
+    Ok(())
+}
+
+/// HTML-escapes `s` (text and attribute values), in the entity forms
+/// askama uses, writing unescaped runs in one piece.
+fn escape(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'<' => "&#60;",
+            b'>' => "&#62;",
+            b'&' => "&#38;",
+            b'"' => "&#34;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices are on char boundaries.
+        f.write_str(s.get(start..i).unwrap_or_default())?;
+        f.write_str(entity)?;
+        start = i + 1;
+    }
+    f.write_str(s.get(start..).unwrap_or_default())
 }
 
 fn join(values: &[i64]) -> String {
@@ -469,38 +552,6 @@ fn join(values: &[i64]) -> String {
         let _ = write!(s, "{v}");
     }
     s
-}
-
-/// The rows of a file page: every source line when the text is known
-/// (plus instrumented lines past its end), else the instrumented lines.
-fn rows<'a>(f: &'a FileEntry<'a>, text: Option<&'a str>, captures: &[String]) -> Vec<Row<'a>> {
-    let lines = &f.coverage.lines;
-    let mut rows = Vec::new();
-    let mut next = 1u32; // first line number not yet emitted
-    if let Some(text) = text {
-        let mut src: Vec<&str> = text.split('\n').collect();
-        if src.last() == Some(&"") {
-            src.pop();
-        }
-        rows.reserve(src.len());
-        if let Some(l) = lines.get(&0) {
-            rows.push(Row::new(0, "", Some(l), captures));
-        }
-        for (i, t) in src.into_iter().enumerate() {
-            let Ok(no) = u32::try_from(i + 1) else { break };
-            let t = t.strip_suffix('\r').unwrap_or(t);
-            rows.push(Row::new(no, t, lines.get(&no), captures));
-            next = no.saturating_add(1);
-        }
-        for (&no, l) in lines.range(next..) {
-            rows.push(Row::new(no, "", Some(l), captures));
-        }
-    } else {
-        for (&no, l) in lines {
-            rows.push(Row::new(no, "", Some(l), captures));
-        }
-    }
-    rows
 }
 
 #[cfg(test)]

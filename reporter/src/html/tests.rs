@@ -168,7 +168,10 @@ fn file_pages_annotate_lines_branches_functions_and_machines() {
     assert!(l6.contains(r#"<td class="w">web, client</td>"#));
     assert!(row(&page, r#"id="L8""#).contains("only db"));
     let l1 = row(&page, r#"id="L1""#);
-    assert!(l1.starts_with(r#"<tr id="L1"><td>1</td><td></td><td></td>"#), "not instrumented");
+    assert!(
+        l1.starts_with(r#"<tr id="L1"><td>1</td><td></td><td></td>"#),
+        "not instrumented"
+    );
     // Function table links to the line anchor.
     assert!(page.contains(r##"<a href="#L8" title="unused">unused</a>"##));
     assert!(page.contains("web 1 · client 1 · db 1"));
