@@ -41,6 +41,9 @@ pub struct NetworkOptions {
     pub keep_run_dir: bool,
     /// Capture every VLAN's frames into `<run dir>/vlan<N>.pcap`.
     pub pcap: bool,
+    /// Extra environment of every machine's init, services and shell (e.g.
+    /// `GCOV_PREFIX` when coverage is collected).
+    pub guest_env: Vec<(String, String)>,
 }
 
 /// A failure to set up a network.
@@ -112,12 +115,22 @@ impl Interrupter {
     /// Marks the run interrupted with `reason` and kills every machine.
     pub fn interrupt(&self, reason: &str) {
         self.ctx.interrupt(reason);
-        for node in &self.nodes {
-            if let Err(e) = node.machine().crash() {
-                eprintln!("covnet: {e}");
-            }
-        }
+        crash_all(&self.nodes);
     }
+}
+
+/// Kills every node at once (one thread each, so a machine that is slow to
+/// die does not delay the others); errors are logged.
+pub fn crash_all(nodes: &[Node]) {
+    std::thread::scope(|scope| {
+        for node in nodes {
+            scope.spawn(move || {
+                if let Err(e) = node.machine().crash() {
+                    eprintln!("covnet: {e}");
+                }
+            });
+        }
+    });
 }
 
 /// The machines of one run and everything they need.
@@ -175,7 +188,7 @@ impl Network {
             }
         }
 
-        let images = build_images(spec, &events)?;
+        let images = build_images(spec, &options.guest_env, &events)?;
 
         let boot_timeout = match spec.defaults.boot_timeout {
             BootTimeout::Auto => None,
@@ -188,7 +201,8 @@ impl Network {
         for (m, built) in spec.machines.iter().zip(&images) {
             let Some((kernel, image)) = built else {
                 // backend = "namespace": same switch, no VM.
-                let mut cfg = NamespaceConfig::from_spec(spec, m, &[])?;
+                let mut cfg =
+                    NamespaceConfig::from_spec(spec, m, &machine_env(&options.guest_env, m))?;
                 if let Some(t) = boot_timeout {
                     cfg.boot_timeout = t;
                 }
@@ -363,11 +377,17 @@ impl Network {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let errors: Vec<MachineError> = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.machine().crash().err())
-            .collect();
+        let errors: Vec<MachineError> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .nodes
+                .iter()
+                .map(|n| scope.spawn(move || n.machine().crash().err()))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap_or(None))
+                .collect()
+        });
         self.ctx.events.send(RunEvent::RunEnd {
             elapsed: self.started.elapsed(),
         });
@@ -399,6 +419,7 @@ impl Drop for Network {
 /// with start/end events; returns them in spec order with their kernels.
 fn build_images(
     spec: &Spec,
+    env: &[(String, String)],
     events: &EventSender,
 ) -> Result<Vec<Option<(Kernel, Image)>>, NetworkError> {
     let results: Vec<Result<Option<(Kernel, Image)>, NetworkError>> = std::thread::scope(|scope| {
@@ -413,7 +434,7 @@ fn build_images(
                             machine: m.name.clone(),
                         });
                         let t = Instant::now();
-                        let result = machine_image(spec, m);
+                        let result = machine_image(spec, m, &machine_env(env, m));
                         events.send(RunEvent::ImageEnd {
                             machine: m.name.clone(),
                             result: match &result {
@@ -440,9 +461,35 @@ fn build_images(
     results.into_iter().collect()
 }
 
+/// The guest's default `PATH`, as the stage-1 init sets it.
+const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment of machine `m`: the run's extra variables, plus a `PATH`
+/// that also holds the directories of the machine's programs, so that
+/// service commands and scripts can name them without their build path.
+fn machine_env(env: &[(String, String)], m: &spec::Machine) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = env.to_vec();
+    let mut path = GUEST_PATH.to_owned();
+    for dir in m.programs.iter().filter_map(|p| p.parent()) {
+        let dir = dir.to_string_lossy();
+        if !dir.is_empty() && !path.split(':').any(|d| d == dir) {
+            path.push(':');
+            path.push_str(&dir);
+        }
+    }
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.push(("PATH".to_owned(), path));
+    }
+    out
+}
+
 /// The kernel and initramfs of a VM; `None` for a namespace machine (its
 /// root is assembled from the same inputs when it starts).
-fn machine_image(spec: &Spec, m: &spec::Machine) -> Result<Option<(Kernel, Image)>, NetworkError> {
+fn machine_image(
+    spec: &Spec,
+    m: &spec::Machine,
+    env: &[(String, String)],
+) -> Result<Option<(Kernel, Image)>, NetworkError> {
     if m.backend == spec::Backend::Namespace {
         return Ok(None);
     }
@@ -454,7 +501,11 @@ fn machine_image(spec: &Spec, m: &spec::Machine) -> Result<Option<(Kernel, Image
         machine: m.name.clone(),
         source,
     })?;
-    let image = ImageBuilder::new(spec, m, &kernel).build()?;
+    let mut builder = ImageBuilder::new(spec, m, &kernel);
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    let image = builder.build()?;
     Ok(Some((kernel, image)))
 }
 

@@ -348,9 +348,7 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
                     "the test script's timeout of {}s passed",
                     timeout.as_secs_f64()
                 ));
-                for n in &nodes {
-                    let _ = n.machine().crash();
-                }
+                crate::network::crash_all(&nodes);
                 true
             } else {
                 false
