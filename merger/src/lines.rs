@@ -7,7 +7,7 @@
 //! for any solution, so one object can be evaluated for the combined counters
 //! and for each capture.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::gcno::NotesFunction;
 use crate::graph::{Counts, FunctionGraph};
@@ -197,6 +197,7 @@ impl LineTables {
             }
         }
         if !slot.blocks.is_empty() {
+            let members = Members::new(&slot.blocks);
             let mut count = 0i64;
             for &(f, b) in &slot.blocks {
                 let (Some(g), Some(c)) = (graphs.get(f as usize), counts.get(f as usize)) else {
@@ -209,12 +210,12 @@ impl LineTables {
                     let Some(arc) = g.arcs.get(a as usize) else {
                         continue;
                     };
-                    if !slot.blocks.contains(&(f, arc.src)) {
+                    if !members.contains((f, arc.src)) {
                         count = count.wrapping_add(c.arcs.get(a as usize).copied().unwrap_or(0));
                     }
                 }
             }
-            count = count.wrapping_add(cycles(slot, graphs, counts));
+            count = count.wrapping_add(cycles(slot, &members, graphs, counts));
             out.count = count;
         }
         let mut group = 0u32;
@@ -251,11 +252,35 @@ impl LineTables {
     }
 }
 
+/// Membership in a line's block list: linear for short lists (the common
+/// case), hashed for long ones (huge one-line functions).
+enum Members<'a> {
+    Few(&'a [BlockRef]),
+    Many(HashSet<BlockRef>),
+}
+
+impl<'a> Members<'a> {
+    fn new(blocks: &'a [BlockRef]) -> Self {
+        if blocks.len() <= 16 {
+            Members::Few(blocks)
+        } else {
+            Members::Many(blocks.iter().copied().collect())
+        }
+    }
+
+    fn contains(&self, b: BlockRef) -> bool {
+        match self {
+            Members::Few(v) => v.contains(&b),
+            Members::Many(s) => s.contains(&b),
+        }
+    }
+}
+
 /// Counts of loops lying entirely on one line: gcov's `get_cycles_count`,
 /// an iterative rendering of its recursive Hawick–James `circuit` search,
 /// visiting blocks and arcs in the same order so the greedy cancellation
 /// gives the same total.
-fn cycles(slot: &Slot, graphs: &[&FunctionGraph], counts: &[Counts]) -> i64 {
+fn cycles(slot: &Slot, members: &Members<'_>, graphs: &[&FunctionGraph], counts: &[Counts]) -> i64 {
     // Working copies of the counts of arcs leaving the line's blocks.
     let mut cs: BTreeMap<(u32, u32), i64> = BTreeMap::new();
     for &(f, b) in &slot.blocks {
@@ -271,7 +296,7 @@ fn cycles(slot: &Slot, graphs: &[&FunctionGraph], counts: &[Counts]) -> i64 {
         let Some(g) = graphs.get(f as usize) else {
             continue;
         };
-        total = total.wrapping_add(circuit(g, f, start, slot, &mut cs));
+        total = total.wrapping_add(circuit(g, f, start, members, &mut cs));
     }
     total
 }
@@ -286,7 +311,7 @@ fn circuit(
     g: &FunctionGraph,
     f: u32,
     start: u32,
-    slot: &Slot,
+    members: &Members<'_>,
     cs: &mut BTreeMap<(u32, u32), i64>,
 ) -> i64 {
     let succ = |v: u32| -> &[u32] { g.blocks.get(v as usize).map(|b| &b.succ[..]).unwrap_or(&[]) };
@@ -295,7 +320,7 @@ fn circuit(
     // start block, positive working count, destination on this line.
     let passes = |a: u32, cs: &BTreeMap<(u32, u32), i64>| {
         let w = dst(a);
-        w >= start && cs.get(&(f, a)).copied().unwrap_or(0) > 0 && slot.blocks.contains(&(f, w))
+        w >= start && cs.get(&(f, a)).copied().unwrap_or(0) > 0 && members.contains((f, w))
     };
     let mut total = 0i64;
     let mut path: Vec<u32> = Vec::new();
