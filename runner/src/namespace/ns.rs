@@ -1031,12 +1031,12 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
             netlink_call(nl, &nic.peer_up, &mut a.netlink_buf)
                 .map_err(|e| (Stage::PeerUp(n), e))?;
             let proto = (libc::ETH_P_ALL as u16).to_be();
+            // Protocol 0: the socket receives nothing until bind gives it
+            // the device and ETH_P_ALL (created with ETH_P_ALL it would be
+            // hooked to every device, and bind would wait for an RCU grace
+            // period to unhook it).
             let pkt = check(
-                libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    libc::c_int::from(proto),
-                ),
+                libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0),
                 Stage::PacketSocket(n),
             )?;
             if let Some(slot) = a.packets.get_mut(i) {
