@@ -48,21 +48,29 @@ pub fn run(target: &str, data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The numbers that follow `offset ` in an error message.
+pub fn named_offsets(message: &str) -> Vec<u64> {
+    message
+        .match_indices("offset ")
+        .filter_map(|(i, _)| {
+            let digits: String = message
+                .get(i + "offset ".len()..)
+                .unwrap_or("")
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<u64>().ok()
+        })
+        .collect()
+}
+
 /// Every `offset N` in an error message must lie within the input.
 fn assert_offsets_within(message: &str, len: usize) {
-    for (i, _) in message.match_indices("offset ") {
-        let digits: String = message
-            .get(i + "offset ".len()..)
-            .unwrap_or("")
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if let Ok(n) = digits.parse::<u64>() {
-            assert!(
-                n <= len as u64,
-                "error names offset {n} beyond the {len}-byte input: {message}"
-            );
-        }
+    for n in named_offsets(message) {
+        assert!(
+            n <= len as u64,
+            "error names offset {n} beyond the {len}-byte input: {message}"
+        );
     }
 }
 

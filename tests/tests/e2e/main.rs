@@ -7,3 +7,4 @@ mod merge_cli;
 mod exactness;
 mod vm_network;
 mod namespace;
+mod corruption;
