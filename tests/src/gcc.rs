@@ -203,6 +203,17 @@ impl Build {
     /// with relative source names (`src/a.c` from the build root, or
     /// `../src/b.c` from `obj/`), so the notes depend on their cwd.
     pub fn new(tc: Toolchain, program: &Program, opt: &str) -> Result<Build> {
+        Build::with_generated(tc, program, opt, &[])
+    }
+
+    /// Like [`Build::new`], with `generated` (name, contents) files written
+    /// next to the fixtures before compiling.
+    pub fn with_generated(
+        tc: Toolchain,
+        program: &Program,
+        opt: &str,
+        generated: &[(&str, String)],
+    ) -> Result<Build> {
         for tool in [tc.cc, tc.cxx, tc.gcov, tc.gcov_tool] {
             check_tool(tool)?;
         }
@@ -219,6 +230,9 @@ impl Build {
             let entry = entry?;
             fs::copy(entry.path(), src.join(entry.file_name()))
                 .with_context(|| format!("failed to copy {}", entry.path().display()))?;
+        }
+        for (name, text) in generated {
+            fs::write(src.join(name), text).with_context(|| format!("failed to write {name}"))?;
         }
         let compiler = if program.cxx { tc.cxx } else { tc.cc };
         let mut objects = Vec::new();

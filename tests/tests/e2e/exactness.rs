@@ -39,10 +39,22 @@ const CXX_PROGRAM: Program = Program {
 };
 
 fn check(tc: Toolchain, program: &Program) -> Result<()> {
+    check_builds(tc, program, &["-O0", "-O1", "-O2", "-O3"], &[])
+}
+
+/// Builds `program` at each of `opts`, runs it into one capture per
+/// argument list, and compares every capture, "never run" and the merge of
+/// all captures with gcov.
+fn check_builds(
+    tc: Toolchain,
+    program: &Program,
+    opts: &[&str],
+    generated: &[(&str, String)],
+) -> Result<()> {
     let mut total = Compared::default();
     let mut diffs = Differences::default();
-    for opt in ["-O0", "-O1", "-O2", "-O3"] {
-        let build = Build::new(tc, program, opt)?;
+    for &opt in opts {
+        let build = Build::with_generated(tc, program, opt, generated)?;
         let mut caps: Vec<PathBuf> = Vec::new();
         for (i, args) in program.runs.iter().enumerate() {
             let dir = build.dir.path().join(format!("capture{i}"));
@@ -285,4 +297,29 @@ fn one_line_loop_is_not_additive() -> Result<()> {
         .collect();
     anyhow::ensure!(theirs.get(&1) == Some(&line.count), "gcov says {theirs:?}");
     Ok(())
+}
+
+/// A generated file of more than 9999 lines (gcov's text output changes
+/// width there), 800 functions with loops, switches and one-line branches.
+#[test]
+fn large_generated_file_matches_gcov() -> Result<()> {
+    let mut text = String::from("#include <stdlib.h>\n");
+    for i in 0..800 {
+        text.push_str(&format!(
+            "int f{i}(int n)\n{{\n  int s = 0;\n  for (int k = 0; k < n; k++) {{\n    switch ((k + {i}) % 5) {{\n    case 0: s += k; break;\n    case 1: s -= 1; break;\n    case 2: if (s > 10) s /= 2; break;\n    default: s ^= k;\n    }}\n  }}\n  return s > {i} ? s : (s < 0 ? -s : {i});\n}}\n"
+        ));
+    }
+    text.push_str("int main(int argc, char **argv)\n{\n  int n = argc > 1 ? atoi(argv[1]) : 3;\n  int t = 0;\n");
+    for i in 0..800 {
+        text.push_str(&format!("  if ((n + {i}) % 3) t += f{i}(n + {i} % 4);\n"));
+    }
+    text.push_str("  return t & 1;\n}\n");
+    anyhow::ensure!(text.lines().count() > 9999, "generated file too short");
+    const BIG: Program = Program {
+        name: "big",
+        sources: &["big.c"],
+        cxx: false,
+        runs: &[&["1"], &["4"], &["2"]],
+    };
+    check_builds(GCC12, &BIG, &["-O0", "-O2"], &[("big.c", text)])
 }
