@@ -579,3 +579,155 @@ impl Drop for SignalWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Output;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A machine that only records its life cycle.
+    #[derive(Default)]
+    struct Recorder {
+        name: String,
+        running: AtomicBool,
+        starts: AtomicUsize,
+        shutdowns: AtomicUsize,
+        crashes: AtomicUsize,
+        fail_shutdown: bool,
+    }
+
+    impl Machine for Recorder {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn start(&self) -> Result<(), MachineError> {
+            self.starts.fetch_add(1, Ordering::SeqCst);
+            self.running.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        fn is_running(&self) -> bool {
+            self.running.load(Ordering::SeqCst)
+        }
+        fn execute(&self, _: &str, _: Duration) -> Result<Output, MachineError> {
+            Ok(Output::default())
+        }
+        fn copy_to(&self, _: &[u8], _: &str, _: u32) -> Result<(), MachineError> {
+            Ok(())
+        }
+        fn copy_from(&self, _: &str) -> Result<Vec<u8>, MachineError> {
+            Ok(Vec::new())
+        }
+        fn console_lines(&self, _: usize) -> Vec<String> {
+            Vec::new()
+        }
+        fn wait_for_console_text(&self, _: &str, _: Duration) -> Result<(), MachineError> {
+            Ok(())
+        }
+        fn shutdown(&self, _: Duration) -> Result<(), MachineError> {
+            self.shutdowns.fetch_add(1, Ordering::SeqCst);
+            if self.fail_shutdown {
+                return Err(MachineError::Stop {
+                    machine: self.name.clone(),
+                    detail: "guest ignored poweroff".into(),
+                });
+            }
+            self.running.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+        fn crash(&self) -> Result<(), MachineError> {
+            self.crashes.fetch_add(1, Ordering::SeqCst);
+            self.running.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+        fn set_link(&self, _: bool) -> Result<(), MachineError> {
+            Ok(())
+        }
+    }
+
+    fn network(machines: &[Arc<Recorder>]) -> Network {
+        let ctx = Arc::new(RunContext::new(
+            EventSender::none(),
+            Timeouts::default(),
+            PathBuf::from("."),
+            PathBuf::from("."),
+        ));
+        let nodes = machines
+            .iter()
+            .map(|m| Node::new(m.clone() as Arc<dyn Machine>, Vec::new(), ctx.clone()))
+            .collect();
+        Network::from_nodes(nodes, ctx, Vec::new())
+    }
+
+    fn recorder(name: &str, fail_shutdown: bool) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            name: name.into(),
+            fail_shutdown,
+            ..Recorder::default()
+        })
+    }
+
+    #[test]
+    fn shutdown_is_graceful_then_kills_and_is_idempotent() {
+        let (a, b) = (recorder("a", false), recorder("b", true));
+        let net = network(&[a.clone(), b.clone()]);
+        net.start_all().expect("start");
+        assert_eq!(a.starts.load(Ordering::SeqCst), 1);
+        net.shutdown(Duration::from_secs(1))
+            .expect("b is killed instead");
+        assert_eq!(a.shutdowns.load(Ordering::SeqCst), 1);
+        assert_eq!(a.crashes.load(Ordering::SeqCst), 0);
+        assert_eq!(b.crashes.load(Ordering::SeqCst), 1);
+        assert!(!a.is_running() && !b.is_running());
+        net.shutdown(Duration::from_secs(1)).expect("again");
+        drop(net);
+        assert_eq!(a.shutdowns.load(Ordering::SeqCst), 1, "no second shutdown");
+    }
+
+    #[test]
+    fn drop_and_panic_kill_running_machines() {
+        let a = recorder("a", false);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let net = network(std::slice::from_ref(&a));
+            net.start_all().expect("start");
+            panic!("test body fails");
+        }));
+        assert!(result.is_err());
+        assert!(
+            !a.is_running(),
+            "unwinding dropped the network, which killed it"
+        );
+        assert_eq!(a.crashes.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn interrupter_marks_run_and_kills_everything() {
+        let (a, b) = (recorder("a", false), recorder("b", false));
+        let net = network(&[a.clone(), b.clone()]);
+        net.start_all().expect("start");
+        net.interrupter().interrupt("SIGINT received");
+        assert!(!a.is_running() && !b.is_running());
+        assert_eq!(
+            net.context().interrupted().as_deref(),
+            Some("SIGINT received")
+        );
+        let err = net.nodes()[0].succeed("true").expect_err("interrupted");
+        assert!(err.is_infrastructure(), "{err}");
+    }
+
+    #[test]
+    fn signal_watch_reports_the_signal_and_stops_on_drop() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watch = watch_signals(move |name| {
+            let _ = tx.send(name);
+        })
+        .expect("watch");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok("SIGHUP"));
+        drop(watch);
+    }
+}
