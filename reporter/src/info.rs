@@ -11,6 +11,10 @@ pub struct RunInfo {
     pub timestamp: u64,
     /// The inputs (tracefiles, capture directories) as the user named them.
     pub inputs: Vec<String>,
+    /// Problems that cost coverage (a machine that crashed, a bad file),
+    /// shown prominently so a partial report is never mistaken for a whole
+    /// one.
+    pub notes: Vec<String>,
 }
 
 impl RunInfo {
@@ -23,6 +27,7 @@ impl RunInfo {
             title: title.into(),
             timestamp,
             inputs,
+            notes: Vec::new(),
         }
     }
 
@@ -72,6 +77,7 @@ mod tests {
             title: String::new(),
             timestamp,
             inputs: vec![],
+            notes: vec![],
         };
         assert_eq!(at(0).date(), "1970-01-01 00:00:00 UTC");
         assert_eq!(at(951_782_400).date(), "2000-02-29 00:00:00 UTC");

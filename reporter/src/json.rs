@@ -40,6 +40,8 @@ struct Report<'a> {
     date: Cow<'a, str>,
     timestamp: u64,
     inputs: Vec<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<Cow<'a, str>>,
     root: Cow<'a, str>,
     totals: Totals,
     captures: Vec<CaptureJson<'a>>,
@@ -149,6 +151,7 @@ pub fn write(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result
         date: info.date_rfc3339().into(),
         timestamp: info.timestamp,
         inputs: info.inputs.iter().map(|s| s.as_str().into()).collect(),
+        notes: info.notes.iter().map(|s| s.as_str().into()).collect(),
         root: tree.root.as_str().into(),
         totals: Totals::of(&tree.totals),
         captures: cov
@@ -300,6 +303,7 @@ pub fn read_slice(bytes: &[u8], path: &Path) -> Result<(Coverage, RunInfo), Erro
         title: report.title.into_owned(),
         timestamp: report.timestamp,
         inputs: report.inputs.into_iter().map(Cow::into_owned).collect(),
+        notes: report.notes.into_iter().map(Cow::into_owned).collect(),
     };
     Ok((cov, info))
 }
@@ -323,6 +327,7 @@ mod tests {
             title: "t \"q\"".into(),
             timestamp: 1_795_615_148,
             inputs: vec!["a.info".into()],
+            notes: vec!["machine `b` crashed".into()],
         }
     }
 

@@ -101,6 +101,13 @@ pub fn write(
         }
         let _ = writeln!(md, "\n</details>\n");
     }
+    for note in &info.notes {
+        let _ = writeln!(
+            md,
+            "> :warning: **Incomplete coverage:** {}\n",
+            escape(note)
+        );
+    }
     let inputs: Vec<String> = info.inputs.iter().map(|i| escape(i)).collect();
     let _ = writeln!(
         md,
@@ -174,6 +181,7 @@ mod summary_tests {
             title: "PR #1".into(),
             timestamp: 0,
             inputs: vec!["a.info".into()],
+            notes: vec![],
         };
         let t = Thresholds {
             lines: Some(60.0),

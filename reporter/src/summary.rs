@@ -177,6 +177,7 @@ mod tests {
             title: "t".into(),
             timestamp: 0,
             inputs: vec![],
+            notes: vec![],
         };
         let mut out = Vec::new();
         write_table(&cov(), &info, &mut out).unwrap();

@@ -8,6 +8,7 @@ fn info() -> RunInfo {
         title: "Sample <run>".into(),
         timestamp: 1_795_615_148,
         inputs: vec!["a.info".into(), "runs/b & c".into()],
+        notes: vec!["machine `c <x>` crashed".into()],
     }
 }
 
@@ -52,6 +53,12 @@ fn index_totals_and_per_file_counts_match_the_model() {
         format!("{}/{}", s.lines_hit, s.lines_found)
     );
     assert_eq!(text_after(&index, r#"id="lines-pct""#), "63.6%"); // 7 of 11
+                                                                  // A partial run says so, escaped, on every page's header.
+    assert!(
+        index.contains(r#"<li class="note">machine `c &#60;x&#62;` crashed</li>"#)
+            || index.contains(r#"<li class="note">machine `c &lt;x&gt;` crashed</li>"#),
+        "run notes missing from the index"
+    );
     assert_eq!((s.lines_hit, s.lines_found), (7, 11));
     assert_eq!(
         text_after(&index, r#"id="functions-hit-total""#),

@@ -9,6 +9,7 @@ use clap::Args;
 
 use covnet_runner::accel::AccelRequest;
 use covnet_runner::bundle::{write_bundle, BundleInput};
+use covnet_runner::coverage::{self, CollectOptions};
 use covnet_runner::events::{self, TerminalReporter};
 use covnet_runner::junit::TestSuite;
 use covnet_runner::network::{watch_signals, Network, NetworkOptions};
@@ -45,6 +46,15 @@ pub struct RunArgs {
     /// Capture every VLAN's traffic; the pcaps go into the failure bundle.
     #[arg(long)]
     pub pcap: bool,
+    /// Collect gcov data from every machine after the script and write a
+    /// combined report (HTML, lcov, Cobertura, JSON) into the output
+    /// directory.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Directory holding the programs' `.gcno` files (default: the spec's
+    /// directory).
+    #[arg(long, value_name = "DIR", requires = "coverage")]
+    pub build: Option<PathBuf>,
 }
 
 /// Validated inputs of a run.
@@ -181,6 +191,11 @@ fn run_with_events(
         output_dir: plan.out.clone(),
         keep_run_dir: args.keep_run_dir,
         pcap: args.pcap,
+        guest_env: if args.coverage {
+            coverage::guest_env()
+        } else {
+            Vec::new()
+        },
     };
     let network = Network::build(&plan.spec, &options)
         .with_context(|| format!("failed to set up the network of {}", args.spec.display()))?;
@@ -231,6 +246,18 @@ fn run_with_events(
         }
     };
 
+    // Coverage is collected whatever the script's verdict: a failed test's
+    // coverage is still worth reading, and a crashed machine is named.
+    let coverage = if args.coverage {
+        Some(collect_and_report(args, plan, &network))
+    } else {
+        None
+    };
+    let code = match &coverage {
+        Some(Err(_)) if code == exit::SUCCESS => exit::FAILURE,
+        _ => code,
+    };
+
     let grace = network.context().timeouts.shutdown;
     let shutdown = if code == exit::SUCCESS {
         network.shutdown(grace)
@@ -245,6 +272,9 @@ fn run_with_events(
     } else {
         code
     };
+    if let Some(Err(e)) = &coverage {
+        eprintln!("error: {e:#}");
+    }
     Ok(Outcome {
         code,
         cases: report.cases,
@@ -254,4 +284,49 @@ fn run_with_events(
         elapsed: started.elapsed(),
         script_time: report.elapsed,
     })
+}
+
+/// Pulls every machine's gcov data, merges it and writes the reports into
+/// the output directory; prints where they are and the totals.
+fn collect_and_report(args: &RunArgs, plan: &RunPlan, network: &Network) -> anyhow::Result<()> {
+    let machines: Vec<_> = network
+        .nodes()
+        .iter()
+        .map(|n| n.machine().clone())
+        .collect();
+    let opts = CollectOptions {
+        stop_services: true,
+        reset: false,
+        command_timeout: network.context().timeouts.command,
+        phase: None,
+    };
+    let dest = plan.out.join("coverage");
+    let captures = coverage::collect_all(&machines, &dest, &opts);
+    let build = match &args.build {
+        Some(b) => b.clone(),
+        None => plan.spec.dir(),
+    };
+    let merged = coverage::merge(&build, &captures)
+        .with_context(|| format!("failed to merge the coverage against {}", build.display()))?;
+    let inputs = captures
+        .iter()
+        .map(|c| match &c.outcome {
+            Ok(p) => format!("{} ({} files, {} bytes)", c.name, p.files, p.bytes),
+            Err(_) => format!("{} (no coverage)", c.name),
+        })
+        .collect();
+    let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
+    info.notes = merged.notes.clone();
+    let paths = coverage::write_reports(&merged, &info, &plan.out)
+        .context("failed to write the coverage report")?;
+    let mut table = Vec::new();
+    covnet_reporter::summary::write_table(&merged.coverage, &info, &mut table)
+        .context("failed to format the coverage summary")?;
+    eprintln!("\n{}", String::from_utf8_lossy(&table).trim_end());
+    for note in &merged.notes {
+        eprintln!("warning: {note}");
+    }
+    eprintln!("coverage report: {}", paths.html.display());
+    eprintln!("lcov tracefile: {}", paths.lcov.display());
+    Ok(())
 }

@@ -66,6 +66,7 @@ fn serve(
             output_dir: out.to_owned(),
             keep_run_dir: false,
             pcap: false,
+            guest_env: Vec::new(),
         },
     )
     .with_context(|| format!("failed to set up the network of {}", args.spec.display()))?;
