@@ -155,7 +155,16 @@ impl Builder {
         self.word(0).string("").end()
     }
 
+    /// The run summary: OBJECT_SUMMARY from GCC 9 on, GCC 8's
+    /// PROGRAM_SUMMARY (checksum, counters, runs, ..., histogram) before.
     pub fn summary(&mut self, runs: u32) -> &mut Self {
+        if self.gcc == Gcc::V8 {
+            self.begin(0xa300_0000).word(0).word(1).word(runs);
+            for _ in 0..5 {
+                self.word(7);
+            }
+            return self.end();
+        }
         self.begin(TAG_OBJECT_SUMMARY).word(runs).word(9).end()
     }
 
