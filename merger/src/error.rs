@@ -271,6 +271,41 @@ pub enum ErrorKind {
     },
 }
 
+impl ErrorKind {
+    /// Advice for the user, for the CLI's `(hint: ...)` line.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            ErrorKind::BadMagic { .. } => {
+                "pass .gcno notes and .gcda data files written by gcc --coverage"
+            }
+            ErrorKind::UnsupportedVersion { .. } => {
+                "covnet reads files of GCC 8 to 15; files written by clang --coverage are not supported"
+            }
+            ErrorKind::VersionMismatch { .. } => {
+                "the program ran with a different GCC's runtime than the one that compiled the notes; rebuild and rerun with one GCC"
+            }
+            ErrorKind::StampMismatch { .. } => {
+                "the object was recompiled after the run, or the notes come from another build; rerun the program built from these notes"
+            }
+            ErrorKind::ChecksumMismatch { .. } => {
+                "the captures ran differently built programs; merge only captures of the same build"
+            }
+            ErrorKind::FunctionMismatch { .. }
+            | ErrorKind::UnknownFunction { .. }
+            | ErrorKind::CounterCount { .. } => {
+                "the data does not belong to these notes; rebuild and rerun, or check the path mapping"
+            }
+            ErrorKind::Truncated { .. }
+            | ErrorKind::RecordOverrun { .. }
+            | ErrorKind::RecordTooShort { .. } => {
+                "the file is truncated, often because the program was killed while writing it"
+            }
+            ErrorKind::CounterOverflow { .. } => "the summed counters exceed 2^63; merge fewer captures",
+            _ => return None,
+        })
+    }
+}
+
 /// A gcov error naming the file it concerns.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct Error {

@@ -981,6 +981,7 @@ mod tests {
             .map(|s| s.to_string())
             .unwrap_or_default();
         assert!(source.contains("stamp mismatch"), "{source}");
+        assert!(e.kind.hint().is_some_and(|h| h.contains("recompiled")));
     }
 
     #[test]
