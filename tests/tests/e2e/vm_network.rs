@@ -300,6 +300,31 @@ fn guest_that_never_reaches_the_shell_fails_boot_cleanly() {
     t.finish();
 }
 
+/// (c) a guest whose init exits at once (`rdinit=/bin/false`: the kernel
+/// panics and QEMU quits) fails its boot when QEMU is gone, not at the
+/// 5-minute boot deadline, naming the machine and showing the panic.
+#[test]
+fn guest_whose_init_exits_fails_boot_at_once() {
+    let t = TestNet::new(
+        "[defaults]\nboot_timeout = \"5m\"\n[machines.dead]\nkernel_params = [\"rdinit=/bin/false\"]\n",
+    );
+    let err = t.net().start_all().expect_err("boot must fail");
+    let text = err.to_string();
+    assert!(text.contains("machine `dead`: start() failed"), "{text}");
+    match &*err.kind {
+        StepErrorKind::Machine(MachineError::Exited { during, .. }) => {
+            assert_eq!(during, "booting", "{text}")
+        }
+        // The VM backend reports a boot timeout when the control channel
+        // closes before QEMU's exit is reaped; the console still shows why.
+        StepErrorKind::Machine(MachineError::BootTimeout { console, .. }) => {
+            assert!(console.0.iter().any(|l| l.contains("panic")), "{text}")
+        }
+        _ => panic!("unexpected failure kind: {text}"),
+    }
+    t.finish();
+}
+
 /// (c) through the CLI: a script whose command hangs past the test's time
 /// limit fails with exit 2, says so, leaves a failure bundle and no QEMU.
 #[test]
