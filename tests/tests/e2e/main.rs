@@ -1,10 +1,11 @@
 //! covnet's end-to-end tests: one binary, one module per topic.
 
 mod browser;
-mod report;
+mod corruption;
+mod coverage_run;
+mod exactness;
 mod lcov_peer;
 mod merge_cli;
-mod exactness;
-mod vm_network;
 mod namespace;
-mod corruption;
+mod report;
+mod vm_network;

@@ -1,0 +1,380 @@
+//! Distributed coverage end to end: the webserver example on two machines,
+//! collected, merged and reported by `covnet run --coverage`, checked
+//! against GCC's own `gcov` on the very `.gcda` files pulled off the guests.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use covnet_tests::lcov_tool::{self, Tracefile};
+
+/// A whole `covnet run` of the example: build, boot two guests, test, pull.
+const RUN_DEADLINE: Duration = Duration::from_secs(600);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// A private copy of `examples/webserver`, built with `--coverage`.
+struct Example {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Example {
+    fn build() -> Result<Example> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("webserver");
+        let src = workspace().join("examples/webserver");
+        std::fs::create_dir_all(dir.join("src"))?;
+        for f in ["Makefile", "spec.toml", "test.rhai"] {
+            std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copy {f}"))?;
+        }
+        for e in std::fs::read_dir(src.join("src"))? {
+            let p = e?.path();
+            std::fs::copy(&p, dir.join("src").join(p.file_name().unwrap_or_default()))?;
+        }
+        lcov_tool::run_ok(Command::new("make").arg("-s").current_dir(&dir))
+            .context("building the example (gcc and make are installed by scripts/setup.sh)")?;
+        Ok(Example { _tmp: tmp, dir })
+    }
+
+    fn spec(&self) -> PathBuf {
+        self.dir.join("spec.toml")
+    }
+
+    /// `covnet run SPEC --coverage --out OUT`; fails on a non-zero exit.
+    fn run(&self, spec: &Path, out: &str) -> Result<PathBuf> {
+        let out = self.dir.join(out);
+        let o = lcov_tool::run(
+            Command::new(lcov_tool::covnet_bin()?)
+                .args(["run", "--coverage", "--no-console", "--out"])
+                .arg(&out)
+                .arg(spec)
+                .current_dir(&self.dir),
+            RUN_DEADLINE,
+        )?;
+        ensure!(o.status.success(), "covnet run failed:\n{o}");
+        Ok(out)
+    }
+}
+
+/// Per test name (capture), per (file, line): the `DA` count.
+fn per_test_lines(info: &Path) -> Result<BTreeMap<String, BTreeMap<(String, u32), i64>>> {
+    let text = std::fs::read_to_string(info)?;
+    let mut out: BTreeMap<String, BTreeMap<(String, u32), i64>> = BTreeMap::new();
+    let (mut tn, mut sf) = (String::new(), String::new());
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("TN:") {
+            tn = t.to_owned();
+        } else if let Some(f) = line.strip_prefix("SF:") {
+            sf = f.to_owned();
+        } else if let Some(da) = line.strip_prefix("DA:") {
+            let mut it = da.split(',');
+            let l: u32 = it.next().context("DA line")?.parse()?;
+            let c: i64 = it.next().context("DA count")?.parse()?;
+            *out.entry(tn.clone())
+                .or_default()
+                .entry((sf.clone(), l))
+                .or_default() += c;
+        }
+    }
+    Ok(out)
+}
+
+/// What gcov says about the objects in `build`, given the `.gcda` files
+/// copied next to their notes: per-line counts (summed over entries), branch
+/// counts per line in order, and function entry counts.
+#[derive(Default, Debug)]
+struct Gcov {
+    lines: BTreeMap<(String, u32), i64>,
+    branches: BTreeMap<(String, u32), Vec<i64>>,
+    functions: BTreeMap<(String, String), i64>,
+}
+
+fn gcov(build: &Path) -> Result<Gcov> {
+    let mut g = Gcov::default();
+    let mut notes: Vec<PathBuf> = std::fs::read_dir(build)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gcno"))
+        .collect();
+    notes.sort();
+    ensure!(notes.len() == 4, "expected 4 objects, found {notes:?}");
+    for n in &notes {
+        let o = lcov_tool::run_ok(
+            Command::new("gcov")
+                .args(["-b", "-t", "--json-format"])
+                .arg(n)
+                .current_dir(build),
+        )?;
+        for doc in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(doc)?;
+            let cwd = v["current_working_directory"].as_str().unwrap_or("");
+            for f in v["files"].as_array().context("files")? {
+                let name = f["file"].as_str().context("file")?;
+                let path = if name.starts_with('/') {
+                    PathBuf::from(name)
+                } else {
+                    Path::new(cwd).join(name)
+                };
+                let file = normalize(&path);
+                for l in f["lines"].as_array().context("lines")? {
+                    let no = u32::try_from(l["line_number"].as_u64().context("line_number")?)?;
+                    *g.lines.entry((file.clone(), no)).or_default() +=
+                        l["count"].as_i64().context("count")?;
+                    let b = g.branches.entry((file.clone(), no)).or_default();
+                    for br in l["branches"].as_array().context("branches")? {
+                        b.push(br["count"].as_i64().context("branch count")?);
+                    }
+                }
+                for func in f["functions"].as_array().context("functions")? {
+                    let name = func["name"].as_str().context("name")?.to_owned();
+                    *g.functions.entry((file.clone(), name)).or_default() += func
+                        ["execution_count"]
+                        .as_i64()
+                        .context("execution_count")?;
+                }
+            }
+        }
+    }
+    g.branches.retain(|_, v| !v.is_empty());
+    Ok(g)
+}
+
+fn normalize(p: &Path) -> String {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
+/// Copies every `.gcda` below `capture` into `build` (flat: the example's
+/// objects all live in one directory).
+fn stage(capture: &Path, build: &Path) -> Result<usize> {
+    let mut n = 0;
+    let mut stack = vec![capture.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "gcda") {
+                std::fs::copy(&p, build.join(p.file_name().unwrap_or_default()))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn compare(what: &str, covnet: &Tracefile, oracle: &Gcov) -> Result<()> {
+    let lines = lcov_tool::diff_maps("gcov", &oracle.lines, "covnet", &covnet.lines);
+    ensure!(
+        lines.is_empty(),
+        "{what}: line counts differ from gcov:\n{lines}"
+    );
+    let mut branches: BTreeMap<(String, u32), Vec<i64>> = BTreeMap::new();
+    for (k, m) in &covnet.branches {
+        // BRDA keys sort as (block, "block/branch"): gcov's order.
+        let mut v: Vec<((u32, u32), i64)> = m
+            .iter()
+            .map(|((_, bb), t)| {
+                let (b, r) = bb.split_once('/').unwrap_or(("0", "0"));
+                (
+                    (b.parse().unwrap_or(0), r.parse().unwrap_or(0)),
+                    t.unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort();
+        branches.insert(k.clone(), v.into_iter().map(|(_, t)| t).collect());
+    }
+    let b = lcov_tool::diff_maps("gcov", &oracle.branches, "covnet", &branches);
+    ensure!(b.is_empty(), "{what}: branch counts differ from gcov:\n{b}");
+    let funcs: BTreeMap<(String, String), i64> = covnet
+        .functions
+        .iter()
+        .map(|(k, (_, c))| (k.clone(), *c))
+        .collect();
+    let f = lcov_tool::diff_maps("gcov", &oracle.functions, "covnet", &funcs);
+    ensure!(
+        f.is_empty(),
+        "{what}: function counts differ from gcov:\n{f}"
+    );
+    eprintln!(
+        "{what}: {} lines, {} branch lines, {} functions agree with gcov",
+        oracle.lines.len(),
+        oracle.branches.len(),
+        oracle.functions.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn webserver_example_matches_gcov_and_attributes_machines() -> Result<()> {
+    let ex = Example::build()?;
+    let out = ex.run(&ex.spec(), "out1")?;
+    for f in [
+        "report/index.html",
+        "coverage.info",
+        "coverage-per-machine.info",
+        "cobertura.xml",
+        "coverage.json",
+    ] {
+        ensure!(out.join(f).is_file(), "{f} missing from {}", out.display());
+    }
+
+    // Exactness: gcov on the pulled .gcda files is the oracle.
+    let build = ex.dir.join("build");
+    let staged = stage(&out.join("coverage"), &build)?;
+    ensure!(
+        staged == 4,
+        "expected 3 server + 1 client .gcda, pulled {staged}"
+    );
+    let oracle = gcov(&build)?;
+    let combined = Tracefile::read(&out.join("coverage.info"))?;
+    compare("combined", &combined, &oracle)?;
+
+    // Attribution: server code was hit only on `server`, client code only
+    // on `client`.
+    let per = per_test_lines(&out.join("coverage-per-machine.info"))?;
+    ensure!(
+        per.keys().collect::<Vec<_>>() == ["client", "server"],
+        "sections: {:?}",
+        per.keys()
+    );
+    let hits = |machine: &str, file: &str| -> i64 {
+        per[machine]
+            .iter()
+            .filter(|((f, _), _)| f.ends_with(file))
+            .map(|(_, c)| *c)
+            .sum()
+    };
+    for f in ["/src/server.c", "/src/http.c", "/src/routes.c"] {
+        ensure!(hits("server", f) > 0, "server should hit {f}");
+        ensure!(hits("client", f) == 0, "client cannot hit {f}");
+    }
+    ensure!(
+        hits("client", "/src/client.c") > 0,
+        "client should hit client.c"
+    );
+    ensure!(
+        hits("server", "/src/client.c") == 0,
+        "server cannot hit client.c"
+    );
+
+    // The report shows the per-machine breakdown.
+    let index = std::fs::read_to_string(out.join("report/index.html"))?;
+    ensure!(
+        index.contains("server") && index.contains("client"),
+        "per-machine view missing"
+    );
+
+    // A second run merged with the first: function entries double exactly,
+    // and every count equals gcov on `gcov-tool merge` of the two runs.
+    let out2 = ex.run(&ex.spec(), "out2")?;
+    let merged = ex.dir.join("both.info");
+    let mut args: Vec<PathBuf> = Vec::new();
+    for o in [&out, &out2] {
+        for m in ["server", "client"] {
+            args.push(o.join("coverage").join(m));
+        }
+    }
+    let o = lcov_tool::run(
+        Command::new(lcov_tool::covnet_bin()?)
+            .arg("merge")
+            .arg("--build")
+            .arg(&build)
+            .args(&args)
+            .arg("-o")
+            .arg(&merged)
+            .current_dir(&ex.dir),
+        lcov_tool::COMMAND_DEADLINE,
+    )?;
+    ensure!(o.status.success(), "covnet merge failed:\n{o}");
+    let both = Tracefile::read(&merged)?;
+    for (k, (_, c)) in &combined.functions {
+        let twice = both.functions.get(k).map(|(_, c)| *c);
+        ensure!(
+            twice == Some(2 * c),
+            "{k:?}: {c} once, {twice:?} after two runs"
+        );
+    }
+    let first = ex.dir.join("run1");
+    let second = ex.dir.join("run2");
+    for (o, dir) in [(&out, &first), (&out2, &second)] {
+        std::fs::create_dir_all(dir)?;
+        stage(&o.join("coverage"), dir)?;
+    }
+    let merged_dir = ex.dir.join("gcov-tool-merged");
+    lcov_tool::run_ok(
+        Command::new("gcov-tool")
+            .arg("merge")
+            .arg("-o")
+            .arg(&merged_dir)
+            .arg(&first)
+            .arg(&second),
+    )?;
+    for f in std::fs::read_dir(&build)? {
+        let p = f?.path();
+        if p.extension().is_some_and(|x| x == "gcda") {
+            std::fs::remove_file(p)?;
+        }
+    }
+    stage(&merged_dir, &build)?;
+    compare("two runs merged", &both, &gcov(&build)?)?;
+    Ok(())
+}
+
+#[test]
+fn crashed_machine_is_named_and_the_others_coverage_kept() -> Result<()> {
+    let ex = Example::build()?;
+    let spec = ex.dir.join("crash.toml");
+    let text = std::fs::read_to_string(ex.spec())?.replace(
+        "script_file = \"test.rhai\"",
+        "script = '''\nstart_all();\nserver.wait_for_service(\"webserver\");\nclient.succeed(\"client server 80\");\nclient.crash();\n'''",
+    );
+    if !text.contains("client.crash()") {
+        bail!("the example spec changed shape: {text}");
+    }
+    std::fs::write(&spec, text)?;
+    let out = ex.run(&spec, "crash-out")?;
+
+    let combined = Tracefile::read(&out.join("coverage.info"))?;
+    let server_hits: i64 = combined
+        .lines
+        .iter()
+        .filter(|((f, _), _)| f.ends_with("/src/http.c"))
+        .map(|(_, c)| c)
+        .sum();
+    ensure!(server_hits > 0, "the server's coverage must be kept");
+    let client_hits: i64 = combined
+        .lines
+        .iter()
+        .filter(|((f, _), _)| f.ends_with("/src/client.c"))
+        .map(|(_, c)| c)
+        .sum();
+    ensure!(client_hits == 0, "the crashed client's data died with it");
+    let index = std::fs::read_to_string(out.join("report/index.html"))?;
+    let notes = index
+        .split("id=\"run-notes\"")
+        .nth(1)
+        .context("the report must carry the run's notes")?;
+    ensure!(
+        notes.contains("client"),
+        "the crashed machine must be named: {notes}"
+    );
+    Ok(())
+}
