@@ -35,4 +35,10 @@ for k in /boot/vmlinuz-*; do
   [ -e "$k" ] && [ ! -r "$k" -o "$(stat -c %a "$k")" = 600 ] && chmod a+r "$k" || true
 done
 
+# The test runner README's test command uses (bounded per-test timeouts).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest >/dev/null
+fi
+
 echo "setup: ok" >&2
