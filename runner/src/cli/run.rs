@@ -122,6 +122,31 @@ fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
     })
 }
 
+/// Where script line `line` is in its file: the script file itself, or
+/// the spec when the script is inline (found by its text, which a TOML
+/// literal string keeps verbatim), as `file:line:column`.
+fn script_location(plan: &RunPlan, line: usize, column: usize) -> String {
+    if let Some(file) = &plan.options.file {
+        return format!("{}:{line}:{column}", file.display());
+    }
+    let spec = plan.spec.path.display();
+    let offset = std::fs::read_to_string(&plan.spec.path)
+        .ok()
+        .and_then(|text| {
+            // Only a unique match identifies the place.
+            let mut found = text.match_indices(plan.source.as_str());
+            let (at, _) = found.next()?;
+            if found.next().is_some() {
+                return None;
+            }
+            Some(text.get(..at)?.matches('\n').count())
+        });
+    match offset {
+        Some(before) => format!("{spec}:{}:{column}", before + line),
+        None => format!("{spec} (inline script line {line}, column {column})"),
+    }
+}
+
 /// Runs `covnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
@@ -210,16 +235,12 @@ fn run_with_events(
     let code = match &report.result {
         Ok(()) => exit::SUCCESS,
         Err(failure) => {
-            let text = match failure {
-                ScriptFailure::Step(_) | ScriptFailure::Script { .. } => {
-                    let file = plan
-                        .options
-                        .file
-                        .as_deref()
-                        .unwrap_or(&plan.spec.path)
-                        .display()
-                        .to_string();
-                    format!("{failure}\n  (script: {file})")
+            let text = match (failure, failure.position()) {
+                (ScriptFailure::Step(_) | ScriptFailure::Script { .. }, Some(p)) => {
+                    format!(
+                        "{failure}\n  at {}",
+                        script_location(plan, p.line, p.column)
+                    )
                 }
                 _ => failure.to_string(),
             };
