@@ -33,7 +33,7 @@ use crate::rundir::RunDir;
 use crate::switch::{PortId, Switch};
 
 /// Default deadline for the first shell answer of a namespace machine.
-pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra time the control channel gets beyond a command's own timeout to
 /// kill it and confirm.
 pub const CHANNEL_SLACK: Duration = Duration::from_secs(3);

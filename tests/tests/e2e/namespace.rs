@@ -19,7 +19,7 @@ use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
 use covnet_runner::switch::Switch;
 
-const T: Duration = Duration::from_secs(20);
+const T: Duration = Duration::from_secs(60);
 
 /// Two machines on VLAN 1: a web server and a client with curl.
 const WEB: &str = r#"
@@ -190,7 +190,7 @@ fn web_page_by_host_name_between_namespace_machines() {
     assert!(procs < 30, "{procs} processes visible in the machine");
     net.succeed(
         "client",
-        "for i in $(seq 100); do wget -q -O /dev/null http://server/ && exit 0; sleep 0.1; done; exit 1",
+        "for i in $(seq 300); do wget -q -O /dev/null http://server/ && exit 0; sleep 0.1; done; exit 1",
     );
     let page = net.succeed("client", "wget -q -O - http://server/");
     assert_eq!(page, "<h1>hello from a namespace</h1>");
@@ -205,7 +205,7 @@ fn web_page_by_host_name_between_namespace_machines() {
 fn wait_for_web(net: &NsNet) {
     net.succeed(
         "client",
-        "for i in $(seq 100); do wget -q -O /dev/null http://server/ && exit 0; sleep 0.1; done; exit 1",
+        "for i in $(seq 300); do wget -q -O /dev/null http://server/ && exit 0; sleep 0.1; done; exit 1",
     );
 }
 
@@ -554,4 +554,153 @@ ready = { port = 80 }
         std::panic::resume_unwind(panic);
     }
     stopped.expect("every machine stops");
+}
+
+/// The spec of the CLI tests: namespace machines only; the server runs
+/// `sleep <marker>` as a service, so each test finds its own processes.
+fn ns_web_spec(script: &str, marker: u32) -> String {
+    format!(
+        "[defaults]\nbackend = \"namespace\"\n{WEB}\n[[machines.server.services]]\nname = \"marker\"\ncommand = \"exec sleep {marker}\"\n\n[test]\ntimeout = \"5m\"\nscript = '''\n{script}'''\n"
+    )
+}
+
+/// Host pids of processes running `sleep <marker>` (the marker service).
+fn marker_processes(marker: u32) -> Vec<u32> {
+    let want = format!("sleep\0{marker}\0").into_bytes();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            if cmd == want {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// `covnet run` on a spec whose machines are all namespace machines: the
+/// script cannot tell them from VMs (services, waits, block/unblock).
+#[test]
+fn cli_run_with_namespace_machines() {
+    require_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ns_web_spec(
+        r#"start_all();
+server.wait_for_service("httpd");
+let page = client.succeed("curl -sS http://server/");
+if page != "<h1>hello from a namespace</h1>" { throw `unexpected page: ${page}`; }
+client.block();
+client.fail("wget -q -T 2 -O - http://server/");
+client.unblock();
+client.succeed("for i in $(seq 50); do wget -q -O - http://server/ && exit 0; sleep 0.1; done; exit 1");
+print("namespace run ok");
+"#,
+        4243,
+    );
+    let path = dir.path().join("ns.toml");
+    std::fs::write(&path, spec).expect("write spec");
+    let out = covnet_cli(
+        &[
+            "run",
+            path.to_str().expect("utf-8"),
+            "--out",
+            dir.path().join("out").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "covnet run failed:\n{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("namespace run ok"), "{}", out.stderr);
+    assert!(
+        marker_processes(4243).is_empty(),
+        "{:?}",
+        marker_processes(4243)
+    );
+}
+
+/// SIGINT to `covnet run` while a script step runs: every process of the
+/// namespace machines is gone when covnet exits.
+#[test]
+fn sigint_to_covnet_run_leaves_no_machine_process() {
+    require_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ns_web_spec("start_all();\nserver.succeed(\"sleep 600\");\n", 4244);
+    let path = dir.path().join("ns.toml");
+    std::fs::write(&path, spec).expect("write spec");
+    let bin = covnet_tests::lcov_tool::covnet_bin().expect("covnet binary");
+    let mut child = Command::new(bin)
+        .args([
+            "run",
+            path.to_str().expect("utf-8"),
+            "--out",
+            dir.path().join("out").to_str().expect("utf-8"),
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("covnet starts");
+    // Wait for this run's marker service.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let marker = loop {
+        if let Some(&p) = marker_processes(4244).first() {
+            break p;
+        }
+        if Instant::now() > deadline || child.try_wait().expect("try_wait").is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the machines did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ns = pid_namespace(marker).expect("machine pid namespace");
+    // SAFETY: kill sends a signal to our own child; no memory is involved.
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("covnet run did not stop after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        !status.success(),
+        "an interrupted run is a failure: {status}"
+    );
+    assert_eq!(
+        processes_in(&ns),
+        Vec::<u32>::new(),
+        "machine processes outlived covnet"
+    );
+}
+
+/// Output of a `covnet` run with stderr as text.
+struct CliOut {
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+fn covnet_cli(args: &[&str], cwd: &Path) -> CliOut {
+    let out = covnet_tests::lcov_tool::covnet(args, cwd).expect("covnet runs");
+    CliOut {
+        status: out.status,
+        stderr: out.stderr.clone(),
+    }
 }
