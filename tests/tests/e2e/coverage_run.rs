@@ -64,10 +64,13 @@ impl Example {
     }
 }
 
+/// Per (file, line): a `DA` count.
+type LineCounts = BTreeMap<(String, u32), i64>;
+
 /// Per test name (capture), per (file, line): the `DA` count.
-fn per_test_lines(info: &Path) -> Result<BTreeMap<String, BTreeMap<(String, u32), i64>>> {
+fn per_test_lines(info: &Path) -> Result<BTreeMap<String, LineCounts>> {
     let text = std::fs::read_to_string(info)?;
-    let mut out: BTreeMap<String, BTreeMap<(String, u32), i64>> = BTreeMap::new();
+    let mut out: BTreeMap<String, LineCounts> = BTreeMap::new();
     let (mut tn, mut sf) = (String::new(), String::new());
     for line in text.lines() {
         if let Some(t) = line.strip_prefix("TN:") {
@@ -92,7 +95,7 @@ fn per_test_lines(info: &Path) -> Result<BTreeMap<String, BTreeMap<(String, u32)
 /// counts per line in order, and function entry counts.
 #[derive(Default, Debug)]
 struct Gcov {
-    lines: BTreeMap<(String, u32), i64>,
+    lines: LineCounts,
     branches: BTreeMap<(String, u32), Vec<i64>>,
     functions: BTreeMap<(String, String), i64>,
 }
