@@ -197,15 +197,23 @@ pub fn needs_user_namespace() -> bool {
 /// Advice for enabling unprivileged user namespaces, from the host's
 /// sysctls.
 pub fn user_namespace_hint() -> String {
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    hint_from_sysctls(|p| {
+        std::fs::read_to_string(format!("/proc/sys/{p}"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    })
+}
+
+/// [`user_namespace_hint`] over a sysctl reader (`read("user/max_user_namespaces")`).
+fn hint_from_sysctls(read: impl Fn(&str) -> Option<String>) -> String {
     let mut hints = Vec::new();
-    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+    if read("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         hints.push("sysctl -w kernel.unprivileged_userns_clone=1");
     }
-    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+    if read("user/max_user_namespaces").as_deref() == Some("0") {
         hints.push("sysctl -w user.max_user_namespaces=15000");
     }
-    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+    if read("kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         hints.push("sysctl -w kernel.apparmor_restrict_unprivileged_userns=0");
     }
     if hints.is_empty() {
@@ -1388,6 +1396,45 @@ mod tests {
         let (_master, slave) = open_pty().expect("pty");
         assert!(slave.starts_with("/dev/pts/"), "{}", slave.display());
         let _s = open_slave(&slave).expect("open slave");
+    }
+
+    #[test]
+    fn disabled_user_namespaces_get_a_sysctl_hint() {
+        let hint = hint_from_sysctls(|p| match p {
+            "kernel/unprivileged_userns_clone" => Some("0".into()),
+            "user/max_user_namespaces" => Some("0".into()),
+            _ => None,
+        });
+        assert!(
+            hint.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("sysctl -w user.max_user_namespaces=15000"),
+            "{hint}"
+        );
+        assert!(hint.contains("run covnet as root"), "{hint}");
+        let hint = hint_from_sysctls(|_| Some("1".into()));
+        assert!(
+            hint.contains("apparmor_restrict_unprivileged_userns=0"),
+            "{hint}"
+        );
+        let hint = hint_from_sysctls(|_| None);
+        assert!(
+            hint.contains("need root or unprivileged user namespaces"),
+            "{hint}"
+        );
+        let err = SpawnError::Clone {
+            flags: flag_names(true),
+            hint: hint_from_sysctls(|_| Some("0".into())),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(
+            err.to_string().starts_with(
+                "failed to create namespaces (pid, mount, uts, ipc, net, user)\n  (hint:"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

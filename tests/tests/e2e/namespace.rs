@@ -132,6 +132,17 @@ impl Drop for NsNet {
     }
 }
 
+/// The host's network interfaces.
+fn host_interfaces() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("read /sys/class/net")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The PID namespace of a host process, e.g. `pid:[4026532305]`.
 fn pid_namespace(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
@@ -236,8 +247,16 @@ fn crash_leaves_no_process_and_the_machine_restarts() {
     let spec = format!(
         "{WEB}\n[[machines.server.services]]\nname = \"sleeper\"\ncommand = \"sleep 1000\"\n"
     );
+    let host_links = host_interfaces();
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let net = NsNet::new(&spec);
     net.start_all();
+    // Nothing of the machines shows on the host: no interface, no mount.
+    assert_eq!(host_interfaces(), host_links);
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"),
+        host_mounts
+    );
     let server = net.m("server");
     let pid = server.pid().expect("server runs");
     let ns = pid_namespace(pid).expect("server's pid namespace");
@@ -703,4 +722,36 @@ fn covnet_cli(args: &[&str], cwd: &Path) -> CliOut {
         status: out.status,
         stderr: out.stderr.clone(),
     }
+}
+
+/// A machine on two VLANs gets `eth0` and `eth1` with the spec's MACs and
+/// addresses, and reaches each VLAN's other machine only through its NIC.
+#[test]
+fn two_vlans_give_two_interfaces() {
+    let net = NsNet::new(
+        "[machines.a]\nvlans = [1, 2]\n[machines.b]\nvlans = [2]\n[machines.c]\nvlans = [1]\n",
+    );
+    net.start_all();
+    let links = net.succeed(
+        "a",
+        "cat /sys/class/net/eth0/address /sys/class/net/eth1/address",
+    );
+    assert_eq!(links, "52:54:00:01:01:00\n52:54:00:02:01:01\n");
+    let addrs = net.succeed("a", "ip -4 -o addr show");
+    assert!(
+        addrs.contains("eth0") && addrs.contains("192.168.1.1/24"),
+        "{addrs}"
+    );
+    assert!(
+        addrs.contains("eth1") && addrs.contains("192.168.2.1/24"),
+        "{addrs}"
+    );
+    net.succeed("a", "ping -c 1 -W 5 192.168.2.2");
+    net.succeed("a", "ping -c 1 -W 5 192.168.1.3");
+    // b (vlan 2 only) cannot reach c (vlan 1 only).
+    let out = net
+        .m("b")
+        .execute("ping -c 1 -W 1 192.168.1.3", T)
+        .expect("ping runs");
+    assert_ne!(out.status, 0, "VLANs are not separate");
 }
