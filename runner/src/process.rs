@@ -2,7 +2,7 @@
 //! dies, stopped with SIGTERM → grace → SIGKILL and reaped with a deadline.
 //!
 //! This is the runner's platform module: every `unsafe` call into libc lives
-//! in [`sys`] below, each with its `// SAFETY:` justification.
+//! in the private `sys` module below, each with its `// SAFETY:` justification.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
 //! not the process. Children are therefore forked from one spawner thread
@@ -437,6 +437,61 @@ mod tests {
         let pid = child.pid();
         drop(child);
         assert!(!pid_alive(pid));
+    }
+
+    /// Re-runs this test binary as a stand-in for covnet: it spawns a
+    /// child and is then SIGKILLed; the child must die with it.
+    #[test]
+    fn child_dies_when_covnet_is_sigkilled() {
+        const HELPER: &str = "COVNET_PDEATHSIG_HELPER";
+        if std::env::var_os(HELPER).is_some() {
+            let child = OwnedChild::spawn(sleeper("sleep 300"), "orphan-to-be").expect("spawn");
+            println!("PID {}", child.pid());
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            thread::sleep(Duration::from_secs(300));
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "--exact",
+            "process::tests::child_dies_when_covnet_is_sigkilled",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER, "1")
+        .stdout(std::process::Stdio::piped());
+        let mut helper = OwnedChild::spawn(cmd, "helper").expect("spawn helper");
+        let stdout = helper.child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                // libtest prints the test name on the same line first.
+                if let Some((_, pid)) = line.split_once("PID ") {
+                    let _ = tx.send(pid.trim().parse::<u32>().ok());
+                    return;
+                }
+            }
+        });
+        let grandchild = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("helper reports its child")
+            .expect("numeric pid");
+        assert!(pid_alive(grandchild));
+        helper.kill().expect("SIGKILL the helper");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid_alive(grandchild) && Instant::now() < deadline {
+            thread::sleep(POLL_INTERVAL);
+        }
+        assert!(
+            !pid_alive(grandchild),
+            "child {grandchild} outlived its parent"
+        );
     }
 
     #[test]
