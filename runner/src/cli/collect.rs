@@ -76,7 +76,9 @@ pub fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&dest)
         .with_context(|| format!("failed to create `{}`", dest.display()))?;
-    let pulled = collector.pull(&dest).context("failed to collect coverage")?;
+    let pulled = collector
+        .pull(&dest)
+        .context("failed to collect coverage")?;
     if args.reset {
         collector.reset().context("failed to reset coverage")?;
     }
