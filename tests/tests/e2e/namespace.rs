@@ -306,7 +306,7 @@ fn program_with_shared_libraries_runs_from_a_read_only_bind() {
         "echo x > /etc/new && test \"$(cat /etc/new)\" = x",
     );
     // Binary-safe copies both ways.
-    let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let data: Vec<u8> = (0..=255u8).cycle().take(3_000_000).collect();
     let client = net.m("client");
     client
         .copy_to(&data, "/tmp/blob", 0o600)
@@ -754,4 +754,32 @@ fn two_vlans_give_two_interfaces() {
         .execute("ping -c 1 -W 1 192.168.1.3", T)
         .expect("ping runs");
     assert_ne!(out.status, 0, "VLANs are not separate");
+}
+
+/// A command that outlives its timeout is killed (with what it started)
+/// and reported; the shell keeps working; exit statuses and stderr come
+/// back exactly.
+#[test]
+fn hanging_command_times_out_and_the_shell_survives() {
+    let net = NsNet::new("[machines.solo]\n");
+    net.start_all();
+    let solo = net.m("solo");
+    let err = solo
+        .execute("sleep 300 & sleep 301; echo never", Duration::from_secs(1))
+        .expect_err("times out");
+    assert!(err.is_timeout(), "{err}");
+    assert!(err.to_string().contains("sleep 300"), "{err}");
+    let left = net.succeed("solo", "ps -o args | grep -c '^sleep 30[01]$' || true");
+    assert_eq!(
+        left.trim(),
+        "0",
+        "the timed-out command's processes survived"
+    );
+    let out = solo
+        .execute("echo out; echo err >&2; exit 7", T)
+        .expect("runs");
+    assert_eq!(
+        (out.status, out.stdout_lossy(), out.stderr_lossy()),
+        (7, "out\n".to_owned(), "err\n".to_owned())
+    );
 }
