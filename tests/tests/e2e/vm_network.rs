@@ -316,9 +316,10 @@ fn guest_whose_init_exits_fails_boot_at_once() {
             assert_eq!(during, "booting", "{text}")
         }
         // The VM backend reports a boot timeout when the control channel
-        // closes before QEMU's exit is reaped; the console still shows why.
-        StepErrorKind::Machine(MachineError::BootTimeout { console, .. }) => {
-            assert!(console.0.iter().any(|l| l.contains("panic")), "{text}")
+        // closes before QEMU's exit is reaped; the console shows why.
+        StepErrorKind::Machine(MachineError::BootTimeout { .. }) => {
+            let console = t.net().nodes()[0].machine().console_lines(100_000);
+            assert!(console.iter().any(|l| l.contains("Kernel panic")), "{text}")
         }
         _ => panic!("unexpected failure kind: {text}"),
     }
