@@ -9,6 +9,26 @@
 //! `Drop` is the fallback that kills whatever still runs and logs.
 //! [`watch_signals`] turns SIGINT/SIGTERM/SIGHUP into an orderly
 //! interruption.
+//!
+//! This is the Rust API of covnet's test scripts, for `cargo test`:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use covnet_runner::network::{Network, NetworkOptions};
+//! use covnet_runner::spec::Spec;
+//!
+//! let spec = Spec::from_path("examples/httpd/spec.toml".as_ref())?;
+//! let net = Network::build(&spec, &NetworkOptions::default())?;
+//! net.start_all()?;
+//! let (server, client) = (net.node("server").unwrap(), net.node("client").unwrap());
+//! server.wait_for_service("httpd", Duration::from_secs(60))?;
+//! let page = client.succeed("wget -q -O - http://server/")?;
+//! assert!(page.contains("hello"));
+//! client.block()?;
+//! client.fail("timeout 2 wget -q -O - http://server/")?;
+//! net.shutdown(Duration::from_secs(30))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
