@@ -119,10 +119,13 @@ def first_line(text):
 
 def render(args):
     times = defaultdict(list)
+    loads = defaultdict(list)
     with open(os.path.join(args.results, "times.tsv"), encoding="utf-8") as f:
         for row in f:
-            tool, _run, wall, rss = row.split("\t")
-            times[tool].append((float(wall), int(rss)))
+            cols = row.rstrip("\n").split("\t")
+            times[cols[0]].append((float(cols[2]), int(cols[3])))
+            if len(cols) > 4:
+                loads[cols[0]].append(cols[4])
     med = {
         t: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v), len(v))
         for t, v in times.items()
@@ -170,6 +173,11 @@ def render(args):
     w("- The gcov-based peers need each .gcda beside its .gcno, so each capture is given to "
       "them as a hard-link view (build .gcno + that capture's .gcda), prepared once and not "
       "timed. covnet reads the raw capture directories and the build tree.")
+    vpath = os.path.join(args.results, "covnet-version.txt")
+    if os.path.exists(vpath):
+        with open(vpath, encoding="utf-8") as f:
+            w("- covnet: " + "; ".join(l.strip() for l in f if l.strip()) +
+              ", `cargo build --release -p covnet-runner --bin covnet`.")
     w("")
     w("Commands (timed):")
     w("")
@@ -180,17 +188,20 @@ def render(args):
     w("```")
     w("")
 
-    w("| tool | wall (s, median) | peak RSS (MiB, median) | runs | wall / covnet | RSS / covnet |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: |")
+    w("| tool | wall (s, median) | peak RSS (MiB, median) | runs (wall s) | wall / covnet "
+      "| RSS / covnet | load avg before runs |")
+    w("| --- | ---: | ---: | --- | ---: | ---: | --- |")
     base = med.get("covnet")
     for t in ORDER:
         if t not in med:
-            w(f"| {t} | not measured | | | | |")
+            w(f"| {t} | not measured | | | | | |")
             continue
         wall, rss, n = med[t]
         rw = f"{wall / base[0]:.1f}x" if base and base[0] > 0 else "n/a"
         rr = f"{rss / base[1]:.2f}" if base and base[1] > 0 else "n/a"
-        w(f"| {t} | {wall:.2f} | {rss / 1024:.1f} | {n} | {rw} | {rr} |")
+        each = ", ".join(f"{x:g}" for x, _ in times[t])
+        load = ", ".join(loads[t]) if loads[t] else "not recorded"
+        w(f"| {t} | {wall:.2f} | {rss / 1024:.1f} | {n} ({each}) | {rw} | {rr} | {load} |")
     w("")
     peers = [t for t in PEERS if t in med]
     if base and peers:
@@ -232,6 +243,20 @@ def render(args):
         w(f"| {t} | {fmt_total(s['lines'])} | {fmt_total(s['functions'])} | "
           f"{fmt_total(s['branches'])} | {diff[0]} | {diff[1]} | {diff[2]} |")
     w("")
+    covnet_path = os.path.join(args.results, "covnet.info")
+    if os.path.exists(covnet_path):
+        cov = parse_info(covnet_path)
+        w("Per-line DA diff of each peer against covnet's output:")
+        w("")
+        w("| peer | DA lines only in peer / only in covnet | DA count differs "
+          "| hit/not-hit differs |")
+        w("| --- | ---: | ---: | ---: |")
+        for t in PEERS:
+            p = os.path.join(args.results, f"{t}.info")
+            if os.path.exists(p):
+                oa, ob, c, st = da_diff(parse_info(p)[0], cov[0])
+                w(f"| {t} | {oa} / {ob} | {c} | {st} |")
+        w("")
     if args.notes and os.path.exists(args.notes):
         with open(args.notes, encoding="utf-8") as f:
             w(f.read().rstrip("\n"))

@@ -12,12 +12,16 @@
 # reads the raw captures and the build tree directly.
 # Untimed oracle: `gcov-tool merge` of all captures, then one lcov capture.
 #
-# Each tool runs RUNS times (default 3) under GNU time; the median wall time
+# Each tool runs RUNS times (default 3) under GNU time (the 1-minute load
+# average before each run is recorded too); the median wall time
 # and the median peak RSS (largest single process of the pipeline) are kept.
 # Results: bench/work/results/*.info, times.tsv, merge.md; with --write,
 # the "## Merge" section of bench/RESULTS.md is replaced by merge.md.
 #
-# Usage: bench/merge/run.sh [--write]      env: TOOLS="covnet lcov gcovr grcov" RUNS=3
+# Usage: bench/merge/run.sh [--write | --report-only]
+#   --report-only re-renders merge.md and RESULTS.md from earlier results.
+#   env: TOOLS="covnet lcov gcovr grcov" RUNS=3 COVNET=target/release/covnet
+# Tools left out of TOOLS keep their earlier measurements in times.tsv.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,55 +93,70 @@ if [ "${1:-}" = "__pipeline" ]; then
     exit
 fi
 
-write=0
-[ "${1:-}" = "--write" ] && write=1
+write=0 measure=1
+case "${1:-}" in
+--write) write=1 ;;
+--report-only) write=1 measure=0 ;;
+"") ;;
+*) log "usage: run.sh [--write | --report-only]"; exit 2 ;;
+esac
 
 [ -n "$src" ] && [ -x "$build/driver" ] && [ -d "$captures/00" ] ||
     { log "no corpus: run bench/merge/corpus.sh first"; exit 1; }
 
-# Untimed: the hard-link views the gcov-based peers need.
-log "staging gcda+gcno views for the peers (untimed)"
-rm -rf "$staged"
-for d in $(capture_dirs); do
-    n=$(basename "$d")
-    (cd "$d$build" && find . -name '*.gcda') | while read -r f; do
-        mkdir -p "$staged/$n/$(dirname "$f")"
-        ln "$d$build/$f" "$staged/$n/$f"
-        ln "$build/${f%.gcda}.gcno" "$staged/$n/${f%.gcda}.gcno"
+if [ "$measure" = 1 ]; then
+    # Untimed: the hard-link views the gcov-based peers need.
+    log "staging gcda+gcno views for the peers (untimed)"
+    rm -rf "$staged"
+    for d in $(capture_dirs); do
+        n=$(basename "$d")
+        (cd "$d$build" && find . -name '*.gcda') | while read -r f; do
+            mkdir -p "$staged/$n/$(dirname "$f")"
+            ln "$d$build/$f" "$staged/$n/$f"
+            ln "$build/${f%.gcda}.gcno" "$staged/$n/${f%.gcda}.gcno"
+        done
     done
-done
 
-mkdir -p "$results"
-log "oracle: gcov-tool merge + lcov capture (untimed)"
-bash "$0" __pipeline oracle "$results/oracle.info"
-
-: >"$results/times.tsv.new"
-for tool in $TOOLS; do
-    if [ "$tool" = covnet ] && [ ! -x "$COVNET" ]; then
-        log "covnet: $COVNET missing (cargo build --release -p covnet-runner --bin covnet); skipped"
-        continue
+    mkdir -p "$results"
+    if [ -x "$COVNET" ] && [[ " $TOOLS " == *" covnet "* ]]; then
+        { "$COVNET" --version
+          echo "binary of $(date -u -r "$COVNET" '+%Y-%m-%d %H:%M UTC')"
+          git -C "$root" log -1 --format='main at %h when measured'; } \
+            >"$results/covnet-version.txt" 2>/dev/null || true
     fi
-    for ((r = 1; r <= RUNS; r++)); do
-        rm -f "$results/$tool.info"
-        sync
-        /usr/bin/time -f '%e %M' -o "$tmp/time" bash "$0" __pipeline "$tool" "$results/$tool.info"
-        read -r wall rss <"$tmp/time"
-        log "$tool run $r: ${wall}s, ${rss} KB"
-        printf '%s\t%s\t%s\t%s\n' "$tool" "$r" "$wall" "$rss" >>"$results/times.tsv.new"
-    done
-done
-# keep earlier measurements of tools not re-run this time
-if [ -f "$results/times.tsv" ]; then
-    for tool in $(cut -f1 "$results/times.tsv" | sort -u); do
-        grep -q "^$tool	" "$results/times.tsv.new" || grep "^$tool	" "$results/times.tsv" >>"$results/times.tsv.new"
-    done
-fi
-mv "$results/times.tsv.new" "$results/times.tsv"
+    log "oracle: gcov-tool merge + lcov capture (untimed)"
+    bash "$0" __pipeline oracle "$results/oracle.info"
 
-python3 "$here/report.py" --results "$results" --src "$src" --build "$build" \
-    --captures "$(capture_dirs | wc -l)" >"$results/merge.md"
-cat "$results/merge.md"
-if [ "$write" = 1 ]; then
-    python3 "$here/report.py" --splice "$root/bench/RESULTS.md" <"$results/merge.md"
-    log "updated bench/RESULTS.md"
+    : >"$results/times.tsv.new"
+    for tool in $TOOLS; do
+        if [ "$tool" = covnet ] && [ ! -x "$COVNET" ]; then
+            log "covnet: $COVNET missing (cargo build --release -p covnet-runner --bin covnet); skipped"
+            continue
+        fi
+        for ((r = 1; r <= RUNS; r++)); do
+            rm -f "$results/$tool.info"
+            sync
+            read -r load _ </proc/loadavg
+            /usr/bin/time -f '%e %M' -o "$tmp/time" bash "$0" __pipeline "$tool" "$results/$tool.info"
+            read -r wall rss <"$tmp/time"
+            log "$tool run $r: ${wall}s, ${rss} KB (load average before: $load)"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$r" "$wall" "$rss" "$load" >>"$results/times.tsv.new"
+        done
+    done
+    # keep earlier measurements of tools not re-run this time
+    if [ -f "$results/times.tsv" ]; then
+        for tool in $(cut -f1 "$results/times.tsv" | sort -u); do
+            grep -q "^$tool	" "$results/times.tsv.new" || grep "^$tool	" "$results/times.tsv" >>"$results/times.tsv.new"
+        done
+    fi
+    mv "$results/times.tsv.new" "$results/times.tsv"
+
+    fi
+
+    python3 "$here/report.py" --results "$results" --src "$src" --build "$build" \
+        --captures "$(capture_dirs | wc -l)" >"$results/merge.md"
+    cat "$results/merge.md"
+    if [ "$write" = 1 ]; then
+        python3 "$here/report.py" --splice "$root/bench/RESULTS.md" <"$results/merge.md"
+        log "updated bench/RESULTS.md"
 fi
