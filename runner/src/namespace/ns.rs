@@ -374,10 +374,31 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
         }
     };
     let mut init = NsProcess { pid, status: None };
-    if user {
-        write_id_maps(pid)?;
+    match finish_setup(&mut init, &parent_end, user, nics, &steps) {
+        Ok(packets) => Ok(Spawned { init, packets }),
+        Err(err) => {
+            // Reap it here, so the setup error is what the caller sees.
+            if let Err(kill_err) = init.kill() {
+                eprintln!("covnet: warning: {kill_err}");
+            }
+            Err(err)
+        }
     }
-    write_byte(parent_end_fd(&parent_end)).map_err(|source| SpawnError::Host {
+}
+
+/// Writes the id maps, releases the child and collects its packet sockets
+/// until it execs init (end of file on `parent_end`) or reports a failure.
+fn finish_setup(
+    init: &mut NsProcess,
+    parent_end: &OwnedFd,
+    user: bool,
+    nics: usize,
+    steps: &[Step],
+) -> Result<Vec<OwnedFd>, SpawnError> {
+    if user {
+        write_id_maps(init.pid)?;
+    }
+    write_byte(parent_end_fd(parent_end)).map_err(|source| SpawnError::Host {
         what: "release the machine's first process".into(),
         source,
     })?;
@@ -386,7 +407,6 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = init.kill();
             return Err(SpawnError::Timeout(SETUP_DEADLINE));
         }
         let ready = poll_readable(&[parent_end.as_raw_fd()], Some(left)).map_err(|source| {
@@ -398,18 +418,16 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
         if ready.first() == Some(&Readiness::Idle) {
             continue;
         }
-        match recv_record(&parent_end, nics) {
+        match recv_record(parent_end, nics) {
             Ok(Record::Eof) => break,
             Ok(Record::Sockets(fds)) => packets = fds,
             Ok(Record::Failed { stage, errno }) => {
-                let _ = init.kill();
                 return Err(SpawnError::Setup {
-                    what: describe(stage, &steps),
+                    what: describe(stage, steps),
                     source: io::Error::from_raw_os_error(errno),
                 });
             }
             Err(source) => {
-                let _ = init.kill();
                 return Err(SpawnError::Host {
                     what: "read the setup result of the machine's first process".into(),
                     source,
@@ -418,7 +436,6 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
         }
     }
     if packets.len() != nics {
-        let _ = init.kill();
         return Err(SpawnError::Host {
             what: format!(
                 "receive the packet sockets of {nics} NIC(s) (got {})",
@@ -427,7 +444,17 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
             source: io::Error::other("missing sockets"),
         });
     }
-    Ok(Spawned { init, packets })
+    // A child that died before exec also closes its end: check it execed.
+    if let Ok(Some(st)) = init.try_wait() {
+        return Err(SpawnError::Host {
+            what: "start init".into(),
+            source: io::Error::other(format!(
+                "the machine's first process ended ({})",
+                describe_status(st)
+            )),
+        });
+    }
+    Ok(packets)
 }
 
 /// A "failed to ..." fragment for a child stage.
