@@ -147,6 +147,12 @@ pub enum StepErrorKind {
         /// The value given.
         value: String,
     },
+    /// Collecting or resetting coverage failed.
+    #[error("coverage: {detail}")]
+    Coverage {
+        /// What failed, naming the machine.
+        detail: String,
+    },
     /// A bug in covnet (a panicked worker thread).
     #[error("internal error: {detail}")]
     Internal {
@@ -463,6 +469,15 @@ impl Node {
             },
         });
         result
+    }
+
+    /// Deletes the machine's gcov data, so that what is collected next
+    /// covers only what runs from now on.
+    pub fn reset_coverage(&self) -> Result<(), StepError> {
+        self.step("reset_coverage()".to_owned(), || {
+            crate::coverage::reset(self.machine.as_ref(), self.ctx.timeouts.command)
+                .map_err(|detail| StepErrorKind::Coverage { detail })
+        })
     }
 
     /// Boots the machine and waits for its control shell.

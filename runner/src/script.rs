@@ -47,6 +47,32 @@ pub struct ScriptOptions {
     pub keep_going: bool,
     /// The script's file, named in positions (`None`: inline in the spec).
     pub file: Option<PathBuf>,
+    /// How `collect_coverage()` collects (`None`: coverage is off).
+    pub coverage: Option<ScriptCoverage>,
+}
+
+/// Collects every machine's coverage as one named phase; returns a line
+/// for the log or why it failed.
+pub type CollectHook = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// The script's coverage operations.
+#[derive(Clone)]
+pub struct ScriptCoverage {
+    /// Called by `collect_coverage(phase)`.
+    pub collect: CollectHook,
+    /// Called with a machine's name before `m.shutdown()` powers it off
+    /// (its data lives in guest memory).
+    pub before_shutdown: CollectHook,
+    /// Also collect after every subtest, as a phase named after it.
+    pub per_subtest: bool,
+}
+
+impl fmt::Debug for ScriptCoverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScriptCoverage")
+            .field("per_subtest", &self.per_subtest)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ScriptOptions {
@@ -55,6 +81,7 @@ impl Default for ScriptOptions {
             timeout: crate::spec::DEFAULT_TEST_TIMEOUT,
             keep_going: false,
             file: None,
+            coverage: None,
         }
     }
 }
@@ -168,6 +195,7 @@ struct State {
     ctx: Arc<RunContext>,
     nodes: Vec<Node>,
     keep_going: bool,
+    coverage: Option<ScriptCoverage>,
     failures: Mutex<Vec<Option<StepError>>>,
     cases: Mutex<Vec<TestCase>>,
     failed_subtests: Mutex<Vec<String>>,
@@ -184,6 +212,58 @@ fn script_position(pos: Position) -> Option<ScriptPosition> {
 }
 
 impl State {
+    /// With coverage on, pulls a machine's data before a graceful shutdown
+    /// loses it.
+    fn collect_before_shutdown(&self, node: &Node) -> Result<(), StepError> {
+        let Some(cov) = &self.coverage else {
+            return Ok(());
+        };
+        if !node.is_running() {
+            return Ok(());
+        }
+        (cov.before_shutdown)(node.name())
+            .map(|_| ())
+            .map_err(|detail| StepError {
+                machine: Some(node.name().to_owned()),
+                step: "shutdown()".to_owned(),
+                kind: Box::new(StepErrorKind::Coverage { detail }),
+                console: Vec::new(),
+                position: None,
+            })
+    }
+
+    /// `collect_coverage(phase)`: every machine's data so far, as a phase.
+    fn collect_coverage(&self, phase: &str) -> Result<(), StepError> {
+        let step = format!("collect_coverage({phase:?})");
+        let fail = |detail: String| StepError {
+            machine: None,
+            step: step.clone(),
+            kind: Box::new(StepErrorKind::Coverage { detail }),
+            console: Vec::new(),
+            position: None,
+        };
+        let Some(cov) = &self.coverage else {
+            return Err(fail(
+                "coverage is off\n  (hint: run with `covnet run --coverage`)".to_owned(),
+            ));
+        };
+        self.ctx.events.send(RunEvent::StepStart {
+            machine: None,
+            what: step.clone(),
+        });
+        let started = Instant::now();
+        let result = (cov.collect)(phase);
+        self.ctx.events.send(RunEvent::StepEnd {
+            machine: None,
+            what: step.clone(),
+            result: match &result {
+                Ok(_) => Ok(started.elapsed()),
+                Err(e) => Err(e.clone()),
+            },
+        });
+        result.map(|_| ()).map_err(fail)
+    }
+
     /// Turns a step failure into a Rhai error at the call's position,
     /// keeping the full error on the Rust side.
     fn fail(&self, ctx: &NativeCallContext, mut err: StepError) -> Box<EvalAltResult> {
@@ -328,6 +408,7 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
         ctx: ctx.clone(),
         nodes: nodes.to_vec(),
         keep_going: options.keep_going,
+        coverage: options.coverage.clone(),
         failures: Mutex::new(Vec::new()),
         cases: Mutex::new(Vec::new()),
         failed_subtests: Mutex::new(Vec::new()),
@@ -619,6 +700,14 @@ fn register_globals(engine: &mut Engine, state: &Arc<State>) {
 
     let s = state.clone();
     engine.register_fn(
+        "collect_coverage",
+        move |ctx: NativeCallContext, phase: &str| -> RhaiResult<()> {
+            s.collect_coverage(phase).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+
+    let s = state.clone();
+    engine.register_fn(
         "subtest",
         move |ctx: NativeCallContext, name: &str, f: FnPtr| -> RhaiResult<Dynamic> {
             s.ctx.events.send(RunEvent::SubtestStart {
@@ -627,6 +716,14 @@ fn register_globals(engine: &mut Engine, state: &Arc<State>) {
             let started = Instant::now();
             let result = f.call_within_context::<Dynamic>(&ctx, ());
             let elapsed = started.elapsed();
+            if s.coverage.as_ref().is_some_and(|c| c.per_subtest) {
+                // What the subtest ran is its own capture, failed or not.
+                if let Err(e) = s.collect_coverage(name) {
+                    if result.is_ok() {
+                        return Err(s.fail(&ctx, e));
+                    }
+                }
+            }
             match result {
                 Ok(v) => {
                     s.record(name, elapsed, None);
@@ -793,18 +890,23 @@ fn register_waits(engine: &mut Engine, state: &Arc<State>) {
 
 fn register_actions(engine: &mut Engine, state: &Arc<State>) {
     type Action = fn(&Node) -> Result<(), StepError>;
-    let actions: [(&str, Action); 5] = [
+    let actions: [(&str, Action); 6] = [
         ("start", Node::start),
         ("shutdown", Node::shutdown),
         ("crash", Node::crash),
         ("block", Node::block),
         ("unblock", Node::unblock),
+        ("reset_coverage", Node::reset_coverage),
     ];
     for (name, action) in actions {
         let s = state.clone();
         engine.register_fn(
             name,
             move |ctx: NativeCallContext, node: Node| -> RhaiResult<()> {
+                if name == "shutdown" {
+                    s.collect_before_shutdown(&node)
+                        .map_err(|e| s.fail(&ctx, e))?;
+                }
                 action(&node).map_err(|e| s.fail(&ctx, e))
             },
         );

@@ -1,19 +1,23 @@
 //! `covnet run`: boot a spec's network headless, run its test script,
 //! report, and tear everything down.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::Args;
 
 use covnet_runner::accel::AccelRequest;
 use covnet_runner::bundle::{write_bundle, BundleInput};
-use covnet_runner::coverage::{self, CollectOptions};
+use covnet_runner::coverage::{self, CollectOptions, MachineCapture};
 use covnet_runner::events::{self, TerminalReporter};
 use covnet_runner::junit::TestSuite;
-use covnet_runner::network::{watch_signals, Network, NetworkOptions};
-use covnet_runner::script::{run_script, ScriptFailure, ScriptOptions};
+use covnet_runner::network::{watch_signals, Interrupter, Network, NetworkOptions};
+use covnet_runner::script::{
+    run_script, CollectHook, ScriptCoverage, ScriptFailure, ScriptOptions,
+};
 use covnet_runner::spec::{Script, Spec};
 
 use super::exit;
@@ -55,6 +59,10 @@ pub struct RunArgs {
     /// directory).
     #[arg(long, value_name = "DIR", requires = "coverage")]
     pub build: Option<PathBuf>,
+    /// Also keep what each subtest covered as a capture of its own
+    /// (`<machine>@<subtest>`).
+    #[arg(long, requires = "coverage")]
+    pub coverage_per_subtest: bool,
 }
 
 /// Validated inputs of a run.
@@ -117,6 +125,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
             timeout: test.timeout,
             keep_going: args.keep_going,
             file,
+            coverage: None,
         },
         out,
     })
@@ -145,6 +154,14 @@ fn script_location(plan: &RunPlan, line: usize, column: usize) -> String {
         Some(before) => format!("{spec}:{}:{column}", before + line),
         None => format!("{spec} (inline script line {line}, column {column})"),
     }
+}
+
+/// Where a termination signal goes: the network's interrupter once it
+/// exists, else kept as pending.
+#[derive(Default)]
+struct SignalTarget {
+    interrupter: Option<Interrupter>,
+    pending: Option<String>,
 }
 
 /// Runs `covnet run`.
@@ -222,13 +239,44 @@ fn run_with_events(
             Vec::new()
         },
     };
+    // Watch signals before building, so that Ctrl-C while images build
+    // still ends in an orderly teardown: a signal that comes before the
+    // network exists is kept and delivered once it does.
+    let target: Arc<Mutex<SignalTarget>> = Arc::default();
+    let signals = {
+        let target = target.clone();
+        watch_signals(move |name| {
+            let reason = format!("{name} received");
+            let mut t = target.lock().unwrap_or_else(|p| p.into_inner());
+            match &t.interrupter {
+                Some(i) => i.interrupt(&reason),
+                None => t.pending = Some(reason),
+            }
+        })
+        .context("failed to install the signal handler")?
+    };
     let network = Network::build(&plan.spec, &options)
         .with_context(|| format!("failed to set up the network of {}", args.spec.display()))?;
-    let interrupter = network.interrupter();
-    let signals = watch_signals(move |name| interrupter.interrupt(&format!("{name} received")))
-        .context("failed to install the signal handler")?;
+    {
+        let mut t = target.lock().unwrap_or_else(|p| p.into_inner());
+        let interrupter = network.interrupter();
+        if let Some(reason) = t.pending.take() {
+            interrupter.interrupt(&reason);
+        }
+        t.interrupter = Some(interrupter);
+    }
 
-    let report = run_script(network.nodes(), &plan.source, &plan.options);
+    let phases = Arc::new(Phases::default());
+    let mut options = plan.options.clone();
+    if args.coverage {
+        options.coverage = Some(script_coverage(
+            &network,
+            &plan.out.join("coverage"),
+            phases.clone(),
+            args.coverage_per_subtest,
+        ));
+    }
+    let report = run_script(network.nodes(), &plan.source, &options);
 
     let mut failure_text = None;
     let mut bundle = None;
@@ -270,7 +318,7 @@ fn run_with_events(
     // Coverage is collected whatever the script's verdict: a failed test's
     // coverage is still worth reading, and a crashed machine is named.
     let coverage = if args.coverage {
-        Some(collect_and_report(args, plan, &network))
+        Some(collect_and_report(args, plan, &network, &phases))
     } else {
         None
     };
@@ -309,10 +357,22 @@ fn run_with_events(
 
 /// Pulls every machine's gcov data, merges it and writes the reports into
 /// the output directory; prints where they are and the totals.
-fn collect_and_report(args: &RunArgs, plan: &RunPlan, network: &Network) -> anyhow::Result<()> {
+fn collect_and_report(
+    args: &RunArgs,
+    plan: &RunPlan,
+    network: &Network,
+    phases: &Phases,
+) -> anyhow::Result<()> {
+    let done = phases
+        .shut_down
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    // Machines shut down by the script were collected just before.
     let machines: Vec<_> = network
         .nodes()
         .iter()
+        .filter(|n| !done.contains(n.name()))
         .map(|n| n.machine().clone())
         .collect();
     let opts = CollectOptions {
@@ -322,7 +382,12 @@ fn collect_and_report(args: &RunArgs, plan: &RunPlan, network: &Network) -> anyh
         phase: None,
     };
     let dest = plan.out.join("coverage");
-    let captures = coverage::collect_all(&machines, &dest, &opts);
+    let mut captures = phases
+        .captures
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    captures.extend(coverage::collect_all(&machines, &dest, &opts));
     let build = match &args.build {
         Some(b) => b.clone(),
         None => plan.spec.dir(),
@@ -350,4 +415,90 @@ fn collect_and_report(args: &RunArgs, plan: &RunPlan, network: &Network) -> anyh
     eprintln!("coverage report: {}", paths.html.display());
     eprintln!("lcov tracefile: {}", paths.lcov.display());
     Ok(())
+}
+
+/// Coverage collected while the script runs: phases, subtests, and machines
+/// pulled just before the script shut them down.
+#[derive(Default)]
+struct Phases {
+    captures: Mutex<Vec<MachineCapture>>,
+    shut_down: Mutex<BTreeSet<String>>,
+}
+
+/// The script's `collect_coverage()` and shutdown hooks for this network.
+fn script_coverage(
+    network: &Network,
+    dest: &Path,
+    phases: Arc<Phases>,
+    per_subtest: bool,
+) -> ScriptCoverage {
+    let machines: Vec<_> = network
+        .nodes()
+        .iter()
+        .map(|n| n.machine().clone())
+        .collect();
+    let timeout = network.context().timeouts.command;
+    let (dest_all, phases_all, machines_all) = (dest.to_owned(), phases.clone(), machines.clone());
+    let collect: CollectHook = Arc::new(move |phase: &str| {
+        let running: Vec<_> = machines_all
+            .iter()
+            .filter(|m| m.is_running())
+            .cloned()
+            .collect();
+        // Services keep running: a phase holds what has exited (or flushed)
+        // so far, and the next phase starts afresh.
+        let opts = CollectOptions {
+            stop_services: false,
+            reset: true,
+            command_timeout: timeout,
+            phase: Some(phase.to_owned()),
+        };
+        let got = coverage::collect_all(&running, &dest_all, &opts);
+        let failed: Vec<String> = got
+            .iter()
+            .filter_map(|c| c.outcome.as_ref().err().map(|e| format!("{}: {e}", c.name)))
+            .collect();
+        let files: usize = got
+            .iter()
+            .filter_map(|c| c.outcome.as_ref().ok())
+            .map(|p| p.files)
+            .sum();
+        if let Ok(mut all) = phases_all.captures.lock() {
+            all.extend(got);
+        }
+        if failed.is_empty() {
+            Ok(format!("phase `{phase}`: {files} .gcda files"))
+        } else {
+            Err(failed.join("; "))
+        }
+    });
+    let dest_one = dest.to_owned();
+    let before_shutdown: CollectHook = Arc::new(move |name: &str| {
+        let Some(m) = machines.iter().find(|m| m.name() == name) else {
+            return Err(format!("no machine `{name}`"));
+        };
+        let opts = CollectOptions {
+            stop_services: true,
+            reset: false,
+            command_timeout: timeout,
+            phase: None,
+        };
+        let got = coverage::collect_one(m.as_ref(), &dest_one, &opts);
+        let result = match &got.outcome {
+            Ok(p) => Ok(format!("{name}: {} .gcda files", p.files)),
+            Err(e) => Err(format!("{name}: {e}")),
+        };
+        if let Ok(mut all) = phases.captures.lock() {
+            all.push(got);
+        }
+        if let Ok(mut shut) = phases.shut_down.lock() {
+            shut.insert(name.to_owned());
+        }
+        result
+    });
+    ScriptCoverage {
+        collect,
+        before_shutdown,
+        per_subtest,
+    }
 }

@@ -381,3 +381,65 @@ fn crashed_machine_is_named_and_the_others_coverage_kept() -> Result<()> {
     );
     Ok(())
 }
+
+/// Per test name (capture), per function name: the `FNDA` count.
+fn per_test_functions(info: &Path) -> Result<BTreeMap<String, BTreeMap<String, i64>>> {
+    let text = std::fs::read_to_string(info)?;
+    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut tn = String::new();
+    for line in text.lines() {
+        if let Some(t) = line.strip_prefix("TN:") {
+            tn = t.to_owned();
+        } else if let Some(f) = line.strip_prefix("FNDA:") {
+            let (count, name) = f.split_once(',').context("FNDA line")?;
+            *out.entry(tn.clone())
+                .or_default()
+                .entry(name.to_owned())
+                .or_default() += count.parse::<i64>()?;
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn script_phases_and_shutdown_keep_their_own_captures() -> Result<()> {
+    let ex = Example::build()?;
+    let spec = ex.dir.join("phases.toml");
+    let text = std::fs::read_to_string(ex.spec())?.replace(
+        "script_file = \"test.rhai\"",
+        "script = '''\nstart_all();\nserver.wait_for_service(\"webserver\");\nclient.succeed(\"client server 80 get /hello\");\ncollect_coverage(\"hello\");\nclient.succeed(\"client server 80\");\nclient.succeed(\"client server 80\");\nserver.shutdown();\n'''",
+    );
+    ensure!(
+        text.contains("collect_coverage"),
+        "the example spec changed shape"
+    );
+    std::fs::write(&spec, text)?;
+    let out = ex.run(&spec, "phases-out")?;
+
+    let per = per_test_functions(&out.join("coverage-per-machine.info"))?;
+    let main_calls = |capture: &str| per.get(capture).and_then(|f| f.get("main")).copied();
+    // One client run before the phase ended, two after; the reset between
+    // them keeps the phases apart.
+    ensure!(
+        main_calls("client_hello") == Some(1),
+        "client@hello: {per:?}"
+    );
+    ensure!(main_calls("client") == Some(2), "client: {per:?}");
+    // The server ran through both phases and was collected when the script
+    // shut it down (its data lives in guest memory): one server start.
+    ensure!(main_calls("server") == Some(1), "server: {per:?}");
+    ensure!(
+        per.get("server")
+            .and_then(|f| f.get("http_parse"))
+            .copied()
+            .unwrap_or(0)
+            >= 16,
+        "server requests: {per:?}"
+    );
+    let index = std::fs::read_to_string(out.join("report/index.html"))?;
+    ensure!(
+        !index.contains("id=\"run-notes\""),
+        "nothing was lost, so no notes"
+    );
+    Ok(())
+}
