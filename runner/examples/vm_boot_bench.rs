@@ -85,6 +85,9 @@ fn main() -> anyhow::Result<()> {
             let t = vm.boot_time().unwrap_or(Duration::ZERO);
             println!("{variant} run {i}: {:.3}s", t.as_secs_f64());
             times.push(t);
+            if i == 0 && variant == "plain" {
+                shell_ops(&vm)?;
+            }
             vm.crash()?;
         }
         times.sort();
@@ -100,5 +103,44 @@ fn main() -> anyhow::Result<()> {
             max.as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// Times shell round trips and copies on a booted VM.
+fn shell_ops(vm: &Vm) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(120);
+    let n = 20;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        vm.execute("true", timeout)?;
+    }
+    let per = t.elapsed() / n;
+    println!(
+        "OPS execute(`true`): {:.1} ms per round trip ({n} runs)",
+        per.as_secs_f64() * 1e3
+    );
+    let data: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let t = std::time::Instant::now();
+    vm.copy_to(&data, "/tmp/bench.bin", 0o644)?;
+    let put = t.elapsed();
+    let t = std::time::Instant::now();
+    let back = vm.copy_from("/tmp/bench.bin")?;
+    let get = t.elapsed();
+    anyhow::ensure!(
+        back == data,
+        "copy round trip differs: {} bytes back, first difference at {:?}",
+        back.len(),
+        back.iter().zip(&data).position(|(a, b)| a != b)
+    );
+    let mib = data.len() as f64 / (1024.0 * 1024.0);
+    println!(
+        "OPS copy_to {mib:.0} MiB: {:.2}s ({:.2} MiB/s); copy_from: {:.2}s ({:.2} MiB/s)",
+        put.as_secs_f64(),
+        mib / put.as_secs_f64(),
+        get.as_secs_f64(),
+        mib / get.as_secs_f64()
+    );
     Ok(())
 }
