@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use covnet_merger::capture::{self, CaptureDir};
 use covnet_merger::model::Coverage;
+use covnet_merger::paths::{PathMap, SourceRewrite};
 use covnet_reporter::summary::Thresholds;
 use covnet_reporter::{cobertura, html, json, markdown, summary, RunInfo};
 
@@ -18,9 +20,15 @@ use super::exit;
 pub struct ReportArgs {
     /// Inputs: lcov tracefiles (each `TN` section is kept as a capture,
     /// named after the file when empty), covnet JSON reports (`--json`
-    /// output) or covnet coverage JSON. Several inputs are merged.
+    /// output), covnet coverage JSON, or capture directories of `.gcda`
+    /// files (one per machine, named after the directory; needs --build).
+    /// Several inputs are merged.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
+    /// Build directory holding the `.gcno` files of the programs whose
+    /// capture directories are given as inputs.
+    #[arg(long, value_name = "DIR")]
+    pub build: Option<PathBuf>,
     /// Write the HTML site into this directory (index.html, files/…).
     #[arg(long, value_name = "DIR")]
     pub html: Option<PathBuf>,
@@ -63,11 +71,14 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 
 /// Runs `covnet report`.
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    // Parse the inputs side by side (a few at a time), then merge in input
+    let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        args.inputs.iter().partition(|p| p.is_dir());
+    let mut cov: Option<Coverage> = load_captures(&dirs, args.build.as_deref())?;
+    // Parse the files side by side (a few at a time), then merge in input
     // order.
     let width = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut loaded: Vec<anyhow::Result<Coverage>> = Vec::with_capacity(args.inputs.len());
-    for chunk in args.inputs.chunks(width) {
+    let mut loaded: Vec<anyhow::Result<Coverage>> = Vec::with_capacity(files.len());
+    for chunk in files.chunks(width) {
         std::thread::scope(|scope| {
             let handles: Vec<_> = chunk
                 .iter()
@@ -80,8 +91,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let mut cov: Option<Coverage> = None;
-    for (input, one) in args.inputs.iter().zip(loaded) {
+    for (input, one) in files.iter().zip(loaded) {
         let one = one?;
         cov = Some(match cov {
             None => one,
@@ -155,6 +165,59 @@ fn write_lcov(cov: &Coverage, path: &Path) -> anyhow::Result<()> {
     covnet_merger::lcov::write(cov, &mut w, Default::default())
         .and_then(|()| w.flush())
         .with_context(|| format!("failed to write lcov tracefile {}", path.display()))
+}
+
+/// Solves capture directories (one per machine) against the notes files in
+/// `build`, all at once so the same object across machines is solved from
+/// summed counters. `None` when there are no directories.
+fn load_captures(dirs: &[&PathBuf], build: Option<&Path>) -> anyhow::Result<Option<Coverage>> {
+    let Some(first) = dirs.first() else {
+        return Ok(None);
+    };
+    let Some(build) = build else {
+        bail!(
+            "failed to read capture directory {}: no build directory given\n  (hint: add --build <dir holding the .gcno files>, or pass an lcov tracefile)",
+            first.display()
+        );
+    };
+    let mut captures: Vec<CaptureDir> = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let base = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let name = if captures.iter().any(|c| c.name == base) {
+            dir.display().to_string()
+        } else {
+            base
+        };
+        captures.push(CaptureDir {
+            name,
+            root: dir.to_path_buf(),
+        });
+    }
+    let plan = capture::plan(build, &captures, &PathMap::default()).with_context(|| {
+        format!(
+            "failed to read build directory {}\n  (hint: --build names the directory holding the .gcno files)",
+            build.display()
+        )
+    })?;
+    let mut problems: Vec<String> = plan.problems.iter().map(|e| format!("{e:#}")).collect();
+    let rewrite = SourceRewrite {
+        base: Some(build.to_path_buf()),
+        ..SourceRewrite::identity()
+    };
+    let outcome = capture::run_gcov(&plan, &rewrite, false);
+    problems.extend(outcome.errors.iter().map(|e| format!("{e:#}")));
+    if !problems.is_empty() {
+        bail!(
+            "failed to read {} capture file(s):\n  - {}\n  (hint: the build directory must be the tree the programs were compiled in, unchanged since the run; covnet merge --keep-going --path-map can merge the rest into a tracefile)",
+            problems.len(),
+            problems.join("\n  - ")
+        );
+    }
+    Ok(Some(outcome.coverage))
 }
 
 /// Reads one input, choosing the reader by content: `{` starts a JSON

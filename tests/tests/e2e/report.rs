@@ -180,8 +180,9 @@ int unused_helper(int x);
 static inline int twice(int x) { return x < 0 ? x : 2 * x; }
 "#;
 
-/// A built two-machine fixture: `web.info` (server runs) and
-/// `client.info` (a client run), captured with lcov's geninfo.
+/// A built two-machine fixture in `dir/build`: `web.info` (server runs)
+/// and `client.info` (a client run), captured with lcov's geninfo, and the
+/// same runs' `.gcda` trees in `dir/cap/web` and `dir/cap/client`.
 pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub web: PathBuf,
@@ -195,7 +196,8 @@ const LCOV_BRANCHES: [&str; 2] = ["--rc", "lcov_branch_coverage=1"];
 
 pub(crate) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path();
+    let root = &dir.path().join("build");
+    let caps = dir.path().join("cap");
     std::fs::create_dir_all(root.join("src/net")).unwrap();
     std::fs::write(root.join("src/main.c"), MAIN_C).unwrap();
     std::fs::write(root.join("src/net/proto.c"), PROTO_C).unwrap();
@@ -227,6 +229,15 @@ pub(crate) fn fixture() -> Fixture {
         for args in runs {
             run_ok(
                 Command::new(root.join("app")).args(*args).current_dir(root),
+                SLOW,
+            );
+            // The same run again into a capture directory, as a machine
+            // with GCOV_PREFIX would leave it.
+            run_ok(
+                Command::new(root.join("app"))
+                    .args(*args)
+                    .env("GCOV_PREFIX", caps.join(name))
+                    .current_dir(root),
                 SLOW,
             );
         }
@@ -405,7 +416,7 @@ fn report_numbers_match_lcov_and_the_model() {
             hit_total(alone.branches_hit, alone.branches_found)
         );
     }
-    let root = f.dir.path().join("src");
+    let root = f.dir.path().join("build/src");
     for (path, file) in &model.files {
         let rel = Path::new(path)
             .strip_prefix(&root)
@@ -492,6 +503,53 @@ fn report_numbers_match_lcov_and_the_model() {
         "| Lines | {} | {} |",
         oracle.lines_hit, oracle.lines_found
     )));
+}
+
+#[test]
+fn capture_directories_with_build_match_lcov() {
+    let f = fixture();
+    let root = f.dir.path();
+    let json = root.join("caps.json");
+    run_ok(
+        Command::new(covnet_bin())
+            .arg("report")
+            .arg(root.join("cap/web"))
+            .arg(root.join("cap/client"))
+            .arg("--build")
+            .arg(root.join("build"))
+            .arg("--json")
+            .arg(&json),
+        SLOW,
+    );
+    let (cov, _) = covnet_reporter::json::read_path(&json).unwrap();
+    assert_eq!(cov.captures, ["web", "client"]);
+    let from_lcov = model(&f);
+    assert_eq!(cov.summary(), lcov_summary(root, &[&f.web, &f.client]));
+    let tree = covnet_reporter::tree::Tree::new(&cov);
+    assert_eq!(tree.capture_totals[0], lcov_summary(root, &[&f.web]));
+    assert_eq!(tree.capture_totals[1], lcov_summary(root, &[&f.client]));
+    for (path, file) in &from_lcov.files {
+        let mine = cov
+            .files
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing"));
+        for (no, l) in &file.lines {
+            assert_eq!(
+                mine.lines.get(no).map(|m| m.count),
+                Some(l.count),
+                "{path}:{no}"
+            );
+        }
+    }
+    // Without --build the error says what to add.
+    let r = run(
+        Command::new(covnet_bin())
+            .arg("report")
+            .arg(root.join("cap/web")),
+        SLOW,
+    );
+    assert_eq!(r.status.code(), Some(1));
+    assert!(r.stderr.contains("hint: add --build"), "{}", r.stderr);
 }
 
 #[test]
