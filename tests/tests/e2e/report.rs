@@ -628,3 +628,64 @@ fn bad_inputs_are_clear_errors() {
     );
     assert_eq!(r.status.code(), Some(2), "clap usage error: {}", r.stderr);
 }
+
+#[test]
+fn cobertura_with_odd_names_is_valid_against_the_dtd() {
+    use covnet_merger::model::{Branch, FileCoverage, FunctionCoverage, LineCoverage};
+    let mut cov = Coverage::default();
+    let mut file = FileCoverage::default();
+    file.lines.insert(
+        3,
+        LineCoverage {
+            count: 2,
+            branches: vec![
+                Branch {
+                    taken: Some(2),
+                    ..Default::default()
+                },
+                Branch {
+                    branch: 1,
+                    taken: None,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        },
+    );
+    file.lines.insert(
+        4,
+        LineCoverage {
+            count: -1,
+            ..Default::default()
+        },
+    );
+    file.functions.push(FunctionCoverage {
+        name: "_ZN1a1bIiEEvv".into(),
+        demangled: "void a::b<int>() const & \"x\" 'y' \u{1}".into(),
+        start_line: 3,
+        end_line: 4,
+        count: 1,
+        ..Default::default()
+    });
+    cov.files
+        .insert("/p/dir <&>/we\"ird' \u{2}name.c".into(), file.clone());
+    cov.files.insert("/p/ünï/ok.c".into(), file);
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("c.xml");
+    let info = covnet_reporter::RunInfo::now("odd", vec!["a & b".into()]);
+    covnet_reporter::cobertura::write_path(&cov, &info, &xml).unwrap();
+    let dtd = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cobertura/coverage-04.dtd");
+    run_ok(
+        Command::new("xmllint")
+            .args(["--noout", "--nonet", "--dtdvalid"])
+            .arg(&dtd)
+            .arg(&xml),
+        SLOW,
+    );
+    let text = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        text.contains(r#"filename="dir &lt;&amp;&gt;/we&quot;ird&apos; �name.c""#),
+        "{text}"
+    );
+    assert!(text.contains(r#"condition-coverage="50% (1/2)""#));
+}
