@@ -783,3 +783,92 @@ fn hanging_command_times_out_and_the_shell_survives() {
         (7, "out\n".to_owned(), "err\n".to_owned())
     );
 }
+
+/// `covnet run --coverage` on the webserver example with both machines as
+/// namespace machines: services stop with SIGTERM, the `.gcda` files come
+/// off both machines and the report attributes each file to its machine,
+/// exactly as with VMs.
+#[test]
+fn coverage_run_with_namespace_machines() {
+    require_tools();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("webserver");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webserver");
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    for f in ["Makefile", "test.rhai"] {
+        std::fs::copy(src.join(f), dir.join(f)).expect("copy example");
+    }
+    for e in std::fs::read_dir(src.join("src"))
+        .expect("example sources")
+        .flatten()
+    {
+        std::fs::copy(e.path(), dir.join("src").join(e.file_name())).expect("copy source");
+    }
+    let spec = std::fs::read_to_string(src.join("spec.toml")).expect("example spec");
+    std::fs::write(
+        dir.join("spec.toml"),
+        format!("[defaults]\nbackend = \"namespace\"\n\n{spec}"),
+    )
+    .expect("write spec");
+    covnet_tests::lcov_tool::run_ok(Command::new("make").arg("-s").current_dir(&dir))
+        .expect("the example builds (gcc and make from scripts/setup.sh)");
+    let out = dir.join("out");
+    let o = covnet_tests::lcov_tool::run(
+        Command::new(covnet_tests::lcov_tool::covnet_bin().expect("covnet binary"))
+            .args(["run", "--coverage", "--no-console", "--out"])
+            .arg(&out)
+            .arg(dir.join("spec.toml"))
+            .current_dir(&dir),
+        Duration::from_secs(600),
+    )
+    .expect("covnet runs");
+    assert!(o.status.success(), "covnet run --coverage failed:\n{o}");
+    let mut gcda = Vec::new();
+    let mut stack = vec![out.join("coverage")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "gcda") {
+                gcda.push(p);
+            }
+        }
+    }
+    assert_eq!(
+        gcda.len(),
+        4,
+        "3 server + 1 client .gcda expected: {gcda:?}"
+    );
+    let per = std::fs::read_to_string(out.join("coverage-per-machine.info"))
+        .expect("per-machine tracefile");
+    // Hits per machine and source file: each machine ran only its own
+    // program.
+    let hits = |machine: &str, file: &str| -> u64 {
+        let mut total = 0;
+        for section in per
+            .split("TN:")
+            .filter(|s| s.starts_with(&format!("{machine}\n")))
+        {
+            let mut current = false;
+            for line in section.lines() {
+                if let Some(sf) = line.strip_prefix("SF:") {
+                    current = sf.ends_with(file);
+                } else if let Some(da) = line.strip_prefix("DA:").filter(|_| current) {
+                    total += da
+                        .split(',')
+                        .nth(1)
+                        .and_then(|c| c.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        total
+    };
+    assert!(hits("server", "/src/server.c") > 0, "{per}");
+    assert!(hits("server", "/src/routes.c") > 0, "{per}");
+    assert_eq!(hits("server", "/src/client.c"), 0, "{per}");
+    assert!(hits("client", "/src/client.c") > 0, "{per}");
+    assert_eq!(hits("client", "/src/routes.c"), 0, "{per}");
+    assert!(out.join("report/index.html").is_file());
+}
