@@ -195,6 +195,9 @@ impl fmt::Display for Data<'_> {
             )?;
             match &func.arcs {
                 None => writeln!(f, " (no arc counters)")?,
+                // All-zero records cost 8 bytes for any length: the listing
+                // must not expand up to 2^28 zeros.
+                Some(c) if c.bytes.is_none() => writeln!(f, "\n  arcs {}: all zero", c.len)?,
                 Some(c) => {
                     write!(f, "\n  arcs {}:", c.len)?;
                     for v in c.iter() {
@@ -231,5 +234,18 @@ mod tests {
         let arcs = data.functions[0].arcs.unwrap();
         assert_eq!(arcs.iter().collect::<Vec<_>>(), vec![0, 0, 0]);
         assert_eq!(data.checksum, None);
+        assert!(data.to_string().contains("  arcs 3: all zero\n"));
+    }
+
+    /// Fuzzing found it (fuzz/regressions/gcda/all-zero-huge): a 16-byte
+    /// record declaring 2^27 zero counters made the listing print them all.
+    #[test]
+    fn huge_all_zero_record_lists_in_one_line() {
+        let mut b = Builder::data_header(Gcc::V12, Endian::Little, 1, 0);
+        b.data_function(7, Err(1 << 27)).word(0);
+        let bytes = b.bytes();
+        let data = Data::parse(&bytes).unwrap();
+        assert_eq!(data.functions[0].arcs.map(|c| c.len), Some(1 << 27));
+        assert!(data.to_string().ends_with("  arcs 134217728: all zero\n"));
     }
 }

@@ -67,6 +67,15 @@ pub enum LcovErrorKind {
     /// Summing two counts overflowed.
     #[error("count overflow while adding duplicate entries")]
     Overflow,
+    /// A function name of the form `<digits>,…`, which an `FN` line would
+    /// read as an end line and a different name.
+    #[error("{key}: function name {name:?} starts like a line number")]
+    AmbiguousName {
+        /// The record key (`FNDA` or `FNA`).
+        key: &'static str,
+        /// The name.
+        name: String,
+    },
 }
 
 /// An error while reading a tracefile, naming the file and the line.
@@ -382,6 +391,7 @@ impl OpenRecord {
             .split_once(',')
             .ok_or_else(|| missing("FNDA", value))?;
         let count = parse_i64("FNDA", count)?;
+        let name = function_name("FNDA", value, name)?;
         self.pending_counts.push((name.to_owned(), count));
         Ok(())
     }
@@ -403,6 +413,7 @@ impl OpenRecord {
         let index = parse_u64("FNA", fields.next().unwrap_or(""))?;
         let count = parse_i64("FNA", fields.next().ok_or_else(|| missing("FNA", value))?)?;
         let name = fields.next().ok_or_else(|| missing("FNA", value))?;
+        let name = function_name("FNA", value, name)?;
         let (start, end) = *self
             .leaders
             .get(&index)
@@ -506,6 +517,29 @@ impl OpenRecord {
             functions,
         })
     }
+}
+
+/// Checks a function name of `FNDA`/`FNA` (whose names are read verbatim)
+/// against what an `FN` line can carry: not empty (as `FN` requires), and
+/// not `<digits>,…`, which `FN` reads as an end line. Such names would
+/// not read back as written.
+fn function_name<'v>(
+    key: &'static str,
+    value: &str,
+    name: &'v str,
+) -> Result<&'v str, LcovErrorKind> {
+    if name.is_empty() {
+        return Err(missing(key, value));
+    }
+    if let Some((digits, _)) = name.split_once(',') {
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(LcovErrorKind::AmbiguousName {
+                key,
+                name: name.to_owned(),
+            });
+        }
+    }
+    Ok(name)
 }
 
 /// Adds two branch `taken` values the way `lcov -a` does: `-` + `-` = `-`,
@@ -756,6 +790,33 @@ mod tests {
 
     fn read_str(s: &str) -> Result<Coverage, LcovError> {
         read(s.as_bytes(), Path::new("t.info"), "t")
+    }
+
+    /// Fuzzing found it (fuzz/regressions/lcov/fnda-empty-name): `FNDA`
+    /// took an empty name, which the writer's `FN:<line>,<name>` cannot
+    /// carry, so covnet rejected its own output; names like `12,x` (same
+    /// class: `FN` reads `12` as an end line) misread. Both are errors now,
+    /// as an empty `FN` name already was.
+    #[test]
+    fn fnda_and_fna_names_must_survive_an_fn_line() {
+        let err = read_str("SF:a.c\nFNDA:3,\nend_of_record\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(matches!(
+            err.kind,
+            LcovErrorKind::MissingField { key: "FNDA", .. }
+        ));
+        let err = read_str("SF:a.c\nFNDA:3,12,x\nend_of_record\n").unwrap_err();
+        assert!(
+            matches!(err.kind, LcovErrorKind::AmbiguousName { key: "FNDA", .. }),
+            "{err}"
+        );
+        let err = read_str("SF:a.c\nFNL:0,1,2\nFNA:0,1,\nend_of_record\n").unwrap_err();
+        assert!(matches!(
+            err.kind,
+            LcovErrorKind::MissingField { key: "FNA", .. }
+        ));
+        let cov = read_str("SF:a.c\nFNDA:3,x12,y\nend_of_record\n").unwrap();
+        assert_eq!(cov.files["a.c"].functions[0].name, "x12,y");
     }
 
     const SAMPLE: &str = "\
