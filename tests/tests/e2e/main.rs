@@ -4,6 +4,7 @@ mod browser;
 mod corruption;
 mod coverage_run;
 mod exactness;
+mod fuzz_regressions;
 mod lcov_peer;
 mod merge_cli;
 mod namespace;
