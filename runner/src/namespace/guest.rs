@@ -19,6 +19,9 @@ use crate::spec::{FileSource, Machine, Spec};
 pub const NS_INIT_SH: &str = r#"#!/bin/sh
 # covnet namespace machine: PID 1 of the machine's PID namespace.
 export COVNET_NAMESPACE=1
+# The control channel is a pty covnet bound at /dev/hvc0 (raw mode set on
+# the host side), not a virtio port.
+export COVNET_CONTROL_DEV=/dev/hvc0
 mount() {
 	case " $* " in
 	*" devtmpfs "* | *" proc "* | *" sysfs "* | *" /run "* | *" /tmp "*) return 0 ;;
