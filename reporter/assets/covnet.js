@@ -191,7 +191,41 @@
     });
   }
 
+  /* ---- folding the directory tree ---- */
+  function initTree() {
+    var rows = all('#dirs tbody tr.dir');
+    if (rows.length === 0) { return; }
+    function depth(r) { return Number(r.getAttribute('data-depth')); }
+    /* Shows or hides the rows below `i`, honouring folded subtrees. */
+    function layout() {
+      var hideBelow = Infinity;
+      rows.forEach(function (r) {
+        var d = depth(r);
+        if (d <= hideBelow) { hideBelow = Infinity; }
+        r.hidden = d > hideBelow;
+        if (!r.hidden) {
+          var b = r.querySelector('button.tw');
+          if (b && b.getAttribute('aria-expanded') === 'false') { hideBelow = d; }
+        }
+      });
+    }
+    rows.forEach(function (r) {
+      var b = r.querySelector('button.tw');
+      if (!b) { return; }
+      /* Big trees start folded below the first two levels. */
+      if (rows.length > 40 && depth(r) >= 1) { b.setAttribute('aria-expanded', 'false'); b.textContent = '\u25B8'; }
+      b.addEventListener('click', function () {
+        var open = b.getAttribute('aria-expanded') !== 'true';
+        b.setAttribute('aria-expanded', open ? 'true' : 'false');
+        b.textContent = open ? '\u25BE' : '\u25B8';
+        layout();
+      });
+    });
+    layout();
+  }
+
   function init() {
+    initTree();
     initLineLinks();
     initSorting();
     initDirs();

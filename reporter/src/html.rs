@@ -99,7 +99,12 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
         stats: Stats::new(&tree.totals, &tree.capture_totals),
         machines: machine_rows(&cov.captures, &tree.capture_totals, &unique),
         unique_toggle: false,
-        dirs: tree.dirs.iter().map(DirRow::new).collect(),
+        dirs: tree
+            .dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DirRow::new(d, tree.dirs.get(i + 1)))
+            .collect(),
         files: tree
             .files
             .iter()
@@ -288,15 +293,18 @@ struct IndexPage<'a> {
 
 struct DirRow<'a> {
     entry: &'a DirEntry,
+    /// Some directory below this one is listed (the row can fold).
+    has_subdirs: bool,
     name: String,
     indent: usize,
     stats: Stats,
 }
 
 impl<'a> DirRow<'a> {
-    fn new(entry: &'a DirEntry) -> DirRow<'a> {
+    fn new(entry: &'a DirEntry, next: Option<&DirEntry>) -> DirRow<'a> {
         DirRow {
             entry,
+            has_subdirs: next.is_some_and(|n| n.depth > entry.depth),
             name: if entry.path.is_empty() {
                 "(all files)".to_owned()
             } else {

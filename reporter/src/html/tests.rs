@@ -99,9 +99,9 @@ fn index_totals_and_per_file_counts_match_the_model() {
         );
     }
     // Directory rows carry totals of everything below.
-    let src = row(&index, r#"data-dir="src" data-s"#);
+    let src = row(&index, r#"data-dir="src" data-depth"#);
     assert!(src.contains(r#"data-f="ln">7/9<"#), "{src}");
-    let root = row(&index, r#"data-dir="" data-s"#);
+    let root = row(&index, r#"data-dir="" data-depth"#);
     assert!(root.contains(">(all files)<"));
     assert!(root.contains(r#"data-f="ln">7/11<"#));
 
