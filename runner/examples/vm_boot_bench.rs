@@ -1,5 +1,5 @@
 //! Measures a VM's time to first shell: from spawning QEMU until the
-//! control shell on `hvc0` answers a ping, with covnet's real initramfs
+//! control shell on its virtio-serial port answers, with covnet's real initramfs
 //! (init.sh + control.sh + virtio modules + busybox, one NIC on a switch).
 //!
 //! Usage: `cargo run -p covnet-runner --example vm_boot_bench -- [RUNS] [VARIANT...]`

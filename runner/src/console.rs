@@ -1,7 +1,7 @@
 //! The host side of a guest's consoles.
 //!
 //! - [`ControlChannel`]: the framed root-shell protocol spoken with
-//!   `guest/control.sh` over the virtio console (`hvc0`) socket. Commands
+//!   `guest/control.sh` over the `covnet.control` virtio-serial port. Commands
 //!   and data go as base64; replies carry stdout, stderr and the exit status
 //!   apart and exact. Every call has a deadline; a command that outlives its
 //!   timeout is killed in the guest through the channel, and if even that
@@ -205,7 +205,7 @@ enum Section {
     Err,
 }
 
-/// The host end of the framed control shell on a guest's `hvc0`.
+/// The host end of the framed control shell on a guest's control port.
 #[derive(Debug)]
 pub struct ControlChannel {
     stream: UnixStream,

@@ -7,8 +7,11 @@
 //! Channels (all unix sockets in the run's 0700 directory):
 //! - serial `ttyS0`: QEMU connects as a client to a socket the runner
 //!   listens on, so no early byte is lost (the runner logs it);
-//! - control console `hvc0`: a `virtconsole` whose chardev is a socket
-//!   QEMU serves (`server=on,wait=off`), the runner connects;
+//! - control channel: a `virtserialport` named `covnet.control` whose
+//!   chardev is a socket QEMU serves (`server=on,wait=off`), the runner
+//!   connects. Not a `virtconsole` (`hvc0`): QEMU silently drops console
+//!   output when the socket is momentarily full, while a plain port is
+//!   flow-controlled, so no byte is ever lost;
 //! - one virtio-net NIC per VLAN over `-netdev dgram` unix datagram
 //!   sockets: QEMU binds the NIC's socket, and sends to the switch port's;
 //! - QMP on a socket QEMU serves;
@@ -104,7 +107,7 @@ pub struct QemuConfig {
     pub append: String,
     /// Socket the runner listens on for the serial console.
     pub serial_socket: PathBuf,
-    /// Socket QEMU serves for the control console (`hvc0`).
+    /// Socket QEMU serves for the control port.
     pub control_socket: PathBuf,
     /// Socket QEMU serves for QMP.
     pub qmp_socket: PathBuf,
@@ -207,16 +210,21 @@ pub fn serial_args(socket: &Path) -> Vec<OsString> {
     ]
 }
 
-/// The control console `hvc0`: a virtio-serial bus with one `virtconsole`
-/// on a socket chardev QEMU serves without waiting for a client.
-pub fn control_console_args(socket: &Path) -> Vec<OsString> {
+/// The guest-visible name of the control port
+/// (`/sys/class/virtio-ports/*/name`).
+pub const CONTROL_PORT_NAME: &str = "covnet.control";
+
+/// The control channel: a virtio-serial bus with one flow-controlled
+/// `virtserialport` ([`CONTROL_PORT_NAME`], port 1, so `/dev/vport0p1` in
+/// the guest) on a socket chardev QEMU serves without waiting for a client.
+pub fn control_port_args(socket: &Path) -> Vec<OsString> {
     vec![
         "-device".into(),
         "virtio-serial-pci,id=vser0".into(),
         "-chardev".into(),
         keyed_path("socket,id=control,path=", socket, ",server=on,wait=off"),
         "-device".into(),
-        "virtconsole,bus=vser0.0,chardev=control,name=covnet.control".into(),
+        format!("virtserialport,bus=vser0.0,nr=1,chardev=control,name={CONTROL_PORT_NAME}").into(),
     ]
 }
 
@@ -274,7 +282,7 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<OsString> {
     args.extend(smp_args(cfg.cpus));
     args.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.append));
     args.extend(serial_args(&cfg.serial_socket));
-    args.extend(control_console_args(&cfg.control_socket));
+    args.extend(control_port_args(&cfg.control_socket));
     args.extend(qmp_args(&cfg.qmp_socket));
     for nic in &cfg.nics {
         args.extend(nic_args(nic));
@@ -374,14 +382,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            strs(&control_console_args(Path::new("/r/a-ctl.sock"))),
+            strs(&control_port_args(Path::new("/r/a-ctl.sock"))),
             [
                 "-device",
                 "virtio-serial-pci,id=vser0",
                 "-chardev",
                 "socket,id=control,path=/r/a-ctl.sock,server=on,wait=off",
                 "-device",
-                "virtconsole,bus=vser0.0,chardev=control,name=covnet.control"
+                "virtserialport,bus=vser0.0,nr=1,chardev=control,name=covnet.control"
             ]
         );
         assert_eq!(
@@ -472,7 +480,7 @@ mod tests {
              -chardev socket,id=serial0,path=/r/s -serial chardev:serial0 \
              -device virtio-serial-pci,id=vser0 \
              -chardev socket,id=control,path=/r/c,server=on,wait=off \
-             -device virtconsole,bus=vser0.0,chardev=control,name=covnet.control \
+             -device virtserialport,bus=vser0.0,nr=1,chardev=control,name=covnet.control \
              -qmp unix:/r/q,server=on,wait=off \
              -netdev dgram,id=net0,local.type=unix,local.path=/r/n0,remote.type=unix,remote.path=/r/p0 \
              -device virtio-net-pci,netdev=net0,mac=52:54:00:01:01:00,romfile="

@@ -117,8 +117,10 @@ fn boot_execute_copy_timeout_shutdown_restart_crash() {
     vm.copy_to(&data, "/tmp/dir/all.bin", 0o600)
         .expect("copy_to");
     assert_eq!(vm.copy_from("/tmp/dir/all.bin").expect("copy_from"), data);
-    let big: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(7919) >> 3) as u8)
+    // 2 MiB: enough to fill the host socket buffers, where a virtconsole
+    // would drop output (regression: lost base64 lines in copy_from).
+    let big: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     vm.copy_to(&big, "/tmp/big.bin", 0o755)
         .expect("copy_to big");

@@ -1,6 +1,11 @@
 #!/bin/sh
-# covnet control shell: serves framed requests from the host on the virtio
-# console (hvc0). init execs it last, so it normally runs as PID 1.
+# covnet control shell: serves framed requests from the host on the
+# virtio-serial port named covnet.control (/dev/vport0p1). init execs it
+# last, so it normally runs as PID 1 and must never exit.
+#
+# The port is a plain, flow-controlled virtio-serial port, not the hvc0
+# console: QEMU drops console output whenever the host socket is
+# momentarily full, and a tty would also need raw mode.
 #
 # Requests are single lines of ASCII tokens (binary data travels as base64):
 #   <id> PING
@@ -13,31 +18,48 @@
 #   =covnet <id> out \n <base64 lines> =covnet <id> err \n <base64 lines>
 #   =covnet <id> end <status>
 # (PING, PUT and POWEROFF send only the err section on failure and end).
+# At start the shell announces itself with "=covnet 0 end 0".
 #
 # A command runs in its own session with stdin from /dev/null and its
 # output in files, so a background child that keeps stdout open cannot hold
 # up the reply. Environment (for tests on the host): COVNET_CONTROL_DEV
-# ("-" = use stdin/stdout as they are), COVNET_CONTROL_DIR (work files).
+# ("-" = use stdin/stdout as they are and exit at end of input),
+# COVNET_CONTROL_DIR (work files), COVNET_PID_DIR (service pid files).
 
-dev=${COVNET_CONTROL_DEV:-/dev/hvc0}
+dev=${COVNET_CONTROL_DEV:-}
 work=${COVNET_CONTROL_DIR:-/run/covnet/control}
 piddir=${COVNET_PID_DIR:-/run/covnet}
 
 mkdir -p "$work" || exit 1
 
+# find_port: sets $dev to the device of the port named covnet.control.
+find_port() {
+	for n in /sys/class/virtio-ports/*/name; do
+		read -r name <"$n" 2>/dev/null || continue
+		if [ "$name" = covnet.control ]; then
+			d=${n%/name}
+			dev=/dev/${d##*/}
+			[ -c "$dev" ] && return 0
+		fi
+	done
+	return 1
+}
+
 if [ "$dev" != - ]; then
-	# devtmpfs creates the node asynchronously after virtio_console probes.
+	# The port and its devtmpfs node appear asynchronously after
+	# virtio_console probes: wait up to 10 s.
 	n=0
-	while [ ! -c "$dev" ] && [ "$n" -lt 200 ]; do
+	while ! { [ -n "$dev" ] && [ -c "$dev" ]; } && ! find_port && [ "$n" -lt 200 ]; do
 		sleep 0.05
 		n=$((n + 1))
 	done
-	exec <"$dev" >"$dev"
-	stty raw -echo || echo "covnet control: stty on $dev failed" >&2
+	if ! [ -c "$dev" ]; then
+		echo "covnet control: no virtio port named covnet.control" >&2
+		dev=/dev/vport0p1
+	fi
+	# A port can be open only once: one read-write open, duplicated.
+	exec <>"$dev" >&0
 fi
-# Announce readiness (request id 0) for a host that is already connected;
-# the host also pings, in case it connected later.
-echo "=covnet 0 end 0"
 
 # reply_files ID STATUS OUTFILE ERRFILE
 reply_files() {
@@ -115,19 +137,31 @@ do_poweroff() {
 	reboot -f
 }
 
-while IFS=' ' read -r id op a1 a2 a3 a4; do
-	case $op in
-	PING) echo "=covnet $id end 0" ;;
-	EXEC) run_exec "$id" "$a1" & ;;
-	KILL)
-		if [ -f "$work/$a1.pid" ]; then
-			kill -KILL -- "-$(cat "$work/$a1.pid")" 2>/dev/null
-		fi
-		;;
-	PUT) do_put "$id" "$a1" "$a2" "$a3" "$a4" ;;
-	POWEROFF) do_poweroff "$id" "${a1:-5}" ;;
-	'') ;;
-	*) echo "=covnet $id end 127" ;;
-	esac
+serve() {
+	while IFS=' ' read -r id op a1 a2 a3 a4; do
+		case $op in
+		PING) echo "=covnet $id end 0" ;;
+		EXEC) run_exec "$id" "$a1" & ;;
+		KILL)
+			if [ -f "$work/$a1.pid" ]; then
+				kill -KILL -- "-$(cat "$work/$a1.pid")" 2>/dev/null
+			fi
+			;;
+		PUT) do_put "$id" "$a1" "$a2" "$a3" "$a4" ;;
+		POWEROFF) do_poweroff "$id" "${a1:-5}" ;;
+		'') ;;
+		*) echo "=covnet $id end 127" ;;
+		esac
+	done
+}
+
+# Announce readiness (request id 0); the host also pings, in case it
+# connected later. Writes block until the host is connected.
+echo "=covnet 0 end 0"
+serve
+[ "$dev" = - ] && exit 0
+# End of input means the host is not connected: wait for it to come back.
+while :; do
+	sleep 0.2
+	serve
 done
-echo "covnet control: channel closed" >&2
