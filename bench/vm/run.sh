@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Time to first shell of a covnet VM: spawn QEMU -> control shell on hvc0
+# Time to first shell of a covnet VM: spawn QEMU -> control shell on its virtio-serial port
 # answers. Boots covnet's real initramfs (init.sh + control.sh + virtio
 # modules + busybox, one NIC on the runner's switch) RUNS times per variant
 # and prints per-boot times and a median/min/max summary per variant.
