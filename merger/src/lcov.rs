@@ -365,7 +365,16 @@ impl OpenRecord {
                 f.count = f.count.checked_add(c).ok_or(LcovErrorKind::Overflow)?;
             }
         }
-        self.by_name.entry(name.to_owned()).or_insert(idx);
+        // `FNDA` names a function only by name: with several of one name,
+        // it counts for the one at the lowest line, which the writer puts
+        // first, so covnet's own output reads back the same.
+        let line = |i: usize| self.functions.get(i).map(|f| f.start_line);
+        match self.by_name.get(name) {
+            Some(&j) if line(j) <= line(idx) => {}
+            _ => {
+                self.by_name.insert(name.to_owned(), idx);
+            }
+        }
         Ok(())
     }
 
@@ -797,6 +806,25 @@ mod tests {
     /// carry, so covnet rejected its own output; names like `12,x` (same
     /// class: `FN` reads `12` as an end line) misread. Both are errors now,
     /// as an empty `FN` name already was.
+    /// Fuzzing found it (fuzz/regressions/lcov/same-name-two-lines): with
+    /// two `FN` of one name, `FNDA` counted for the first read, the writer
+    /// sorts by line, so covnet's output read back with the count moved.
+    #[test]
+    fn fnda_of_a_repeated_name_counts_for_its_lowest_line() {
+        let text = "SF:a.c\nFN:9,f\nFNDA:3,f\nFN:3,f\nend_of_record\n";
+        let cov = read_str(text).unwrap();
+        let counts: Vec<(u32, i64)> = cov.files["a.c"]
+            .functions
+            .iter()
+            .map(|f| (f.start_line, f.count))
+            .collect();
+        assert_eq!(counts, vec![(3, 3), (9, 0)]);
+        let mut out = Vec::new();
+        write(&cov, &mut out, WriteOptions::default()).unwrap();
+        let back = read(out.as_slice(), Path::new("t.info"), "t").unwrap();
+        assert_eq!(back, cov);
+    }
+
     #[test]
     fn fnda_and_fna_names_must_survive_an_fn_line() {
         let err = read_str("SF:a.c\nFNDA:3,\nend_of_record\n").unwrap_err();

@@ -16,7 +16,6 @@ use std::io::Cursor;
 use std::path::Path;
 
 use covnet_collector::tar;
-use covnet_merger::graph::FunctionGraph;
 use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
 use covnet_merger::{json, object_coverage, Data, Notes};
 use covnet_runner::console::{parse_end_id, take_line, ReplyDecoder};
@@ -74,28 +73,21 @@ fn assert_offsets_within(message: &str, len: usize) {
     }
 }
 
-/// `.gcno`: parse; the listing, graph build and a solve with zero
-/// counters never panic; the whole object path with no data files agrees
-/// with the parser on success.
+/// `.gcno`: parse; the listing never panics; the whole object path with
+/// no data files (graph build, a solve with zero counters, line mapping)
+/// fails exactly when the parser does, and never panics.
 pub fn gcno(data: &[u8]) {
+    let object = object_coverage(Path::new("/fuzz/x.gcno"), data, &[], 1);
     match Notes::parse(data) {
         Ok(notes) => {
             let _ = notes.to_string();
-            for f in &notes.functions {
-                if let Ok(graph) = FunctionGraph::build(f) {
-                    assert_eq!(graph.counters, f.counters());
-                    let _ = graph.solve(&vec![0; graph.counters]);
-                }
-            }
-            // Solving every function with zero counters and mapping lines.
-            if let Err(e) = object_coverage(Path::new("/fuzz/x.gcno"), data, &[], 1) {
+            if let Err(e) = object {
                 assert_offsets_within(&e.kind.to_string(), data.len());
             }
         }
         Err(kind) => {
             assert_offsets_within(&kind.to_string(), data.len());
-            let e = object_coverage(Path::new("/fuzz/x.gcno"), data, &[], 1)
-                .expect_err("object_coverage accepts what Notes::parse rejects");
+            let e = object.expect_err("object_coverage accepts what Notes::parse rejects");
             assert_eq!(e.kind.to_string(), kind.to_string());
         }
     }
