@@ -5,9 +5,10 @@
 //! and the [`ConsoleLog`](crate::console::ConsoleLog)) drives them
 //! unchanged.
 //!
-//! A pty makes the guest side identical to a VM: `guest/control.sh` opens
-//! `/dev/hvc0` and runs `stty raw -echo` on it as it does on a virtio
-//! console.
+//! A pty keeps the guest side that of a VM: `guest/control.sh` opens a
+//! character device (here `/dev/hvc0`, named by `COVNET_CONTROL_DEV`) as it
+//! opens its virtio port; the pty is put in raw mode from the host side, so
+//! bytes cross unchanged.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
