@@ -122,6 +122,23 @@ pub struct Plan {
     pub problems: Vec<CaptureError>,
 }
 
+impl Plan {
+    /// The same objects with every capture's data pooled into one capture
+    /// named `name`: the combined counts are identical (captures merge by
+    /// summing their counters anyway), but nothing is solved or kept per
+    /// capture, which saves time and memory when no attribution is asked
+    /// for.
+    pub fn pooled(mut self, name: &str) -> Plan {
+        self.captures = vec![name.to_owned()];
+        for obj in &mut self.objects {
+            for d in &mut obj.data {
+                d.capture = 0;
+            }
+        }
+        self
+    }
+}
+
 /// Lets [`run`] tell which input file a solver error is about, so that with
 /// `keep_going` a bad `.gcda` can be dropped and the object solved again
 /// from the other captures.

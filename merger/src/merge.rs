@@ -280,6 +280,25 @@ fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
     file
 }
 
+/// Drops every per-capture breakdown (and the capture names), keeping the
+/// combined counts: for outputs that show no attribution, so that merging
+/// many inputs costs memory per line, not per line and input.
+pub fn without_attribution(mut cov: Coverage) -> Coverage {
+    cov.captures.clear();
+    for file in cov.files.values_mut() {
+        for line in file.lines.values_mut() {
+            line.by_capture = Vec::new();
+            for b in &mut line.branches {
+                b.by_capture = Vec::new();
+            }
+        }
+        for f in &mut file.functions {
+            f.by_capture = Vec::new();
+        }
+    }
+    cov
+}
+
 /// Fills every empty `by_capture` vector with the combined count, for a
 /// coverage that has exactly one capture (or is about to get one).
 pub fn attribute_single(cov: &mut Coverage) {
@@ -348,6 +367,21 @@ mod tests {
     const B: &str = "SF:/a.c\nFN:1,f\nFNDA:2,f\nFN:9,g\nFNDA:0,g\nBRDA:2,0,0,3\nBRDA:2,0,1,-\n\
                      BRDA:3,0,0,-\nDA:1,2\nDA:2,3\nDA:9,0\nend_of_record\n\
                      SF:/b.c\nDA:1,1\nend_of_record\n";
+
+    #[test]
+    fn stripped_inputs_merge_to_the_same_combined_counts() {
+        let full = merge(info(A, "a"), info(B, "b")).expect("merge");
+        let lean = merge(
+            without_attribution(info(A, "a")),
+            without_attribution(info(B, "b")),
+        )
+        .expect("merge");
+        assert!(lean.captures.is_empty());
+        assert_eq!(without_attribution(full.clone()), lean);
+        let line = &lean.files["/a.c"].lines[&2];
+        assert_eq!((line.count, line.by_capture.len()), (3, 0));
+        assert_eq!(full.summary(), lean.summary());
+    }
 
     #[test]
     fn lcov_add_semantics() {

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use covnet_merger::capture::{self, CaptureDir};
 use covnet_merger::json;
 use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
-use covnet_merger::merge::merge as merge_coverage;
+use covnet_merger::merge::{self, merge as merge_coverage};
 use covnet_merger::model::{Coverage, Summary};
 use covnet_merger::paths::{PathMap, SourceFilter, SourceRewrite};
 
@@ -294,7 +294,11 @@ fn write_output(
 
 /// Solves the capture directories of `plan` (all at once, so the same object
 /// across captures is solved from summed counters).
-fn merge_captures(plan: &MergePlan, problems: &mut Vec<String>) -> Result<Option<Coverage>> {
+fn merge_captures(
+    plan: &MergePlan,
+    attribute: bool,
+    problems: &mut Vec<String>,
+) -> Result<Option<Coverage>> {
     let dirs: Vec<CaptureDir> = plan
         .inputs
         .iter()
@@ -327,6 +331,13 @@ fn merge_captures(plan: &MergePlan, problems: &mut Vec<String>) -> Result<Option
         }
         problems.push(format!("{list}{hint_no_notes}"));
     }
+    // Without per-capture output, pool the captures: same combined counts,
+    // one solve per object instead of one per capture.
+    let cplan = if attribute {
+        cplan
+    } else {
+        cplan.pooled("merged")
+    };
     let outcome = capture::run_gcov(&cplan, &plan.rewrite, plan.keep_going);
     if !outcome.errors.is_empty() {
         let list = render_errors(&outcome.errors);
@@ -385,7 +396,8 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
             Err(e) => return Err(e),
         }
     }
-    let captures = merge_captures(&plan, &mut problems)?;
+    let attribute = plan.write.per_capture || plan.json.is_some();
+    let captures = merge_captures(&plan, attribute, &mut problems)?;
     let mut names: Vec<String> = Vec::new();
     let mut push_name = |n: &String| {
         if !names.contains(n) {
@@ -402,15 +414,24 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
             }
         }
     }
+    // Without attribution in the outputs, keep only combined counts: memory
+    // then grows with the lines, not with lines times inputs.
+    let strip = |cov: Coverage| {
+        if attribute {
+            cov
+        } else {
+            merge::without_attribution(cov)
+        }
+    };
     let mut total = Coverage {
-        captures: names,
+        captures: if attribute { names } else { Vec::new() },
         files: Default::default(),
     };
     if let Some(c) = captures {
-        total = merge_coverage(total, c).context("failed to merge captures")?;
+        total = merge_coverage(total, strip(c)).context("failed to merge captures")?;
     }
     for (_, cov) in parts {
-        total = merge_coverage(total, cov).context("failed to merge tracefiles")?;
+        total = merge_coverage(total, strip(cov)).context("failed to merge tracefiles")?;
     }
     write_output(&plan.output, "tracefile", |out| {
         lcov::write(&total, out, plan.write).map_err(Into::into)
