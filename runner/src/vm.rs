@@ -12,12 +12,15 @@
 //! Locks: the lifecycle lock serialises start/shutdown/crash, the channel
 //! lock serialises shell requests, and the child lock is only held briefly,
 //! so `crash` works while a command is blocked (the command then fails
-//! because the channel closes).
+//! because the channel closes). `crash` during a boot does not wait for the
+//! lifecycle lock first: it raises the cancel flag and kills QEMU, so the
+//! boot ends at once instead of at its deadline (Ctrl-C while booting).
 
 use std::fs::File;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -179,6 +182,8 @@ pub struct Vm {
     ports: Vec<PortId>,
     events: EventSink,
     life: Mutex<()>,
+    /// Raised by `crash` (without the lifecycle lock) to end a boot.
+    cancel: AtomicBool,
     child: Mutex<Option<OwnedChild>>,
     channel: Mutex<Option<ControlChannel>>,
     console: Mutex<Option<Console>>,
@@ -260,6 +265,7 @@ impl Vm {
             ports,
             events,
             life: Mutex::new(()),
+            cancel: AtomicBool::new(false),
             child: Mutex::new(None),
             channel: Mutex::new(None),
             console: Mutex::new(None),
@@ -436,6 +442,10 @@ impl Vm {
                 }
             })?;
         *lock(&self.child) = Some(child);
+        if self.cancel.load(Ordering::SeqCst) {
+            // `crash` came before QEMU existed: it could not kill it.
+            self.kill_now();
+        }
         self.events.emit(MachineEvent::Booting {
             machine: self.name_owned(),
             accel: self.cfg.accel.to_string(),
@@ -457,7 +467,7 @@ impl Vm {
 
         // QEMU creates the control socket early; connect as soon as it's there.
         let stream = loop {
-            if self.exited().is_some() || Instant::now() >= deadline {
+            if self.exited().is_some() || self.cancelled() || Instant::now() >= deadline {
                 return Err(boot_err(self));
             }
             match UnixStream::connect(&self.paths.control) {
@@ -467,7 +477,7 @@ impl Vm {
         };
         let mut channel = ControlChannel::new(stream);
         if channel
-            .wait_ready(deadline, || self.exited().is_none())
+            .wait_ready(deadline, || self.exited().is_none() && !self.cancelled())
             .is_err()
         {
             return Err(boot_err(self));
@@ -480,6 +490,20 @@ impl Vm {
             boot_time,
         });
         Ok(())
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// SIGKILL to QEMU's process group without reaping or taking the
+    /// lifecycle lock (the holder notices the exit).
+    fn kill_now(&self) {
+        if let Some(child) = lock(&self.child).as_mut() {
+            if let Err(err) = child.signal_group(libc::SIGKILL) {
+                eprintln!("covnet: warning: {err}");
+            }
+        }
     }
 
     /// Kills QEMU if needed, closes the channel and the console reader.
@@ -723,8 +747,14 @@ impl Machine for Vm {
     }
 
     fn crash(&self) -> Result<(), MachineError> {
+        // A boot in progress holds the lifecycle lock until its deadline:
+        // end it first (the flag covers a QEMU not spawned yet).
+        self.cancel.store(true, Ordering::SeqCst);
+        self.kill_now();
         let _life = lock(&self.life);
-        self.teardown(None).map(|_| ())
+        let result = self.teardown(None).map(|_| ());
+        self.cancel.store(false, Ordering::SeqCst);
+        result
     }
 
     fn set_link(&self, up: bool) -> Result<(), MachineError> {
