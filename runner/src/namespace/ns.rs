@@ -979,6 +979,13 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
             let stage = Stage::RootStep(u32::try_from(i).unwrap_or(u32::MAX));
             child_step(step).map_err(|e| (stage, e))?;
         }
+        // Capabilities whose effect reaches past the namespaces (kernel
+        // modules, raw I/O, the clock, audit, MAC policy, the kernel log)
+        // leave the bounding set, so even a machine started by root cannot
+        // use them after exec. Unknown numbers (old kernels) are skipped.
+        for cap in HOST_WIDE_CAPS {
+            libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0);
+        }
         let host = a.cfg.hostname.as_bytes();
         check(
             libc::sethostname(host.as_ptr().cast(), host.len()),
@@ -1152,6 +1159,12 @@ fn netlink_call(nl: RawFd, msg: &[u8], buf: &mut [u8]) -> Result<(), i32> {
         link::parse_ack(buf.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]))
     }
 }
+
+/// Capabilities dropped from a machine's bounding set: CAP_SYS_MODULE,
+/// CAP_SYS_RAWIO, CAP_SYS_PACCT, CAP_SYS_TIME, CAP_AUDIT_CONTROL,
+/// CAP_MAC_OVERRIDE, CAP_MAC_ADMIN, CAP_SYSLOG, CAP_WAKE_ALARM,
+/// CAP_BLOCK_SUSPEND.
+const HOST_WIDE_CAPS: &[u32] = &[16, 17, 20, 25, 30, 32, 33, 34, 35, 36];
 
 /// `struct ifreq` with room for any of its union members.
 #[repr(C)]

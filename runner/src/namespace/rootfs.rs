@@ -232,7 +232,14 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     p.mount("proc", "/proc", nosuid_nodev_noexec, "")?;
     p.mount("sysfs", "/sys", nosuid_nodev_noexec | libc::MS_RDONLY, "")?;
-    p.mount("tmpfs", "/dev", libc::MS_NOSUID, "mode=0755")?;
+    // nodev: device nodes made in it do not work; the bound ones below are
+    // mounts of their own and do.
+    p.mount(
+        "tmpfs",
+        "/dev",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        "mode=0755",
+    )?;
     for dev in DEVICES {
         let host = PathBuf::from(format!("/dev/{dev}"));
         let target = p.guest(&format!("/dev/{dev}"))?;

@@ -205,6 +205,49 @@ fn web_page_by_host_name_between_namespace_machines() {
     );
     let page = net.succeed("client", "wget -q -O - http://server/");
     assert_eq!(page, "<h1>hello from a namespace</h1>");
+    // Host-wide powers are gone even when covnet is root: setting the
+    // clock, loading modules, raw I/O (checked on the capability sets, never
+    // by trying: a failure would change the host).
+    for set in ["CapBnd", "CapPrm", "CapEff"] {
+        let line = net.succeed("server", &format!("grep {set} /proc/self/status"));
+        let caps = u64::from_str_radix(line.split_whitespace().nth(1).unwrap_or(""), 16)
+            .expect("hex capability set");
+        for (name, bit) in [
+            ("CAP_SYS_MODULE", 16),
+            ("CAP_SYS_RAWIO", 17),
+            ("CAP_SYS_TIME", 25),
+        ] {
+            assert_eq!(caps & (1 << bit), 0, "{set} has {name}: {line}");
+        }
+    }
+    // And in effect: re-setting the clock's frequency to its current value
+    // (a no-op with CAP_SYS_TIME) is refused.
+    let probe = net
+        .m("server")
+        .execute(
+            "f=$(adjtimex | sed -n 's/^-f  freq.adjust: *\\([-0-9]*\\).*/\\1/p'); \
+             test -n \"$f\" && adjtimex -f \"$f\"",
+            T,
+        )
+        .expect("adjtimex runs");
+    assert_ne!(probe.status, 0, "CAP_SYS_TIME is effective in the machine");
+    assert!(
+        probe.stderr_lossy().contains("not permitted"),
+        "{}",
+        probe.stderr_lossy()
+    );
+    let out = net
+        .m("server")
+        .execute("mknod /dev/mem2 c 1 1 && head -c 1 /dev/mem2", T)
+        .expect("mknod runs");
+    assert_ne!(
+        out.status, 0,
+        "a machine read host memory through a new device node"
+    );
+    net.succeed(
+        "server",
+        "head -c 4 /dev/zero | od -An -tx1 | grep -q '00 00 00 00'",
+    );
     // The service was started by init, in its log and pid file.
     net.succeed(
         "server",
