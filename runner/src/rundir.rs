@@ -3,6 +3,14 @@
 //! Created mode 0700 under `$XDG_RUNTIME_DIR` (or `/tmp`), so no other user
 //! can reach the VMs' consoles or network sockets; removed when dropped
 //! unless [`RunDir::keep`] was called.
+//!
+//! A covnet that is SIGKILLed cannot remove its directory (its QEMUs die
+//! with it through `PR_SET_PDEATHSIG`, its files do not). Each directory
+//! therefore holds an [`OWNER_FILE`] naming the covnet process (pid and
+//! start time, so a reused pid is not mistaken for the owner), and every
+//! [`RunDir::create_in`] first removes the directories in its base whose
+//! owner is gone ([`reclaim_stale`]). Kept directories carry a
+//! [`KEEP_FILE`] and are left alone.
 
 use std::fs::DirBuilder;
 use std::io;
@@ -13,6 +21,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest path a unix socket address can hold (`sun_path` minus the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
+
+/// File in each run directory naming its covnet: `<pid> <start time>`
+/// (the start time in clock ticks after boot, field 22 of `/proc/<pid>/stat`).
+pub const OWNER_FILE: &str = "covnet.owner";
+
+/// Marker of a directory kept on purpose (`--keep-run-dir`): never reclaimed.
+pub const KEEP_FILE: &str = "covnet.keep";
+
+/// Prefix of every run directory's name.
+const PREFIX: &str = "covnet-";
 
 /// A failure to create or use the run directory.
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +73,16 @@ impl RunDir {
         RunDir::create_in(&base)
     }
 
-    /// Creates a fresh `covnet-<pid>-<n>` directory, mode 0700, in `base`.
+    /// Creates a fresh `covnet-<pid>-<n>` directory, mode 0700, in `base`,
+    /// recording its owner, after removing the stale directories of dead
+    /// covnet processes in `base` (see [`reclaim_stale`]).
     pub fn create_in(base: &Path) -> Result<RunDir, RunDirError> {
+        for dir in reclaim_stale(base) {
+            eprintln!(
+                "covnet: note: removed stale run directory {} (its covnet process is gone)",
+                dir.display()
+            );
+        }
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -74,12 +100,17 @@ impl RunDir {
             match DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     // umask can only clear bits; make the mode exact anyway.
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                    let dir = RunDir { path, keep: false };
+                    let owner =
+                        own_start_time().map(|start| format!("{} {start}\n", std::process::id()));
+                    std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o700))
+                        .and_then(|()| owner)
+                        .and_then(|owner| std::fs::write(dir.file(OWNER_FILE), owner))
                         .map_err(|source| RunDirError::Create {
                             base: base.to_owned(),
                             source,
                         })?;
-                    return Ok(RunDir { path, keep: false });
+                    return Ok(dir);
                 }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => last_err = Some(err),
                 Err(source) => {
@@ -116,10 +147,101 @@ impl RunDir {
         Ok(path)
     }
 
-    /// Keeps the directory on drop (for post-mortem inspection).
+    /// Keeps the directory on drop (for post-mortem inspection), and from
+    /// being reclaimed by a later covnet.
     pub fn keep(&mut self) {
         self.keep = true;
+        if let Err(err) = std::fs::write(self.file(KEEP_FILE), b"") {
+            eprintln!(
+                "covnet: warning: failed to mark run directory {} as kept: {err}",
+                self.path.display()
+            );
+        }
     }
+}
+
+/// The start time (clock ticks after boot) of process `pid`, from
+/// `/proc/<pid>/stat`; `None` when there is no such live process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised name start at field 3 (state);
+    // starttime is field 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+fn own_start_time() -> io::Result<u64> {
+    start_time(std::process::id())
+        .ok_or_else(|| io::Error::other("cannot read this process's start time from /proc"))
+}
+
+/// Removes the run directories in `base` whose covnet process is gone and
+/// returns them. A directory is stale when it belongs to this user, is not
+/// kept, and its [`OWNER_FILE`] names a pid that no longer runs (or runs a
+/// process started at another time: the pid was reused). A directory
+/// without an owner file (its covnet died while creating it) is stale when
+/// the pid in its name is gone. Anything unreadable is left alone.
+pub fn reclaim_stale(base: &Path) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    // This user's uid: the owner of our own /proc entry.
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != me || path.join(KEEP_FILE).exists() {
+            continue;
+        }
+        let alive = match std::fs::read_to_string(path.join(OWNER_FILE)) {
+            Ok(owner) => {
+                let mut words = owner.split_whitespace();
+                match (
+                    words.next().and_then(|w| w.parse::<u32>().ok()),
+                    words.next().and_then(|w| w.parse::<u64>().ok()),
+                ) {
+                    (Some(pid), Some(start)) => start_time(pid) == Some(start),
+                    // Unreadable owner: not ours to judge.
+                    _ => true,
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => start_time(pid).is_some(),
+            Err(_) => true,
+        };
+        if alive {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => removed.push(path),
+            // Another covnet reclaimed it at the same time.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => eprintln!(
+                "covnet: warning: failed to remove stale run directory {}: {err}",
+                path.display()
+            ),
+        }
+    }
+    removed
 }
 
 impl Drop for RunDir {
@@ -174,6 +296,75 @@ mod tests {
         assert!(dir.socket("a.sock").is_ok());
         let err = dir.socket(&"m".repeat(120)).unwrap_err();
         assert!(err.to_string().contains("hint:"), "{err}");
+    }
+
+    /// A pid above the kernel's largest `pid_max`: never a live process.
+    const DEAD_PID: u32 = 99_999_999;
+
+    fn fake_run_dir(base: &Path, name: &str, owner: Option<String>) -> PathBuf {
+        let dir = base.join(name);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("m-ctl.sock"), b"").expect("file");
+        if let Some(owner) = owner {
+            std::fs::write(dir.join(OWNER_FILE), owner).expect("owner");
+        }
+        dir
+    }
+
+    #[test]
+    fn owner_file_names_this_process() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = RunDir::create_in(base.path()).expect("create");
+        let owner = std::fs::read_to_string(dir.file(OWNER_FILE)).expect("owner file");
+        let start = own_start_time().expect("start time");
+        assert_eq!(owner, format!("{} {start}\n", std::process::id()));
+        // A live owner's directory survives another covnet's start.
+        let _other = RunDir::create_in(base.path()).expect("second");
+        assert!(dir.path().is_dir());
+    }
+
+    #[test]
+    fn stale_dirs_of_dead_owners_are_reclaimed_and_others_left() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let b = base.path();
+        let me = std::process::id();
+        let start = own_start_time().expect("start time");
+        let dead = fake_run_dir(b, "covnet-1-a", Some(format!("{DEAD_PID} 5\n")));
+        let reused = fake_run_dir(b, "covnet-2-b", Some(format!("{me} {}\n", start + 1)));
+        let no_owner_dead = fake_run_dir(b, &format!("covnet-{DEAD_PID}-c"), None);
+        let live = fake_run_dir(b, "covnet-3-d", Some(format!("{me} {start}\n")));
+        let no_owner_live = fake_run_dir(b, &format!("covnet-{me}-e"), None);
+        let garbled = fake_run_dir(b, "covnet-4-f", Some("x y".into()));
+        let kept = fake_run_dir(b, "covnet-5-g", Some(format!("{DEAD_PID} 5\n")));
+        std::fs::write(kept.join(KEEP_FILE), b"").expect("keep");
+        let foreign = fake_run_dir(b, "other-6-h", Some(format!("{DEAD_PID} 5\n")));
+
+        let mut removed = reclaim_stale(b);
+        removed.sort();
+        let mut want = vec![dead, reused, no_owner_dead];
+        want.sort();
+        assert_eq!(removed, want);
+        for gone in &want {
+            assert!(!gone.exists(), "{}", gone.display());
+        }
+        for left in [live, no_owner_live, garbled, kept, foreign] {
+            assert!(left.is_dir(), "{}", left.display());
+        }
+    }
+
+    #[test]
+    fn create_reclaims_and_keep_protects() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let stale = fake_run_dir(base.path(), "covnet-7-a", Some(format!("{DEAD_PID} 1\n")));
+        let mut kept = RunDir::create_in(base.path()).expect("create");
+        assert!(!stale.exists());
+        kept.keep();
+        let kept_path = kept.path().to_owned();
+        drop(kept);
+        // Its owner (this process) is alive anyway; fake a dead one.
+        std::fs::write(kept_path.join(OWNER_FILE), format!("{DEAD_PID} 1\n")).expect("owner");
+        let _next = RunDir::create_in(base.path()).expect("create");
+        assert!(kept_path.is_dir());
     }
 
     #[test]
