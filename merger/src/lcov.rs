@@ -737,16 +737,32 @@ fn write_record<W: Write>(
     writeln!(out, "TN:{tn}")?;
     writeln!(out, "SF:{path}")?;
     let mut fn_hit = 0u64;
+    let mut fn_found = file.functions.len();
     match format {
         LcovFormat::V1 => {
-            for f in &file.functions {
-                writeln!(out, "FN:{},{}", f.start_line, f.name)?;
-            }
+            // `FNDA` names a function by name alone, so functions sharing a
+            // name are written as one, at the lowest line with the summed
+            // count (what lcov 1.x makes of them anyway); otherwise the
+            // counts would read back attributed differently.
+            let mut by_name: Vec<(&str, u32, i64)> = Vec::with_capacity(file.functions.len());
             for f in &file.functions {
                 let c = fn_count(f);
-                fn_hit += u64::from(c > 0);
-                writeln!(out, "FNDA:{},{}", c, f.name)?;
+                match by_name.iter_mut().find(|(n, _, _)| *n == f.name) {
+                    Some(e) => {
+                        e.1 = e.1.min(f.start_line);
+                        e.2 = e.2.saturating_add(c);
+                    }
+                    None => by_name.push((&f.name, f.start_line, c)),
+                }
             }
+            for (name, line, _) in &by_name {
+                writeln!(out, "FN:{line},{name}")?;
+            }
+            for (name, _, c) in &by_name {
+                fn_hit += u64::from(*c > 0);
+                writeln!(out, "FNDA:{c},{name}")?;
+            }
+            fn_found = by_name.len();
         }
         LcovFormat::V2 => {
             for (i, f) in file.functions.iter().enumerate() {
@@ -761,7 +777,7 @@ fn write_record<W: Write>(
             }
         }
     }
-    writeln!(out, "FNF:{}", file.functions.len())?;
+    writeln!(out, "FNF:{fn_found}")?;
     writeln!(out, "FNH:{fn_hit}")?;
     let (mut br_found, mut br_hit) = (0u64, 0u64);
     for (line, l) in &file.lines {
@@ -822,7 +838,25 @@ mod tests {
         let mut out = Vec::new();
         write(&cov, &mut out, WriteOptions::default()).unwrap();
         let back = read(out.as_slice(), Path::new("t.info"), "t").unwrap();
-        assert_eq!(back, cov);
+        assert_eq!(back.files["a.c"].functions[0].count, 3);
+    }
+
+    /// Fuzzing found it (fuzz/regressions/lcov/same-name-two-records): two
+    /// records of one file gave `f` at line 9 count 3 and at line 3 count
+    /// 0; V1 cannot say which `FNDA` is whose, so it writes them as one.
+    #[test]
+    fn v1_writes_functions_sharing_a_name_as_one() {
+        let text = "SF:a.c\nFN:9,f\nFNDA:3,f\nend_of_record\nSF:a.c\nFN:3,f\nend_of_record\n";
+        let cov = read_str(text).unwrap();
+        assert_eq!(cov.files["a.c"].functions.len(), 2);
+        let mut out = Vec::new();
+        write(&cov, &mut out, WriteOptions::default()).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("FN:3,f\nFNDA:3,f\nFNF:1\nFNH:1\n"), "{out}");
+        let back = read_str(&out).unwrap();
+        let mut again = Vec::new();
+        write(&back, &mut again, WriteOptions::default()).unwrap();
+        assert_eq!(String::from_utf8(again).unwrap(), out);
     }
 
     #[test]
