@@ -104,7 +104,7 @@ impl RunDir {
                     let owner =
                         own_start_time().map(|start| format!("{} {start}\n", std::process::id()));
                     std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o700))
-                        .and_then(|()| owner)
+                        .and(owner)
                         .and_then(|owner| std::fs::write(dir.file(OWNER_FILE), owner))
                         .map_err(|source| RunDirError::Create {
                             base: base.to_owned(),
