@@ -11,6 +11,7 @@ pub mod console;
 pub mod coverage;
 pub mod driver;
 pub mod events;
+pub mod faults;
 pub mod image;
 pub mod junit;
 pub mod machine;
