@@ -8,6 +8,14 @@
 //! ports. A port can be taken down and up (frames to and from it are
 //! dropped while down), and each VLAN can be captured to a pcap file.
 //!
+//! Faults (see [`crate::faults`]): each port can get loss, delay, jitter
+//! and a rate limit ([`Switch::set_link_faults`]); a port with faults sends
+//! what its NIC transmits through a shaper task before switching it, and
+//! what is switched to it through another before delivering it. Ports can
+//! be split into partition groups ([`Switch::partition`]): a frame between
+//! ports of different groups is dropped at switching time until
+//! [`Switch::heal`].
+//!
 //! The switch runs on its own tokio runtime thread; its API is synchronous.
 
 use std::collections::HashMap;
@@ -18,6 +26,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UnixDatagram;
+use tokio::sync::mpsc;
+
+use crate::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
 
 /// Largest frame accepted (jumbo frames are not supported; 64 KiB covers
 /// virtio-net's largest without offloads plus slack).
@@ -56,6 +67,9 @@ pub enum SwitchError {
     /// No such port.
     #[error("no switch port with id {0}")]
     NoPort(usize),
+    /// Link faults out of range.
+    #[error("invalid link faults")]
+    Faults(#[source] crate::faults::FaultError),
 }
 
 /// Identifies a port of a [`Switch`].
@@ -69,8 +83,15 @@ pub struct SwitchStats {
     pub received: u64,
     /// Frame copies delivered to ports.
     pub delivered: u64,
-    /// Frames or copies dropped (link down, runt frame, full or gone peer).
+    /// Frames or copies dropped (link down, runt frame, full or gone peer,
+    /// and the fault drops counted below).
     pub dropped: u64,
+    /// Of `dropped`: lost to a link's `loss`.
+    pub lost: u64,
+    /// Of `dropped`: a rate limiter's queue (or a delay stage) was full.
+    pub overflowed: u64,
+    /// Of `dropped`: between ports in different partition groups.
+    pub partitioned: u64,
 }
 
 #[derive(Debug)]
@@ -90,9 +111,24 @@ struct Pcap {
     path: PathBuf,
 }
 
+/// The shapers of a port with faults: frames go in, the tasks release them.
+#[derive(Debug)]
+struct PortFaults {
+    faults: LinkFaults,
+    from_machine: mpsc::UnboundedSender<Vec<u8>>,
+    to_machine: mpsc::UnboundedSender<Vec<u8>>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     ports: Vec<Option<Port>>,
+    /// Ports with faults.
+    faults: HashMap<PortId, PortFaults>,
+    /// Partition group per port (`None`: no partition). Ports not listed
+    /// form one more group together.
+    groups: Option<HashMap<PortId, usize>>,
+    /// Seed of every fault PRNG.
+    seed: u64,
     /// (vlan, mac) → port.
     macs: HashMap<(u8, [u8; 6]), PortId>,
     pcaps: HashMap<u8, Pcap>,
@@ -120,9 +156,13 @@ impl Switch {
             .enable_all()
             .build()
             .map_err(SwitchError::Runtime)?;
+        let state = State {
+            seed: fresh_seed(),
+            ..State::default()
+        };
         Ok(Switch {
             runtime: Some(runtime),
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(state)),
         })
     }
 
@@ -222,6 +262,116 @@ impl Switch {
         Ok(())
     }
 
+    /// The ports of machine `machine`: those named `<machine>` or
+    /// `<machine>/<nic>` (both backends name their ports
+    /// `<machine>/eth<i>`), in the order they were added.
+    pub fn machine_ports(&self, machine: &str) -> Vec<PortId> {
+        lock(&self.state)
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let name = &p.as_ref()?.name;
+                let rest = name.strip_prefix(machine)?;
+                (rest.is_empty() || rest.starts_with('/')).then_some(PortId(i))
+            })
+            .collect()
+    }
+
+    /// The seed of the fault PRNGs (random per switch unless set).
+    pub fn fault_seed(&self) -> u64 {
+        lock(&self.state).seed
+    }
+
+    /// Sets the seed of the fault PRNGs; links configured afterwards draw
+    /// their loss and jitter from it, so a run repeats given its seed.
+    pub fn set_fault_seed(&self, seed: u64) {
+        lock(&self.state).seed = seed;
+    }
+
+    /// Gives a port's link `faults`, replacing earlier ones (a perfect
+    /// [`LinkFaults`] clears them). Frames already delayed are still
+    /// delivered at their time.
+    pub fn set_link_faults(&self, port: PortId, faults: LinkFaults) -> Result<(), SwitchError> {
+        faults.validate().map_err(SwitchError::Faults)?;
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        let mut state = lock(&self.state);
+        let (socket, peer) = match state.ports.get(port.0).and_then(Option::as_ref) {
+            Some(p) => (Arc::clone(&p.socket), p.peer.clone()),
+            None => return Err(SwitchError::NoPort(port.0)),
+        };
+        if faults.is_perfect() {
+            state.faults.remove(&port);
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let seed = state.seed;
+        let shaper = |dir| {
+            let seed = FaultRng::for_link(seed, port.0, dir).next_u64();
+            Shaper::new(faults, seed, now)
+        };
+        let (from_tx, from_rx) = mpsc::unbounded_channel();
+        let (to_tx, to_rx) = mpsc::unbounded_channel();
+        runtime.spawn(shaper_task(
+            Arc::clone(&self.state),
+            from_rx,
+            shaper(Direction::FromMachine),
+            port,
+            Release::Switch,
+        ));
+        runtime.spawn(shaper_task(
+            Arc::clone(&self.state),
+            to_rx,
+            shaper(Direction::ToMachine),
+            port,
+            Release::Nic { socket, peer },
+        ));
+        state.faults.insert(
+            port,
+            PortFaults {
+                faults,
+                from_machine: from_tx,
+                to_machine: to_tx,
+            },
+        );
+        Ok(())
+    }
+
+    /// A port's link faults (perfect when none are set).
+    pub fn link_faults(&self, port: PortId) -> LinkFaults {
+        lock(&self.state)
+            .faults
+            .get(&port)
+            .map(|f| f.faults)
+            .unwrap_or_default()
+    }
+
+    /// Splits the ports into `groups`; ports in no group form one more
+    /// group together. Frames between groups are dropped until
+    /// [`Switch::heal`] (or another partition replaces this one).
+    pub fn partition(&self, groups: &[Vec<PortId>]) -> Result<(), SwitchError> {
+        let mut state = lock(&self.state);
+        let mut map = HashMap::new();
+        for (g, group) in groups.iter().enumerate() {
+            for &port in group {
+                if state.ports.get(port.0).and_then(Option::as_ref).is_none() {
+                    return Err(SwitchError::NoPort(port.0));
+                }
+                map.insert(port, g);
+            }
+        }
+        state.groups = Some(map);
+        Ok(())
+    }
+
+    /// Ends a partition: every port can reach every other again.
+    pub fn heal(&self) {
+        lock(&self.state).groups = None;
+    }
+
     /// The switch's counters so far.
     pub fn stats(&self) -> SwitchStats {
         lock(&self.state).stats
@@ -316,8 +466,21 @@ fn destinations(
     };
     let mut out = Vec::with_capacity(targets.len());
     for target in targets {
+        if partitioned(state, ingress, target) {
+            state.stats.dropped += 1;
+            state.stats.partitioned += 1;
+            continue;
+        }
         match state.ports.get(target.0).and_then(Option::as_ref) {
-            Some(port) if port.up => out.push((Arc::clone(&port.socket), port.peer.clone())),
+            Some(port) if port.up => match state.faults.get(&target) {
+                // Faults on the target's link: its shaper delivers.
+                Some(f) => {
+                    if f.to_machine.send(frame.to_vec()).is_err() {
+                        state.stats.dropped += 1;
+                    }
+                }
+                None => out.push((Arc::clone(&port.socket), port.peer.clone())),
+            },
             _ => state.stats.dropped += 1,
         }
     }
@@ -333,14 +496,125 @@ async fn port_task(state: Arc<Mutex<State>>, id: PortId, socket: Arc<UnixDatagra
             Err(_) => return,
         };
         let frame = buf.get(..n).unwrap_or(&[]);
-        let targets = destinations(&mut lock(&state), id, frame);
-        for (sock, peer) in targets {
-            let delivered = send_patiently(&sock, frame, &peer).await;
-            let mut st = lock(&state);
-            if delivered {
-                st.stats.delivered += 1;
-            } else {
-                st.stats.dropped += 1;
+        let shaper = lock(&state).faults.get(&id).map(|f| f.from_machine.clone());
+        match shaper {
+            // Faults on this port's link: switched when its shaper says.
+            Some(tx) => {
+                if tx.send(frame.to_vec()).is_err() {
+                    lock(&state).stats.dropped += 1;
+                }
+            }
+            None => forward(&state, id, frame).await,
+        }
+    }
+}
+
+/// Switches one frame received on `id` and sends it to its destinations.
+async fn forward(state: &Mutex<State>, id: PortId, frame: &[u8]) {
+    let targets = destinations(&mut lock(state), id, frame);
+    for (sock, peer) in targets {
+        let delivered = send_patiently(&sock, frame, &peer).await;
+        let mut st = lock(state);
+        if delivered {
+            st.stats.delivered += 1;
+        } else {
+            st.stats.dropped += 1;
+        }
+    }
+}
+
+/// True when a partition separates ports `a` and `b`.
+fn partitioned(state: &State, a: PortId, b: PortId) -> bool {
+    let Some(groups) = &state.groups else {
+        return false;
+    };
+    let group = |p| groups.get(&p).copied().unwrap_or(usize::MAX);
+    group(a) != group(b)
+}
+
+/// A seed that differs between runs (time and pid); runs that must repeat
+/// set theirs with [`Switch::set_fault_seed`].
+fn fresh_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    FaultRng::new(nanos ^ (u64::from(std::process::id()) << 32)).next_u64()
+}
+
+/// Where a shaper's frames go when their time comes.
+enum Release {
+    /// Into the switch, as if just received on the port.
+    Switch,
+    /// Out to the port's NIC.
+    Nic {
+        socket: Arc<UnixDatagram>,
+        peer: PathBuf,
+    },
+}
+
+/// One direction of a port with faults: admits each frame through the
+/// [`Shaper`] and releases it at its time, in order. Ends when its sender
+/// is gone (faults changed or cleared) and every held frame is out.
+async fn shaper_task(
+    state: Arc<Mutex<State>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut shaper: Shaper,
+    port: PortId,
+    release: Release,
+) {
+    let mut held: std::collections::VecDeque<(std::time::Instant, Vec<u8>)> =
+        std::collections::VecDeque::new();
+    let mut open = true;
+    while open || !held.is_empty() {
+        let next = held.front().map(|(at, _)| *at);
+        tokio::select! {
+            frame = rx.recv(), if open => match frame {
+                None => open = false,
+                Some(frame) => {
+                    let verdict = shaper.admit(std::time::Instant::now(), frame.len());
+                    let mut st = lock(&state);
+                    match verdict {
+                        Verdict::Deliver(_) if held.len() >= MAX_DELAYED_FRAMES => {
+                            st.stats.dropped += 1;
+                            st.stats.overflowed += 1;
+                        }
+                        Verdict::Deliver(at) => held.push_back((at, frame)),
+                        Verdict::Lost => {
+                            st.stats.dropped += 1;
+                            st.stats.lost += 1;
+                        }
+                        Verdict::Overflow => {
+                            st.stats.dropped += 1;
+                            st.stats.overflowed += 1;
+                        }
+                    }
+                }
+            },
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(
+                next.unwrap_or_else(std::time::Instant::now),
+            )), if next.is_some() => {
+                let now = std::time::Instant::now();
+                while held.front().is_some_and(|(at, _)| *at <= now) {
+                    let Some((_, frame)) = held.pop_front() else { break };
+                    match &release {
+                        Release::Switch => forward(&state, port, &frame).await,
+                        Release::Nic { socket, peer } => {
+                            let up = lock(&state)
+                                .ports
+                                .get(port.0)
+                                .and_then(Option::as_ref)
+                                .is_some_and(|p| p.up);
+                            let delivered = up && send_patiently(socket, &frame, peer).await;
+                            let mut st = lock(&state);
+                            if delivered {
+                                st.stats.delivered += 1;
+                            } else {
+                                st.stats.dropped += 1;
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -552,6 +826,209 @@ mod tests {
             at += 16 + len;
         }
         assert_eq!(payloads, [b"one".to_vec(), b"two!".to_vec()]);
+    }
+
+    fn faults(loss: f64, delay_ms: u64, jitter_ms: u64, rate: Option<u64>) -> LinkFaults {
+        LinkFaults {
+            loss,
+            delay: Duration::from_millis(delay_ms),
+            jitter: Duration::from_millis(jitter_ms),
+            rate: rate.and_then(std::num::NonZeroU64::new),
+        }
+    }
+
+    /// Receives frames until `count` arrived (each within `WAIT`), then
+    /// checks that nothing more comes; returns their sequence numbers.
+    fn recv_seqs(nic: &Nic, count: usize) -> Vec<u32> {
+        let mut seqs = Vec::with_capacity(count);
+        while seqs.len() < count {
+            let payload = nic
+                .recv(WAIT)
+                .unwrap_or_else(|| panic!("only {} of {count} frames arrived", seqs.len()));
+            let head: [u8; 4] = payload
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .expect("sequence number");
+            seqs.push(u32::from_be_bytes(head));
+        }
+        assert_eq!(nic.recv(QUIET), None, "more than {count} frames arrived");
+        seqs
+    }
+
+    #[test]
+    fn loss_is_exactly_what_the_seed_says_and_order_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        sw.set_fault_seed(0x5EED);
+        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        // Let the switch learn b, so a's frames go to b only.
+        b.send_to(BROADCAST, b"hi");
+        assert!(a.recv(WAIT).is_some());
+        let f = faults(10.0, 0, 0, None);
+        sw.set_link_faults(a_port, f).expect("faults");
+        assert_eq!(sw.link_faults(a_port), f);
+        let b_mac = b.mac;
+        const N: u32 = 2000;
+        // The same draws, replayed: a's frames leave through its
+        // from-machine shaper seeded from (seed, port, direction).
+        let seed = FaultRng::for_link(0x5EED, a_port.0, Direction::FromMachine).next_u64();
+        let now = std::time::Instant::now();
+        let mut replay = Shaper::new(f, seed, now);
+        let expect_lost = (0..N)
+            .filter(|_| replay.admit(now, 64) == Verdict::Lost)
+            .count();
+        assert!(
+            (150..=250).contains(&expect_lost),
+            "10% of {N} is far from {expect_lost}"
+        );
+        // b reads while a sends, so b's socket queue never overflows.
+        let reader = std::thread::spawn(move || recv_seqs(&b, N as usize - expect_lost));
+        for seq in 0..N {
+            a.send_to(b_mac, &seq.to_be_bytes());
+        }
+        let seqs = reader.join().expect("reader");
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "reordered: {seqs:?}");
+        assert_eq!(sw.stats().lost, expect_lost as u64);
+        assert_eq!(sw.stats().dropped, expect_lost as u64, "{:?}", sw.stats());
+        sw.shutdown().expect("shutdown");
+    }
+
+    #[test]
+    fn full_loss_drops_both_directions_and_clearing_restores() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        sw.set_link_faults(a_port, faults(100.0, 0, 0, None))
+            .expect("faults");
+        a.send_to(BROADCAST, b"lost");
+        b.send_to(BROADCAST, b"lost too");
+        assert_eq!(b.recv(QUIET), None);
+        assert_eq!(a.recv(QUIET), None);
+        assert_eq!(sw.stats().lost, 2);
+        sw.set_link_faults(a_port, LinkFaults::default())
+            .expect("clear");
+        a.send_to(BROADCAST, b"back");
+        assert_eq!(b.recv(WAIT).as_deref(), Some(&b"back"[..]));
+        assert!(matches!(
+            sw.set_link_faults(a_port, faults(101.0, 0, 0, None)),
+            Err(SwitchError::Faults(_))
+        ));
+        assert!(matches!(
+            sw.set_link_faults(PortId(42), faults(1.0, 0, 0, None)),
+            Err(SwitchError::NoPort(42))
+        ));
+    }
+
+    #[test]
+    fn delay_applies_per_direction_and_jitter_never_reorders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, b_port) = nic(&sw, dir.path(), "b", 1, 2);
+        // Faults on b's link: frames *to* b are delayed too.
+        sw.set_link_faults(b_port, faults(0.0, 100, 0, None))
+            .expect("faults");
+        let sent = std::time::Instant::now();
+        a.send_to(BROADCAST, &0u32.to_be_bytes());
+        assert_eq!(recv_seqs(&b, 1), [0]);
+        assert!(sent.elapsed() >= Duration::from_millis(100));
+        // b answers: from-machine delay on its link.
+        let sent = std::time::Instant::now();
+        b.send_to(a.mac, b"pong");
+        assert!(a.recv(WAIT).is_some());
+        assert!(sent.elapsed() >= Duration::from_millis(100));
+        // Jitter larger than the gaps between frames would reorder them;
+        // the link keeps them in order.
+        sw.set_link_faults(b_port, faults(0.0, 20, 15, None))
+            .expect("jitter");
+        for seq in 0..200u32 {
+            a.send_to(b.mac, &seq.to_be_bytes());
+        }
+        let seqs = recv_seqs(&b, 200);
+        assert_eq!(seqs, (0..200).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn rate_limit_paces_frames_to_the_rate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        // 800 kbit/s = 100 kB/s; 30 frames of 1000 bytes fit the queue.
+        sw.set_link_faults(a_port, faults(0.0, 0, 0, Some(800_000)))
+            .expect("rate");
+        let payload = vec![0u8; 1000 - 14];
+        let started = std::time::Instant::now();
+        for seq in 0..30u32 {
+            let mut p = seq.to_be_bytes().to_vec();
+            p.extend_from_slice(&payload[4..]);
+            a.send_to(BROADCAST, &p);
+        }
+        let seqs = recv_seqs(&b, 30);
+        // Lower bound only: all but the burst wait for tokens.
+        let bound = (30.0 * 1000.0 - crate::faults::BURST_BYTES as f64) * 8.0 / 800_000.0;
+        assert!(
+            started.elapsed().as_secs_f64() >= bound,
+            "{:?} < {bound}s",
+            started.elapsed()
+        );
+        assert_eq!(seqs, (0..30).collect::<Vec<u32>>());
+        assert_eq!(sw.stats().overflowed, 0);
+    }
+
+    #[test]
+    fn partition_drops_between_groups_until_heal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, b_port) = nic(&sw, dir.path(), "b", 1, 2);
+        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
+        // c is in no group: it joins the implicit "rest" group.
+        sw.partition(&[vec![a_port], vec![b_port]])
+            .expect("partition");
+        a.send_to(BROADCAST, b"from a");
+        assert_eq!(b.recv(QUIET), None);
+        assert_eq!(c.recv(QUIET), None);
+        b.send_to(BROADCAST, b"from b");
+        assert_eq!(a.recv(QUIET), None);
+        assert_eq!(c.recv(QUIET), None);
+        assert_eq!(sw.stats().partitioned, 4);
+        sw.partition(&[vec![a_port, b_port]]).expect("regroup");
+        a.send_to(BROADCAST, b"a to b");
+        assert_eq!(b.recv(WAIT).as_deref(), Some(&b"a to b"[..]));
+        assert_eq!(c.recv(QUIET), None);
+        sw.heal();
+        c.send_to(BROADCAST, b"healed");
+        assert_eq!(a.recv(WAIT).as_deref(), Some(&b"healed"[..]));
+        assert_eq!(b.recv(WAIT).as_deref(), Some(&b"healed"[..]));
+        assert!(matches!(
+            sw.partition(&[vec![PortId(7)]]),
+            Err(SwitchError::NoPort(7))
+        ));
+    }
+
+    #[test]
+    fn machine_ports_match_the_machine_prefix_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let p = |n: &str| {
+            sw.add_port(
+                n,
+                1,
+                &dir.path().join(format!("{}.port", n.replace('/', "_"))),
+                &dir.path().join("x.nic"),
+            )
+            .expect("port")
+        };
+        let (a0, _, a1, _) = (p("a/eth0"), p("ab/eth0"), p("a/eth1"), p("b"));
+        assert_eq!(sw.machine_ports("a"), [a0, a1]);
+        assert_eq!(sw.machine_ports("b"), [PortId(3)]);
+        assert!(sw.machine_ports("c").is_empty());
+        let seed = sw.fault_seed();
+        sw.set_fault_seed(seed ^ 1);
+        assert_eq!(sw.fault_seed(), seed ^ 1);
     }
 
     #[test]
