@@ -2,7 +2,7 @@
 # Runs fuzz targets for a given time each, one at a time, at low priority,
 # and records what they did.
 #
-# Usage: fuzz/run.sh TARGET|all SECONDS
+# Usage: fuzz/run.sh TARGET[,TARGET...]|all SECONDS   (SECONDS per target)
 #
 # Seeds fuzz/corpus/ with seed.sh when a target has none. Builds with
 # cargo-fuzz on nightly (`cargo install cargo-fuzz`), release mode with
@@ -24,16 +24,19 @@ here="$(cd "$(dirname "$0")" && pwd)"
 targets=(gcno gcda lcov json_model spec console_frames tar)
 
 if [ $# -ne 2 ] || ! [[ "$2" =~ ^[0-9]+$ ]]; then
-    echo "usage: $0 TARGET|all SECONDS (targets: ${targets[*]})" >&2
+    echo "usage: $0 TARGET[,TARGET...]|all SECONDS (targets: ${targets[*]})" >&2
     exit 2
 fi
 if [ "$1" = all ]; then
     run=("${targets[@]}")
 else
-    case " ${targets[*]} " in
-        *" $1 "*) run=("$1") ;;
-        *) echo "$0: unknown target $1 (targets: ${targets[*]})" >&2; exit 2 ;;
-    esac
+    IFS=, read -r -a run <<<"$1"
+    for t in "${run[@]}"; do
+        case " ${targets[*]} " in
+            *" $t "*) ;;
+            *) echo "$0: unknown target $t (targets: ${targets[*]})" >&2; exit 2 ;;
+        esac
+    done
 fi
 seconds="$2"
 flags=(-O -a -s none)

@@ -71,7 +71,7 @@ pub enum LcovErrorKind {
     /// read as an end line and a different name.
     #[error("{key}: function name {name:?} starts like a line number")]
     AmbiguousName {
-        /// The record key (`FNDA` or `FNA`).
+        /// The record key (`FN`, `FNDA` or `FNA`).
         key: &'static str,
         /// The name.
         name: String,
@@ -388,9 +388,7 @@ impl OpenRecord {
             }
             _ => (0, rest),
         };
-        if name.is_empty() {
-            return Err(missing("FN", value));
-        }
+        let name = function_name("FN", value, name)?;
         self.add_function(name, start, end, None)?;
         Ok(())
     }
@@ -528,10 +526,10 @@ impl OpenRecord {
     }
 }
 
-/// Checks a function name of `FNDA`/`FNA` (whose names are read verbatim)
-/// against what an `FN` line can carry: not empty (as `FN` requires), and
-/// not `<digits>,…`, which `FN` reads as an end line. Such names would
-/// not read back as written.
+/// Checks a function name against what an `FN:<line>,<name>` line can
+/// carry: not empty, and not `<digits>,…`, which `FN` reads as an end line
+/// (`FN:3,12,4,x` names `4,x`; written back without the end line it would
+/// read as `x`). Such names would not read back as written.
 fn function_name<'v>(
     key: &'static str,
     value: &str,
@@ -877,6 +875,11 @@ mod tests {
             err.kind,
             LcovErrorKind::MissingField { key: "FNA", .. }
         ));
+        let err = read_str("SF:a.c\nFN:3,12,4,x\nend_of_record\n").unwrap_err();
+        assert!(
+            matches!(err.kind, LcovErrorKind::AmbiguousName { key: "FN", .. }),
+            "{err}"
+        );
         let cov = read_str("SF:a.c\nFNDA:3,x12,y\nend_of_record\n").unwrap();
         assert_eq!(cov.files["a.c"].functions[0].name, "x12,y");
     }
