@@ -438,7 +438,10 @@ impl Vm {
                 MachineError::Spawn {
                     machine: self.name_owned(),
                     program: self.cfg.qemu.display().to_string(),
-                    source: std::io::Error::other(err.to_string()),
+                    source: match err {
+                        crate::process::ProcessError::Spawn { source, .. } => source,
+                        other => std::io::Error::other(other.to_string()),
+                    },
                 }
             })?;
         *lock(&self.child) = Some(child);
@@ -788,6 +791,119 @@ impl Drop for Vm {
         }
         if let Err(err) = self.teardown(None) {
             eprintln!("covnet: warning: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accel::Accel;
+
+    fn spec_machine(text: &str) -> crate::spec::Spec {
+        crate::spec::Spec::from_str(text, Path::new("/tmp/covnet-vm-test.toml")).expect("spec")
+    }
+
+    #[test]
+    fn config_from_spec_keeps_nics_forwards_and_params() {
+        let spec = spec_machine(
+            "[machines.a]\n[machines.b]\nvlans = [1, 3]\nforward = [\"8081:80\"]\n\
+             memory_mib = 128\ncpus = 2\nkernel_params = [\"x=1\"]\n",
+        );
+        let b = spec.machine("b").expect("machine b");
+        let cfg = VmConfig::from_spec(b, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        assert_eq!(cfg.name, "b");
+        assert_eq!(cfg.index, 2);
+        assert_eq!((cfg.memory_mib, cfg.cpus), (128, 2));
+        assert_eq!(cfg.kernel_params, ["x=1"]);
+        assert_eq!(
+            cfg.nics,
+            [
+                VmNic {
+                    vlan: 1,
+                    mac: Mac::for_nic(1, 2, 0)
+                },
+                VmNic {
+                    vlan: 3,
+                    mac: Mac::for_nic(3, 2, 1)
+                }
+            ]
+        );
+        assert_eq!(
+            cfg.forwards,
+            [Forward {
+                host_port: 8081,
+                guest_port: 80
+            }]
+        );
+    }
+
+    #[test]
+    fn qemu_args_use_the_run_dir_and_switch_ports() {
+        let spec = spec_machine("[machines.web]\nvlans = [2]\n");
+        let web = spec.machine("web").expect("machine");
+        let cfg = VmConfig::from_spec(web, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        let base = tempfile::tempdir().expect("tempdir");
+        let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
+        let switch = Arc::new(Switch::start().expect("switch"));
+        let vm = Vm::new(cfg, &run, Some(Arc::clone(&switch)), EventSink::none()).expect("vm");
+        let args: Vec<String> = vm
+            .qemu_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let dir = run.path().display().to_string();
+        assert!(args.contains(&format!(
+            "dgram,id=net0,local.type=unix,local.path={dir}/web-nic0.sock,\
+             remote.type=unix,remote.path={dir}/web-sw0.sock"
+        )));
+        assert!(
+            args.contains(&"virtio-net-pci,netdev=net0,mac=52:54:00:02:01:00,romfile=".to_string())
+        );
+        assert!(
+            run.file("web-sw0.sock").exists(),
+            "switch port bound at creation"
+        );
+        assert_eq!(vm.boot_timeout(), Accel::Tcg.boot_timeout());
+        assert!(!vm.is_running());
+        assert!(matches!(
+            vm.execute("true", Duration::from_secs(1)),
+            Err(MachineError::NotRunning { .. })
+        ));
+        assert!(vm.console_lines(5).is_empty());
+        vm.set_link(false).expect("link down");
+        assert!(!switch.link_up(PortId(0)));
+    }
+
+    #[test]
+    fn nics_without_a_switch_are_refused() {
+        let spec = spec_machine("[machines.a]\n");
+        let cfg = VmConfig::from_spec(
+            spec.machine("a").expect("a"),
+            Path::new("/k"),
+            Path::new("/i"),
+            Accel::Tcg,
+            None,
+        );
+        let base = tempfile::tempdir().expect("tempdir");
+        let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
+        let err = Vm::new(cfg, &run, None, EventSink::none()).expect_err("no switch");
+        assert!(matches!(err, MachineError::Link { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_qemu_binary_is_a_spawn_error() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
+        let mut cfg = VmConfig::new("q", Path::new("/k"), Path::new("/i"), Accel::Tcg);
+        cfg.qemu = "/nonexistent/qemu-system-x86_64".into();
+        let vm = Vm::new(cfg, &run, None, EventSink::none()).expect("vm");
+        let err = vm.start().expect_err("no qemu");
+        match err {
+            MachineError::Spawn { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            }
+            other => panic!("expected Spawn, got {other}"),
         }
     }
 }
