@@ -272,6 +272,38 @@ impl Spec {
         spec_dir(&self.path)
     }
 
+    /// Runs every machine on `backend` (`covnet run --backend`). Switching
+    /// to namespace machines fails for a machine that needs its own kernel
+    /// (a `kernel`, `kernel_params` or host `forward`), naming it.
+    pub fn with_backend(mut self, backend: Backend) -> Result<Spec, SpecError> {
+        for m in &mut self.machines {
+            if backend == Backend::Namespace && m.backend == Backend::Vm {
+                let field = if m.kernel.is_some() {
+                    Some("kernel")
+                } else if !m.kernel_params.is_empty() {
+                    Some("kernel_params")
+                } else if !m.forward.is_empty() {
+                    Some("forward")
+                } else {
+                    None
+                };
+                if let Some(field) = field {
+                    return Err(SpecError {
+                        path: self.path.clone(),
+                        location: None,
+                        kind: SpecErrorKind::BackendOverride {
+                            machine: m.name.clone(),
+                            field,
+                        },
+                    });
+                }
+            }
+            m.backend = backend;
+        }
+        self.defaults.backend = backend;
+        Ok(self)
+    }
+
     /// The machine called `name`.
     pub fn machine(&self, name: &str) -> Option<&Machine> {
         self.machines.iter().find(|m| m.name == name)
@@ -519,6 +551,14 @@ pub enum SpecErrorKind {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// `--backend namespace` for a machine that needs a VM.
+    #[error("machine `{machine}` needs a VM (it sets `{field}`), so it cannot run as a namespace machine\n  (hint: drop `--backend namespace`, or set `backend = \"namespace\"` only on the machines that need no kernel of their own)")]
+    BackendOverride {
+        /// The machine.
+        machine: String,
+        /// The VM-only field it sets.
+        field: &'static str,
     },
     /// A VM-only setting on a namespace machine.
     #[error("`{field}` needs a VM, but machine `{machine}` has backend = \"namespace\" (namespace machines run on the host's kernel)\n  (hint: remove `{field}` or set backend = \"vm\")")]
@@ -1696,6 +1736,11 @@ timeout = "5m"
     fn backend_rules() {
         let spec = parse("[machines.a]\n[machines.b]\nbackend = \"namespace\"\n").unwrap();
         assert_eq!(spec.defaults.backend, Backend::Vm);
+        let all_ns = spec.clone().with_backend(Backend::Namespace).unwrap();
+        assert!(all_ns
+            .machines
+            .iter()
+            .all(|m| m.backend == Backend::Namespace));
         assert_eq!(spec.machines[0].backend, Backend::Vm);
         assert_eq!(spec.machines[1].backend, Backend::Namespace);
         let spec = parse(
@@ -1704,6 +1749,13 @@ timeout = "5m"
         .unwrap();
         assert_eq!(spec.machines[0].backend, Backend::Namespace);
         assert_eq!(spec.machines[1].backend, Backend::Vm);
+        let vm_only = parse("[machines.a]\n[machines.b]\nkernel_params = [\"quiet\"]\n").unwrap();
+        let e = vm_only.with_backend(Backend::Namespace).unwrap_err();
+        assert!(
+            matches!(&e.kind, SpecErrorKind::BackendOverride { machine, field: "kernel_params" } if machine == "b"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("machine `b` needs a VM"), "{e}");
         let e = err("[machines.a]\nbackend = \"namespace\"\nkernel_params = [\"quiet\"]\n");
         assert!(
             matches!(

@@ -18,7 +18,7 @@ use covnet_runner::network::{watch_signals, Interrupter, Network, NetworkOptions
 use covnet_runner::script::{
     run_script, CollectHook, ScriptCoverage, ScriptFailure, ScriptOptions,
 };
-use covnet_runner::spec::{Script, Spec};
+use covnet_runner::spec::{Backend, Script, Spec};
 
 use super::exit;
 
@@ -38,6 +38,11 @@ pub struct RunArgs {
     /// fails).
     #[arg(long)]
     pub keep_going: bool,
+    /// Run every machine as a VM or as a namespace machine, overriding the
+    /// spec (machines that need their own kernel cannot be namespace
+    /// machines).
+    #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+    pub backend: Option<Backend>,
     /// Accelerator for every machine, overriding the spec: auto, kvm or tcg.
     #[arg(long, value_name = "ACCEL")]
     pub accel: Option<AccelRequest>,
@@ -76,7 +81,10 @@ struct RunPlan {
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
-    let spec = Spec::from_path(&args.spec)?;
+    let mut spec = Spec::from_path(&args.spec)?;
+    if let Some(backend) = args.backend {
+        spec = spec.with_backend(backend)?;
+    }
     let Some(test) = spec.test.clone() else {
         anyhow::bail!(
             "{}: the spec has no [test] table\n  (hint: add `[test]` with `script = \"...\"` or `script_file = \"...\"`, or use `covnet vms` for interactive use)",
@@ -500,5 +508,13 @@ fn script_coverage(
         collect,
         before_shutdown,
         per_subtest,
+    }
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "vm" => Ok(Backend::Vm),
+        "namespace" => Ok(Backend::Namespace),
+        _ => Err(format!("`{s}` is not a backend (vm or namespace)")),
     }
 }

@@ -50,10 +50,17 @@ impl Example {
 
     /// `covnet run SPEC --coverage --out OUT`; fails on a non-zero exit.
     fn run(&self, spec: &Path, out: &str) -> Result<PathBuf> {
+        self.run_with(spec, out, &[])
+    }
+
+    /// Like [`Example::run`], with extra `covnet run` arguments.
+    fn run_with(&self, spec: &Path, out: &str, extra: &[&str]) -> Result<PathBuf> {
         let out = self.dir.join(out);
         let o = lcov_tool::run(
             Command::new(lcov_tool::covnet_bin()?)
-                .args(["run", "--coverage", "--no-console", "--out"])
+                .args(["run", "--coverage", "--no-console"])
+                .args(extra)
+                .arg("--out")
                 .arg(&out)
                 .arg(spec)
                 .current_dir(&self.dir),
@@ -227,8 +234,19 @@ fn compare(what: &str, covnet: &Tracefile, oracle: &Gcov) -> Result<()> {
 
 #[test]
 fn webserver_example_matches_gcov_and_attributes_machines() -> Result<()> {
+    check_example(&[])
+}
+
+/// The same example and checks, every machine a namespace machine: chosen
+/// by the backend switch alone, same spec.
+#[test]
+fn webserver_example_on_namespace_machines_matches_gcov_and_attributes_machines() -> Result<()> {
+    check_example(&["--backend", "namespace"])
+}
+
+fn check_example(backend: &[&str]) -> Result<()> {
     let ex = Example::build()?;
-    let out = ex.run(&ex.spec(), "out1")?;
+    let out = ex.run_with(&ex.spec(), "out1", backend)?;
     for f in [
         "report/index.html",
         "coverage.info",
@@ -287,7 +305,7 @@ fn webserver_example_matches_gcov_and_attributes_machines() -> Result<()> {
 
     // A second run merged with the first: function entries double exactly,
     // and every count equals gcov on `gcov-tool merge` of the two runs.
-    let out2 = ex.run(&ex.spec(), "out2")?;
+    let out2 = ex.run_with(&ex.spec(), "out2", backend)?;
     let merged = ex.dir.join("both.info");
     let mut args: Vec<PathBuf> = Vec::new();
     for o in [&out, &out2] {
