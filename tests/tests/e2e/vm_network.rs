@@ -15,7 +15,7 @@ use covnet_runner::image::kernel::Kernel;
 use covnet_runner::machine::MachineError;
 use covnet_runner::network::{Network, NetworkOptions};
 use covnet_runner::script::{run_script, ScriptOptions};
-use covnet_runner::spec::Spec;
+use covnet_runner::spec::{Backend, Spec};
 use covnet_tests::lcov_tool::covnet;
 
 /// The two-machine web network of test (a), with `curl` on the client.
@@ -59,11 +59,22 @@ struct TestNet {
 
 impl TestNet {
     fn new(spec_text: &str) -> TestNet {
-        require_vm_tools();
+        TestNet::on(spec_text, Backend::Vm)
+    }
+
+    /// The spec's network with every machine on `backend`: the same spec,
+    /// switched only by the backend, as `covnet run --backend` does.
+    fn on(spec_text: &str, backend: Backend) -> TestNet {
+        if backend == Backend::Vm {
+            require_vm_tools();
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let spec_path = dir.path().join("spec.toml");
         std::fs::write(&spec_path, spec_text).expect("write spec");
-        let spec = Spec::from_path(&spec_path).expect("valid spec");
+        let spec = Spec::from_path(&spec_path)
+            .expect("valid spec")
+            .with_backend(backend)
+            .expect("the spec runs on this backend");
         let options = NetworkOptions {
             output_dir: dir.path().join("out"),
             ..NetworkOptions::default()
@@ -140,6 +151,16 @@ fn write_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
 #[test]
 fn cli_run_fetches_page_by_host_name() {
     require_vm_tools();
+    cli_run_fetches_page(&[]);
+}
+
+/// Test (a) on namespace machines: the same spec, `--backend namespace`.
+#[test]
+fn cli_run_fetches_page_by_host_name_on_namespace_machines() {
+    cli_run_fetches_page(&["--backend", "namespace"]);
+}
+
+fn cli_run_fetches_page(backend: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = format!(
         "{WEB}\n[test]\ntimeout = \"5m\"\nscript = '''\n{}'''\n",
@@ -158,18 +179,17 @@ subtest("hosts", || {
     );
     let spec_path = write_spec(dir.path(), "web.toml", &spec);
     let junit = dir.path().join("junit.xml");
-    let out = covnet(
-        &[
-            "run",
-            spec_path.to_str().expect("utf-8 path"),
-            "--out",
-            dir.path().join("out").to_str().expect("utf-8 path"),
-            "--junit",
-            junit.to_str().expect("utf-8 path"),
-        ],
-        dir.path(),
-    )
-    .expect("covnet runs");
+    let out_dir = dir.path().join("out");
+    let mut args = vec![
+        "run",
+        spec_path.to_str().expect("utf-8 path"),
+        "--out",
+        out_dir.to_str().expect("utf-8 path"),
+        "--junit",
+        junit.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(backend);
+    let out = covnet(&args, dir.path()).expect("covnet runs");
     let stderr = out.stderr.clone();
     assert_eq!(out.status.code(), Some(0), "covnet run failed:\n{stderr}");
     assert!(
@@ -203,7 +223,17 @@ subtest("hosts", || {
 /// `block` makes the request fail, `unblock` makes it succeed again.
 #[test]
 fn block_and_unblock_cut_and_restore_the_link() {
-    let t = TestNet::new(WEB);
+    block_and_unblock(Backend::Vm);
+}
+
+/// (b) on namespace machines, same spec.
+#[test]
+fn block_and_unblock_cut_and_restore_the_link_on_namespace_machines() {
+    block_and_unblock(Backend::Namespace);
+}
+
+fn block_and_unblock(backend: Backend) {
+    let t = TestNet::on(WEB, backend);
     let net = t.net();
     net.start_all().expect("machines boot");
     let server = net.node("server").expect("server");
@@ -244,7 +274,17 @@ fn block_and_unblock_cut_and_restore_the_link() {
 /// error; the machine stays usable; nothing is left behind.
 #[test]
 fn hanging_command_times_out_and_machine_survives() {
-    let t = TestNet::new("[machines.lonely]\n");
+    hanging_command(Backend::Vm);
+}
+
+/// (c) on a namespace machine, same spec.
+#[test]
+fn hanging_command_times_out_and_machine_survives_on_namespace_machines() {
+    hanging_command(Backend::Namespace);
+}
+
+fn hanging_command(backend: Backend) {
+    let t = TestNet::on("[machines.lonely]\n", backend);
     let net = t.net();
     net.start_all().expect("machine boots");
     let m = net.node("lonely").expect("machine");
@@ -617,7 +657,17 @@ command = "busybox httpd -f -p 80 -h /srv/www"
 /// its ELF closure, and talks to the server by name.
 #[test]
 fn host_curl_runs_in_guest_with_its_closure() {
-    let t = TestNet::new(WEB);
+    host_curl_runs(Backend::Vm);
+}
+
+/// (d) on namespace machines, same spec.
+#[test]
+fn host_curl_runs_in_guest_with_its_closure_on_namespace_machines() {
+    host_curl_runs(Backend::Namespace);
+}
+
+fn host_curl_runs(backend: Backend) {
+    let t = TestNet::on(WEB, backend);
     let net = t.net();
     net.start_all().expect("machines boot");
     let client = net.node("client").expect("client");
