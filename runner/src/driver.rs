@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::{EventSender, RunEvent};
+use crate::faults::{FaultError, LinkFaults};
 use crate::machine::{Machine, MachineError, Output, ERROR_CONSOLE_LINES};
 use crate::spec::Ready;
 
@@ -165,6 +166,9 @@ pub enum StepErrorKind {
         /// Why.
         reason: String,
     },
+    /// A network fault (link setting, partition) could not be applied.
+    #[error(transparent)]
+    Fault(#[from] crate::faults::FaultError),
 }
 
 /// A failed test step: which machine, which step, why, and where in the
@@ -304,6 +308,9 @@ pub struct RunContext {
     pub output_dir: PathBuf,
     interrupted: AtomicBool,
     reason: std::sync::Mutex<Option<String>>,
+    switch: std::sync::OnceLock<Arc<crate::switch::Switch>>,
+    /// The fault seed was printed.
+    seed_shown: AtomicBool,
 }
 
 impl RunContext {
@@ -321,7 +328,90 @@ impl RunContext {
             output_dir,
             interrupted: AtomicBool::new(false),
             reason: std::sync::Mutex::new(None),
+            switch: std::sync::OnceLock::new(),
+            seed_shown: AtomicBool::new(false),
         }
+    }
+
+    /// Attaches the switch the run's machines are on, which link faults
+    /// and partitions act on. Only the first call counts.
+    pub fn attach_switch(&self, switch: Arc<crate::switch::Switch>) {
+        let _ = self.switch.set(switch);
+    }
+
+    /// The run's switch, if one is attached.
+    pub fn switch(&self) -> Option<&Arc<crate::switch::Switch>> {
+        self.switch.get()
+    }
+
+    /// Splits the network: machines in different `groups` (by name) can no
+    /// longer reach each other; machines in no group form one more group
+    /// together. Lasts until [`RunContext::heal`] or another partition.
+    pub fn partition(&self, groups: &[Vec<String>]) -> Result<(), StepError> {
+        let step = format!("partition({groups:?})");
+        self.network_step(step, |switch| {
+            let mut seen = std::collections::HashSet::new();
+            let mut port_groups = Vec::with_capacity(groups.len());
+            for group in groups {
+                let mut ports = Vec::new();
+                for name in group {
+                    if !seen.insert(name.as_str()) {
+                        return Err(FaultError::DuplicateMachine { name: name.clone() }.into());
+                    }
+                    let p = switch.machine_ports(name);
+                    if p.is_empty() {
+                        return Err(FaultError::UnknownMachine { name: name.clone() }.into());
+                    }
+                    ports.extend(p);
+                }
+                port_groups.push(ports);
+            }
+            switch
+                .partition(&port_groups)
+                .map_err(|e| StepErrorKind::Internal {
+                    detail: e.to_string(),
+                })
+        })
+    }
+
+    /// Ends a partition: every machine reaches every other again.
+    pub fn heal(&self) -> Result<(), StepError> {
+        self.network_step("heal()".to_owned(), |switch| {
+            switch.heal();
+            Ok(())
+        })
+    }
+
+    fn network_step(
+        &self,
+        what: String,
+        f: impl FnOnce(&crate::switch::Switch) -> Result<(), StepErrorKind>,
+    ) -> Result<(), StepError> {
+        let started = Instant::now();
+        self.events.send(RunEvent::StepStart {
+            machine: None,
+            what: what.clone(),
+        });
+        let result = match (self.interrupted(), self.switch()) {
+            (Some(reason), _) => Err(StepErrorKind::Interrupted { reason }),
+            (None, None) => Err(FaultError::NoSwitch.into()),
+            (None, Some(switch)) => f(switch),
+        };
+        self.events.send(RunEvent::StepEnd {
+            machine: None,
+            what: what.clone(),
+            result: match &result {
+                Ok(()) => Ok(started.elapsed()),
+                Err(e) => Err(e.to_string()),
+            },
+        });
+        result.map_err(|kind| StepError {
+            machine: None,
+            step: what,
+            kind: Box::new(kind),
+            console: Vec::new(),
+            position: None,
+        })
     }
 
     /// Marks the run interrupted: every step still to come, and every
@@ -457,7 +547,12 @@ impl Node {
         });
         let result = match self.ctx.interrupted() {
             Some(reason) => Err(StepErrorKind::Interrupted { reason }),
-            None => f(),
+            // A step that fails because the run was interrupted under it
+            // (its machine killed) says so, not "machine exited".
+            None => f().map_err(|kind| match self.ctx.interrupted() {
+                Some(reason) => StepErrorKind::Interrupted { reason },
+                None => kind,
+            }),
         };
         let result = result.map_err(|kind| self.error(&what, kind));
         self.ctx.events.send(RunEvent::StepEnd {
@@ -761,6 +856,49 @@ impl Node {
     pub fn unblock(&self) -> Result<(), StepError> {
         self.step("unblock()".to_owned(), || {
             Ok(self.machine.set_link(true)?)
+        })
+    }
+
+    /// Gives every link of the machine (one per NIC) `faults`, replacing
+    /// earlier ones: loss, delay and jitter, and a rate limit, each applied
+    /// to both directions (see [`crate::faults`]).
+    pub fn set_link(&self, faults: LinkFaults) -> Result<(), StepError> {
+        self.step(format!("set_link({faults})"), || {
+            faults.validate()?;
+            let switch = self.ctx.switch().ok_or(FaultError::NoSwitch)?;
+            let random = faults.loss > 0.0 || !faults.jitter.is_zero();
+            if random && !self.ctx.seed_shown.swap(true, Ordering::SeqCst) {
+                let seed = switch.fault_seed();
+                self.ctx.events.send(RunEvent::Print {
+                    text: format!(
+                        "network fault seed {seed} (hint: {}={seed} repeats this run's drops and jitter)",
+                        crate::network::FAULT_SEED_ENV,
+                    ),
+                });
+            }
+            for port in switch.machine_ports(self.name()) {
+                switch
+                    .set_link_faults(port, faults)
+                    .map_err(|e| StepErrorKind::Internal {
+                        detail: e.to_string(),
+                    })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the machine's link faults (a perfect link again).
+    pub fn clear_link(&self) -> Result<(), StepError> {
+        self.step("clear_link()".to_owned(), || {
+            let switch = self.ctx.switch().ok_or(FaultError::NoSwitch)?;
+            for port in switch.machine_ports(self.name()) {
+                switch
+                    .set_link_faults(port, LinkFaults::default())
+                    .map_err(|e| StepErrorKind::Internal {
+                        detail: e.to_string(),
+                    })?;
+            }
+            Ok(())
         })
     }
 }

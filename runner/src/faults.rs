@@ -203,7 +203,7 @@ pub fn parse_rate(text: &str) -> Result<NonZeroU64, FaultError> {
     };
     let value: f64 = num.parse().map_err(|_| bad())?;
     let bits = (value * scale).round();
-    if !bits.is_finite() || bits < 1.0 || bits > 1e15 {
+    if !bits.is_finite() || !(1.0..=1e15).contains(&bits) {
         return Err(bad());
     }
     // In range by the check above.
@@ -332,7 +332,9 @@ impl TokenBucket {
         let rate = i128::from(self.rate);
         // Round up: never leave before the tokens are there.
         let wait_ns = (deficit + rate - 1) / rate;
-        Some(Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX)))
+        Some(Duration::from_nanos(
+            u64::try_from(wait_ns).unwrap_or(u64::MAX),
+        ))
     }
 }
 

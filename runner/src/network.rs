@@ -257,6 +257,10 @@ impl Network {
             spec.dir(),
             options.output_dir.clone(),
         ));
+        if let Some(seed) = fault_seed_from_env() {
+            switch.set_fault_seed(seed);
+        }
+        ctx.attach_switch(switch.clone());
         for (m, machine) in spec.machines.iter().zip(machines) {
             let services = m
                 .services
@@ -331,6 +335,17 @@ impl Network {
     /// The switch's packet captures.
     pub fn pcaps(&self) -> &[PathBuf] {
         &self.pcaps
+    }
+
+    /// Splits the network into `groups` of machine names; see
+    /// [`RunContext::partition`].
+    pub fn partition(&self, groups: &[Vec<String>]) -> Result<(), StepError> {
+        self.ctx.partition(groups)
+    }
+
+    /// Ends a partition.
+    pub fn heal(&self) -> Result<(), StepError> {
+        self.ctx.heal()
     }
 
     /// Boots every machine in parallel and waits until all answer.
@@ -479,6 +494,22 @@ fn build_images(
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// Environment variable that fixes the seed of the switch's fault PRNGs
+/// (loss and jitter), so that a run repeats the drops of an earlier one.
+pub const FAULT_SEED_ENV: &str = "COVNET_NET_SEED";
+
+/// The fault seed from [`FAULT_SEED_ENV`], when set to a number.
+fn fault_seed_from_env() -> Option<u64> {
+    let text = std::env::var(FAULT_SEED_ENV).ok()?;
+    match text.trim().parse() {
+        Ok(seed) => Some(seed),
+        Err(_) => {
+            eprintln!("covnet: warning: ignoring {FAULT_SEED_ENV}={text:?}: not a number");
+            None
+        }
+    }
 }
 
 /// The guest's default `PATH`, as the stage-1 init sets it.

@@ -34,6 +34,7 @@ use crate::driver::{
     parse_timeout, start_nodes, Node, RunContext, ScriptPosition, StepError, StepErrorKind,
 };
 use crate::events::RunEvent;
+use crate::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
 use crate::junit::{Outcome, TestCase};
 
 /// How to run a script.
@@ -914,6 +915,56 @@ fn register_actions(engine: &mut Engine, state: &Arc<State>) {
 
     let s = state.clone();
     engine.register_fn(
+        "set_link",
+        move |ctx: NativeCallContext, node: Node, settings: rhai::Map| -> RhaiResult<()> {
+            let faults = link_faults(&settings).map_err(|e| {
+                s.fail(
+                    &ctx,
+                    StepError {
+                        machine: Some(node.name().to_owned()),
+                        step: "set_link()".to_owned(),
+                        kind: Box::new(e.into()),
+                        console: Vec::new(),
+                        position: None,
+                    },
+                )
+            })?;
+            node.set_link(faults).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "clear_link",
+        move |ctx: NativeCallContext, node: Node| -> RhaiResult<()> {
+            node.clear_link().map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "partition",
+        move |ctx: NativeCallContext, groups: rhai::Array| -> RhaiResult<()> {
+            let groups = partition_groups(&groups).map_err(|e| {
+                s.fail(
+                    &ctx,
+                    StepError {
+                        machine: None,
+                        step: "partition()".to_owned(),
+                        kind: Box::new(e.into()),
+                        console: Vec::new(),
+                        position: None,
+                    },
+                )
+            })?;
+            s.ctx.partition(&groups).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn("heal", move |ctx: NativeCallContext| -> RhaiResult<()> {
+        s.ctx.heal().map_err(|e| s.fail(&ctx, e))
+    });
+
+    let s = state.clone();
+    engine.register_fn(
         "copy_from_vm",
         move |ctx: NativeCallContext, node: Node, guest: &str, host: &str| -> RhaiResult<String> {
             node.copy_from_vm(guest, host)
@@ -937,6 +988,93 @@ fn register_actions(engine: &mut Engine, state: &Arc<State>) {
             node.copy_to_vm(host, guest).map_err(|e| s.fail(&ctx, e))
         },
     );
+}
+
+/// The link faults of a script's `m.set_link(#{...})` map: `loss`
+/// (percent), `delay` and `jitter` (duration strings or seconds), `rate`
+/// (a string like "1mbit" or bits/s). Missing keys are perfect.
+fn link_faults(map: &rhai::Map) -> Result<LinkFaults, FaultError> {
+    let mut f = LinkFaults::default();
+    for (key, value) in map {
+        let wrong = |expected| FaultError::WrongType {
+            key: key.to_string(),
+            expected,
+        };
+        match key.as_str() {
+            "loss" => {
+                f.loss = number(value).ok_or_else(|| wrong("a number (percent)"))?;
+            }
+            field @ ("delay" | "jitter") => {
+                let field = if field == "delay" { "delay" } else { "jitter" };
+                let d = if let Some(text) = value.read_lock::<ImmutableString>() {
+                    parse_delay(field, &text)?
+                } else {
+                    let secs = number(value)
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .ok_or_else(|| wrong("a duration like \"200ms\" or seconds"))?;
+                    Duration::try_from_secs_f64(secs)
+                        .map_err(|_| wrong("a duration like \"200ms\" or seconds"))?
+                };
+                if field == "delay" {
+                    f.delay = d;
+                } else {
+                    f.jitter = d;
+                }
+            }
+            "rate" => {
+                f.rate = Some(if let Some(text) = value.read_lock::<ImmutableString>() {
+                    parse_rate(&text)?
+                } else {
+                    let bits = value
+                        .as_int()
+                        .ok()
+                        .and_then(|i| u64::try_from(i).ok())
+                        .ok_or_else(|| wrong("a rate like \"1mbit\" or bits/s"))?;
+                    parse_rate(&format!("{bits}bit"))?
+                });
+            }
+            _ => {
+                return Err(FaultError::UnknownSetting {
+                    key: key.to_string(),
+                })
+            }
+        }
+    }
+    f.validate()?;
+    Ok(f)
+}
+
+fn number(value: &Dynamic) -> Option<f64> {
+    value
+        .as_float()
+        .ok()
+        .or_else(|| value.as_int().ok().map(|i| i as f64))
+}
+
+/// `partition([[a, b], [c]])`: groups of machines (or machine names).
+fn partition_groups(groups: &rhai::Array) -> Result<Vec<Vec<String>>, FaultError> {
+    let wrong = || FaultError::WrongType {
+        key: "partition".to_owned(),
+        expected: "an array of arrays of machines, like [[a, b], [c]]",
+    };
+    groups
+        .iter()
+        .map(|group| {
+            let group = group.read_lock::<rhai::Array>().ok_or_else(wrong)?;
+            group
+                .iter()
+                .map(|m| {
+                    if let Some(node) = m.read_lock::<Node>() {
+                        Ok(node.name().to_owned())
+                    } else if let Some(name) = m.read_lock::<ImmutableString>() {
+                        Ok(name.to_string())
+                    } else {
+                        Err(wrong())
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1095,6 +1233,90 @@ mod tests {
         let (tx, rx) = channel();
         let report = run_script(&nodes(names, tx, dir.path()), source, options);
         (report, rx.try_iter().collect())
+    }
+
+    #[test]
+    fn link_faults_and_partitions_reach_the_switch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let switch = Arc::new(crate::switch::Switch::start().expect("switch"));
+        for (i, name) in ["a/eth0", "a/eth1", "b/eth0"].iter().enumerate() {
+            switch
+                .add_port(
+                    name,
+                    1,
+                    &dir.path().join(format!("{i}.port")),
+                    &dir.path().join(format!("{i}.nic")),
+                )
+                .expect("port");
+        }
+        let (tx, rx) = channel();
+        let nodes = nodes(&["a", "b"], tx, dir.path());
+        nodes[0].context().attach_switch(switch.clone());
+        let report = run_script(
+            &nodes,
+            r#"
+            a.set_link(#{loss: 10, delay: "200ms", jitter: 0.02, rate: "1mbit"});
+            b.set_link(#{rate: 64000});
+            partition([[a], ["b"]]);
+            heal();
+            "#,
+            &ScriptOptions::default(),
+        );
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        let want = LinkFaults {
+            loss: 10.0,
+            delay: Duration::from_millis(200),
+            jitter: Duration::from_millis(20),
+            rate: std::num::NonZeroU64::new(1_000_000),
+        };
+        let ports = switch.machine_ports("a");
+        assert_eq!(ports.len(), 2);
+        assert!(ports.iter().all(|p| switch.link_faults(*p) == want));
+        let b = switch.machine_ports("b");
+        assert_eq!(switch.link_faults(b[0]).rate.map(|r| r.get()), Some(64_000));
+        let events: Vec<RunEvent> = rx.try_iter().collect();
+        let seed = format!("network fault seed {}", switch.fault_seed());
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, RunEvent::Print { text } if text.contains(&seed))),
+            "the seed is printed: {events:?}"
+        );
+
+        let report = run_script(&nodes, "a.clear_link();", &ScriptOptions::default());
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        assert!(switch.link_faults(ports[0]).is_perfect());
+
+        for (source, expect) in [
+            (
+                "a.set_link(#{loss: 120.0});",
+                "loss 120 is not a percentage",
+            ),
+            ("a.set_link(#{los: 1});", "unknown link setting `los`"),
+            ("a.set_link(#{rate: \"fast\"});", "rate `fast`"),
+            ("a.set_link(#{delay: \"soon\"});", "delay `soon`"),
+            (
+                "partition([[a], [a]]);",
+                "machine `a` is in two partition groups",
+            ),
+            ("partition([[a], [\"zz\"]]);", "no machine `zz`"),
+            ("partition([a]);", "an array of arrays of machines"),
+        ] {
+            let report = run_script(&nodes, source, &ScriptOptions::default());
+            let err = report.result.expect_err(source).to_string();
+            assert!(err.contains(expect), "{source}: {err}");
+            assert!(err.contains("line 1"), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn faults_without_a_switch_fail_clearly() {
+        let (report, _) = run(&["a"], "a.set_link(#{loss: 1});", &ScriptOptions::default());
+        let err = report.result.expect_err("no switch").to_string();
+        assert!(err.contains("no covnet switch"), "{err}");
+        let (report, _) = run(&["a"], "heal();", &ScriptOptions::default());
+        let err = report.result.expect_err("no switch").to_string();
+        assert!(err.contains("no covnet switch"), "{err}");
     }
 
     #[test]
