@@ -48,7 +48,9 @@ for t in "${run[@]}"; do
         ./seed.sh "$here/corpus"
     fi
 done
-nice -n 10 cargo +nightly fuzz build "${flags[@]}"
+# NO_BUILD=1 reuses the binaries of an earlier run (a campaign of several
+# calls then fuzzes one build even while the tree changes).
+[ -n "${NO_BUILD:-}" ] || nice -n 10 cargo +nightly fuzz build "${flags[@]}"
 
 failed=0
 for t in "${run[@]}"; do
