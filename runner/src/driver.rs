@@ -339,6 +339,23 @@ impl RunContext {
         let _ = self.switch.set(switch);
     }
 
+    /// Prints the switch's fault seed (once per run), so that a run with
+    /// random drops or jitter can be repeated.
+    pub fn announce_fault_seed(&self) {
+        let Some(switch) = self.switch() else {
+            return;
+        };
+        if !self.seed_shown.swap(true, Ordering::SeqCst) {
+            let seed = switch.fault_seed();
+            self.events.send(RunEvent::Print {
+                text: format!(
+                    "network fault seed {seed} (hint: {}={seed} repeats this run's drops and jitter)",
+                    crate::network::FAULT_SEED_ENV,
+                ),
+            });
+        }
+    }
+
     /// The run's switch, if one is attached.
     pub fn switch(&self) -> Option<&Arc<crate::switch::Switch>> {
         self.switch.get()
@@ -866,15 +883,8 @@ impl Node {
         self.step(format!("set_link({faults})"), || {
             faults.validate()?;
             let switch = self.ctx.switch().ok_or(FaultError::NoSwitch)?;
-            let random = faults.loss > 0.0 || !faults.jitter.is_zero();
-            if random && !self.ctx.seed_shown.swap(true, Ordering::SeqCst) {
-                let seed = switch.fault_seed();
-                self.ctx.events.send(RunEvent::Print {
-                    text: format!(
-                        "network fault seed {seed} (hint: {}={seed} repeats this run's drops and jitter)",
-                        crate::network::FAULT_SEED_ENV,
-                    ),
-                });
+            if faults.loss > 0.0 || !faults.jitter.is_zero() {
+                self.ctx.announce_fault_seed();
             }
             for port in switch.machine_ports(self.name()) {
                 switch

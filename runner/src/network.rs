@@ -261,6 +261,14 @@ impl Network {
             switch.set_fault_seed(seed);
         }
         ctx.attach_switch(switch.clone());
+        for m in spec.machines.iter().filter(|m| !m.link.is_perfect()) {
+            for port in switch.machine_ports(&m.name) {
+                switch.set_link_faults(port, m.link)?;
+            }
+            if m.link.loss > 0.0 || !m.link.jitter.is_zero() {
+                ctx.announce_fault_seed();
+            }
+        }
         for (m, machine) in spec.machines.iter().zip(machines) {
             let services = m
                 .services

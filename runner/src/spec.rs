@@ -30,6 +30,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
+
 /// Default guest memory in MiB.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;
 /// Default per-command timeout of the control shell.
@@ -156,6 +158,9 @@ pub struct Machine {
     pub files: Vec<GuestFile>,
     /// Services started by init, in order.
     pub services: Vec<Service>,
+    /// Faults of the machine's links from boot on (perfect by default);
+    /// scripts change them with `set_link`.
+    pub link: LinkFaults,
 }
 
 impl Machine {
@@ -568,6 +573,15 @@ pub enum SpecErrorKind {
         /// The field.
         field: &'static str,
     },
+    /// A `link` value out of range or malformed.
+    #[error("link of machine `{machine}`: {source}")]
+    InvalidLink {
+        /// The machine.
+        machine: String,
+        /// What is wrong.
+        #[source]
+        source: FaultError,
+    },
     /// A timeout of zero.
     #[error("`{field}` must be longer than zero")]
     ZeroDuration {
@@ -646,6 +660,16 @@ struct RawMachine {
     files: Vec<Spanned<RawFile>>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    link: Option<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    loss: Option<Spanned<f64>>,
+    delay: Option<Spanned<String>>,
+    jitter: Option<Spanned<String>>,
+    rate: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1069,7 +1093,13 @@ impl Validator<'_> {
             services.push(service);
         }
 
+        let link = match raw.link {
+            Some(l) => self.link(&name, l)?,
+            None => LinkFaults::default(),
+        };
+
         Ok(Machine {
+            link,
             index,
             backend,
             memory_mib: raw.memory_mib.unwrap_or(defaults.memory_mib),
@@ -1084,6 +1114,43 @@ impl Validator<'_> {
             services,
             name,
         })
+    }
+
+    fn link(&self, machine: &str, raw: Spanned<RawLink>) -> Result<LinkFaults, SpecError> {
+        let raw = raw.into_inner();
+        let bad = |span: Span, source: FaultError| {
+            self.err(
+                Some(&span),
+                SpecErrorKind::InvalidLink {
+                    machine: machine.to_owned(),
+                    source,
+                },
+            )
+        };
+        let mut link = LinkFaults::default();
+        if let Some(loss) = raw.loss {
+            let span = loss.span();
+            link.loss = loss.into_inner();
+            if !(0.0..=100.0).contains(&link.loss) {
+                return Err(bad(span, FaultError::LossOutOfRange { loss: link.loss }));
+            }
+        }
+        for (field, value) in [("delay", raw.delay), ("jitter", raw.jitter)] {
+            if let Some(v) = value {
+                let span = v.span();
+                let d = parse_delay(field, v.get_ref()).map_err(|e| bad(span, e))?;
+                if field == "delay" {
+                    link.delay = d;
+                } else {
+                    link.jitter = d;
+                }
+            }
+        }
+        if let Some(rate) = raw.rate {
+            let span = rate.span();
+            link.rate = Some(parse_rate(rate.get_ref()).map_err(|e| bad(span, e))?);
+        }
+        Ok(link)
     }
 
     fn vlans(
@@ -1796,6 +1863,44 @@ timeout = "5m"
         );
         let e = err("[machines.a]\nbackend = \"container\"\n");
         assert!(matches!(e.kind, SpecErrorKind::Syntax(_)), "{e}");
+    }
+
+    #[test]
+    fn link_faults_parse_with_defaults_and_locations() {
+        let spec = parse(
+            "[machines.a]\nlink = { loss = 5.0, delay = \"200ms\", jitter = \"20ms\", rate = \"1mbit\" }\n[machines.b]\nlink = { loss = 100 }\n[machines.c]\n",
+        )
+        .unwrap();
+        let a = &spec.machines[0].link;
+        assert_eq!(a.loss, 5.0);
+        assert_eq!(a.delay, Duration::from_millis(200));
+        assert_eq!(a.jitter, Duration::from_millis(20));
+        assert_eq!(a.rate.map(|r| r.get()), Some(1_000_000));
+        assert_eq!(spec.machines[1].link.loss, 100.0);
+        assert!(spec.machines[1].link.delay.is_zero());
+        assert!(spec.machines[2].link.is_perfect());
+
+        let e = err("[machines.a]\nlink = { loss = 101.0 }\n");
+        assert_eq!(loc(&e), (2, 17));
+        assert!(
+            e.to_string().contains("link of machine `a`: loss 101"),
+            "{e}"
+        );
+        let e = err("[machines.a]\nlink = { loss = -1 }\n");
+        assert!(matches!(e.kind, SpecErrorKind::InvalidLink { .. }), "{e}");
+        let e = err("[machines.a]\nlink = { delay = \"soon\" }\n");
+        assert_eq!(loc(&e), (2, 18));
+        assert!(e.to_string().contains("delay `soon`"), "{e}");
+        let e = err("[machines.a]\nlink = { jitter = \"2h\" }\n");
+        assert!(e.to_string().contains("jitter"), "{e}");
+        let e = err("[machines.a]\nlink = { rate = \"1mbps\" }\n");
+        assert_eq!(loc(&e), (2, 17));
+        assert!(e.to_string().contains("rate `1mbps`"), "{e}");
+        let e = err("[machines.a]\nlink = { rate = \"10bit\" }\n");
+        assert!(e.to_string().contains("below the minimum"), "{e}");
+        let e = err("[machines.a]\nlink = { los = 1.0 }\n");
+        assert_eq!(loc(&e).0, 2);
+        assert!(e.to_string().contains("los"), "{e}");
     }
 
     #[test]
