@@ -6,3 +6,4 @@
 pub mod fuzz_bodies;
 pub mod gcc;
 pub mod lcov_tool;
+pub mod running;

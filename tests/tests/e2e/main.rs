@@ -1,9 +1,12 @@
 //! covnet's end-to-end tests: one binary, one module per topic.
 
 mod browser;
+mod cleanup;
+mod collect_ssh;
 mod corruption;
 mod coverage_run;
 mod exactness;
+mod faults;
 mod fuzz_regressions;
 mod lcov_peer;
 mod merge_cli;
