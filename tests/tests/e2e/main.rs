@@ -2,11 +2,9 @@
 
 mod browser;
 mod cleanup;
-mod collect_ssh;
 mod corruption;
 mod coverage_run;
 mod exactness;
-mod faults;
 mod fuzz_regressions;
 mod lcov_peer;
 mod merge_cli;
