@@ -5,6 +5,7 @@ mod cleanup;
 mod corruption;
 mod coverage_run;
 mod exactness;
+mod faults;
 mod fuzz_regressions;
 mod lcov_peer;
 mod merge_cli;
