@@ -12,6 +12,8 @@ packages=(
   lcov python3-pip libxml2-utils
   # tests: processes, sockets, network namespaces, browser
   procps iproute2 iputils-ping curl chromium chromium-driver hyperfine time
+  # `covnet collect --ssh` is tested against a private sshd on loopback
+  openssh-client openssh-server
 )
 
 missing=()
@@ -26,8 +28,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   sudo_cmd=()
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  # Installing must not start system services (an sshd on port 22 of every
+  # interface, say): the tests start their own, on loopback only.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo_cmd[@]}" chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+    trap '"${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$made_policy" ] || "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
 fi
 
 # The kernel image must be readable by an unprivileged covnet too.

@@ -20,10 +20,18 @@ pub struct SshShell {
 impl SshShell {
     /// A shell on `host` (anything `ssh` accepts: `user@host`, a config alias).
     pub fn new(host: &str) -> Self {
-        let args = ["-o", "BatchMode=yes", "-T", "--", host, "sh"]
+        Self::with_options(host, &[])
+    }
+
+    /// A shell on `host` with extra `ssh` arguments before the host (`-p
+    /// 2222`, `-i KEY`, `-o Option=value`).
+    pub fn with_options(host: &str, options: &[OsString]) -> Self {
+        let mut args: Vec<OsString> = ["-o", "BatchMode=yes", "-T"]
             .iter()
             .map(OsString::from)
             .collect();
+        args.extend(options.iter().cloned());
+        args.extend(["--", host, "sh"].iter().map(OsString::from));
         SshShell {
             name: format!("ssh:{host}"),
             program: OsString::from("ssh"),

@@ -13,6 +13,15 @@ pub struct CollectArgs {
     /// Collect from a remote machine through `ssh HOST sh`.
     #[arg(long, value_name = "HOST", conflicts_with = "local")]
     pub ssh: Option<String>,
+    /// An extra argument for `ssh`, before the host (repeatable):
+    /// `--ssh-arg=-p --ssh-arg=2222 --ssh-arg=-iKEY`.
+    #[arg(
+        long = "ssh-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "ssh"
+    )]
+    pub ssh_args: Vec<std::ffi::OsString>,
     /// Collect from this machine.
     #[arg(long)]
     pub local: bool,
@@ -42,7 +51,7 @@ pub struct CollectArgs {
 /// Runs `covnet collect`.
 pub fn collect(args: CollectArgs) -> anyhow::Result<ExitCode> {
     let shell: Box<dyn Shell> = match (&args.ssh, args.local) {
-        (Some(host), _) => Box::new(SshShell::new(host)),
+        (Some(host), _) => Box::new(SshShell::with_options(host, &args.ssh_args)),
         (None, true) => Box::new(LocalShell::new()),
         (None, false) => bail!("say where to collect from\n(hint: pass --ssh HOST or --local)"),
     };

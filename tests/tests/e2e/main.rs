@@ -2,11 +2,13 @@
 
 mod browser;
 mod cleanup;
+mod collect_ssh;
 mod corruption;
 mod coverage_run;
 mod exactness;
 mod faults;
 mod fuzz_regressions;
+mod isolation;
 mod lcov_peer;
 mod merge_cli;
 mod namespace;
