@@ -429,6 +429,7 @@ impl Vm {
             self.remove_stale(local)?;
         }
         let listener = UnixListener::bind(&self.paths.serial)
+            .and_then(|l| crate::rundir::restrict_socket(&self.paths.serial).map(|()| l))
             .map_err(|e| self.io_err("listen for the serial console", e))?;
         let (log, thread) = ConsoleLog::spawn(
             &self.cfg.name,
