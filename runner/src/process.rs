@@ -297,8 +297,15 @@ pub(crate) mod sys {
 
     /// Runs in the forked child before exec: new process group, SIGKILL
     /// when the parent thread dies, and a check that the parent did not
-    /// die before the prctl took effect. Async-signal-safe, no allocation.
+    /// die before the prctl took effect; umask 077, so the sockets and
+    /// files a child (QEMU) creates in the run directory are owner-only.
+    /// Async-signal-safe, no allocation.
     pub(crate) fn child_setup(parent: libc::pid_t) -> io::Result<()> {
+        // SAFETY: umask only changes this (child) process's file mode
+        // creation mask and cannot fail.
+        unsafe {
+            libc::umask(0o077);
+        }
         // SAFETY: setpgid(0, 0) only changes this (child) process's group.
         if unsafe { libc::setpgid(0, 0) } != 0 {
             return Err(io::Error::last_os_error());

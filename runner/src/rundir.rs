@@ -160,6 +160,12 @@ impl RunDir {
     }
 }
 
+/// Makes a socket that was just bound owner-only (mode 0700), like the
+/// run directory it lives in, whatever the process umask was.
+pub fn restrict_socket(path: &Path) -> io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
 /// The start time (clock ticks after boot) of process `pid`, from
 /// `/proc/<pid>/stat`; `None` when there is no such live process.
 fn start_time(pid: u32) -> Option<u64> {

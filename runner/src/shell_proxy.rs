@@ -186,6 +186,7 @@ impl ShellProxy {
     /// directory) and serves `machine`.
     pub fn serve(machine: Arc<dyn Machine>, socket: &Path) -> io::Result<ShellProxy> {
         let listener = UnixListener::bind(socket)?;
+        crate::rundir::restrict_socket(socket)?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

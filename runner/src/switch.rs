@@ -191,6 +191,7 @@ impl Switch {
             Err(err) => return Err(bind_err(err)),
         }
         let std_socket = std::os::unix::net::UnixDatagram::bind(port_socket).map_err(bind_err)?;
+        crate::rundir::restrict_socket(port_socket).map_err(bind_err)?;
         std_socket.set_nonblocking(true).map_err(bind_err)?;
         let socket = {
             let _guard = runtime.enter();

@@ -335,6 +335,7 @@ impl NamespaceMachine {
         // Serial console: init's output goes to a pty bridged into the
         // same console log the VMs use.
         let listener = UnixListener::bind(&self.serial)
+            .and_then(|l| crate::rundir::restrict_socket(&self.serial).map(|()| l))
             .map_err(|e| self.io_err("listen for the console", e))?;
         let (log, thread) = ConsoleLog::spawn(
             &self.cfg.name,
@@ -426,6 +427,7 @@ impl NamespaceMachine {
         let mut relay_ports = Vec::new();
         for (packet, (local, port)) in spawned.packets.into_iter().zip(&self.nic_paths) {
             let sock = UnixDatagram::bind(local)
+                .and_then(|s| crate::rundir::restrict_socket(local).map(|()| s))
                 .map_err(|e| self.io_err(&format!("bind {}", local.display()), e))?;
             sock.connect(port).map_err(|e| {
                 self.io_err(&format!("connect to switch port {}", port.display()), e)
