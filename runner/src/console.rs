@@ -1002,6 +1002,27 @@ mod tests {
     }
 
     #[test]
+    fn poweroff_stops_services_then_confirms() {
+        let mut h = harness();
+        let pids = h._work.path().join("pids");
+        std::fs::create_dir_all(&pids).expect("pid dir");
+        let mut service = Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("spawn a stand-in service");
+        std::fs::write(pids.join("svc.pid"), service.id().to_string()).expect("pid file");
+        h.channel
+            .poweroff(Duration::from_secs(5), SLACK)
+            .expect("poweroff confirmed");
+        use std::os::unix::process::ExitStatusExt;
+        let status = service.wait().expect("service ended");
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        // Not PID 1: control.sh exits instead of resetting the machine.
+        let status = h._child.wait_timeout(SLACK).expect("wait");
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
