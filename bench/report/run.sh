@@ -8,9 +8,10 @@
 # usage: bench/report/run.sh [WORKDIR]      (default: bench/work/report)
 # env:   COVNET=path/to/covnet  (default: build target/release/covnet)
 #        FILES=2000 LINES_PER_FILE=750  (corpus size)
+#        GCOVR=0  skips gcovr (it needs ~8 min and ~11 GB here)
 #
-# gcovr is not compared: it reads gcov's own outputs (.gcda/.gcno or its
-# JSON), not lcov tracefiles, so it cannot render this corpus.
+# gcovr (`pip install gcovr`) reads gcov's outputs or its own JSON, not lcov
+# tracefiles: lcov_to_gcovr.py converts the corpus first (not timed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
@@ -63,6 +64,18 @@ read -r c1_wall c1_cpu c1_rss < <(measure covnet-1t env RAYON_NUM_THREADS=1 "$CO
 read -r g_wall g_cpu g_rss < <(measure genhtml genhtml --quiet --branch-coverage -o out-genhtml web.info client.info)
 c_size=$(du -sm out-covnet | cut -f1)
 g_size=$(du -sm out-genhtml | cut -f1)
+gcovr_row="| gcovr | not run (GCOVR=0 or gcovr not installed: pip install gcovr) | | | |"
+gcovr_ratio=""
+if [ "${GCOVR:-1}" != 0 ] && command -v gcovr >/dev/null; then
+  for t in web client; do
+    [ -f "$t.gcovr.json" ] || python3 "$repo/bench/report/lcov_to_gcovr.py" "$t.info" "$t.gcovr.json"
+  done
+  rm -rf out-gcovr && mkdir out-gcovr
+  read -r r_wall r_cpu r_rss < <(measure gcovr gcovr --add-tracefile web.gcovr.json --add-tracefile client.gcovr.json --html-details out-gcovr/index.html --root "$(pwd)")
+  r_size=$(du -sm out-gcovr | cut -f1)
+  gcovr_row="| \`gcovr --html-details\` ($(gcovr --version | head -1)), JSON input | $r_wall | $r_cpu | $((r_rss / 1024)) | $r_size |"
+  gcovr_ratio=" and **$(python3 -c "print(f'{$r_wall / $c_wall:.0f}')")x** faster than gcovr"
+fi
 cd "$repo"
 
 ratio() { python3 -c "print(f'{$1 / $2:.1f}')"; }
@@ -71,19 +84,22 @@ section=$(cat <<MD
 
 \`bench/report/run.sh\` — $(date -u +%Y-%m-%d), $(nproc) cores, load average at start $(cut -d' ' -f1 /proc/loadavg).
 Corpus (\`gen_corpus.py\`, fixed seed): $corpus_desc; two tracefiles
-(two machines), sources on disk; both tools render every source file.
+(two machines), sources on disk; every tool renders every source file.
 
 | tool | wall (s) | CPU (s) | peak RSS (MB) | output (MB) |
 |:--|--:|--:|--:|--:|
 | \`covnet report --html\` | $c_wall | $c_cpu | $((c_rss / 1024)) | $c_size |
 | \`covnet report --html\`, 1 thread | $c1_wall | $c1_cpu | $((c1_rss / 1024)) | |
 | \`genhtml --branch-coverage\` (lcov $(genhtml --version | grep -o '[0-9][0-9.]*' | head -1)) | $g_wall | $g_cpu | $((g_rss / 1024)) | $g_size |
+$gcovr_row
 
 covnet is **$(ratio "$g_wall" "$c_wall")x** faster than genhtml in wall time
-($(ratio "$g_wall" "$c1_wall")x on one thread, $(ratio "$g_cpu" "$c_cpu")x in CPU time).
+($(ratio "$g_wall" "$c1_wall")x on one thread, $(ratio "$g_cpu" "$c_cpu")x in CPU time)$gcovr_ratio.
 covnet's time includes reading and merging both tracefiles (the merger's
-lcov reader). gcovr is not compared: it reads gcov's own outputs, not lcov
-tracefiles, so it cannot render this corpus.
+lcov reader); its peak memory is that merged model. gcovr cannot read lcov
+tracefiles: \`lcov_to_gcovr.py\` converts them to gcovr's JSON first
+(untimed). The machine is shared (2 cores): wall times vary with the load
+shown above; CPU times are steadier.
 MD
 )
 
