@@ -141,6 +141,8 @@ struct OpenRecord {
     branches: BTreeMap<(u32, u32, u32), Branch>,
     /// Names of non-numeric branch expressions, by (line, block).
     branch_exprs: HashMap<(u32, u32, String), u32>,
+    /// Number of branch expressions seen per (line, block).
+    branch_expr_count: HashMap<(u32, u32), u32>,
     /// `FNL` leaders: index → (start line, end line).
     leaders: HashMap<u64, (u32, u32)>,
 }
@@ -467,14 +469,19 @@ impl OpenRecord {
             Ok(b) => b,
             Err(_) => {
                 // lcov 2.x allows a branch expression text instead of a number.
+                // Numbered in order of first appearance per (line, block),
+                // counted in a map (a scan of all names was quadratic).
                 let key = (line, block, branch_field.to_owned());
-                let next = self
-                    .branch_exprs
-                    .keys()
-                    .filter(|(l, b, _)| *l == line && *b == block)
-                    .count();
-                let next = u32::try_from(next).map_err(|_| LcovErrorKind::Overflow)?;
-                *self.branch_exprs.entry(key).or_insert(next)
+                match self.branch_exprs.get(&key) {
+                    Some(&b) => b,
+                    None => {
+                        let n = self.branch_expr_count.entry((line, block)).or_insert(0);
+                        let b = *n;
+                        *n = n.checked_add(1).ok_or(LcovErrorKind::Overflow)?;
+                        self.branch_exprs.insert(key, b);
+                        b
+                    }
+                }
             }
         };
         match self.branches.entry((line, block, branch)) {
@@ -855,6 +862,19 @@ mod tests {
         let mut again = Vec::new();
         write(&back, &mut again, WriteOptions::default()).unwrap();
         assert_eq!(String::from_utf8(again).unwrap(), out);
+    }
+
+    #[test]
+    fn branch_expressions_are_numbered_per_line_and_block() {
+        let text = "SF:a.c\nBRDA:3,0,(a) == True,1\nBRDA:3,0,(a) == False,2\n\
+                    BRDA:3,1,(b) == True,4\nBRDA:3,0,(a) == True,5\nend_of_record\n";
+        let cov = read_str(text).unwrap();
+        let got: Vec<(u32, u32, Option<i64>)> = cov.files["a.c"].lines[&3]
+            .branches
+            .iter()
+            .map(|b| (b.block, b.branch, b.taken))
+            .collect();
+        assert_eq!(got, vec![(0, 0, Some(6)), (0, 1, Some(2)), (1, 0, Some(4))]);
     }
 
     #[test]
