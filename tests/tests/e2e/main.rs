@@ -13,4 +13,5 @@ mod lcov_peer;
 mod merge_cli;
 mod namespace;
 mod report;
+mod scale;
 mod vm_network;
