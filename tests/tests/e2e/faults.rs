@@ -72,7 +72,7 @@ impl Net {
         let net = Net { net, _dir: dir };
         net.net.start_all().expect("machines start");
         net.node("server")
-            .wait_for_service("httpd", Duration::from_secs(30))
+            .wait_for_service("httpd", Duration::from_secs(60))
             .expect("httpd ready");
         net
     }
@@ -146,6 +146,48 @@ fn delay_from_the_spec_shows_in_ping_round_trips() {
         .succeed("ping -c 2 -i 0.2 -W 5 server")
         .expect("ping");
     assert!(min_rtt_ms(&out) < 400.0, "delay still applied:\n{out}");
+}
+
+/// The same fault layer serves VM ports: a 200 ms delay on a QEMU VM's
+/// link (from the spec) shows in the round trips of a namespace machine
+/// pinging it, and a partition cuts the VM off until healed. The round
+/// trips are measured on the namespace machine (the host's clock): a VM's
+/// own ping reported 396 ms for a 400 ms round trip (coarse guest clock).
+#[test]
+fn faults_apply_to_vm_links() {
+    let qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output();
+    assert!(
+        qemu.as_ref().is_ok_and(|o| o.status.success()),
+        "qemu-system-x86_64 is required for the VM fault test: {qemu:?}"
+    );
+    let text = spec("").replace(
+        "[machines.server]\n",
+        "[machines.server]\nbackend = \"vm\"\nlink = { delay = \"200ms\" }\n",
+    );
+    let net = Net::start(&text);
+    let out = net
+        .node("client")
+        .succeed("ping -c 2 -i 0.2 -W 5 server")
+        .expect("ping the VM through a slow link");
+    let rtt = min_rtt_ms(&out);
+    eprintln!("namespace -> VM min rtt with 200 ms delay on the VM: {rtt} ms");
+    assert!(rtt >= 400.0, "min rtt {rtt} ms < 2 x 200 ms:\n{out}");
+    net.net
+        .partition(&[vec!["server".to_owned()]])
+        .expect("partition");
+    assert_ne!(net.status("client", "ping -c 1 -W 1 server"), 0);
+    net.net.heal().expect("heal");
+    net.node("server").clear_link().expect("clear");
+    let out = net
+        .node("client")
+        .succeed("ping -c 3 -i 0.2 -W 5 server")
+        .expect("VM reachable after heal");
+    eprintln!(
+        "namespace -> VM min rtt without faults: {} ms",
+        min_rtt_ms(&out)
+    );
 }
 
 /// A partition makes a request time out; heal() restores it. Machines in
