@@ -288,3 +288,47 @@ fn guest_kernel_panic_fails_the_run_and_leaves_nothing() {
     );
     assert_nothing_left(&scene, &run_dir, &qemus, &stderr);
 }
+
+/// The same for namespace machines: their processes die with a SIGKILLed
+/// covnet, and the next covnet removes the run directory with the
+/// machines' root trees in it.
+#[test]
+fn sigkill_with_namespace_machines_leaves_nothing_after_the_next_run() {
+    let spec = format!(
+        "[defaults]\nbackend = \"namespace\"\ncommand_timeout = \"10m\"\n[machines.a]\n[machines.b]\n[test]\ntimeout = \"15m\"\nscript = '''\nstart_all();\nprint(\"{READY}\");\na.succeed(\"sleep 900\");\n'''\n"
+    );
+    let scene = Scene::new(&spec);
+    let mut run = scene.start();
+    let run_dir = run.run_dir(BOOT).expect("run directory announced");
+    run.wait_for_line(READY, BOOT).expect("machines up");
+    let children = children_of(run.pid());
+    assert!(children.len() >= 2, "machine inits: {children:?}");
+    let entries: Vec<String> = std::fs::read_dir(&run_dir)
+        .expect("list run dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        entries.iter().any(|e| e == "a-root"),
+        "machine root in the run dir: {entries:?}"
+    );
+    run.signal(libc::SIGKILL).expect("SIGKILL");
+    run.wait(STOP).expect("covnet is dead");
+    wait_until("machines of the SIGKILLed covnet gone", STOP, || {
+        !children.iter().any(|&p| alive(p))
+    })
+    .expect("machines die with covnet");
+    assert!(run_dir.is_dir(), "left for the next covnet to reclaim");
+
+    let next_spec = scene.dir.path().join("next.toml");
+    std::fs::write(
+        &next_spec,
+        "[machines.n]\nbackend = \"namespace\"\n[test]\nscript = \"start_all();\"\n",
+    )
+    .expect("write spec");
+    let mut next = scene.start_spec(&next_spec, "out-next");
+    let status = next.wait(STOP).expect("the next run ends");
+    let stderr = next.stderr();
+    assert!(status.success(), "{stderr}");
+    assert_nothing_left(&scene, &run_dir, &children, &stderr);
+}
