@@ -442,41 +442,16 @@ impl<'a> ImageBuilder<'a> {
         t.bytes(
             Path::new("/covnet/machine.env"),
             0o644,
-            self.machine_env(&module_paths, &service_ids, &tmpfs)
-                .into_bytes(),
+            machine_env(
+                self.machine,
+                &module_paths,
+                &service_ids,
+                Some(&tmpfs),
+                &self.env,
+            )
+            .into_bytes(),
         )?;
         Ok(t)
-    }
-
-    fn machine_env(&self, modules: &[String], services: &[String], tmpfs: &[&str]) -> String {
-        let m = self.machine;
-        let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
-        let mut var = |k: &str, v: &str| {
-            let _ = writeln!(s, "{k}={}", sh_quote(v));
-        };
-        var("COVNET_NAME", &m.name);
-        var("COVNET_INDEX", &m.index.to_string());
-        var("COVNET_NICS", &m.nics.len().to_string());
-        for nic in &m.nics {
-            let i = nic.slot;
-            var(&format!("COVNET_NIC{i}_IF"), &nic.ifname());
-            var(&format!("COVNET_NIC{i}_ADDR"), &nic.address.to_string());
-            var(&format!("COVNET_NIC{i}_PREFIX"), "24");
-            var(&format!("COVNET_NIC{i}_MAC"), &nic.mac_string());
-            var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
-        }
-        if !m.forward.is_empty() {
-            let mac = crate::qemu::Mac::for_forward(m.index);
-            var("COVNET_FWD_MAC", &mac.to_string());
-            var("COVNET_FWD_ADDR", FORWARD_GUEST_ADDR);
-        }
-        var("COVNET_MODULES", &modules.join(" "));
-        var("COVNET_SERVICES", &services.join(" "));
-        var("COVNET_TMPFS", &tmpfs.join(" "));
-        for (k, v) in &self.env {
-            let _ = writeln!(s, "export {k}={}", sh_quote(v));
-        }
-        s
     }
 
     fn hosts(&self) -> String {
@@ -859,6 +834,49 @@ fn write_image(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
     let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
     file.sync_all().map_err(werr)?;
     Ok(())
+}
+
+/// `/covnet/machine.env`, the shell-sourceable configuration the stage-1
+/// init reads: the machine's name and index, its NICs, the forward NIC, the
+/// kernel `modules` to load, the `services` in order, the directories that
+/// get a tmpfs (`None`: let init mount both `/run` and `/tmp`), and extra
+/// exported variables. Shared by VM images and namespace machines.
+pub fn machine_env(
+    m: &Machine,
+    modules: &[String],
+    services: &[String],
+    tmpfs: Option<&[&str]>,
+    env: &[(String, String)],
+) -> String {
+    let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
+    let mut var = |k: &str, v: &str| {
+        let _ = writeln!(s, "{k}={}", sh_quote(v));
+    };
+    var("COVNET_NAME", &m.name);
+    var("COVNET_INDEX", &m.index.to_string());
+    var("COVNET_NICS", &m.nics.len().to_string());
+    for nic in &m.nics {
+        let i = nic.slot;
+        var(&format!("COVNET_NIC{i}_IF"), &nic.ifname());
+        var(&format!("COVNET_NIC{i}_ADDR"), &nic.address.to_string());
+        var(&format!("COVNET_NIC{i}_PREFIX"), "24");
+        var(&format!("COVNET_NIC{i}_MAC"), &nic.mac_string());
+        var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
+    }
+    if !m.forward.is_empty() {
+        let mac = crate::qemu::Mac::for_forward(m.index);
+        var("COVNET_FWD_MAC", &mac.to_string());
+        var("COVNET_FWD_ADDR", FORWARD_GUEST_ADDR);
+    }
+    var("COVNET_MODULES", &modules.join(" "));
+    var("COVNET_SERVICES", &services.join(" "));
+    if let Some(tmpfs) = tmpfs {
+        var("COVNET_TMPFS", &tmpfs.join(" "));
+    }
+    for (k, v) in env {
+        let _ = writeln!(s, "export {k}={}", sh_quote(v));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -124,29 +124,10 @@ pub fn files(
 }
 
 /// `/covnet/machine.env` as the VM image writes it, without modules or a
-/// forward NIC (namespace machines have neither).
+/// forward NIC (namespace machines have neither) and with both `/run` and
+/// `/tmp` left to init.
 pub fn machine_env(machine: &Machine, services: &[String], env: &[(String, String)]) -> String {
-    let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
-    let mut var = |k: &str, v: &str| {
-        let _ = writeln!(s, "{k}={}", sh_quote(v));
-    };
-    var("COVNET_NAME", &machine.name);
-    var("COVNET_INDEX", &machine.index.to_string());
-    var("COVNET_NICS", &machine.nics.len().to_string());
-    for nic in &machine.nics {
-        let i = nic.slot;
-        var(&format!("COVNET_NIC{i}_IF"), &nic.ifname());
-        var(&format!("COVNET_NIC{i}_ADDR"), &nic.address.to_string());
-        var(&format!("COVNET_NIC{i}_PREFIX"), "24");
-        var(&format!("COVNET_NIC{i}_MAC"), &nic.mac_string());
-        var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
-    }
-    var("COVNET_MODULES", "");
-    var("COVNET_SERVICES", &services.join(" "));
-    for (k, v) in env {
-        let _ = writeln!(s, "export {k}={}", sh_quote(v));
-    }
-    s
+    crate::image::initramfs::machine_env(machine, &[], services, None, env)
 }
 
 #[cfg(test)]
