@@ -120,6 +120,10 @@ pub struct Plan {
     pub objects: Vec<ObjectInputs>,
     /// `.gcda` files without a `.gcno`, unreadable directories.
     pub problems: Vec<CaptureError>,
+    /// Empty (0-byte) `.gcda` files, left out: a program that was killed
+    /// while writing leaves one, and its counts are lost. Treated as "not
+    /// executed" in that capture; callers warn about each.
+    pub empty: Vec<PathBuf>,
 }
 
 impl Plan {
@@ -296,6 +300,7 @@ impl BuildIndex {
 /// into [`Plan::problems`].
 pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan, CaptureError> {
     let mut problems = Vec::new();
+    let mut empty = Vec::new();
     let index = BuildIndex::new(build, &mut problems)?;
     let mut names: Vec<String> = Vec::new();
     let mut objects: BTreeMap<PathBuf, Vec<DataFile>> = index
@@ -315,6 +320,10 @@ pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan
         walk(&cap.root, "gcda", &mut data, &mut problems);
         data.sort();
         for path in data {
+            if fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                empty.push(path);
+                continue;
+            }
             let rel = path.strip_prefix(&cap.root).unwrap_or(&path);
             let guest = guest_path(rel);
             let mapped = map.map_path(&guest);
@@ -339,6 +348,7 @@ pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan
             .map(|(notes, data)| ObjectInputs { notes, data })
             .collect(),
         problems,
+        empty,
     })
 }
 

@@ -215,6 +215,12 @@ pub fn merge(build: &Path, captures: &[MachineCapture]) -> Result<Merged, captur
         }
     }
     let plan = capture::plan(build, &dirs, &PathMap::default())?;
+    for path in &plan.empty {
+        notes.push(format!(
+            "{} is empty (its program was killed while writing it?): counted as not executed",
+            path.display()
+        ));
+    }
     let outcome = capture::run_gcov(&plan, &SourceRewrite::identity(), true);
     for e in plan.problems.iter().chain(&outcome.errors) {
         notes.push(error_chain(e));

@@ -319,6 +319,12 @@ fn merge_captures(
             build.display()
         )
     })?;
+    for path in &cplan.empty {
+        eprintln!(
+            "warning: {} is empty (its program was killed while writing it?): counted as not executed",
+            path.display()
+        );
+    }
     let hint_no_notes = "(hint: --build must be the tree the program was compiled in; if the \
                          .gcda paths differ from it, add --path-map GUEST_PREFIX=BUILD_PREFIX)";
     if !cplan.problems.is_empty() {

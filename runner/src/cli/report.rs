@@ -203,6 +203,12 @@ fn load_captures(dirs: &[&PathBuf], build: Option<&Path>) -> anyhow::Result<Opti
             build.display()
         )
     })?;
+    for path in &plan.empty {
+        eprintln!(
+            "warning: {} is empty (its program was killed while writing it?): counted as not executed",
+            path.display()
+        );
+    }
     let mut problems: Vec<String> = plan.problems.iter().map(|e| format!("{e:#}")).collect();
     let rewrite = SourceRewrite {
         base: Some(build.to_path_buf()),

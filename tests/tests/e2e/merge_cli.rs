@@ -372,3 +372,57 @@ fn profile_dir_names_and_moved_build_tree() {
     assert_eq!(res.code(), 0, "{res}");
     assert_eq!(Tracefile::read(&out).expect("read"), expected);
 }
+
+/// A 0-byte `.gcda` (a program killed while writing it) counts as "not
+/// executed" in its capture, with a warning naming it; the merge succeeds
+/// and equals the merge without that capture's file.
+#[test]
+fn empty_gcda_is_not_executed_with_a_warning() {
+    let p = Program::build().expect("build");
+    let work = p.dir.path();
+    let good = p.capture("good", &["3"]).expect("run good");
+    let broken = p.capture("broken", &["9"]).expect("run broken");
+    let files = p.gcda_files(&broken).expect("list");
+    let (_, victim) = files.iter().next().expect("a .gcda");
+    std::fs::write(victim, b"").expect("truncate");
+
+    let out = work.join("with-empty.info");
+    let res = covnet(
+        &[
+            "merge",
+            "--build",
+            s(&p.build),
+            s(&good),
+            s(&broken),
+            "-o",
+            s(&out),
+        ],
+        work,
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert!(
+        res.stderr.contains("is empty") && res.stderr.contains(s(victim)),
+        "{res}"
+    );
+    std::fs::remove_file(victim).expect("remove");
+    let without = work.join("without.info");
+    let res = covnet(
+        &[
+            "merge",
+            "--build",
+            s(&p.build),
+            s(&good),
+            s(&broken),
+            "-o",
+            s(&without),
+        ],
+        work,
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(
+        Tracefile::read(&out).expect("read").lines,
+        Tracefile::read(&without).expect("read").lines
+    );
+}
