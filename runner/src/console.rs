@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 
-use crate::machine::{EventSink, MachineEvent, Output};
+use crate::machine::{ConsoleTail, EventSink, MachineError, MachineEvent, Output};
 
 /// The guest side of the protocol, installed at `/covnet/control.sh`.
 pub const CONTROL_SH: &str = include_str!("guest/control.sh");
@@ -565,6 +565,40 @@ pub enum ConsoleWaitEnd {
     Timeout,
     /// The console closed (the machine's process exited).
     Closed,
+}
+
+/// `Machine::wait_for_console_text` for any backend whose console is a
+/// [`ConsoleLog`]: compiles `pattern`, takes the log from `log` (which
+/// fails when the machine is not running), waits, and turns a timeout or a
+/// closed console into the machine's error with `tail` and `exited`.
+pub fn wait_for_console_text(
+    machine: &str,
+    pattern: &str,
+    timeout: Duration,
+    log: impl FnOnce() -> Result<ConsoleLog, MachineError>,
+    tail: impl Fn() -> ConsoleTail,
+    exited: impl FnOnce() -> Option<String>,
+) -> Result<(), MachineError> {
+    let re = regex::Regex::new(pattern).map_err(|err| MachineError::Pattern {
+        machine: machine.to_owned(),
+        pattern: pattern.to_owned(),
+        detail: err.to_string(),
+    })?;
+    match log()?.wait_for(&re, timeout) {
+        Ok(_) => Ok(()),
+        Err(ConsoleWaitEnd::Timeout) => Err(MachineError::WaitTimeout {
+            machine: machine.to_owned(),
+            what: format!("console text matching `{pattern}`"),
+            timeout,
+            console: tail(),
+        }),
+        Err(ConsoleWaitEnd::Closed) => Err(MachineError::Exited {
+            machine: machine.to_owned(),
+            during: format!("waiting for console text `{pattern}`"),
+            how: exited().unwrap_or_else(|| "console closed".into()),
+            console: tail(),
+        }),
+    }
 }
 
 impl ConsoleLog {

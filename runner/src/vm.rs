@@ -26,7 +26,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::accel::Accel;
-use crate::console::{shell_quote, ChannelError, ConsoleLog, ConsoleWaitEnd, ControlChannel};
+use crate::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
 use crate::machine::{
     ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
 };
@@ -714,30 +714,19 @@ impl Machine for Vm {
     }
 
     fn wait_for_console_text(&self, pattern: &str, timeout: Duration) -> Result<(), MachineError> {
-        let re = regex::Regex::new(pattern).map_err(|err| MachineError::Pattern {
-            machine: self.name_owned(),
-            pattern: pattern.to_owned(),
-            detail: err.to_string(),
-        })?;
-        let log = lock(&self.console)
-            .as_ref()
-            .map(|c| c.log.clone())
-            .ok_or_else(|| self.not_running(&format!("wait for console text `{pattern}`")))?;
-        match log.wait_for(&re, timeout) {
-            Ok(_) => Ok(()),
-            Err(ConsoleWaitEnd::Timeout) => Err(MachineError::WaitTimeout {
-                machine: self.name_owned(),
-                what: format!("console text matching `{pattern}`"),
-                timeout,
-                console: self.tail(),
-            }),
-            Err(ConsoleWaitEnd::Closed) => Err(MachineError::Exited {
-                machine: self.name_owned(),
-                during: format!("waiting for console text `{pattern}`"),
-                how: self.exited().unwrap_or_else(|| "console closed".into()),
-                console: self.tail(),
-            }),
-        }
+        crate::console::wait_for_console_text(
+            &self.name_owned(),
+            pattern,
+            timeout,
+            || {
+                lock(&self.console)
+                    .as_ref()
+                    .map(|c| c.log.clone())
+                    .ok_or_else(|| self.not_running(&format!("wait for console text `{pattern}`")))
+            },
+            || self.tail(),
+            || self.exited(),
+        )
     }
 
     fn shutdown(&self, timeout: Duration) -> Result<(), MachineError> {

@@ -23,7 +23,7 @@ use super::link::{NicWiring, Relay, RelayPort};
 use super::ns::{self, ChildConfig, NsProcess};
 use super::rootfs::{self, Inputs};
 use super::tty::TtyBridge;
-use crate::console::{shell_quote, ChannelError, ConsoleLog, ConsoleWaitEnd, ControlChannel};
+use crate::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
 use crate::image::closure::{self, SearchPaths};
 use crate::image::initramfs::{busybox_applets, DEFAULT_BUSYBOX};
 use crate::machine::{
@@ -675,30 +675,19 @@ impl Machine for NamespaceMachine {
     }
 
     fn wait_for_console_text(&self, pattern: &str, timeout: Duration) -> Result<(), MachineError> {
-        let re = regex::Regex::new(pattern).map_err(|err| MachineError::Pattern {
-            machine: self.name_owned(),
-            pattern: pattern.to_owned(),
-            detail: err.to_string(),
-        })?;
-        let log = lock(&self.console)
-            .as_ref()
-            .map(|c| c.log.clone())
-            .ok_or_else(|| self.not_running(&format!("wait for console text `{pattern}`")))?;
-        match log.wait_for(&re, timeout) {
-            Ok(_) => Ok(()),
-            Err(ConsoleWaitEnd::Timeout) => Err(MachineError::WaitTimeout {
-                machine: self.name_owned(),
-                what: format!("console text matching `{pattern}`"),
-                timeout,
-                console: self.tail(),
-            }),
-            Err(ConsoleWaitEnd::Closed) => Err(MachineError::Exited {
-                machine: self.name_owned(),
-                during: format!("waiting for console text `{pattern}`"),
-                how: self.exited().unwrap_or_else(|| "console closed".into()),
-                console: self.tail(),
-            }),
-        }
+        crate::console::wait_for_console_text(
+            &self.name_owned(),
+            pattern,
+            timeout,
+            || {
+                lock(&self.console)
+                    .as_ref()
+                    .map(|c| c.log.clone())
+                    .ok_or_else(|| self.not_running(&format!("wait for console text `{pattern}`")))
+            },
+            || self.tail(),
+            || self.exited(),
+        )
     }
 
     fn shutdown(&self, timeout: Duration) -> Result<(), MachineError> {
