@@ -1,5 +1,6 @@
 //! Harness for the exactness tests: compiles the C/C++ fixtures of
-//! `tests/fixtures/c` with `gcc --coverage` (GCC 12 or 11) at test time,
+//! `tests/fixtures/c` with `gcc --coverage` (the system GCC, and GCC 11) at
+//! test time,
 //! runs the programs into separate capture directories (`GCOV_PREFIX` +
 //! `GCOV_PREFIX_STRIP`), and runs the oracle (`gcov -b -t --json-format`,
 //! `gcov-tool merge`) of the same GCC.
@@ -65,6 +66,7 @@ fn kill_group(child: &mut Child) {
 /// Runs `cmd` in its own process group; output goes to files in a
 /// temporary directory, the group is killed after exit and at the deadline.
 pub fn run(cmd: &mut Command, deadline: Duration) -> Result<Output> {
+    let (deadline, cut) = crate::budget::capped(deadline);
     let command = format!("{cmd:?}");
     let cwd = cmd
         .get_current_dir()
@@ -86,7 +88,9 @@ pub fn run(cmd: &mut Command, deadline: Duration) -> Result<Output> {
             Ok(None) if start.elapsed() > deadline => {
                 kill_group(&mut child);
                 let _ = child.wait();
-                bail!("{command} did not finish within {deadline:?}; killed its process group");
+                bail!(
+                    "{command} did not finish within {deadline:?}{cut}; killed its process group"
+                );
             }
             Ok(None) => thread::sleep(Duration::from_millis(10)),
             Err(e) => {
@@ -133,9 +137,10 @@ pub struct Toolchain {
     pub gcov_tool: &'static str,
 }
 
-/// The system GCC (12 on the project machines).
-pub const GCC12: Toolchain = Toolchain {
-    label: "gcc-12",
+/// The system GCC (`gcc`, whatever version the setup installed: see
+/// [`Toolchain::major`]); byte-length record format from GCC 12 on.
+pub const SYSTEM_GCC: Toolchain = Toolchain {
+    label: "gcc",
     cc: "gcc",
     cxx: "g++",
     gcov: "gcov",
@@ -162,6 +167,25 @@ pub struct Program {
     pub cxx: bool,
     /// Argument lists, one capture each.
     pub runs: &'static [&'static [&'static str]],
+    /// Indices into `runs` of the runs that end without writing any data
+    /// (`abort()`, an uncaught exception): their captures must be empty,
+    /// and every other capture must hold `.gcda` files.
+    pub silent_runs: &'static [usize],
+}
+
+impl Toolchain {
+    /// The compiler's major version (`gcc -dumpversion`), as the notes
+    /// files it writes carry it: the tests name what they really compiled
+    /// with instead of assuming what the setup installed.
+    pub fn major(&self) -> Result<u32> {
+        let out = run_ok(Command::new(self.cc).arg("-dumpversion"))
+            .with_context(|| format!("{} is required (hint: bash scripts/setup.sh)", self.cc))?;
+        let text = out.stdout.trim();
+        text.split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .with_context(|| format!("{} -dumpversion printed {text:?}", self.cc))
+    }
 }
 
 /// The directory holding the fixture sources.
@@ -325,11 +349,15 @@ impl Build {
     }
 
     /// Merges capture directories with `gcov-tool merge` (pairwise) into
-    /// `out`; returns `None` when no capture has data.
-    pub fn gcov_tool_merge(&self, captures: &[PathBuf], out: &Path) -> Result<Option<PathBuf>> {
+    /// `out` and returns the merged directory. Fails when no capture holds a `.gcda` (nothing to compare) or when
+    /// `gcov-tool` fails: the comparison is never skipped.
+    pub fn gcov_tool_merge(&self, captures: &[PathBuf], out: &Path) -> Result<PathBuf> {
         let with_data: Vec<&PathBuf> = captures.iter().filter(|c| has_gcda(c)).collect();
         let Some((first, rest)) = with_data.split_first() else {
-            return Ok(None);
+            bail!(
+                "gcov-tool merge: none of the {} captures holds a .gcda file: {captures:?}",
+                captures.len()
+            );
         };
         fs::create_dir_all(out)?;
         let mut acc = (*first).clone();
@@ -345,11 +373,13 @@ impl Build {
             )?;
             acc = dst;
         }
-        Ok(Some(acc))
+        Ok(acc)
     }
 }
 
-fn has_gcda(dir: &Path) -> bool {
+/// Whether `dir` holds at least one `.gcda` file (flat, as
+/// [`Build::run_into`] writes them).
+pub fn has_gcda(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|rd| {
         rd.flatten()
             .any(|e| e.path().extension().is_some_and(|x| x == "gcda"))

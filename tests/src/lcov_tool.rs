@@ -74,6 +74,7 @@ fn kill_group(child: &mut Child) {
 /// Runs `cmd` in its own process group with a deadline, capturing output.
 /// The group is killed when the deadline passes.
 pub fn run(cmd: &mut Command, deadline: Duration) -> Result<Output> {
+    let (deadline, cut) = crate::budget::capped(deadline);
     let command = format!("{cmd:?}");
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -91,7 +92,9 @@ pub fn run(cmd: &mut Command, deadline: Duration) -> Result<Output> {
             Ok(None) if start.elapsed() > deadline => {
                 kill_group(&mut child);
                 let _ = child.wait();
-                bail!("{command} did not finish within {deadline:?}; killed its process group");
+                bail!(
+                    "{command} did not finish within {deadline:?}{cut}; killed its process group"
+                );
             }
             Ok(None) => thread::sleep(Duration::from_millis(20)),
             Err(e) => {

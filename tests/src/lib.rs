@@ -3,6 +3,7 @@
 //! guards VMs so that a failed test leaves nothing running.
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod fuzz_bodies;
 pub mod gcc;
 pub mod lcov_tool;

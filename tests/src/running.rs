@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::budget::capped;
 use crate::lcov_tool::covnet_bin;
 
 /// How often waits look again.
@@ -95,6 +96,7 @@ impl CovnetRun {
     /// Waits until stderr has a line containing `needle` and returns the
     /// line; fails when covnet exits first or `timeout` passes.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let (timeout, cut) = capped(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let text = self.stderr();
@@ -111,7 +113,7 @@ impl CovnetRun {
                 bail!("covnet exited ({status}) before printing `{needle}`\n{text}");
             }
             if Instant::now() >= deadline {
-                bail!("covnet did not print `{needle}` within {timeout:?}\n{text}");
+                bail!("covnet did not print `{needle}` within {timeout:?}{cut}\n{text}");
             }
             thread::sleep(POLL);
         }
@@ -141,6 +143,7 @@ impl CovnetRun {
     /// Waits up to `timeout` for covnet to exit; SIGKILLs it and fails if
     /// it does not.
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let (timeout, cut) = capped(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_wait()? {
@@ -153,7 +156,7 @@ impl CovnetRun {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 bail!(
-                    "covnet did not exit within {timeout:?}: {}\n{}",
+                    "covnet did not exit within {timeout:?}{cut}: {}\n{}",
                     self.command,
                     self.stderr()
                 );
@@ -225,10 +228,11 @@ pub fn qemu_processes(needle: &Path) -> Vec<(u32, String)> {
 
 /// Waits up to `timeout` for `done`; fails naming `what` otherwise.
 pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+    let (timeout, cut) = capped(timeout);
     let deadline = Instant::now() + timeout;
     while !done() {
         if Instant::now() >= deadline {
-            bail!("{what}: still not the case after {timeout:?}");
+            bail!("{what}: still not the case after {timeout:?}{cut}");
         }
         thread::sleep(POLL);
     }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 /// A kernel image and its modules directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kernel {
-    /// The bzImage, e.g. `/boot/vmlinuz-6.1.0-56-cloud-amd64`.
+    /// The bzImage, e.g. `/boot/vmlinuz-<release>`.
     pub image: PathBuf,
-    /// Its release, e.g. `6.1.0-56-cloud-amd64`.
+    /// Its release (the part after `vmlinuz-`, as `uname -r` would say).
     pub version: String,
     /// `/lib/modules/<version>`.
     pub modules_dir: PathBuf,

@@ -8,10 +8,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use covnet_tests::budget::{Budget, DEFAULT_LIMIT};
 use covnet_tests::lcov_tool::{self, Tracefile};
 
-/// A whole `covnet run` of the example: build, boot two guests, test, pull.
-const RUN_DEADLINE: Duration = Duration::from_secs(600);
+/// A whole `covnet run` of the example: build, boot two guests, test, pull
+/// (cut to what is left of the test's budget when it runs twice).
+const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,10 +26,13 @@ fn workspace() -> PathBuf {
 struct Example {
     _tmp: tempfile::TempDir,
     dir: PathBuf,
+    /// The test's time, from the build on.
+    budget: Budget,
 }
 
 impl Example {
     fn build() -> Result<Example> {
+        let budget = Budget::new(DEFAULT_LIMIT);
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("webserver");
         let src = workspace().join("examples/webserver");
@@ -41,7 +46,11 @@ impl Example {
         }
         lcov_tool::run_ok(Command::new("make").arg("-s").current_dir(&dir))
             .context("building the example (gcc and make are installed by scripts/setup.sh)")?;
-        Ok(Example { _tmp: tmp, dir })
+        Ok(Example {
+            _tmp: tmp,
+            dir,
+            budget,
+        })
     }
 
     fn spec(&self) -> PathBuf {
@@ -64,7 +73,7 @@ impl Example {
                 .arg(&out)
                 .arg(spec)
                 .current_dir(&self.dir),
-            RUN_DEADLINE,
+            self.budget.cap(RUN_DEADLINE),
         )?;
         ensure!(o.status.success(), "covnet run failed:\n{o}");
         Ok(out)

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use covnet_runner::image::kernel::Kernel;
+use covnet_tests::budget::{Budget, SCALE_LIMIT};
 use covnet_tests::running::{cmdline, qemu_processes, run_dirs_in, CovnetRun};
 
 /// Ceiling for covnet's own resident memory (it holds no guest memory:
@@ -77,6 +78,7 @@ fn run_farm(n: usize, backend: &str, memory: u32) -> u64 {
     std::fs::write(&spec, web_farm_spec(n, backend, memory)).expect("write spec");
     let out = dir.path().join("out");
     let started = Instant::now();
+    let budget = Budget::new(SCALE_LIMIT);
     let mut run = CovnetRun::spawn(
         &[
             "run",
@@ -89,11 +91,11 @@ fn run_farm(n: usize, backend: &str, memory: u32) -> u64 {
         &base,
     )
     .expect("covnet starts");
-    let run_dir = run.run_dir(Duration::from_secs(600)).expect("run dir");
+    let run_dir = run.run_dir(budget.left()).expect("run dir");
     let mut peak_rss = 0;
     let mut peak_qemu_rss = 0;
     let mut memory_of: BTreeMap<u32, Option<String>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(1200);
+    let deadline = budget.deadline();
     let status = loop {
         if let Some(status) = run.try_wait().expect("try_wait") {
             break status;
@@ -110,7 +112,8 @@ fn run_farm(n: usize, backend: &str, memory: u32) -> u64 {
         }
         assert!(
             Instant::now() < deadline,
-            "the farm did not finish\n{}",
+            "the farm of {n} {backend} machines did not finish within {:?} (the test's budget under its nextest limit)\n{}",
+            started.elapsed(),
             run.stderr()
         );
         std::thread::sleep(Duration::from_millis(100));
