@@ -75,8 +75,25 @@ impl Endian {
     }
 }
 
+/// GCC major versions whose files the test suite writes with a real
+/// compiler and compares with that compiler's own `gcov` (the system GCC and
+/// GCC 11 of `scripts/setup.sh`; `exactness::tested_gcc_majors_are_the_compiled_ones`
+/// keeps this list honest). Other versions in [`Version::layout`]'s range
+/// are read by the same layout rules, checked only against files covnet's
+/// own test writer makes.
+pub const TESTED_GCC_MAJORS: &[u32] = &[11, 12];
+
+/// The version word of a notes or data file (offset 4, in the byte order
+/// its magic gives), or `None` when the file is too short or not gcov's.
+pub fn peek_version(data: &[u8], kind: FileKind) -> Option<Version> {
+    let first: [u8; 4] = data.get(..4)?.try_into().ok()?;
+    let endian = Endian::detect(first, kind).ok()?;
+    let word: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    Some(Version(endian.word(word)))
+}
+
 /// A gcov version word: four ASCII characters, e.g. `"B22*"` for GCC 12.2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version(pub u32);
 
 impl Version {
@@ -99,6 +116,13 @@ impl Version {
         } else {
             Some((digit(a)?, digit(b)? * 10 + digit(c)?))
         }
+    }
+
+    /// Whether a real compiler of this major version is part of the test
+    /// suite ([`TESTED_GCC_MAJORS`]).
+    pub fn tested_with_real_compiler(self) -> bool {
+        self.gcc()
+            .is_some_and(|(major, _)| TESTED_GCC_MAJORS.contains(&major))
     }
 
     /// The layout of files with this version, if covnet can read them.

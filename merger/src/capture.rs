@@ -8,12 +8,19 @@
 //! `-fprofile-dir`, under GCC's `#`-mangled name (`capture/#home#u#build#obj#x.gcda`).
 //! The `.gcno` files stay in the build tree.
 //!
-//! [`plan`] pairs each `.gcda` with a `.gcno`: the `.gcda`'s build path (its
-//! path below the capture root, made absolute, or the unmangled name) is put
-//! through the `--path-map`; if that lands in the build directory the
-//! matching `.gcno` is used, otherwise the longest trailing part of the path
-//! that names a `.gcno` relative to the build directory. Every `.gcno`
-//! without a `.gcda` is kept as a never-run object (all counts zero).
+//! [`plan`] pairs each `.gcda` with a `.gcno` as [`NotesSearch`] says: the
+//! `.gcda`'s build path (its path below the capture root, made absolute, or
+//! the unmangled name) is put through the `--path-map`; then, in order,
+//! 1. that path itself on this host (`/abs/build/x.gcno`: a program runs in
+//!    the guest at its host path, and gcc left the notes there), when
+//!    [`NotesSearch::host_paths`] is on;
+//! 2. each build tree in turn: the matching `.gcno` if the path lands in
+//!    the tree, otherwise the longest trailing part of the path that names
+//!    a `.gcno` relative to the tree.
+//!
+//! Every `.gcno` of the build trees without a `.gcda` is kept as a never-run
+//! object (all counts zero); notes found at host paths count only where a
+//! `.gcda` names them (they belong to programs that ran).
 //!
 //! [`run`] then solves each object once over all its captures in a rayon
 //! task (files are read inside the task), rewrites source paths, and folds
@@ -31,6 +38,54 @@ use crate::merge::merge;
 use crate::model::Coverage;
 use crate::object::{object_coverage, Capture};
 use crate::paths::{PathMap, SourceRewrite};
+
+/// Where the `.gcno` of a `.gcda` is looked for, in order (see the module
+/// documentation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotesSearch {
+    /// First the `.gcda`'s own (mapped) build path on this host.
+    pub host_paths: bool,
+    /// Then these build trees, in order. Their `.gcno` files without data
+    /// are never-run objects.
+    pub trees: Vec<PathBuf>,
+}
+
+impl NotesSearch {
+    /// One build tree only, as `--build DIR` alone used to mean.
+    pub fn tree(build: &Path) -> NotesSearch {
+        NotesSearch {
+            host_paths: false,
+            trees: vec![build.to_owned()],
+        }
+    }
+
+    /// Host paths first, then `trees`: what `covnet run` and `covnet merge`
+    /// do.
+    pub fn host_then(trees: Vec<PathBuf>) -> NotesSearch {
+        NotesSearch {
+            host_paths: true,
+            trees,
+        }
+    }
+}
+
+/// The `.gcda` files of one capture that found no `.gcno`, summed up for
+/// one message instead of one line per file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unpaired {
+    /// The capture.
+    pub capture: String,
+    /// How many of its `.gcda` files found no `.gcno`.
+    pub count: usize,
+    /// The first few of them (at most [`Unpaired::EXAMPLES`]), with the
+    /// notes path each one named.
+    pub examples: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Unpaired {
+    /// How many example paths a summary keeps.
+    pub const EXAMPLES: usize = 3;
+}
 
 /// One input directory of `.gcda` files and the name its counts go under.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,9 +109,10 @@ pub enum CaptureError {
         #[source]
         source: io::Error,
     },
-    /// A `.gcda` whose `.gcno` is not in the build directory.
-    #[error("no .gcno for {} in capture {capture:?} (looked for {} and its trailing parts under {})",
-        data.display(), expected.display(), build.display())]
+    /// A `.gcda` whose `.gcno` is neither at its host path nor in a build
+    /// tree.
+    #[error("no .gcno for {} in capture {capture:?} (looked for {}{})",
+        data.display(), expected.display(), trees_text(trees))]
     NoNotes {
         /// The orphaned data file.
         data: PathBuf,
@@ -64,8 +120,8 @@ pub enum CaptureError {
         capture: String,
         /// The notes path derived from its build path (after `--path-map`).
         expected: PathBuf,
-        /// The build directory searched.
-        build: PathBuf,
+        /// The build trees searched, in order.
+        trees: Vec<PathBuf>,
     },
     /// Solving an object failed (bad, truncated or mismatched files).
     #[error("failed to read coverage of object {}", notes.display())]
@@ -79,6 +135,14 @@ pub enum CaptureError {
     /// Merging overflowed.
     #[error(transparent)]
     Merge(#[from] crate::merge::MergeError),
+}
+
+fn trees_text(trees: &[PathBuf]) -> String {
+    if trees.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = trees.iter().map(|t| t.display().to_string()).collect();
+    format!(" and its trailing parts under {}", list.join(", "))
 }
 
 impl CaptureError {
@@ -124,9 +188,64 @@ pub struct Plan {
     /// while writing leaves one, and its counts are lost. Treated as "not
     /// executed" in that capture; callers warn about each.
     pub empty: Vec<PathBuf>,
+    /// How many `.gcda` files the captures hold (paired or not, empty
+    /// ones included).
+    pub data_found: usize,
+    /// Where the notes were looked for.
+    pub search: NotesSearch,
 }
 
 impl Plan {
+    /// How many `.gcda` files were paired with a `.gcno`.
+    pub fn data_paired(&self) -> usize {
+        self.objects.iter().map(|o| o.data.len()).sum()
+    }
+
+    /// The unpaired `.gcda` files of [`Plan::problems`], one summary per
+    /// capture, in capture order.
+    pub fn unpaired(&self) -> Vec<Unpaired> {
+        let mut out: Vec<Unpaired> = Vec::new();
+        for p in &self.problems {
+            let CaptureError::NoNotes {
+                data,
+                capture,
+                expected,
+                ..
+            } = p
+            else {
+                continue;
+            };
+            let at = match out.iter().position(|u| u.capture == *capture) {
+                Some(i) => i,
+                None => {
+                    out.push(Unpaired {
+                        capture: capture.clone(),
+                        count: 0,
+                        examples: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            if let Some(u) = out.get_mut(at) {
+                u.count += 1;
+                if u.examples.len() < Unpaired::EXAMPLES {
+                    u.examples.push((data.clone(), expected.clone()));
+                }
+            }
+        }
+        let order = |name: &str| self.captures.iter().position(|c| c == name);
+        out.sort_by_key(|u| order(&u.capture));
+        out
+    }
+
+    /// The problems other than unpaired `.gcda` files (unreadable
+    /// directories).
+    pub fn other_problems(&self) -> impl Iterator<Item = &CaptureError> {
+        self.problems
+            .iter()
+            .filter(|p| !matches!(p, CaptureError::NoNotes { .. }))
+    }
+
     /// The same objects with every capture's data pooled into one capture
     /// named `name`: the combined counts are identical (captures merge by
     /// summing their counters anyway), but nothing is solved or kept per
@@ -164,6 +283,9 @@ pub struct Outcome {
     pub coverage: Coverage,
     /// Problems, sorted by path.
     pub errors: Vec<CaptureError>,
+    /// GCC versions of the notes read that no real-compiler test covers
+    /// (outside [`crate::bytes::TESTED_GCC_MAJORS`]), for a notice.
+    pub untested_versions: std::collections::BTreeSet<crate::Version>,
 }
 
 fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>, errors: &mut Vec<CaptureError>) {
@@ -293,21 +415,72 @@ impl BuildIndex {
     }
 }
 
-/// Pairs the `.gcda` files of `captures` with the `.gcno` files of `build`.
+/// The build trees' indexes, and the notes found at host paths.
+struct Search {
+    host_paths: bool,
+    trees: Vec<BuildIndex>,
+    /// Canonical path of every tree's notes file → its path in the tree,
+    /// so a notes file reached both ways is one object.
+    canonical: HashMap<PathBuf, PathBuf>,
+}
+
+impl Search {
+    fn new(search: &NotesSearch, errors: &mut Vec<CaptureError>) -> Result<Search, CaptureError> {
+        let mut trees = Vec::with_capacity(search.trees.len());
+        let mut canonical = HashMap::new();
+        for t in &search.trees {
+            let index = BuildIndex::new(t, errors)?;
+            if search.host_paths {
+                for n in index.by_rel.values() {
+                    if let Ok(c) = fs::canonicalize(n) {
+                        canonical.entry(c).or_insert_with(|| n.clone());
+                    }
+                }
+            }
+            trees.push(index);
+        }
+        Ok(Search {
+            host_paths: search.host_paths,
+            trees,
+            canonical,
+        })
+    }
+
+    /// The notes file for a (mapped) build path of a data file.
+    fn find(&self, mapped: &Path) -> Option<PathBuf> {
+        if self.host_paths && mapped.is_absolute() {
+            let here = mapped.with_extension("gcno");
+            if here.is_file() {
+                let canon = fs::canonicalize(&here).unwrap_or(here);
+                return Some(self.canonical.get(&canon).cloned().unwrap_or(canon));
+            }
+        }
+        self.trees.iter().find_map(|t| t.find(mapped).cloned())
+    }
+}
+
+/// Pairs the `.gcda` files of `captures` with `.gcno` files as `search`
+/// says.
 ///
 /// Captures with the same name share one index (their files add up). Fails
-/// only when the build directory cannot be read; every other problem goes
-/// into [`Plan::problems`].
-pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan, CaptureError> {
+/// only when a build tree cannot be read; every other problem goes into
+/// [`Plan::problems`].
+pub fn plan(
+    search: &NotesSearch,
+    captures: &[CaptureDir],
+    map: &PathMap,
+) -> Result<Plan, CaptureError> {
     let mut problems = Vec::new();
     let mut empty = Vec::new();
-    let index = BuildIndex::new(build, &mut problems)?;
+    let index = Search::new(search, &mut problems)?;
     let mut names: Vec<String> = Vec::new();
     let mut objects: BTreeMap<PathBuf, Vec<DataFile>> = index
-        .by_rel
-        .values()
+        .trees
+        .iter()
+        .flat_map(|t| t.by_rel.values())
         .map(|n| (n.clone(), Vec::new()))
         .collect();
+    let mut data_found = 0;
     for cap in captures {
         let ci = match names.iter().position(|n| *n == cap.name) {
             Some(i) => i,
@@ -319,6 +492,7 @@ pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan
         let mut data = Vec::new();
         walk(&cap.root, "gcda", &mut data, &mut problems);
         data.sort();
+        data_found += data.len();
         for path in data {
             if fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
                 empty.push(path);
@@ -329,14 +503,14 @@ pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan
             let mapped = map.map_path(&guest);
             match index.find(&mapped) {
                 Some(notes) => objects
-                    .entry(notes.clone())
+                    .entry(notes)
                     .or_default()
                     .push(DataFile { capture: ci, path }),
                 None => problems.push(CaptureError::NoNotes {
                     data: path.clone(),
                     capture: cap.name.clone(),
                     expected: mapped.with_extension("gcno"),
-                    build: build.to_owned(),
+                    trees: search.trees.clone(),
                 }),
             }
         }
@@ -349,6 +523,8 @@ pub fn plan(build: &Path, captures: &[CaptureDir], map: &PathMap) -> Result<Plan
             .collect(),
         problems,
         empty,
+        data_found,
+        search: search.clone(),
     })
 }
 
@@ -433,11 +609,26 @@ where
     E: std::error::Error + BadFile + Send + Sync + 'static,
 {
     let n = plan.captures.len();
+    let untested = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let note_version = |notes: &Path| {
+        // Only the 8-byte header is needed; a file that cannot be read is
+        // reported by the solver.
+        let mut head = [0u8; 8];
+        let read = fs::File::open(notes).and_then(|mut f| io::Read::read_exact(&mut f, &mut head));
+        if let Some(v) = read
+            .ok()
+            .and_then(|()| crate::bytes::peek_version(&head, crate::error::FileKind::Notes))
+            .filter(|v| v.layout().is_ok() && !v.tested_with_real_compiler())
+        {
+            untested.lock().unwrap_or_else(|p| p.into_inner()).insert(v);
+        }
+    };
     let base = || Coverage {
         captures: plan.captures.clone(),
         files: BTreeMap::new(),
     };
     let fold = |(acc, mut errors): (Coverage, Vec<CaptureError>), obj: &ObjectInputs| {
+        note_version(&obj.notes);
         let Some(mut cov) = solve_object(obj, n, keep_going, &solve, &mut errors) else {
             return (acc, errors);
         };
@@ -466,7 +657,11 @@ where
             },
         );
     errors.sort_by(|a, b| a.path().cmp(b.path()));
-    Outcome { coverage, errors }
+    Outcome {
+        coverage,
+        errors,
+        untested_versions: untested.into_inner().unwrap_or_else(|p| p.into_inner()),
+    }
 }
 
 /// [`run`] with covnet's exact gcov reader and solver
@@ -594,7 +789,7 @@ mod tests {
                 root: c3,
             },
         ];
-        let plan = plan(&build, &caps, &map).expect("plan");
+        let plan = plan(&NotesSearch::tree(&build), &caps, &map).expect("plan");
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
         assert_eq!(plan.objects.len(), 4);
         let x = plan
@@ -639,7 +834,7 @@ mod tests {
                 root: c2.clone(),
             },
         ];
-        let plan = plan(&build, &caps, &PathMap::default()).expect("plan");
+        let plan = plan(&NotesSearch::tree(&build), &caps, &PathMap::default()).expect("plan");
         assert_eq!(plan.problems.len(), 1);
         let msg = plan.problems[0].to_string();
         assert!(
@@ -661,10 +856,83 @@ mod tests {
         );
     }
 
+    /// Two programs built in two trees outside any given directory: the
+    /// host paths pair them without configuration; a tree given as well is
+    /// the same object, not a second one; trees are searched in order.
+    #[test]
+    fn host_paths_first_then_trees_in_order() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let t = tmp.path();
+        let (server, client) = (t.join("srv/build"), t.join("cli/out"));
+        put(&server.join("s.gcno"), b"n");
+        put(&server.join("never.gcno"), b"n");
+        put(&client.join("obj/c.gcno"), b"n");
+        let cap = t.join("cap");
+        let under = |dir: &Path, rel: &str| cap.join(dir.strip_prefix("/").expect("abs")).join(rel);
+        put(&under(&server, "s.gcda"), &[1]);
+        put(&under(&client, "obj/c.gcda"), &[2]);
+        put(&cap.join("elsewhere/ghost.gcda"), &[3]);
+        let caps = [CaptureDir {
+            name: "m".into(),
+            root: cap.clone(),
+        }];
+        let host_only = plan(
+            &NotesSearch::host_then(Vec::new()),
+            &caps,
+            &PathMap::default(),
+        )
+        .expect("plan");
+        let notes: Vec<&Path> = host_only
+            .objects
+            .iter()
+            .map(|o| o.notes.as_path())
+            .collect();
+        assert_eq!(notes.len(), 2, "only notes that data names: {notes:?}");
+        assert_eq!(host_only.data_paired(), 2);
+        assert_eq!(host_only.data_found, 3);
+        let unpaired = host_only.unpaired();
+        assert_eq!(unpaired.len(), 1);
+        assert_eq!((unpaired[0].capture.as_str(), unpaired[0].count), ("m", 1));
+        assert!(unpaired[0].examples[0].0.ends_with("elsewhere/ghost.gcda"));
+
+        // The server tree given too: its never-run object appears, and
+        // s.gcno is one object whichever way it was reached.
+        let both = plan(
+            &NotesSearch::host_then(vec![server.clone()]),
+            &caps,
+            &PathMap::default(),
+        )
+        .expect("plan");
+        assert_eq!(both.objects.len(), 3, "{:?}", both.objects);
+        assert_eq!(both.data_paired(), 2);
+
+        // Relative layout (no host path): trees in order, the second one
+        // has it.
+        let rel = t.join("rel");
+        put(&rel.join("obj/c.gcda"), &[4]);
+        let caps = [CaptureDir {
+            name: "r".into(),
+            root: rel,
+        }];
+        let p = plan(
+            &NotesSearch::host_then(vec![server.clone(), client.clone()]),
+            &caps,
+            &PathMap::default(),
+        )
+        .expect("plan");
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        let c = p
+            .objects
+            .iter()
+            .find(|o| !o.data.is_empty())
+            .expect("paired");
+        assert_eq!(c.notes, client.join("obj/c.gcno"));
+    }
+
     #[test]
     fn unreadable_build_dir_is_fatal() {
-        let err = plan(Path::new("/nonexistent/build"), &[], &PathMap::default())
-            .expect_err("missing dir");
+        let search = NotesSearch::tree(Path::new("/nonexistent/build"));
+        let err = plan(&search, &[], &PathMap::default()).expect_err("missing dir");
         assert!(err.to_string().contains("/nonexistent/build"), "{err}");
     }
 }

@@ -529,6 +529,7 @@ impl OpenRecord {
         Ok(FileCoverage {
             lines: self.lines,
             functions,
+            owned_by: Vec::new(),
         })
     }
 }
@@ -624,6 +625,9 @@ pub fn read<R: BufRead>(input: R, file: &Path, default_name: &str) -> Result<Cov
 /// Gives every count of `file` a `by_capture` vector of length `n` with the
 /// count at position `idx`.
 fn attribute(mut file: FileCoverage, idx: usize, n: usize) -> FileCoverage {
+    if n > 1 {
+        file.owned_by = (0..n).map(|i| i == idx).collect();
+    }
     for line in file.lines.values_mut() {
         line.by_capture = vec![0; n];
         if let Some(slot) = line.by_capture.get_mut(idx) {

@@ -1,12 +1,19 @@
 //! Exact native reader of GCC's coverage files and a parallel merger.
 //!
-//! `covnet-merger` reads `.gcno` (notes) and `.gcda` (data) files of GCC 8
-//! through 14, solves each function's flow graph the way `gcov` does, and
+//! `covnet-merger` reads `.gcno` (notes) and `.gcda` (data) files in the
+//! layouts of GCC 8 through 15 (both byte orders), solves each function's flow graph the way `gcov` does, and
 //! yields per-line, per-branch and per-function counts that agree exactly
 //! with `gcov --json-format`. Captures (directory trees of `.gcda` files from
 //! one machine or run) merge by summing raw arc counters and solving once,
 //! as `gcov` on `gcov-tool merge` output would; lcov tracefiles merge by
 //! adding counts, as `lcov -a` does.
+//!
+//! Tested with real compilers: the GCC majors in
+//! [`bytes::TESTED_GCC_MAJORS`] (compiled, run and compared with their own
+//! `gcov` at test time). The other versions are read by the same layout
+//! rules and tested only on files written by covnet's own test writer
+//! (GCC 8's layout, big-endian files); [`capture::Outcome::untested_versions`]
+//! names them when met, so the CLI can say so once per run.
 //!
 //! ```
 //! use covnet_merger::model::{Coverage, FileCoverage, LineCoverage};
@@ -32,6 +39,7 @@ pub mod merge;
 pub mod model;
 pub mod object;
 pub mod paths;
+pub mod pipeline;
 #[cfg(test)]
 mod testutil;
 

@@ -168,6 +168,21 @@ pub fn merge_file(
             (x.start_line, x.start_column, &x.name).cmp(&(y.start_line, y.start_column, &y.name))
         });
     }
+    // Empty means every capture: the union is then every capture too.
+    a.owned_by = if n == 0 || a.owned_by.is_empty() || b.owned_by.is_empty() {
+        Vec::new()
+    } else {
+        let mut owned = vec![false; n];
+        for (slot, (x, y)) in owned.iter_mut().zip(
+            a.owned_by
+                .iter()
+                .chain(std::iter::repeat(&false))
+                .zip(b.owned_by.iter().chain(std::iter::repeat(&false))),
+        ) {
+            *slot = *x || *y;
+        }
+        crate::model::normalize_owned(owned)
+    };
     Ok(a)
 }
 
@@ -277,7 +292,29 @@ fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
     for f in &mut file.functions {
         f.by_capture = remap_vec(std::mem::take(&mut f.by_capture), map, n);
     }
+    file.owned_by = remap_owned(std::mem::take(&mut file.owned_by), map, n);
     file
+}
+
+/// Re-indexes an `owned_by` vector like [`remap_vec`]; empty (every old
+/// capture) becomes explicit unless the map is the identity.
+fn remap_owned(v: Vec<bool>, map: &[usize], n: usize) -> Vec<bool> {
+    let identity = map.len() == n && map.iter().enumerate().all(|(i, &j)| i == j);
+    if n == 0 || (v.is_empty() && identity) {
+        return Vec::new();
+    }
+    let v = if v.is_empty() {
+        vec![true; map.len()]
+    } else {
+        v
+    };
+    let mut out = vec![false; n];
+    for (i, owned) in v.into_iter().enumerate() {
+        if let Some(slot) = map.get(i).and_then(|&j| out.get_mut(j)) {
+            *slot |= owned;
+        }
+    }
+    crate::model::normalize_owned(out)
 }
 
 /// Drops every per-capture breakdown (and the capture names), keeping the
@@ -286,6 +323,7 @@ fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
 pub fn without_attribution(mut cov: Coverage) -> Coverage {
     cov.captures.clear();
     for file in cov.files.values_mut() {
+        file.owned_by = Vec::new();
         for line in file.lines.values_mut() {
             line.by_capture = Vec::new();
             for b in &mut line.branches {

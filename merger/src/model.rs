@@ -37,6 +37,13 @@ pub struct FileCoverage {
     /// and name.
     #[serde(default)]
     pub functions: Vec<FunctionCoverage>,
+    /// Which captures had this file's code: indexed like
+    /// [`Coverage::captures`], true where the capture holds data (a `.gcda`)
+    /// of an object this file is compiled into, so that each machine is
+    /// measured against its own code. Empty means every capture (unknown,
+    /// or a single capture).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned_by: Vec<bool>,
 }
 
 /// One instrumented source line.
@@ -142,6 +149,12 @@ impl Summary {
 }
 
 impl FileCoverage {
+    /// Whether capture `capture` had this file's code (see
+    /// [`FileCoverage::owned_by`]).
+    pub fn owned_by_capture(&self, capture: usize) -> bool {
+        self.owned_by.is_empty() || self.owned_by.get(capture).copied().unwrap_or(false)
+    }
+
     /// Totals of this file, as `lcov --summary` counts them.
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
@@ -158,6 +171,15 @@ impl FileCoverage {
             s.functions_hit += u64::from(f.count > 0);
         }
         s
+    }
+}
+
+/// `owned_by` in its canonical form: empty when every capture has the file.
+pub fn normalize_owned(v: Vec<bool>) -> Vec<bool> {
+    if v.iter().all(|&o| o) {
+        Vec::new()
+    } else {
+        v
     }
 }
 

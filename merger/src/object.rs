@@ -343,6 +343,13 @@ pub fn object_coverage(
             (a.start_line, a.start_column, &a.name).cmp(&(b.start_line, b.start_column, &b.name))
         });
         if !file.lines.is_empty() || !file.functions.is_empty() {
+            if n_captures > 1 {
+                file.owned_by = crate::model::normalize_owned(
+                    (0..n_captures)
+                        .map(|i| per_capture.contains_key(&i))
+                        .collect(),
+                );
+            }
             cov.files.insert(name.clone(), file);
         }
     }
