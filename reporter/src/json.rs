@@ -8,7 +8,7 @@
 //! { "format": "covnet-report", "version": 1, "title": "…", "date": "…Z",
 //!   "timestamp": 0, "inputs": ["…"], "root": "/src",
 //!   "totals": { "lines": { "hit": 1, "total": 2, "percent": 50.0 }, … },
-//!   "captures": [ { "name": "web", "totals": { … } } ],
+//!   "captures": [ { "name": "web", "totals": { … }, "own": { … } } ],
 //!   "files": [ { "path": "/src/a.c", "relative": "a.c", "totals": { … },
 //!                "lines": [ { "line": 3, "count": 2, … } ], "functions": [ … ] } ] }
 //! ```
@@ -69,7 +69,11 @@ struct Ratio {
 #[serde(deny_unknown_fields)]
 struct CaptureJson<'a> {
     name: Cow<'a, str>,
+    /// Over every file: the capture's share of the whole.
     totals: Totals,
+    /// Over the capture's own code only (the files it had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    own: Option<Totals>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +85,9 @@ struct FileJson<'a> {
     lines: Vec<LineJson<'a>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     functions: Vec<FunctionJson<'a>>,
+    /// Which captures had this file (empty: all).
+    #[serde(default, skip_serializing_if = "<[bool]>::is_empty")]
+    owned_by: Cow<'a, [bool]>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,10 +164,11 @@ pub fn write(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result
         captures: cov
             .captures
             .iter()
-            .zip(&tree.capture_totals)
-            .map(|(name, s)| CaptureJson {
+            .zip(tree.capture_totals.iter().zip(&tree.own_totals))
+            .map(|(name, (s, own))| CaptureJson {
                 name: name.as_str().into(),
                 totals: Totals::of(s),
+                own: Some(Totals::of(own)),
             })
             .collect(),
         files: tree.files.iter().map(FileJson::of).collect(),
@@ -220,6 +228,7 @@ impl<'a> FileJson<'a> {
                     by_capture: Cow::Borrowed(&fun.by_capture),
                 })
                 .collect(),
+            owned_by: Cow::Borrowed(&f.coverage.owned_by),
         }
     }
 }
@@ -289,7 +298,14 @@ pub fn read_slice(bytes: &[u8], path: &Path) -> Result<(Coverage, RunInfo), Erro
         if files.contains_key(&path_s) {
             return Err(invalid(format!("{path_s}: file appears twice")));
         }
-        files.insert(path_s, FileCoverage { lines, functions });
+        files.insert(
+            path_s,
+            FileCoverage {
+                lines,
+                functions,
+                owned_by: f.owned_by.into_owned(),
+            },
+        );
     }
     let cov = Coverage {
         captures: report

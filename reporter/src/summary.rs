@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use covnet_merger::model::{Coverage, Summary};
 
-use crate::tree::capture_summary;
+use crate::tree::{capture_summary, own_totals};
 use crate::{Percent, RunInfo};
 
 /// Writes the summary table: totals of lines, functions and branches and,
@@ -34,6 +34,7 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
                 s.add(&capture_summary(f, i));
             }
         }
+        let own = own_totals(cov);
         let width = cov
             .captures
             .iter()
@@ -43,16 +44,25 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
             .max(7);
         writeln!(
             out,
-            "  per machine (line counts need not add up: gcov line counts are not additive)"
+            "  per machine, of its own code (the files of the objects it ran); all: of every machine's code"
         )?;
         writeln!(
             out,
-            "  {:<width$} {:>16} {:>16} {:>16}",
-            "machine", "lines", "functions", "branches"
+            "  (line counts need not add up: gcov line counts are not additive)"
         )?;
-        for (name, s) in cov.captures.iter().zip(&per) {
-            let [l, f, b] = metrics(s).map(|(_, p)| p);
-            writeln!(out, "  {name:<width$} {l:>16} {f:>16} {b:>16}")?;
+        writeln!(
+            out,
+            "  {:<width$} {:>16} {:>16} {:>16} {:>8}",
+            "machine", "lines", "functions", "branches", "all"
+        )?;
+        for (name, (s, o)) in cov.captures.iter().zip(per.iter().zip(&own)) {
+            let [l, f, b] = metrics(o).map(|(_, p)| p);
+            let all = Percent::new(s.lines_hit, s.lines_found);
+            writeln!(
+                out,
+                "  {name:<width$} {l:>16} {f:>16} {b:>16} {:>8}",
+                all.to_string()
+            )?;
         }
     }
     Ok(())

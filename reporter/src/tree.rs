@@ -22,8 +22,11 @@ pub struct Tree<'a> {
     /// Totals over all files.
     pub totals: Summary,
     /// Totals over all files as each capture saw them, indexed like
-    /// [`Coverage::captures`].
+    /// [`Coverage::captures`]: each capture's share of the whole.
     pub capture_totals: Vec<Summary>,
+    /// Totals over each capture's own code only (the files it had, see
+    /// [`FileCoverage::owned_by`]), indexed like [`Coverage::captures`].
+    pub own_totals: Vec<Summary>,
 }
 
 /// One source file in a [`Tree`].
@@ -106,11 +109,17 @@ impl<'a> Tree<'a> {
         let mut dirs: Vec<DirEntry> = dir_map.into_values().collect();
         let mut totals = Summary::default();
         let mut capture_totals = vec![Summary::default(); ncap];
+        let mut own_totals = vec![Summary::default(); ncap];
         let mut file_dirs = Vec::with_capacity(files.len());
         for f in &files {
             totals.add(&f.summary);
-            for (t, s) in capture_totals.iter_mut().zip(&f.by_capture) {
+            for (i, (t, s)) in capture_totals.iter_mut().zip(&f.by_capture).enumerate() {
                 t.add(s);
+                if f.coverage.owned_by_capture(i) {
+                    if let Some(own) = own_totals.get_mut(i) {
+                        own.add(s);
+                    }
+                }
             }
             let comps: Vec<&str> = f.rel.split('/').collect();
             let parents = comps.len().saturating_sub(1);
@@ -139,6 +148,7 @@ impl<'a> Tree<'a> {
             dirs,
             totals,
             capture_totals,
+            own_totals,
         }
     }
 }
@@ -157,6 +167,21 @@ impl DirEntry {
             ..DirEntry::default()
         }
     }
+}
+
+/// Each capture's totals over its own code only (the files it had),
+/// indexed like [`Coverage::captures`]: what a per-machine table shows
+/// first, beside the share of the whole ([`capture_summary`] summed).
+pub fn own_totals(cov: &Coverage) -> Vec<Summary> {
+    let mut per = vec![Summary::default(); cov.captures.len()];
+    for f in cov.files.values() {
+        for (i, s) in per.iter_mut().enumerate() {
+            if f.owned_by_capture(i) {
+                s.add(&capture_summary(f, i));
+            }
+        }
+    }
+    per
 }
 
 /// Totals of `file` as capture `capture` saw it: every instrumented line,

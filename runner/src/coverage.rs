@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use covnet_collector::{Collector, Shell, ShellError};
-use covnet_merger::capture::{self, CaptureDir};
+use covnet_merger::capture::{CaptureDir, NotesSearch};
 use covnet_merger::model::Coverage;
 use covnet_merger::paths::{PathMap, SourceRewrite};
+use covnet_merger::pipeline::{self, GatherError, Notice, Request};
 
 use crate::machine::Machine;
 
@@ -187,14 +188,36 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub struct Merged {
     /// Exact combined counts with per-capture attribution.
     pub coverage: Coverage,
-    /// Problems that cost some coverage (a machine down, a bad file), for
-    /// the report and the terminal.
+    /// Problems that cost some coverage (a machine down, a service that
+    /// survived, a bad or unpaired file), rendered for the report and the
+    /// terminal.
     pub notes: Vec<String>,
+    /// The merger's notices, typed (unpaired files, skipped inputs,
+    /// untested GCC versions).
+    pub notices: Vec<Notice>,
+    /// Whether some pulled `.gcda` file was left out (unpaired or
+    /// unreadable): the run's coverage is incomplete.
+    pub skipped_inputs: bool,
 }
 
-/// Merges the successful captures against the `.gcno` files in `build`.
-/// Failed captures become notes; the others' coverage is kept.
-pub fn merge(build: &Path, captures: &[MachineCapture]) -> Result<Merged, capture::CaptureError> {
+/// How a run's captures become coverage: where the notes are, and the
+/// path rewriting and filters of the spec's `[coverage]` table or the
+/// command line.
+#[derive(Debug, Clone)]
+pub struct MergeSettings {
+    /// Where each `.gcda`'s `.gcno` is looked for.
+    pub search: NotesSearch,
+    /// Build-path rewriting before pairing.
+    pub map: PathMap,
+    /// Source-path rewriting and filters.
+    pub rewrite: SourceRewrite,
+}
+
+/// Merges the successful captures as `settings` says, keeping going past
+/// bad or unpaired files (a failed machine never loses the others'
+/// coverage). Failed captures become notes. Fails when nothing at all
+/// could be paired or the result is empty: never an empty success.
+pub fn merge(captures: &[MachineCapture], settings: &MergeSettings) -> Result<Merged, GatherError> {
     let mut notes = Vec::new();
     let mut dirs = Vec::new();
     for c in captures {
@@ -214,20 +237,20 @@ pub fn merge(build: &Path, captures: &[MachineCapture]) -> Result<Merged, captur
             Err(why) => notes.push(format!("{}: {why}", c.name)),
         }
     }
-    let plan = capture::plan(build, &dirs, &PathMap::default())?;
-    for path in &plan.empty {
-        notes.push(format!(
-            "{} is empty (its program was killed while writing it?): counted as not executed",
-            path.display()
-        ));
-    }
-    let outcome = capture::run_gcov(&plan, &SourceRewrite::identity(), true);
-    for e in plan.problems.iter().chain(&outcome.errors) {
-        notes.push(error_chain(e));
-    }
+    let gathered = pipeline::gather(&Request {
+        captures: dirs,
+        search: settings.search.clone(),
+        map: settings.map.clone(),
+        rewrite: settings.rewrite.clone(),
+        keep_going: true,
+        attribute: true,
+    })?;
+    notes.extend(gathered.notices.iter().map(ToString::to_string));
     Ok(Merged {
-        coverage: outcome.coverage,
+        skipped_inputs: gathered.skipped_inputs(),
+        coverage: gathered.coverage,
         notes,
+        notices: gathered.notices,
     })
 }
 
@@ -271,8 +294,9 @@ pub fn write_reports(
     merged: &Merged,
     info: &covnet_reporter::RunInfo,
     out: &Path,
+    format: covnet_merger::lcov::LcovFormat,
 ) -> Result<ReportPaths, ReportError> {
-    use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
+    use covnet_merger::lcov::{self, WriteOptions};
     let paths = ReportPaths {
         html: out.join("report").join("index.html"),
         lcov: out.join("coverage.info"),
@@ -291,7 +315,7 @@ pub fn write_reports(
             &merged.coverage,
             &mut w,
             WriteOptions {
-                format: LcovFormat::V1,
+                format,
                 per_capture,
             },
         )

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cli {
     pub mod collect;
+    pub mod coverage_opts;
     pub mod exit;
     pub mod merge;
     pub mod report;

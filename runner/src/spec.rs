@@ -32,6 +32,9 @@ use toml::Spanned;
 
 use crate::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
 
+mod coverage;
+pub use coverage::{CoverageSettings, FailUnder};
+
 /// Default guest memory in MiB.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;
 /// Default per-command timeout of the control shell.
@@ -58,6 +61,8 @@ pub struct Spec {
     pub machines: Vec<Machine>,
     /// The test to run, if the spec has a `[test]` table.
     pub test: Option<Test>,
+    /// Coverage settings (`[coverage]`), all default when absent.
+    pub coverage: CoverageSettings,
 }
 
 /// Spec-wide settings (`[defaults]`).
@@ -612,6 +617,14 @@ pub enum SpecErrorKind {
         #[source]
         source: std::io::Error,
     },
+    /// A bad value in `[coverage]`.
+    #[error("[coverage] {field}: {why}")]
+    InvalidCoverage {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 // ---------------------------------------------------------------------------
@@ -627,6 +640,8 @@ struct RawSpec {
     defaults: RawDefaults,
     machines: Option<Spanned<BTreeMap<Spanned<String>, RawMachine>>>,
     test: Option<Spanned<RawTest>>,
+    #[serde(default)]
+    coverage: coverage::RawCoverage,
 }
 
 #[derive(Deserialize, Default)]
@@ -874,11 +889,13 @@ impl Validator<'_> {
             None => None,
             Some(t) => Some(self.test(t)?),
         };
+        let coverage = self.coverage(raw.coverage)?;
         Ok(Spec {
             path: self.path.to_path_buf(),
             defaults,
             machines: out,
             test,
+            coverage,
         })
     }
 

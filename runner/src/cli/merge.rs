@@ -1,7 +1,8 @@
 //! `covnet merge` and `covnet summary`.
 //!
-//! `covnet merge` accepts capture directories (trees of `.gcda`, paired with
-//! the `.gcno` of `--build`) and lcov tracefiles (or covnet JSON) alike.
+//! `covnet merge` accepts capture directories (trees of `.gcda`, each paired
+//! with the `.gcno` at its own build path on this host, else in the
+//! `--build` trees) and lcov tracefiles (or covnet JSON) alike.
 //! Captures of the same object are merged like gcov on `gcov-tool merge`
 //! output (arc counters summed, then solved once); tracefiles and distinct
 //! objects are merged like `lcov -a` (counts added). Each input keeps its
@@ -16,13 +17,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use covnet_merger::capture::{self, CaptureDir};
+use covnet_merger::capture::{CaptureDir, NotesSearch};
 use covnet_merger::json;
-use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
+use covnet_merger::lcov::{self, WriteOptions};
 use covnet_merger::merge::{self, merge as merge_coverage};
 use covnet_merger::model::{Coverage, Summary};
-use covnet_merger::paths::{PathMap, SourceFilter, SourceRewrite};
+use covnet_merger::paths::{PathMap, SourceRewrite};
+use covnet_merger::pipeline::{self, GatherError, Gathered, Request};
+use covnet_reporter::summary::Thresholds;
+use covnet_runner::spec::CoverageSettings;
 
+use super::coverage_opts::{self, CoverageOpts};
 use super::exit;
 
 /// Arguments of `covnet merge`.
@@ -33,9 +38,9 @@ pub struct MergeArgs {
     /// resolved against the current directory.
     #[arg(required = true, value_name = "CAPTURE_DIR|TRACEFILE")]
     pub inputs: Vec<PathBuf>,
-    /// Build directory holding the .gcno files (needed for capture directories).
-    #[arg(long, value_name = "BUILD_DIR")]
-    pub build: Option<PathBuf>,
+    /// Build trees, path maps, filters, thresholds, lcov dialect.
+    #[command(flatten)]
+    pub coverage: CoverageOpts,
     /// Output lcov tracefile ("-" for standard output).
     #[arg(short, long, value_name = "OUT.info")]
     pub output: PathBuf,
@@ -45,18 +50,6 @@ pub struct MergeArgs {
     /// Also write the merged coverage, with per-capture counts, as JSON.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
-    /// lcov dialect: 1 (readable by lcov 1.x and 2.x) or 2 (lcov 2.2+).
-    #[arg(long, value_name = "1|2", default_value = "1", value_parser = ["1", "2"])]
-    pub lcov_format: String,
-    /// Rewrite a path prefix in source paths and in capture build paths.
-    #[arg(long = "path-map", value_name = "FROM=TO")]
-    pub path_map: Vec<String>,
-    /// Keep only source files matching this glob (repeatable).
-    #[arg(long, value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Drop source files matching this glob (repeatable).
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
     /// Skip bad inputs, merge the rest, and exit with status 2.
     #[arg(long)]
     pub keep_going: bool,
@@ -94,12 +87,13 @@ struct Name {
 #[derive(Debug)]
 struct MergePlan {
     inputs: Vec<Input>,
-    build: Option<PathBuf>,
+    search: NotesSearch,
     output: PathBuf,
     json: Option<PathBuf>,
     write: WriteOptions,
     map: PathMap,
     rewrite: SourceRewrite,
+    thresholds: Thresholds,
     keep_going: bool,
 }
 
@@ -205,36 +199,24 @@ impl MergeArgs {
             };
             inputs.push(input);
         }
-        let has_captures = inputs.iter().any(|i| matches!(i, Input::Captures(_)));
-        if has_captures && self.build.is_none() {
-            bail!(
-                "capture directories need the build directory with the .gcno files\n(hint: add --build BUILD_DIR)"
-            );
-        }
-        let map = PathMap::parse(&self.path_map).context("failed to parse --path-map")?;
-        let filter =
-            SourceFilter::new(&self.include, &self.exclude).context("failed to parse a glob")?;
+        let settings = coverage_opts::resolve(&self.coverage.over(&CoverageSettings::default()))?;
         let base = std::env::current_dir().context("failed to get the current directory")?;
-        let format = if self.lcov_format == "2" {
-            LcovFormat::V2
-        } else {
-            LcovFormat::V1
-        };
         Ok(MergePlan {
             inputs,
-            build: self.build,
+            search: NotesSearch::host_then(settings.build),
             output: self.output,
             json: self.json,
             write: WriteOptions {
-                format,
+                format: settings.lcov_format,
                 per_capture: self.per_capture,
             },
             rewrite: SourceRewrite {
-                map: map.clone(),
-                filter,
+                map: settings.map.clone(),
+                filter: settings.filter,
                 base: Some(base),
             },
-            map,
+            map: settings.map,
+            thresholds: settings.thresholds,
             keep_going: self.keep_going,
         })
     }
@@ -293,12 +275,8 @@ fn write_output(
 }
 
 /// Solves the capture directories of `plan` (all at once, so the same object
-/// across captures is solved from summed counters).
-fn merge_captures(
-    plan: &MergePlan,
-    attribute: bool,
-    problems: &mut Vec<String>,
-) -> Result<Option<Coverage>> {
+/// across captures is solved from summed counters); `None` without any.
+fn merge_captures(plan: &MergePlan, attribute: bool) -> Result<Option<Gathered>, GatherError> {
     let dirs: Vec<CaptureDir> = plan
         .inputs
         .iter()
@@ -307,74 +285,18 @@ fn merge_captures(
             _ => None,
         })
         .collect();
-    let Some(build) = plan.build.as_deref() else {
-        return Ok(None);
-    };
     if dirs.is_empty() {
         return Ok(None);
     }
-    let cplan = capture::plan(build, &dirs, &plan.map).with_context(|| {
-        format!(
-            "failed to read build directory {}\n(hint: --build names the directory holding the .gcno files)",
-            build.display()
-        )
-    })?;
-    for path in &cplan.empty {
-        eprintln!(
-            "warning: {} is empty (its program was killed while writing it?): counted as not executed",
-            path.display()
-        );
-    }
-    let hint_no_notes = "(hint: --build must be the tree the program was compiled in; if the \
-                         .gcda paths differ from it, add --path-map GUEST_PREFIX=BUILD_PREFIX)";
-    if !cplan.problems.is_empty() {
-        let list = render_errors(&cplan.problems);
-        if !plan.keep_going {
-            bail!(
-                "failed to pair {} capture file(s):\n{list}{hint_no_notes}\n(hint: --keep-going merges the rest)",
-                cplan.problems.len()
-            );
-        }
-        problems.push(format!("{list}{hint_no_notes}"));
-    }
-    // Without per-capture output, pool the captures: same combined counts,
-    // one solve per object instead of one per capture.
-    let cplan = if attribute {
-        cplan
-    } else {
-        cplan.pooled("merged")
-    };
-    let outcome = capture::run_gcov(&cplan, &plan.rewrite, plan.keep_going);
-    if !outcome.errors.is_empty() {
-        let list = render_errors(&outcome.errors);
-        let hint = "(hint: a stamp or checksum mismatch means the program was rebuilt after \
-                    the run; re-run it or remove the stale .gcda files)";
-        if !plan.keep_going {
-            bail!(
-                "failed to read {} object(s):\n{list}{hint}\n(hint: --keep-going merges the rest)",
-                outcome.errors.len()
-            );
-        }
-        problems.push(format!("{list}{hint}"));
-    }
-    Ok(Some(outcome.coverage))
-}
-
-/// Error lines with their causes, one block per error.
-fn render_errors<E: std::error::Error>(errors: &[E]) -> String {
-    let mut out = String::new();
-    for e in errors {
-        out.push_str("  - ");
-        out.push_str(&e.to_string());
-        let mut src = e.source();
-        while let Some(s) = src {
-            out.push_str(": ");
-            out.push_str(&s.to_string());
-            src = s.source();
-        }
-        out.push('\n');
-    }
-    out
+    pipeline::gather(&Request {
+        captures: dirs,
+        search: plan.search.clone(),
+        map: plan.map.clone(),
+        rewrite: plan.rewrite.clone(),
+        keep_going: plan.keep_going,
+        attribute,
+    })
+    .map(Some)
 }
 
 /// Runs `covnet merge`.
@@ -403,7 +325,20 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
         }
     }
     let attribute = plan.write.per_capture || plan.json.is_some();
-    let captures = merge_captures(&plan, attribute, &mut problems)?;
+    let captures = match merge_captures(&plan, attribute) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(ExitCode::from(coverage_opts::print_gather_error(
+                &e,
+                coverage_opts::Command::Standalone,
+            )))
+        }
+    };
+    if let Some(g) = &captures {
+        coverage_opts::print_notices(&g.notices, &plan.search, coverage_opts::Command::Standalone);
+    }
+    let captures_skipped = captures.as_ref().is_some_and(Gathered::skipped_inputs);
+    let captures = captures.map(|g| g.coverage);
     let mut names: Vec<String> = Vec::new();
     let mut push_name = |n: &String| {
         if !names.contains(n) {
@@ -447,19 +382,29 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
             json::write(&total, out).map_err(Into::into)
         })?;
     }
+    let summary = total.summary();
     let mut err = io::stderr().lock();
-    print_summary(&mut err, &total.summary())?;
-    if problems.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    writeln!(err, "warning: some inputs were skipped (--keep-going):")?;
-    for p in &problems {
-        write!(err, "{p}")?;
-        if !p.ends_with('\n') {
-            writeln!(err)?;
+    print_summary(&mut err, &summary)?;
+    if !problems.is_empty() {
+        writeln!(err, "warning: some inputs were skipped (--keep-going):")?;
+        for p in &problems {
+            write!(err, "{p}")?;
+            if !p.ends_with('\n') {
+                writeln!(err)?;
+            }
         }
     }
-    Ok(ExitCode::from(exit::PARTIAL))
+    if !problems.is_empty() || captures_skipped {
+        return Ok(ExitCode::from(exit::PARTIAL));
+    }
+    let shortfalls = plan.thresholds.check(&summary);
+    if !shortfalls.is_empty() {
+        for s in &shortfalls {
+            writeln!(err, "error: {s}")?;
+        }
+        return Ok(ExitCode::from(exit::BELOW_THRESHOLD));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Formats a rate the way `lcov --summary` does (never 0.0% for some hits,

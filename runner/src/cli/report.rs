@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use covnet_merger::capture::{self, CaptureDir};
+use covnet_merger::capture::{CaptureDir, NotesSearch};
+use covnet_merger::lcov::{LcovFormat, WriteOptions};
 use covnet_merger::model::Coverage;
-use covnet_merger::paths::{PathMap, SourceRewrite};
-use covnet_reporter::summary::Thresholds;
+use covnet_merger::paths::SourceRewrite;
+use covnet_merger::pipeline::{self, Request};
 use covnet_reporter::{cobertura, html, json, markdown, summary, RunInfo};
+use covnet_runner::spec::CoverageSettings;
 
+use super::coverage_opts::{self, CoverageOpts};
 use super::exit;
 
 /// Arguments of `covnet report`.
@@ -21,14 +24,18 @@ pub struct ReportArgs {
     /// Inputs: lcov tracefiles (each `TN` section is kept as a capture,
     /// named after the file when empty), covnet JSON reports (`--json`
     /// output), covnet coverage JSON, or capture directories of `.gcda`
-    /// files (one per machine, named after the directory; needs --build).
+    /// files (one per machine, named after the directory; each `.gcda`
+    /// pairs with the `.gcno` at its build path, else in the --build trees).
     /// Several inputs are merged.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
-    /// Build directory holding the `.gcno` files of the programs whose
-    /// capture directories are given as inputs.
-    #[arg(long, value_name = "DIR")]
-    pub build: Option<PathBuf>,
+    /// Build trees, path maps, filters, thresholds, lcov dialect.
+    #[command(flatten)]
+    pub coverage: CoverageOpts,
+    /// Leave out capture files that cannot be paired or read, report the
+    /// rest, and exit with status 2.
+    #[arg(long)]
+    pub keep_going: bool,
     /// Write the HTML site into this directory (index.html, files/…).
     #[arg(long, value_name = "DIR")]
     pub html: Option<PathBuf>,
@@ -47,33 +54,52 @@ pub struct ReportArgs {
     /// Title shown on every output.
     #[arg(long, default_value = "covnet coverage report")]
     pub title: String,
-    /// Exit with code 3 when line coverage is below PCT percent.
-    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
-    pub fail_under_lines: Option<f64>,
-    /// Exit with code 3 when function coverage is below PCT percent.
-    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
-    pub fail_under_functions: Option<f64>,
-    /// Exit with code 3 when branch coverage is below PCT percent.
-    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
-    pub fail_under_branches: Option<f64>,
-}
-
-fn parse_percent(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number"))?;
-    if !(0.0..=100.0).contains(&v) {
-        return Err(format!("{v} is not a percentage between 0 and 100"));
-    }
-    Ok(v)
 }
 
 /// Runs `covnet report`.
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let settings = coverage_opts::resolve(&args.coverage.over(&CoverageSettings::default()))?;
+    let base = match settings.build.first() {
+        Some(b) => b.clone(),
+        None => std::env::current_dir().context("failed to get the current directory")?,
+    };
+    let rewrite = SourceRewrite {
+        map: settings.map.clone(),
+        filter: settings.filter.clone(),
+        base: Some(base),
+    };
     let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) =
         args.inputs.iter().partition(|p| p.is_dir());
-    let mut cov: Option<Coverage> = load_captures(&dirs, args.build.as_deref())?;
+    let search = NotesSearch::host_then(settings.build.clone());
+    let request = Request {
+        captures: capture_dirs(&dirs),
+        search: search.clone(),
+        map: settings.map.clone(),
+        rewrite: rewrite.clone(),
+        keep_going: args.keep_going,
+        attribute: true,
+    };
+    let mut skipped = false;
+    let mut cov: Option<Coverage> = None;
+    if !request.captures.is_empty() {
+        match pipeline::gather(&request) {
+            Ok(g) => {
+                coverage_opts::print_notices(
+                    &g.notices,
+                    &search,
+                    coverage_opts::Command::Standalone,
+                );
+                skipped = g.skipped_inputs();
+                cov = Some(g.coverage);
+            }
+            Err(e) => {
+                return Ok(ExitCode::from(coverage_opts::print_gather_error(
+                    &e,
+                    coverage_opts::Command::Standalone,
+                )))
+            }
+        }
+    }
     // Parse the files side by side (a few at a time), then merge in input
     // order.
     let width = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -91,8 +117,22 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    // Tracefiles keep their source paths as written unless a map or a
+    // filter is asked for.
+    let retrace = SourceRewrite {
+        base: None,
+        ..rewrite.clone()
+    };
+    let touch_tracefiles = !(args.coverage.path_map.is_empty()
+        && args.coverage.include.is_empty()
+        && args.coverage.exclude.is_empty());
     for (input, one) in files.iter().zip(loaded) {
-        let one = one?;
+        let mut one = one?;
+        if touch_tracefiles {
+            one = retrace
+                .apply(one)
+                .with_context(|| format!("failed to rewrite the paths of {}", input.display()))?;
+        }
         cov = Some(match cov {
             None => one,
             Some(acc) => covnet_merger::merge::merge(acc, one)
@@ -107,11 +147,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .map(|p| p.display().to_string())
             .collect(),
     );
-    let thresholds = Thresholds {
-        lines: args.fail_under_lines,
-        functions: args.fail_under_functions,
-        branches: args.fail_under_branches,
-    };
+    let thresholds = settings.thresholds;
 
     if let Some(dir) = &args.html {
         let site = html::write_site(&cov, &info, dir)
@@ -130,7 +166,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(path) = &args.lcov {
-        write_lcov(&cov, path)?;
+        write_lcov(&cov, path, settings.lcov_format)?;
     }
     if let Some(path) = &args.cobertura {
         cobertura::write_path(&cov, &info, path).context("failed to write the Cobertura report")?;
@@ -148,6 +184,12 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     summary::write_table(&cov, &info, &mut out)?;
     out.flush()?;
 
+    if skipped {
+        eprintln!(
+            "warning: some capture files were left out (--keep-going): the report is incomplete"
+        );
+        return Ok(ExitCode::from(exit::PARTIAL));
+    }
     let shortfalls = thresholds.check(&cov.summary());
     if shortfalls.is_empty() {
         return Ok(ExitCode::SUCCESS);
@@ -158,28 +200,22 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit::BELOW_THRESHOLD))
 }
 
-fn write_lcov(cov: &Coverage, path: &Path) -> anyhow::Result<()> {
+fn write_lcov(cov: &Coverage, path: &Path, format: LcovFormat) -> anyhow::Result<()> {
     let file = File::create(path)
         .with_context(|| format!("failed to create lcov tracefile {}", path.display()))?;
     let mut w = io::BufWriter::new(file);
-    covnet_merger::lcov::write(cov, &mut w, Default::default())
+    let options = WriteOptions {
+        format,
+        per_capture: false,
+    };
+    covnet_merger::lcov::write(cov, &mut w, options)
         .and_then(|()| w.flush())
         .with_context(|| format!("failed to write lcov tracefile {}", path.display()))
 }
 
-/// Solves capture directories (one per machine) against the notes files in
-/// `build`, all at once so the same object across machines is solved from
-/// summed counters. `None` when there are no directories.
-fn load_captures(dirs: &[&PathBuf], build: Option<&Path>) -> anyhow::Result<Option<Coverage>> {
-    let Some(first) = dirs.first() else {
-        return Ok(None);
-    };
-    let Some(build) = build else {
-        bail!(
-            "failed to read capture directory {}: no build directory given\n  (hint: add --build <dir holding the .gcno files>, or pass an lcov tracefile)",
-            first.display()
-        );
-    };
+/// Capture directories named after their last component (the whole path
+/// where two would share a name).
+fn capture_dirs(dirs: &[&PathBuf]) -> Vec<CaptureDir> {
     let mut captures: Vec<CaptureDir> = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let base = dir
@@ -197,33 +233,7 @@ fn load_captures(dirs: &[&PathBuf], build: Option<&Path>) -> anyhow::Result<Opti
             root: dir.to_path_buf(),
         });
     }
-    let plan = capture::plan(build, &captures, &PathMap::default()).with_context(|| {
-        format!(
-            "failed to read build directory {}\n  (hint: --build names the directory holding the .gcno files)",
-            build.display()
-        )
-    })?;
-    for path in &plan.empty {
-        eprintln!(
-            "warning: {} is empty (its program was killed while writing it?): counted as not executed",
-            path.display()
-        );
-    }
-    let mut problems: Vec<String> = plan.problems.iter().map(|e| format!("{e:#}")).collect();
-    let rewrite = SourceRewrite {
-        base: Some(build.to_path_buf()),
-        ..SourceRewrite::identity()
-    };
-    let outcome = capture::run_gcov(&plan, &rewrite, false);
-    problems.extend(outcome.errors.iter().map(|e| format!("{e:#}")));
-    if !problems.is_empty() {
-        bail!(
-            "failed to read {} capture file(s):\n  - {}\n  (hint: the build directory must be the tree the programs were compiled in, unchanged since the run; covnet merge --keep-going --path-map can merge the rest into a tracefile)",
-            problems.len(),
-            problems.join("\n  - ")
-        );
-    }
-    Ok(Some(outcome.coverage))
+    captures
 }
 
 /// Reads one input, choosing the reader by content: `{` starts a JSON
@@ -278,6 +288,7 @@ mod tests {
 
     #[test]
     fn percentages_are_validated() {
+        use coverage_opts::parse_percent;
         assert_eq!(parse_percent("80"), Ok(80.0));
         assert_eq!(parse_percent("72.5%"), Ok(72.5));
         assert!(parse_percent("101").is_err());

@@ -9,17 +9,20 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use clap::Args;
 
+use covnet_merger::capture::NotesSearch;
+use covnet_merger::paths::SourceRewrite;
 use covnet_runner::accel::AccelRequest;
 use covnet_runner::bundle::{write_bundle, BundleInput};
-use covnet_runner::coverage::{self, CollectOptions, MachineCapture};
+use covnet_runner::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
 use covnet_runner::events::{self, TerminalReporter};
 use covnet_runner::junit::TestSuite;
 use covnet_runner::network::{watch_signals, Interrupter, Network, NetworkOptions};
 use covnet_runner::script::{
     run_script, CollectHook, ScriptCoverage, ScriptFailure, ScriptOptions,
 };
-use covnet_runner::spec::{Backend, Script, Spec};
+use covnet_runner::spec::{Backend, CoverageSettings, Script, Spec};
 
+use super::coverage_opts::{self, CoverageOpts};
 use super::exit;
 
 /// Arguments of `covnet run`.
@@ -60,14 +63,14 @@ pub struct RunArgs {
     /// directory.
     #[arg(long)]
     pub coverage: bool,
-    /// Directory holding the programs' `.gcno` files (default: the spec's
-    /// directory).
-    #[arg(long, value_name = "DIR", requires = "coverage")]
-    pub build: Option<PathBuf>,
     /// Also keep what each subtest covered as a capture of its own
-    /// (`<machine>@<subtest>`).
+    /// (`<machine>@<subtest>`); also `[coverage] per_subtest = true`.
     #[arg(long, requires = "coverage")]
     pub coverage_per_subtest: bool,
+    /// With --coverage: build trees, path maps, filters, thresholds, lcov
+    /// dialect, each overriding the spec's `[coverage]` field.
+    #[command(flatten)]
+    pub coverage_opts: CoverageOpts,
 }
 
 /// Validated inputs of a run.
@@ -75,12 +78,19 @@ struct RunPlan {
     /// Test name: the spec's file stem (its directory's name for `spec.toml`).
     name: String,
     spec: Spec,
+    /// The spec's `[coverage]` with the command line's options on top.
+    coverage: CoverageSettings,
     source: String,
     options: ScriptOptions,
     out: PathBuf,
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
+    if args.coverage_opts.any() && !args.coverage {
+        anyhow::bail!(
+            "coverage options (--build, --path-map, --include, --exclude, --fail-under-*, --lcov-format) need --coverage"
+        );
+    }
     let mut spec = Spec::from_path(&args.spec)?;
     if let Some(backend) = args.backend {
         spec = spec.with_backend(backend)?;
@@ -125,8 +135,13 @@ fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
 
     std::fs::create_dir_all(&out)
         .with_context(|| format!("failed to create output directory {}", out.display()))?;
+    let mut coverage = args.coverage_opts.over(&spec.coverage);
+    coverage.per_subtest |= args.coverage_per_subtest;
+    // Fail on a bad glob or map before anything boots.
+    coverage_opts::resolve(&coverage)?;
     Ok(RunPlan {
         name: stem,
+        coverage,
         spec,
         source,
         options: ScriptOptions {
@@ -206,13 +221,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = &outcome.shutdown_error {
         eprintln!("error: {e}");
     }
-    let verdict = if outcome.code == exit::SUCCESS {
+    // The test's own verdict first; a passed test whose coverage is
+    // missing or incomplete says so on the same line (and in the exit code).
+    let verdict = if outcome.test_code == exit::SUCCESS {
         "PASSED"
     } else {
         "FAILED"
     };
+    let coverage = match outcome.coverage_verdict {
+        Some(c) => format!(", but {c} (exit {})", outcome.code),
+        None => String::new(),
+    };
     eprintln!(
-        "{verdict}: {} ({:.2}s)",
+        "{verdict}: {} ({:.2}s){coverage}",
         args.spec.display(),
         outcome.elapsed.as_secs_f64()
     );
@@ -221,6 +242,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 struct Outcome {
     code: u8,
+    /// The exit code the test alone gave.
+    test_code: u8,
+    /// What the coverage part adds to a passed test's verdict.
+    coverage_verdict: Option<&'static str>,
     cases: Vec<covnet_runner::junit::TestCase>,
     failure_text: Option<String>,
     bundle: Option<PathBuf>,
@@ -281,7 +306,7 @@ fn run_with_events(
             &network,
             &plan.out.join("coverage"),
             phases.clone(),
-            args.coverage_per_subtest,
+            plan.coverage.per_subtest,
         ));
     }
     let report = run_script(network.nodes(), &plan.source, &options);
@@ -326,13 +351,15 @@ fn run_with_events(
     // Coverage is collected whatever the script's verdict: a failed test's
     // coverage is still worth reading, and a crashed machine is named.
     let coverage = if args.coverage {
-        Some(collect_and_report(args, plan, &network, &phases))
+        Some(collect_and_report(plan, &network, &phases))
     } else {
         None
     };
-    let code = match &coverage {
-        Some(Err(_)) if code == exit::SUCCESS => exit::FAILURE,
-        _ => code,
+    let test_code = code;
+    let (code, coverage_verdict) = match &coverage {
+        Some(Err(_)) if code == exit::SUCCESS => (exit::FAILURE, Some("coverage failed")),
+        Some(Ok(end)) if code == exit::SUCCESS => end.verdict(),
+        _ => (code, None),
     };
 
     let grace = network.context().timeouts.shutdown;
@@ -354,6 +381,8 @@ fn run_with_events(
     }
     Ok(Outcome {
         code,
+        test_code,
+        coverage_verdict,
         cases: report.cases,
         failure_text,
         bundle,
@@ -363,14 +392,45 @@ fn run_with_events(
     })
 }
 
+/// How the coverage part of a run ended, when it did not fail outright.
+enum CoverageEnd {
+    /// Every pulled file is in the report and the thresholds are met.
+    Complete,
+    /// The report was written without some inputs (unpaired or bad
+    /// `.gcda` files): exit 2.
+    Incomplete,
+    /// There is no report: nothing could be paired, or nothing is left
+    /// (the exit code says which).
+    Nothing(u8),
+    /// A `fail_under` threshold was not met: exit 3.
+    BelowThreshold,
+}
+
+impl CoverageEnd {
+    /// The exit code of a run whose test passed, and what the verdict
+    /// line adds.
+    fn verdict(&self) -> (u8, Option<&'static str>) {
+        match self {
+            CoverageEnd::Complete => (exit::SUCCESS, None),
+            CoverageEnd::Incomplete => (
+                exit::PARTIAL,
+                Some("coverage incomplete: some .gcda files were left out"),
+            ),
+            CoverageEnd::Nothing(code) => (*code, Some("no coverage report: nothing to report")),
+            CoverageEnd::BelowThreshold => {
+                (exit::BELOW_THRESHOLD, Some("coverage below the threshold"))
+            }
+        }
+    }
+}
+
 /// Pulls every machine's gcov data, merges it and writes the reports into
 /// the output directory; prints where they are and the totals.
 fn collect_and_report(
-    args: &RunArgs,
     plan: &RunPlan,
     network: &Network,
     phases: &Phases,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<CoverageEnd> {
     let done = phases
         .shut_down
         .lock()
@@ -396,12 +456,44 @@ fn collect_and_report(
         .map(|c| c.clone())
         .unwrap_or_default();
     captures.extend(coverage::collect_all(&machines, &dest, &opts));
-    let build = match &args.build {
-        Some(b) => b.clone(),
-        None => plan.spec.dir(),
+    let settings = coverage_opts::resolve(&plan.coverage)?;
+    // A program runs in the guest at its host path: its notes are where
+    // gcc left them; then the spec's tree, then the named trees.
+    let mut trees = vec![plan.spec.dir()];
+    trees.extend(settings.build.iter().cloned());
+    let search = NotesSearch::host_then(trees);
+    let merge_settings = MergeSettings {
+        search: search.clone(),
+        map: settings.map.clone(),
+        rewrite: SourceRewrite {
+            map: settings.map.clone(),
+            filter: settings.filter.clone(),
+            base: None,
+        },
     };
-    let merged = coverage::merge(&build, &captures)
-        .with_context(|| format!("failed to merge the coverage against {}", build.display()))?;
+    for c in &captures {
+        if let Err(why) = &c.outcome {
+            eprintln!("warning: {}: {why}", c.name);
+        }
+    }
+    let merged = match coverage::merge(&captures, &merge_settings) {
+        Ok(m) => m,
+        Err(e) => {
+            let pulled: usize = captures
+                .iter()
+                .filter_map(|c| c.outcome.as_ref().ok())
+                .map(|p| p.files)
+                .sum();
+            eprintln!(
+                "\ncoverage: {pulled} .gcda file(s) pulled from {} capture(s)",
+                captures.len()
+            );
+            return Ok(CoverageEnd::Nothing(coverage_opts::print_gather_error(
+                &e,
+                coverage_opts::Command::Run,
+            )));
+        }
+    };
     let inputs = captures
         .iter()
         .map(|c| match &c.outcome {
@@ -411,18 +503,36 @@ fn collect_and_report(
         .collect();
     let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
     info.notes = merged.notes.clone();
-    let paths = coverage::write_reports(&merged, &info, &plan.out)
+    let paths = coverage::write_reports(&merged, &info, &plan.out, settings.lcov_format)
         .context("failed to write the coverage report")?;
     let mut table = Vec::new();
     covnet_reporter::summary::write_table(&merged.coverage, &info, &mut table)
         .context("failed to format the coverage summary")?;
     eprintln!("\n{}", String::from_utf8_lossy(&table).trim_end());
-    for note in &merged.notes {
-        eprintln!("warning: {note}");
+    for c in &captures {
+        if let Ok(p) = &c.outcome {
+            for s in &p.survivors {
+                eprintln!(
+                    "warning: {}: service `{s}` did not exit after SIGTERM; its coverage is missing",
+                    c.name
+                );
+            }
+        }
     }
+    coverage_opts::print_notices(&merged.notices, &search, coverage_opts::Command::Run);
     eprintln!("coverage report: {}", paths.html.display());
     eprintln!("lcov tracefile: {}", paths.lcov.display());
-    Ok(())
+    if merged.skipped_inputs {
+        return Ok(CoverageEnd::Incomplete);
+    }
+    let shortfalls = settings.thresholds.check(&merged.coverage.summary());
+    if !shortfalls.is_empty() {
+        for s in &shortfalls {
+            eprintln!("error: {s}");
+        }
+        return Ok(CoverageEnd::BelowThreshold);
+    }
+    Ok(CoverageEnd::Complete)
 }
 
 /// Coverage collected while the script runs: phases, subtests, and machines

@@ -264,8 +264,49 @@ fn mixed_inputs_names_and_usage_errors() {
 
     // Usage errors: exit 1 with a hint, nothing written.
     let bad = work.join("bad.info");
+    // Without --build, a capture that mirrors absolute build paths pairs
+    // with the notes where gcc left them: the same result as with it.
+    let found = work.join("found.info");
+    let res = covnet(&["merge", s(&c1), "-o", s(&found)], work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    let with_build = work.join("with-build.info");
+    let res = covnet(
+        &[
+            "merge",
+            "--build",
+            s(&p.build),
+            s(&c1),
+            "-o",
+            s(&with_build),
+        ],
+        work,
+    )
+    .expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(
+        Tracefile::read(&found).expect("read").lines,
+        Tracefile::read(&with_build).expect("read").lines
+    );
+    // A capture whose paths lead nowhere: nothing paired is exit 2 ("inputs
+    // skipped"), with where covnet looked and the flag that fixes it.
+    let lost = work.join("captures/lost");
+    std::fs::create_dir_all(lost.join("elsewhere")).expect("mkdir");
+    let gcda = p.gcda_files(&c1).expect("list");
+    std::fs::copy(&gcda["main.gcda"], lost.join("elsewhere/main.gcda")).expect("copy");
+    let res = covnet(&["merge", s(&lost), "-o", s(&bad)], work).expect("run covnet");
+    assert_eq!(res.code(), 2, "{res}");
+    assert!(
+        res.stderr
+            .contains("none of the 1 .gcda file(s) found its .gcno")
+            && res.stderr.contains("elsewhere/main.gcda")
+            && res
+                .stderr
+                .contains("covnet looked at each .gcda's own build path")
+            && res.stderr.contains("--build DIR"),
+        "{res}"
+    );
+    assert!(!bad.exists(), "{res}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["merge", s(&c1), "-o", s(&bad)], "--build"),
         (
             vec![
                 "merge",

@@ -541,15 +541,47 @@ fn capture_directories_with_build_match_lcov() {
             );
         }
     }
-    // Without --build the error says what to add.
+    // Without --build the .gcda files pair with the notes at their own
+    // build paths: the same report.
+    let json2 = root.join("found.json");
     let r = run(
         Command::new(covnet_bin())
             .arg("report")
-            .arg(root.join("cap/web")),
+            .arg(root.join("cap/web"))
+            .arg(root.join("cap/client"))
+            .arg("--json")
+            .arg(&json2),
         SLOW,
     );
-    assert_eq!(r.status.code(), Some(1));
-    assert!(r.stderr.contains("hint: add --build"), "{}", r.stderr);
+    assert_eq!(r.status.code(), Some(0), "{}", r.stderr);
+    let (found, _) = covnet_reporter::json::read_path(&json2).expect("read the JSON report");
+    assert_eq!(found.files, cov.files);
+    // Notes that are nowhere to be found: exit 2, and the flag that fixes it.
+    let lost = root.join("lost");
+    std::fs::create_dir_all(lost.join("elsewhere")).expect("mkdir");
+    let some = walk_gcda(&root.join("cap/web"));
+    std::fs::copy(&some[0], lost.join("elsewhere/x.gcda")).expect("copy");
+    let r = run(Command::new(covnet_bin()).arg("report").arg(&lost), SLOW);
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--build DIR"), "{}", r.stderr);
+}
+
+/// Every `.gcda` below `dir`.
+fn walk_gcda(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "gcda") {
+                out.push(p);
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no .gcda below {}", dir.display());
+    out
 }
 
 #[test]

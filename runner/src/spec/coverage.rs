@@ -1,0 +1,149 @@
+//! The spec's `[coverage]` table: everything a run's coverage needs, so a
+//! spec carries its whole coverage setup. Command-line flags override it
+//! field by field.
+//!
+//! ```toml
+//! [coverage]
+//! build = ["../server/build", "/src/client/out"]  # more trees with .gcno
+//! include = ["*/src/*"]
+//! exclude = ["*/tests/*"]
+//! path_map = ["/build/server=/home/me/server"]
+//! fail_under = { lines = 80, functions = 75, branches = 50 }
+//! per_subtest = true
+//! lcov_format = 1
+//! ```
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{SpecError, SpecErrorKind, Validator};
+
+/// Coverage settings of a spec (`[coverage]`); all empty by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CoverageSettings {
+    /// Build trees holding `.gcno` files, searched after each `.gcda`'s own
+    /// host path and the spec's directory (absolute, resolved against the
+    /// spec's directory).
+    pub build: Vec<PathBuf>,
+    /// Keep only source files matching one of these globs.
+    pub include: Vec<String>,
+    /// Drop source files matching one of these globs.
+    pub exclude: Vec<String>,
+    /// `FROM=TO` prefix rewrites of build and source paths.
+    pub path_map: Vec<String>,
+    /// Minimum coverage, in percent; a run below fails with exit code 3.
+    pub fail_under: FailUnder,
+    /// Keep what each subtest covered as a capture of its own.
+    pub per_subtest: bool,
+    /// lcov dialect of the tracefiles: 1 or 2.
+    pub lcov_format: u8,
+}
+
+/// Coverage thresholds in percent (`fail_under = { lines = 80 }`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FailUnder {
+    /// Lines.
+    pub lines: Option<f64>,
+    /// Functions.
+    pub functions: Option<f64>,
+    /// Branches.
+    pub branches: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCoverage {
+    #[serde(default)]
+    build: Vec<Spanned<PathBuf>>,
+    #[serde(default)]
+    include: Vec<Spanned<String>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    path_map: Vec<Spanned<String>>,
+    fail_under: Option<RawFailUnder>,
+    per_subtest: Option<bool>,
+    lcov_format: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailUnder {
+    lines: Option<Spanned<f64>>,
+    functions: Option<Spanned<f64>>,
+    branches: Option<Spanned<f64>>,
+}
+
+impl Validator<'_> {
+    pub(super) fn coverage(&self, raw: RawCoverage) -> Result<CoverageSettings, SpecError> {
+        let invalid =
+            |field: &'static str, why: String| SpecErrorKind::InvalidCoverage { field, why };
+        let build = raw
+            .build
+            .iter()
+            .map(|b| self.resolve(b.get_ref()))
+            .collect();
+        for (field, globs) in [("include", &raw.include), ("exclude", &raw.exclude)] {
+            for g in globs {
+                if let Err(e) =
+                    covnet_merger::paths::SourceFilter::new(&[g.get_ref().as_str()], &[])
+                {
+                    return Err(self.err(Some(&g.span()), invalid(field, e.to_string())));
+                }
+            }
+        }
+        for m in &raw.path_map {
+            if let Err(e) = covnet_merger::paths::PathMap::parse(&[m.get_ref()]) {
+                return Err(self.err(Some(&m.span()), invalid("path_map", e.to_string())));
+            }
+        }
+        let mut fail_under = FailUnder::default();
+        if let Some(f) = raw.fail_under {
+            for (field, value, slot) in [
+                ("fail_under.lines", f.lines, &mut fail_under.lines),
+                (
+                    "fail_under.functions",
+                    f.functions,
+                    &mut fail_under.functions,
+                ),
+                ("fail_under.branches", f.branches, &mut fail_under.branches),
+            ] {
+                if let Some(v) = value {
+                    let pct = *v.get_ref();
+                    if !(0.0..=100.0).contains(&pct) {
+                        return Err(self.err(
+                            Some(&v.span()),
+                            invalid(field, format!("{pct} is not a percentage from 0 to 100")),
+                        ));
+                    }
+                    *slot = Some(pct);
+                }
+            }
+        }
+        let lcov_format = match raw.lcov_format {
+            None => 1,
+            Some(v) => match *v.get_ref() {
+                1 => 1,
+                2 => 2,
+                n => {
+                    return Err(self.err(
+                        Some(&v.span()),
+                        invalid("lcov_format", format!("{n} is not an lcov format (1 or 2)")),
+                    ))
+                }
+            },
+        };
+        let strings = |v: Vec<Spanned<String>>| v.into_iter().map(Spanned::into_inner).collect();
+        Ok(CoverageSettings {
+            build,
+            include: strings(raw.include),
+            exclude: strings(raw.exclude),
+            path_map: strings(raw.path_map),
+            fail_under,
+            per_subtest: raw.per_subtest.unwrap_or(false),
+            lcov_format,
+        })
+    }
+}
