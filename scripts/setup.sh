@@ -12,6 +12,8 @@ packages=(
   lcov python3-pip libxml2-utils
   # tests: processes, sockets, network namespaces, browser
   procps iproute2 iputils-ping curl chromium chromium-driver hyperfine time
+  # `covnet run --pcap` captures are read back with a real pcap reader
+  tcpdump
   # `covnet collect --ssh` is tested against a private sshd on loopback
   openssh-client openssh-server
 )
