@@ -294,6 +294,22 @@ impl Program {
         Ok(())
     }
 
+    /// Adds a second program: writes `src/<stem>.c`, compiles it like the
+    /// others and links it alone to `build/<stem>`, which it returns.
+    pub fn add_program(&self, stem: &str, source: &str) -> Result<PathBuf> {
+        std::fs::write(self.src.join(format!("{stem}.c")), source)?;
+        self.compile(stem)?;
+        run_ok(
+            Command::new("gcc")
+                .arg("--coverage")
+                .arg(format!("{stem}.o"))
+                .arg("-o")
+                .arg(stem)
+                .current_dir(&self.build),
+        )?;
+        Ok(self.build.join(stem))
+    }
+
     /// Runs the program once per argument into the capture directory
     /// `<tmp>/captures/<name>` (`GCOV_PREFIX`, so `.gcda` files sit under
     /// their full build path) and returns it.

@@ -7,6 +7,7 @@ mod corruption;
 mod coverage_run;
 mod exactness;
 mod faults;
+mod features;
 mod fuzz_regressions;
 mod isolation;
 mod lcov_peer;
