@@ -64,6 +64,7 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                 machines: machine_rows(
                     &cov.captures,
                     &f.by_capture,
+                    &own_of_file(f),
                     &unique_lines([f.coverage], ncap),
                 ),
                 unique_toggle: true,
@@ -97,7 +98,12 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
         root,
         captures: &cov.captures,
         stats: Stats::new(&tree.totals, &tree.capture_totals),
-        machines: machine_rows(&cov.captures, &tree.capture_totals, &unique),
+        machines: machine_rows(
+            &cov.captures,
+            &tree.capture_totals,
+            &tree.own_totals,
+            &unique,
+        ),
         unique_toggle: false,
         dirs: tree
             .dirs
@@ -249,23 +255,48 @@ impl Stats {
 
 struct MachineRow<'a> {
     name: &'a str,
+    /// Over the machine's own code (the files it had).
+    own_lines: Percent,
+    own_functions: Percent,
+    own_branches: Percent,
+    /// Over every machine's code: the share of the whole.
     lines: Percent,
     functions: Percent,
     branches: Percent,
     unique_lines: u64,
 }
 
+/// A file's per-capture totals where the capture had the file, zero where
+/// it did not.
+fn own_of_file(f: &FileEntry<'_>) -> Vec<Summary> {
+    f.by_capture
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if f.coverage.owned_by_capture(i) {
+                *s
+            } else {
+                Summary::default()
+            }
+        })
+        .collect()
+}
+
 fn machine_rows<'a>(
     captures: &'a [String],
     totals: &[Summary],
+    own: &[Summary],
     unique: &[u64],
 ) -> Vec<MachineRow<'a>> {
     captures
         .iter()
-        .zip(totals)
+        .zip(totals.iter().zip(own))
         .zip(unique)
-        .map(|((name, s), &u)| MachineRow {
+        .map(|((name, (s, o)), &u)| MachineRow {
             name,
+            own_lines: Percent::new(o.lines_hit, o.lines_found),
+            own_functions: Percent::new(o.functions_hit, o.functions_found),
+            own_branches: Percent::new(o.branches_hit, o.branches_found),
             lines: Percent::new(s.lines_hit, s.lines_found),
             functions: Percent::new(s.functions_hit, s.functions_found),
             branches: Percent::new(s.branches_hit, s.branches_found),

@@ -504,6 +504,32 @@ impl Tracefile {
     pub fn read(path: &Path) -> Result<Tracefile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read {}", path.display()))?;
+        Tracefile::parse(&text, path)
+    }
+
+    /// Reads each `TN` section of a tracefile on its own, by test name
+    /// (sections of the same name add up).
+    pub fn read_sections(path: &Path) -> Result<BTreeMap<String, Tracefile>> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let mut chunks: BTreeMap<String, String> = BTreeMap::new();
+        let mut tn = String::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("TN:") {
+                tn = t.to_owned();
+            }
+            let chunk = chunks.entry(tn.clone()).or_default();
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
+        chunks
+            .into_iter()
+            .map(|(tn, text)| Ok((tn, Tracefile::parse(&text, path)?)))
+            .collect()
+    }
+
+    /// Parses tracefile text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Tracefile> {
         let mut t = Tracefile::default();
         let mut sf = String::new();
         for (no, line) in text.lines().enumerate() {

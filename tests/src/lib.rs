@@ -7,4 +7,5 @@ pub mod budget;
 pub mod fuzz_bodies;
 pub mod gcc;
 pub mod lcov_tool;
+pub mod oracle;
 pub mod running;

@@ -182,7 +182,7 @@ pub fn print_notices(notices: &[Notice], search: &NotesSearch, cmd: Command) {
     if !unpaired.is_empty() {
         let n: usize = unpaired.iter().map(|u| u.count).sum();
         eprintln!(
-            "warning: {n} .gcda file(s) found no .gcno and were left out; their coverage is missing:\n{}",
+            "warning: coverage incomplete: {n} .gcda file(s) left out, their notes (.gcno) not found:\n{}",
             unpaired_text(&unpaired, search, cmd)
         );
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use covnet_tests::budget::{Budget, DEFAULT_LIMIT};
 use covnet_tests::lcov_tool::{self, Tracefile};
+use covnet_tests::oracle::{self, compare, Gcov, LineCounts};
 
 /// A whole `covnet run` of the example: build, boot two guests, test, pull
 /// (cut to what is left of the test's budget when it runs twice).
@@ -80,9 +81,6 @@ impl Example {
     }
 }
 
-/// Per (file, line): a `DA` count.
-type LineCounts = BTreeMap<(String, u32), i64>;
-
 /// Per test name (capture), per (file, line): the `DA` count.
 fn per_test_lines(info: &Path) -> Result<BTreeMap<String, LineCounts>> {
     let text = std::fs::read_to_string(info)?;
@@ -106,77 +104,12 @@ fn per_test_lines(info: &Path) -> Result<BTreeMap<String, LineCounts>> {
     Ok(out)
 }
 
-/// What gcov says about the objects in `build`, given the `.gcda` files
-/// copied next to their notes: per-line counts (summed over entries), branch
-/// counts per line in order, and function entry counts.
-#[derive(Default, Debug)]
-struct Gcov {
-    lines: LineCounts,
-    branches: BTreeMap<(String, u32), Vec<i64>>,
-    functions: BTreeMap<(String, String), i64>,
-}
-
+/// What gcov says about the objects of `build` (four: three server, one
+/// client), given the `.gcda` files copied next to their notes.
 fn gcov(build: &Path) -> Result<Gcov> {
-    let mut g = Gcov::default();
-    let mut notes: Vec<PathBuf> = std::fs::read_dir(build)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gcno"))
-        .collect();
-    notes.sort();
-    ensure!(notes.len() == 4, "expected 4 objects, found {notes:?}");
-    for n in &notes {
-        let o = lcov_tool::run_ok(
-            Command::new("gcov")
-                .args(["-b", "-t", "--json-format"])
-                .arg(n)
-                .current_dir(build),
-        )?;
-        for doc in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(doc)?;
-            let cwd = v["current_working_directory"].as_str().unwrap_or("");
-            for f in v["files"].as_array().context("files")? {
-                let name = f["file"].as_str().context("file")?;
-                let path = if name.starts_with('/') {
-                    PathBuf::from(name)
-                } else {
-                    Path::new(cwd).join(name)
-                };
-                let file = normalize(&path);
-                for l in f["lines"].as_array().context("lines")? {
-                    let no = u32::try_from(l["line_number"].as_u64().context("line_number")?)?;
-                    *g.lines.entry((file.clone(), no)).or_default() +=
-                        l["count"].as_i64().context("count")?;
-                    let b = g.branches.entry((file.clone(), no)).or_default();
-                    for br in l["branches"].as_array().context("branches")? {
-                        b.push(br["count"].as_i64().context("branch count")?);
-                    }
-                }
-                for func in f["functions"].as_array().context("functions")? {
-                    let name = func["name"].as_str().context("name")?.to_owned();
-                    *g.functions.entry((file.clone(), name)).or_default() += func
-                        ["execution_count"]
-                        .as_i64()
-                        .context("execution_count")?;
-                }
-            }
-        }
-    }
-    g.branches.retain(|_, v| !v.is_empty());
-    Ok(g)
-}
-
-fn normalize(p: &Path) -> String {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            c => out.push(c),
-        }
-    }
-    out.to_string_lossy().into_owned()
+    let objects = oracle::objects_of_build(build)?;
+    ensure!(objects.len() == 4, "expected 4 objects, found {objects:?}");
+    oracle::gcov_over(&objects)
 }
 
 /// Copies every `.gcda` below `capture` into `build` (flat: the example's
@@ -196,49 +129,6 @@ fn stage(capture: &Path, build: &Path) -> Result<usize> {
         }
     }
     Ok(n)
-}
-
-fn compare(what: &str, covnet: &Tracefile, oracle: &Gcov) -> Result<()> {
-    let lines = lcov_tool::diff_maps("gcov", &oracle.lines, "covnet", &covnet.lines);
-    ensure!(
-        lines.is_empty(),
-        "{what}: line counts differ from gcov:\n{lines}"
-    );
-    let mut branches: BTreeMap<(String, u32), Vec<i64>> = BTreeMap::new();
-    for (k, m) in &covnet.branches {
-        // BRDA keys sort as (block, "block/branch"): gcov's order.
-        let mut v: Vec<((u32, u32), i64)> = m
-            .iter()
-            .map(|((_, bb), t)| {
-                let (b, r) = bb.split_once('/').unwrap_or(("0", "0"));
-                (
-                    (b.parse().unwrap_or(0), r.parse().unwrap_or(0)),
-                    t.unwrap_or(0),
-                )
-            })
-            .collect();
-        v.sort();
-        branches.insert(k.clone(), v.into_iter().map(|(_, t)| t).collect());
-    }
-    let b = lcov_tool::diff_maps("gcov", &oracle.branches, "covnet", &branches);
-    ensure!(b.is_empty(), "{what}: branch counts differ from gcov:\n{b}");
-    let funcs: BTreeMap<(String, String), i64> = covnet
-        .functions
-        .iter()
-        .map(|(k, (_, c))| (k.clone(), *c))
-        .collect();
-    let f = lcov_tool::diff_maps("gcov", &oracle.functions, "covnet", &funcs);
-    ensure!(
-        f.is_empty(),
-        "{what}: function counts differ from gcov:\n{f}"
-    );
-    eprintln!(
-        "{what}: {} lines, {} branch lines, {} functions agree with gcov",
-        oracle.lines.len(),
-        oracle.branches.len(),
-        oracle.functions.len()
-    );
-    Ok(())
 }
 
 #[test]
@@ -304,6 +194,42 @@ fn check_example(backend: &[&str]) -> Result<()> {
         hits("server", "/src/client.c") == 0,
         "server cannot hit client.c"
     );
+
+    // Each machine's "own code" figures are gcov's over its own objects.
+    let (report, _) = covnet_reporter::json::read_path(&out.join("coverage.json"))?;
+    let tree = covnet_reporter::tree::Tree::new(&report);
+    for machine in ["server", "client"] {
+        let own = oracle::gcov_over(&oracle::mirrored(&[&out.join("coverage").join(machine)])?)?;
+        let at = report
+            .captures
+            .iter()
+            .position(|c| c == machine)
+            .context("machine in the report")?;
+        let o = tree.own_totals[at];
+        let hit = own.lines.values().filter(|&&c| c > 0).count() as u64;
+        ensure!(
+            (o.lines_hit, o.lines_found) == (hit, own.lines.len() as u64),
+            "{machine}: own-code lines {}/{} but gcov over its objects says {hit}/{}",
+            o.lines_hit,
+            o.lines_found,
+            own.lines.len()
+        );
+        let fns = own.functions.values().filter(|&&c| c > 0).count() as u64;
+        ensure!(
+            (o.functions_hit, o.functions_found) == (fns, own.functions.len() as u64),
+            "{machine}: own-code functions {}/{}, gcov {fns}/{}",
+            o.functions_hit,
+            o.functions_found,
+            own.functions.len()
+        );
+        eprintln!(
+            "{machine}: own code {}/{} lines as gcov says; share of the whole {}/{}",
+            o.lines_hit,
+            o.lines_found,
+            tree.capture_totals[at].lines_hit,
+            tree.capture_totals[at].lines_found
+        );
+    }
 
     // The report shows the per-machine breakdown.
     let index = std::fs::read_to_string(out.join("report/index.html"))?;

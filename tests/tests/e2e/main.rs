@@ -1,6 +1,7 @@
 //! covnet's end-to-end tests: one binary, one module per topic.
 
 mod browser;
+mod build_trees;
 mod cleanup;
 mod collect_ssh;
 mod corruption;
