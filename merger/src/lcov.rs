@@ -529,7 +529,7 @@ impl OpenRecord {
         Ok(FileCoverage {
             lines: self.lines,
             functions,
-            owned_by: Vec::new(),
+            ..FileCoverage::default()
         })
     }
 }

@@ -29,6 +29,7 @@ pub mod bytes;
 pub mod capture;
 pub mod demangle;
 pub mod error;
+pub mod exclude;
 pub mod gcda;
 pub mod gcno;
 pub mod graph;

@@ -183,6 +183,8 @@ pub fn merge_file(
         }
         crate::model::normalize_owned(owned)
     };
+    a.excluded_lines.extend(b.excluded_lines);
+    a.excluded_branch_lines.extend(b.excluded_branch_lines);
     Ok(a)
 }
 

@@ -11,7 +11,7 @@
 //! combined count: gcov's line counts are not additive (see
 //! `shared/docs/gcov-format.md` §9.2); branch and function counts are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,15 @@ pub struct FileCoverage {
     /// or a single capture).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned_by: Vec<bool>,
+    /// Instrumented lines whose data an exclusion marker or regex dropped
+    /// (see [`crate::exclude`]); reports show them as excluded. Not part of
+    /// lcov output, as in lcov.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub excluded_lines: BTreeSet<u32>,
+    /// Lines whose branches an exclusion marker or regex dropped (the line
+    /// count stays in `lines`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub excluded_branch_lines: BTreeSet<u32>,
 }
 
 /// One instrumented source line.

@@ -88,6 +88,12 @@ struct FileJson<'a> {
     /// Which captures had this file (empty: all).
     #[serde(default, skip_serializing_if = "<[bool]>::is_empty")]
     owned_by: Cow<'a, [bool]>,
+    /// Instrumented lines dropped by exclusion markers or regexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    excluded_lines: Vec<u32>,
+    /// Lines whose branches exclusion markers or regexes dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    excluded_branch_lines: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -229,6 +235,8 @@ impl<'a> FileJson<'a> {
                 })
                 .collect(),
             owned_by: Cow::Borrowed(&f.coverage.owned_by),
+            excluded_lines: f.coverage.excluded_lines.iter().copied().collect(),
+            excluded_branch_lines: f.coverage.excluded_branch_lines.iter().copied().collect(),
         }
     }
 }
@@ -304,6 +312,8 @@ pub fn read_slice(bytes: &[u8], path: &Path) -> Result<(Coverage, RunInfo), Erro
                 lines,
                 functions,
                 owned_by: f.owned_by.into_owned(),
+                excluded_lines: f.excluded_lines.into_iter().collect(),
+                excluded_branch_lines: f.excluded_branch_lines.into_iter().collect(),
             },
         );
     }
