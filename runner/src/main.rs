@@ -9,6 +9,7 @@ mod cli {
     pub mod collect;
     pub mod coverage_opts;
     pub mod exit;
+    pub mod markers;
     pub mod merge;
     pub mod report;
     pub mod run;

@@ -1,0 +1,56 @@
+//! Exclusion marker flags of `covnet merge` and `covnet report`: lcov's and
+//! gcovr's `*_EXCL_*` source markers (on by default, as in both tools) and
+//! user regexes, applied once the coverage is merged.
+
+use anyhow::{Context, Result};
+use covnet_merger::exclude::{self, MarkerEvent, Rules};
+use covnet_merger::model::Coverage;
+
+/// Flags that choose what the sources exclude.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MarkerArgs {
+    /// Ignore the LCOV_EXCL_* / GCOVR_EXCL_* markers in the source files
+    /// (the regexes below still apply).
+    #[arg(long)]
+    pub no_markers: bool,
+    /// Exclude every source line matching REGEX (anywhere in the line), as
+    /// an LCOV_EXCL_LINE marker would.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_line_regex: Option<String>,
+    /// Drop the branches of every source line matching REGEX, as an
+    /// LCOV_EXCL_BR_LINE marker would.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_branch_regex: Option<String>,
+}
+
+impl MarkerArgs {
+    /// The validated rules.
+    pub fn rules(&self) -> Result<Rules> {
+        Rules::new(
+            !self.no_markers,
+            self.exclude_line_regex.as_deref(),
+            self.exclude_branch_regex.as_deref(),
+        )
+        .context("failed to parse --exclude-line-regex / --exclude-branch-regex")
+    }
+}
+
+/// Applies `rules` to `cov`, reading the sources from disk, and prints the
+/// marker warnings (and one line for sources that could not be read).
+pub fn apply(cov: &mut Coverage, rules: &Rules) {
+    let report = exclude::apply_markers(cov, rules, exclude::read_source);
+    let mut unreadable = Vec::new();
+    for e in &report.events {
+        match e {
+            MarkerEvent::Unreadable { file, .. } => unreadable.push(file.as_str()),
+            other => eprintln!("warning: {other}"),
+        }
+    }
+    if let Some(first) = unreadable.first() {
+        eprintln!(
+            "warning: {} of {} source files could not be read (first: {first}); their exclusion markers were not applied\n  (hint: run where the source paths resolve, or pass --no-markers)",
+            unreadable.len(),
+            cov.files.len()
+        );
+    }
+}
