@@ -75,6 +75,8 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                     .iter()
                     .map(|fun| FnRow::new(fun, &cov.captures))
                     .collect(),
+                has_excluded: !f.coverage.excluded_lines.is_empty()
+                    || !f.coverage.excluded_branch_lines.is_empty(),
                 source_found: text.is_some(),
                 path: f.path,
                 body: SourceBody {
@@ -370,6 +372,8 @@ struct FilePage<'a> {
     /// More than one capture: per-machine columns and data.
     multi: bool,
     functions: Vec<FnRow<'a>>,
+    /// Some line or branch of the file is excluded (legend entry).
+    has_excluded: bool,
     source_found: bool,
     path: &'a str,
     body: SourceBody<'a>,
@@ -425,8 +429,14 @@ impl fmt::Display for SourceBody<'_> {
                 }
             }
         }
-        for (&no, l) in lines.range(next..) {
-            self.row(f, no, "", Some(l))?;
+        // Past the text (or without it): instrumented and excluded lines.
+        let rest: std::collections::BTreeSet<u32> = lines
+            .range(next..)
+            .map(|(&no, _)| no)
+            .chain(self.file.excluded_lines.range(next..).copied())
+            .collect();
+        for no in rest {
+            self.row(f, no, "", lines.get(&no))?;
         }
         Ok(())
     }
@@ -437,6 +447,21 @@ impl SourceBody<'_> {
         self.captures.len() > 1
     }
 
+    /// A line whose data an exclusion marker or regex dropped: no count,
+    /// no hit/miss class (the machine filter leaves it alone: no `data-c`).
+    fn excluded_row(&self, f: &mut fmt::Formatter<'_>, no: u32, text: &str) -> fmt::Result {
+        write!(
+            f,
+            r#"<tr id="L{no}" class="e"><td>{no}</td><td class="c"></td><td class="k" title="excluded">⊘</td><td></td>"#
+        )?;
+        if self.multi() {
+            f.write_str("<td></td>")?;
+        }
+        f.write_str("<td>")?;
+        escape(f, text)?;
+        f.write_str("</td></tr>\n")
+    }
+
     fn row(
         &self,
         f: &mut fmt::Formatter<'_>,
@@ -445,6 +470,9 @@ impl SourceBody<'_> {
         line: Option<&LineCoverage>,
     ) -> fmt::Result {
         let Some(l) = line else {
+            if self.file.excluded_lines.contains(&no) {
+                return self.excluded_row(f, no, text);
+            }
             write!(
                 f,
                 r#"<tr id="L{no}"><td>{no}</td><td></td><td></td><td></td>"#
@@ -483,6 +511,9 @@ impl SourceBody<'_> {
             r#"><td>{no}</td><td class="c">{}</td><td class="k">{mark}</td><td>"#,
             l.count
         )?;
+        if self.file.excluded_branch_lines.contains(&no) {
+            f.write_str(r#"<span class="br e" title="branches excluded by a marker or regex">excluded</span>"#)?;
+        }
         for b in &l.branches {
             let (class, what) = match b.taken {
                 Some(t) if t > 0 => ("t", "taken"),

@@ -246,3 +246,73 @@ fn single_capture_has_no_machine_view() {
     assert!(!index.contains(r#"id="machine""#));
     assert!(!index.contains(r#"id="machines""#));
 }
+
+#[test]
+fn excluded_lines_and_branches_are_shown_as_excluded() {
+    let mut cov = sample::coverage();
+    let dir = tempfile::tempdir().unwrap();
+    let src_dir = tempfile::tempdir().unwrap();
+    let src_path = src_dir.path().join("server.c");
+    std::fs::write(
+        &src_path,
+        "#include <stdio.h>\nint main(void) {\n  a();\n  if (x && y) // LCOV_EXCL_BR_LINE\n    b(); // GCOVR_EXCL_LINE\n  c();\n}\nstatic void unused(void) { d(); }\n",
+    )
+    .unwrap();
+    let server = cov.files.remove("/proj/src/server.c").unwrap();
+    let src_key = src_path.to_str().unwrap().to_owned();
+    cov.files.insert(src_key.clone(), server);
+    // A source that is not on disk: its excluded lines are listed too.
+    let odd_key = cov
+        .files
+        .keys()
+        .find(|k| k.contains("odd"))
+        .unwrap()
+        .clone();
+    cov.files
+        .get_mut(&odd_key)
+        .unwrap()
+        .excluded_lines
+        .insert(99);
+    let rules = covnet_merger::exclude::Rules::new(true, None, None).unwrap();
+    let report = covnet_merger::exclude::apply_markers(
+        &mut cov,
+        &rules,
+        covnet_merger::exclude::read_source,
+    );
+    assert_eq!(report.dropped.lines, 1, "line 5 of server.c");
+    write_site(&cov, &info(), dir.path()).unwrap();
+
+    let tree = Tree::new(&cov);
+    let names = page_names(&tree.files);
+    let i = tree.files.iter().position(|f| f.path == src_key).unwrap();
+    let page = read(&dir.path().join("files").join(&names[i]));
+    let l5 = row(&page, r#"id="L5""#);
+    assert!(
+        l5.contains(r#"class="e""#) && l5.contains("⊘") && !l5.contains("data-c"),
+        "{l5}"
+    );
+    assert!(l5.contains("b(); // GCOVR_EXCL_LINE"), "{l5}");
+    let l4 = row(&page, r#"id="L4""#);
+    assert!(l4.contains(r#"class="br e""#), "{l4}");
+    assert!(
+        !l4.contains("✗0") && !l4.contains("✓2"),
+        "branches gone: {l4}"
+    );
+    assert!(!l4.contains(r#"class="e""#), "the line itself counts: {l4}");
+    assert!(page.contains(r#"id="legend-excluded""#));
+    // Excluded data is not counted: 5 of 5 lines, no branches.
+    assert_eq!(text_after(&page, r#"id="lines-hit-total""#), "5/5");
+    assert_eq!(text_after(&page, r#"id="branches-hit-total""#), "0/0");
+
+    let j = tree.files.iter().position(|f| f.path == odd_key).unwrap();
+    let odd = read(&dir.path().join("files").join(&names[j]));
+    assert!(row(&odd, r#"id="L99""#).contains(r#"class="e""#));
+    // Pages without exclusions have no legend entry for them.
+    let k = tree
+        .files
+        .iter()
+        .position(|f| f.path != odd_key && f.path != src_key)
+        .unwrap();
+    let other = read(&dir.path().join("files").join(&names[k]));
+    assert!(!other.contains("legend-excluded"));
+}
