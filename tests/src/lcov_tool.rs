@@ -234,6 +234,8 @@ pub struct Program {
     pub build: PathBuf,
     /// Extra compiler flags.
     flags: Vec<String>,
+    /// Objects linked into `prog`.
+    objects: Vec<String>,
 }
 
 impl Program {
@@ -260,9 +262,39 @@ impl Program {
             src,
             build,
             flags,
+            objects: vec!["main.o".into(), "util.o".into()],
         };
         p.compile("main")?;
         p.compile("util")?;
+        p.link()?;
+        Ok(p)
+    }
+
+    /// Writes other sources (`(file name, text)`) into `src/`, compiles
+    /// each `.c` among them and links them into `build/prog`.
+    pub fn build_sources(sources: &[(&str, &str)]) -> Result<Program> {
+        let dir = tempfile::tempdir().context("failed to create a temp dir")?;
+        let src = dir.path().join("src");
+        let build = dir.path().join("build");
+        std::fs::create_dir_all(&src)?;
+        std::fs::create_dir_all(&build)?;
+        let mut stems = Vec::new();
+        for (name, text) in sources {
+            std::fs::write(src.join(name), text)?;
+            if let Some(stem) = name.strip_suffix(".c") {
+                stems.push(stem.to_owned());
+            }
+        }
+        let p = Program {
+            dir,
+            src,
+            build,
+            flags: Vec::new(),
+            objects: stems.iter().map(|s| format!("{s}.o")).collect(),
+        };
+        for stem in &stems {
+            p.compile(stem)?;
+        }
         p.link()?;
         Ok(p)
     }
@@ -288,7 +320,9 @@ impl Program {
     pub fn link(&self) -> Result<()> {
         run_ok(
             Command::new("gcc")
-                .args(["--coverage", "main.o", "util.o", "-o", "prog"])
+                .arg("--coverage")
+                .args(&self.objects)
+                .args(["-o", "prog"])
                 .current_dir(&self.build),
         )?;
         Ok(())
@@ -351,6 +385,12 @@ impl Program {
     /// `lcov --capture` (geninfo, which runs gcov) of one capture: copies
     /// the build tree and the capture's `.gcda` into a work directory first.
     pub fn lcov_capture(&self, capture: &Path, name: &str) -> Result<PathBuf> {
+        self.lcov_capture_with(capture, name, &[])
+    }
+
+    /// [`Program::lcov_capture`] with extra lcov arguments (`--rc …`,
+    /// `--no-markers`).
+    pub fn lcov_capture_with(&self, capture: &Path, name: &str, extra: &[&str]) -> Result<PathBuf> {
         let work = self.dir.path().join("lcov-work").join(name);
         std::fs::create_dir_all(&work)?;
         for e in std::fs::read_dir(&self.build)? {
@@ -367,14 +407,9 @@ impl Program {
         let out = self.dir.path().join(format!("lcov-{name}.info"));
         run_ok(
             Command::new("lcov")
-                .args([
-                    "--capture",
-                    "--rc",
-                    "lcov_branch_coverage=1",
-                    "-t",
-                    name,
-                    "-d",
-                ])
+                .args(["--capture", "--rc", "lcov_branch_coverage=1", "-t", name])
+                .args(extra)
+                .arg("-d")
                 .arg(&work)
                 .arg("-b")
                 .arg(&self.build)

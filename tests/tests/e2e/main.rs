@@ -12,6 +12,7 @@ mod features;
 mod fuzz_regressions;
 mod isolation;
 mod lcov_peer;
+mod markers;
 mod merge_cli;
 mod namespace;
 mod report;
