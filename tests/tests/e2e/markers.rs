@@ -310,4 +310,23 @@ fn markers_and_regexes_equal_lcov_capture() {
         assert!(row.contains(r#"class="br e""#), "line {l}: {row}");
     }
     assert!(page.contains(r#"id="legend-excluded""#));
+
+    // 5. A bad regex is a usage error naming it, before any work.
+    let res = covnet(
+        &[
+            "merge",
+            "--exclude-branch-regex",
+            "SKIP(",
+            "--build",
+            s(&p.build),
+            s(&cap),
+            "-o",
+            s(&work.join("never.info")),
+        ],
+        work,
+    )
+    .expect("run covnet merge");
+    assert_ne!(res.code(), 0, "{res}");
+    assert!(res.stderr.contains("SKIP("), "{res}");
+    assert!(!work.join("never.info").exists());
 }
