@@ -27,8 +27,9 @@
 //! `GCOVR_EXCL_*` (and gcovr's alternative prefix `GCOV_EXCL_*`) follow
 //! gcovr: the same line, START (inclusive) and STOP (exclusive) rules, but
 //! sections nest (each STOP closes the innermost START), several markers on
-//! one line act in order, and an unterminated START or an unmatched STOP
-//! only warns: it excludes nothing.
+//! one line act in order, a LINE marker inside a section is ignored, and
+//! an unterminated START or an unmatched STOP only warns: it excludes
+//! nothing.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -240,9 +241,12 @@ impl GcovrSections {
     ) {
         for (prefix, kind) in gcovr_markers(text, family) {
             match kind {
-                Kind::Line => {
+                // Inside an open section gcovr ignores LINE (it only
+                // warns), so an unterminated section leaves it unexcluded.
+                Kind::Line if self.stack.is_empty() => {
                     out.insert(no);
                 }
+                Kind::Line => {}
                 Kind::Start => self.stack.push((prefix, no)),
                 Kind::Stop => match self.stack.pop() {
                     Some((_, start)) => out.extend(start..no),

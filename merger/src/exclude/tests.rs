@@ -86,7 +86,7 @@ fn gcovr_markers_nest_and_ignore_unterminated() {
         "GCOVR_EXCL_STOP",         // 9: stray
         "e // GCOVR_EXCL_BR_LINE", // 10
         "GCOVR_EXCL_START",        // 11: never closed
-        "f",                       // 12
+        "f // GCOVR_EXCL_LINE",    // 12: inside a section: ignored
     ]);
     let ex = scan(&src, &markers());
     assert_eq!(ex.lines, set(&[1, 2, 3, 4, 5, 6]));
