@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use covnet_merger::capture::{NotesSearch, Unpaired};
+use covnet_merger::exclude::Rules;
 use covnet_merger::lcov::LcovFormat;
 use covnet_merger::paths::{PathMap, SourceFilter};
 use covnet_merger::pipeline::{GatherError, Notice};
@@ -47,6 +48,9 @@ pub struct CoverageOpts {
     /// 2.x, the default) or 2 (lcov 2.2+).
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
     pub lcov_format: Option<u8>,
+    /// Exclusion markers and regexes (applied to the merged coverage).
+    #[command(flatten)]
+    pub markers: super::markers::MarkerArgs,
 }
 
 /// Parses `80` or `72.5%` into a percentage from 0 to 100.
@@ -72,7 +76,10 @@ impl CoverageOpts {
             && self.fail_under_lines.is_none()
             && self.fail_under_functions.is_none()
             && self.fail_under_branches.is_none()
-            && self.lcov_format.is_none())
+            && self.lcov_format.is_none()
+            && !self.markers.no_markers
+            && self.markers.exclude_line_regex.is_none()
+            && self.markers.exclude_branch_regex.is_none())
     }
 
     /// `spec` with every option given here in place of its field (lists
@@ -101,12 +108,23 @@ impl CoverageOpts {
             },
             per_subtest: spec.per_subtest,
             lcov_format: self.lcov_format.unwrap_or(spec.lcov_format),
+            markers: spec.markers && !self.markers.no_markers,
+            exclude_line_regex: self
+                .markers
+                .exclude_line_regex
+                .clone()
+                .or_else(|| spec.exclude_line_regex.clone()),
+            exclude_branch_regex: self
+                .markers
+                .exclude_branch_regex
+                .clone()
+                .or_else(|| spec.exclude_branch_regex.clone()),
         }
     }
 }
 
 /// [`CoverageSettings`] in the types the merger and reporter take.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Resolved {
     /// Build trees, in order.
     pub build: Vec<PathBuf>,
@@ -118,6 +136,8 @@ pub struct Resolved {
     pub thresholds: Thresholds,
     /// lcov dialect.
     pub lcov_format: LcovFormat,
+    /// Exclusion markers and regexes.
+    pub rules: Rules,
 }
 
 /// Checks and converts `s`.
@@ -136,6 +156,12 @@ pub fn resolve(s: &CoverageSettings) -> anyhow::Result<Resolved> {
         } else {
             LcovFormat::V1
         },
+        rules: Rules::new(
+            s.markers,
+            s.exclude_line_regex.as_deref(),
+            s.exclude_branch_regex.as_deref(),
+        )
+        .context("failed to parse --exclude-line-regex / --exclude-branch-regex")?,
     })
 }
 

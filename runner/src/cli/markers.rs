@@ -1,8 +1,8 @@
-//! Exclusion marker flags of `covnet merge` and `covnet report`: lcov's and
-//! gcovr's `*_EXCL_*` source markers (on by default, as in both tools) and
-//! user regexes, applied once the coverage is merged.
+//! Exclusion marker flags of `covnet run`, `merge` and `report` (part of
+//! [`super::coverage_opts::CoverageOpts`]): lcov's and gcovr's `*_EXCL_*`
+//! source markers (on by default, as in both tools) and user regexes,
+//! applied once the coverage is merged.
 
-use anyhow::{Context, Result};
 use covnet_merger::exclude::{self, MarkerEvent, Rules};
 use covnet_merger::model::Coverage;
 
@@ -21,18 +21,6 @@ pub struct MarkerArgs {
     /// LCOV_EXCL_BR_LINE marker would.
     #[arg(long, value_name = "REGEX")]
     pub exclude_branch_regex: Option<String>,
-}
-
-impl MarkerArgs {
-    /// The validated rules.
-    pub fn rules(&self) -> Result<Rules> {
-        Rules::new(
-            !self.no_markers,
-            self.exclude_line_regex.as_deref(),
-            self.exclude_branch_regex.as_deref(),
-        )
-        .context("failed to parse --exclude-line-regex / --exclude-branch-regex")
-    }
 }
 
 /// Applies `rules` to `cov`, reading the sources from disk, and prints the

@@ -56,9 +56,6 @@ pub struct MergeArgs {
     /// Capture name of the input at the same position (default: its file name).
     #[arg(long = "name", value_name = "NAME")]
     pub names: Vec<String>,
-    /// Exclusion markers and regexes (applied to the merged coverage).
-    #[command(flatten)]
-    pub markers: super::markers::MarkerArgs,
 }
 
 /// Arguments of `covnet summary`.
@@ -97,6 +94,7 @@ struct MergePlan {
     map: PathMap,
     rewrite: SourceRewrite,
     thresholds: Thresholds,
+    rules: covnet_merger::exclude::Rules,
     keep_going: bool,
 }
 
@@ -220,6 +218,7 @@ impl MergeArgs {
             },
             map: settings.map,
             thresholds: settings.thresholds,
+            rules: settings.rules,
             keep_going: self.keep_going,
         })
     }
@@ -304,7 +303,6 @@ fn merge_captures(plan: &MergePlan, attribute: bool) -> Result<Option<Gathered>,
 
 /// Runs `covnet merge`.
 pub fn merge(args: MergeArgs) -> Result<ExitCode> {
-    let rules = args.markers.rules()?;
     let plan = args.resolve()?;
     let mut problems: Vec<String> = Vec::new();
     // Capture names in input order, so the output lists inputs as given.
@@ -378,7 +376,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     for (_, cov) in parts {
         total = merge_coverage(total, strip(cov)).context("failed to merge tracefiles")?;
     }
-    super::markers::apply(&mut total, &rules);
+    super::markers::apply(&mut total, &plan.rules);
     write_output(&plan.output, "tracefile", |out| {
         lcov::write(&total, out, plan.write).map_err(Into::into)
     })?;

@@ -54,14 +54,10 @@ pub struct ReportArgs {
     /// Title shown on every output.
     #[arg(long, default_value = "covnet coverage report")]
     pub title: String,
-    /// Exclusion markers and regexes (applied to the merged coverage).
-    #[command(flatten)]
-    pub markers: super::markers::MarkerArgs,
 }
 
 /// Runs `covnet report`.
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let rules = args.markers.rules()?;
     let settings = coverage_opts::resolve(&args.coverage.over(&CoverageSettings::default()))?;
     let base = match settings.build.first() {
         Some(b) => b.clone(),
@@ -144,7 +140,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let mut cov = cov.unwrap_or_default();
-    super::markers::apply(&mut cov, &rules);
+    super::markers::apply(&mut cov, &settings.rules);
     let info = RunInfo::now(
         args.title.clone(),
         args.inputs

@@ -476,7 +476,7 @@ fn collect_and_report(
             eprintln!("warning: {}: {why}", c.name);
         }
     }
-    let merged = match coverage::merge(&captures, &merge_settings) {
+    let mut merged = match coverage::merge(&captures, &merge_settings) {
         Ok(m) => m,
         Err(e) => {
             let pulled: usize = captures
@@ -494,6 +494,7 @@ fn collect_and_report(
             )));
         }
     };
+    super::markers::apply(&mut merged.coverage, &settings.rules);
     let inputs = captures
         .iter()
         .map(|c| match &c.outcome {

@@ -11,6 +11,9 @@
 //! fail_under = { lines = 80, functions = 75, branches = 50 }
 //! per_subtest = true
 //! lcov_format = 1
+//! markers = true                       # LCOV_EXCL_* / GCOVR_EXCL_* (default on)
+//! exclude_line_regex = "assert\\("
+//! exclude_branch_regex = "LIKELY"
 //! ```
 
 use std::path::PathBuf;
@@ -21,7 +24,7 @@ use toml::Spanned;
 use super::{SpecError, SpecErrorKind, Validator};
 
 /// Coverage settings of a spec (`[coverage]`); all empty by default.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CoverageSettings {
     /// Build trees holding `.gcno` files, searched after each `.gcda`'s own
     /// host path and the spec's directory (absolute, resolved against the
@@ -39,6 +42,29 @@ pub struct CoverageSettings {
     pub per_subtest: bool,
     /// lcov dialect of the tracefiles: 1 or 2.
     pub lcov_format: u8,
+    /// Honour `LCOV_EXCL_*` / `GCOVR_EXCL_*` markers in the sources.
+    pub markers: bool,
+    /// Exclude source lines matching this regex.
+    pub exclude_line_regex: Option<String>,
+    /// Drop the branches of source lines matching this regex.
+    pub exclude_branch_regex: Option<String>,
+}
+
+impl Default for CoverageSettings {
+    fn default() -> Self {
+        CoverageSettings {
+            build: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            path_map: Vec::new(),
+            fail_under: FailUnder::default(),
+            per_subtest: false,
+            lcov_format: 1,
+            markers: true,
+            exclude_line_regex: None,
+            exclude_branch_regex: None,
+        }
+    }
 }
 
 /// Coverage thresholds in percent (`fail_under = { lines = 80 }`).
@@ -66,6 +92,9 @@ pub(super) struct RawCoverage {
     fail_under: Option<RawFailUnder>,
     per_subtest: Option<bool>,
     lcov_format: Option<Spanned<i64>>,
+    markers: Option<bool>,
+    exclude_line_regex: Option<Spanned<String>>,
+    exclude_branch_regex: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +164,16 @@ impl Validator<'_> {
                 }
             },
         };
+        for (field, re) in [
+            ("exclude_line_regex", &raw.exclude_line_regex),
+            ("exclude_branch_regex", &raw.exclude_branch_regex),
+        ] {
+            if let Some(re) = re {
+                if let Err(e) = regex::Regex::new(re.get_ref()) {
+                    return Err(self.err(Some(&re.span()), invalid(field, e.to_string())));
+                }
+            }
+        }
         let strings = |v: Vec<Spanned<String>>| v.into_iter().map(Spanned::into_inner).collect();
         Ok(CoverageSettings {
             build,
@@ -144,6 +183,91 @@ impl Validator<'_> {
             fail_under,
             per_subtest: raw.per_subtest.unwrap_or(false),
             lcov_format,
+            markers: raw.markers.unwrap_or(true),
+            exclude_line_regex: raw.exclude_line_regex.map(Spanned::into_inner),
+            exclude_branch_regex: raw.exclude_branch_regex.map(Spanned::into_inner),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::Spec;
+
+    const MACHINE: &str = "[machines.a]\n";
+
+    fn parse(table: &str) -> Result<Spec, SpecError> {
+        Spec::from_str(&format!("{MACHINE}{table}"), Path::new("/p/spec/net.toml"))
+    }
+
+    #[test]
+    fn full_table_parses_and_paths_resolve_against_the_spec() {
+        let spec = parse(
+            r#"[coverage]
+build = ["../server/build", "/abs/client"]
+include = ["*/src/*"]
+exclude = ["*/tests/*"]
+path_map = ["/b=/home/me/b"]
+fail_under = { lines = 80, branches = 50.5 }
+per_subtest = true
+lcov_format = 2
+markers = false
+exclude_line_regex = "assert\\("
+"#,
+        )
+        .expect("valid");
+        let c = spec.coverage;
+        assert_eq!(
+            c.build,
+            [
+                PathBuf::from("/p/server/build"),
+                PathBuf::from("/abs/client")
+            ]
+        );
+        assert_eq!(c.include, ["*/src/*"]);
+        assert_eq!(c.fail_under.lines, Some(80.0));
+        assert_eq!(c.fail_under.functions, None);
+        assert_eq!(c.fail_under.branches, Some(50.5));
+        assert!(c.per_subtest && !c.markers);
+        assert_eq!(c.lcov_format, 2);
+        assert_eq!(c.exclude_line_regex.as_deref(), Some("assert\\("));
+    }
+
+    #[test]
+    fn absent_table_is_the_default() {
+        assert_eq!(
+            parse("").expect("valid").coverage,
+            CoverageSettings::default()
+        );
+        assert!(CoverageSettings::default().markers);
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_line() {
+        for (table, field, line) in [
+            ("[coverage]\ninclude = [\"a[b\"]\n", "include", 3),
+            ("[coverage]\npath_map = [\"nofrom\"]\n", "path_map", 3),
+            (
+                "[coverage]\nfail_under = { lines = 101 }\n",
+                "fail_under.lines",
+                3,
+            ),
+            ("[coverage]\nlcov_format = 3\n", "lcov_format", 3),
+            (
+                "[coverage]\n\nexclude_line_regex = \"(\"\n",
+                "exclude_line_regex",
+                4,
+            ),
+        ] {
+            let e = parse(table).expect_err(table);
+            let text = e.to_string();
+            assert!(text.contains(&format!("[coverage] {field}")), "{text}");
+            assert_eq!(e.location.map(|l| l.line), Some(line), "{text}");
+        }
+        let e = parse("[coverage]\nbuid = []\n").expect_err("unknown field");
+        assert!(e.to_string().contains("buid"), "{e}");
     }
 }

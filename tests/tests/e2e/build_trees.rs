@@ -172,21 +172,23 @@ client.succeed("client once");
     }
 
     fn run(&self, spec: &Path, out: &str, backend: &str) -> (Output, PathBuf) {
+        self.run_with(spec, out, backend, &[])
+    }
+
+    fn run_with(&self, spec: &Path, out: &str, backend: &str, extra: &[&str]) -> (Output, PathBuf) {
         let out = self.root().join(out);
-        let o = lcov_tool::covnet(
-            &[
-                "run",
-                "--coverage",
-                "--no-console",
-                "--backend",
-                backend,
-                "--out",
-                out.to_str().expect("utf-8"),
-                spec.to_str().expect("utf-8"),
-            ],
-            self.root(),
-        )
-        .expect("covnet runs");
+        let mut args = vec![
+            "run",
+            "--coverage",
+            "--no-console",
+            "--backend",
+            backend,
+            "--out",
+            out.to_str().expect("utf-8"),
+            spec.to_str().expect("utf-8"),
+        ];
+        args.extend(extra);
+        let o = lcov_tool::covnet(&args, self.root()).expect("covnet runs");
         (o, out)
     }
 }
@@ -294,6 +296,26 @@ fn check(backend: &str) {
         o.stderr.contains("of its own code"),
         "the terminal table says what the figures are: {o}"
     );
+
+    // The spec carries filters and thresholds; the command line overrides.
+    let gated = l.spec(
+        "gated.toml",
+        "[coverage]\ninclude = [\"*/server/*\"]\nfail_under = { lines = 100 }\n",
+    );
+    let (o, out5) = l.run(&gated, "out-gated", backend);
+    assert_eq!(o.code(), 3, "below the spec's threshold: {o}");
+    assert!(
+        o.stderr.contains("line coverage") && o.stderr.contains("below the required 100%"),
+        "{o}"
+    );
+    let kept = Tracefile::read(&out5.join("coverage.info")).expect("read");
+    assert!(
+        kept.lines.keys().all(|(f, _)| f.contains("/server/")),
+        "only the spec's include: {:?}",
+        kept.lines.keys().next()
+    );
+    let (o, _) = l.run_with(&gated, "out-gated2", backend, &["--fail-under-lines", "10"]);
+    assert_eq!(o.code(), 0, "the flag overrides the spec: {o}");
 
     // One build tree gone: the rest is reported, the run says what is
     // missing and how to fix it, and exits 2.

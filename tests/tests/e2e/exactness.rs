@@ -147,7 +147,7 @@ fn check_builds(
             // gcov-tool writes an object's data iff some capture has it.
             let merged_gcda = merged.join(format!("{stem}.gcda"));
             anyhow::ensure!(
-                merged_gcda.exists() == !captures.is_empty(),
+                merged_gcda.exists() != captures.is_empty(),
                 "{}: gcov-tool merge output {} exists: {}, captures with data: {}",
                 what("merged"),
                 merged_gcda.display(),
