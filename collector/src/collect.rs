@@ -38,6 +38,11 @@ pub struct FlushReport {
     /// Services that neither exited nor acknowledged within the grace
     /// period: their counts are missing from the capture.
     pub survivors: Vec<String>,
+    /// Services that were not signalled because no flush thread runs in
+    /// them (a signal would kill them): `(service, program)`, the program
+    /// as `/proc/<pid>/exe` names it (empty if unknown). Their counts stay
+    /// in memory until they exit.
+    pub unflushable: Vec<(String, String)>,
 }
 
 /// Why collecting from a machine failed. Names the machine and the path.
@@ -280,8 +285,11 @@ while read -r _ n p; do if alive "$p"; then echo "ALIVE $n"; else echo "DONE $n"
     /// their gcov data *without stopping them*: sends `signal` (a `kill`
     /// signal name such as `USR2`) and waits up to `grace` for each to
     /// acknowledge a completed dump. Needs `collector/flush/covnet_flush.c`
-    /// ([`FLUSH_C_SOURCE`]) linked into the programs; the root must be their
-    /// `GCOV_PREFIX`, where the acknowledgements are written.
+    /// ([`FLUSH_C_SOURCE`]) linked into the programs or its preloaded shim
+    /// ([`SHIM_C_SOURCE`]); the root must be their `GCOV_PREFIX`, where the
+    /// acknowledgements are written. Only processes whose flush thread has
+    /// announced itself there are signalled (to any other, the signal could
+    /// be fatal): the rest are reported as [`FlushReport::unflushable`].
     pub fn signal_flush(
         &self,
         pidfiles: &str,
@@ -299,7 +307,10 @@ while read -r _ n p; do if alive "$p"; then echo "ALIVE $n"; else echo "DONE $n"
         let tenths = grace.as_millis().div_ceil(100).max(1);
         let cmd = format!(
             r#"ack() {{ cat {root}/.covnet-flush-"$1" 2>/dev/null || echo 0; }}; \
-t=$(mktemp) || exit 1; for f in {pidfiles}; do [ -f "$f" ] || continue; n=$(basename "$f" .pid); p=$(cat "$f"); echo "P $n $p $(ack "$p")"; kill -{signal} "$p" 2>/dev/null; done > "$t"; \
+t=$(mktemp) || exit 1; u=$(mktemp) || exit 1; for f in {pidfiles}; do [ -f "$f" ] || continue; n=$(basename "$f" .pid); p=$(cat "$f"); \
+[ -d "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null || continue; \
+if [ ! -f {root}/.covnet-flush-"$p" ]; then echo "UNFLUSHABLE $n $(readlink "/proc/$p/exe" 2>/dev/null)" >> "$u"; continue; fi; \
+echo "P $n $p $(ack "$p")"; kill -{signal} "$p" 2>/dev/null; done > "$t"; cat "$u"; rm -f "$u"; \
 i=0; while [ $i -lt {tenths} ]; do any=0; while read -r _ n p old; do [ -d "/proc/$p" ] && [ "$(ack "$p")" = "$old" ] && any=1; done < "$t"; [ $any = 0 ] && break; sleep 0.1; i=$((i+1)); done; \
 while read -r _ n p old; do if [ "$(ack "$p")" != "$old" ] || [ ! -d "/proc/$p" ]; then echo "DONE $n"; else echo "ALIVE $n"; fi; done < "$t"; rm -f "$t""#,
             root = quote(&self.root)
@@ -316,6 +327,12 @@ const NO_ROOT_STATUS: i32 = 97;
 /// to link into long-running services.
 pub const FLUSH_C_SOURCE: &str = include_str!("../flush/covnet_flush.c");
 
+/// The C source of the preloadable flush shim
+/// (`collector/flush/covnet_gcov_shim.c`): `covnet_flush.c` for programs not
+/// linked with it. It `#include`s `covnet_flush.c` ([`FLUSH_C_SOURCE`]), so
+/// build it with both files in one directory.
+pub const SHIM_C_SOURCE: &str = include_str!("../flush/covnet_gcov_shim.c");
+
 /// Reads the `DONE name` / `ALIVE name` lines the flush scripts print.
 fn parse_flush(stdout: &[u8]) -> FlushReport {
     let mut report = FlushReport::default();
@@ -324,6 +341,9 @@ fn parse_flush(stdout: &[u8]) -> FlushReport {
             report.stopped.push(n.to_string());
         } else if let Some(n) = line.strip_prefix("ALIVE ") {
             report.survivors.push(n.to_string());
+        } else if let Some(rest) = line.strip_prefix("UNFLUSHABLE ") {
+            let (n, exe) = rest.split_once(' ').unwrap_or((rest, ""));
+            report.unflushable.push((n.to_string(), exe.to_string()));
         }
     }
     report

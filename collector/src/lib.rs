@@ -25,6 +25,7 @@ pub mod tar;
 
 pub use collect::{
     CollectError, CollectErrorKind, Collector, FlushReport, Pulled, RemoteFile, FLUSH_C_SOURCE,
+    SHIM_C_SOURCE,
 };
 pub use local::LocalShell;
 pub use shell::{Output, Shell, ShellError};

@@ -79,6 +79,9 @@ pub struct Pulled {
     pub bytes: u64,
     /// Services that did not exit after SIGTERM: their counts are missing.
     pub survivors: Vec<String>,
+    /// Services left running that could not be flushed, with why: their
+    /// counts so far are only in a later capture.
+    pub unflushed: Vec<(String, String)>,
 }
 
 /// How to collect.
@@ -154,6 +157,13 @@ fn pull(machine: &dyn Machine, dir: &Path, opts: &CollectOptions) -> Result<Pull
             .flush(SERVICE_PIDFILES, FLUSH_GRACE)
             .map_err(|e| error_chain(&e))?;
         pulled.survivors = report.survivors;
+    } else {
+        // Services keep running: those with a flush thread (covnet's
+        // preloaded shim, or covnet_flush.c) write their counts so far.
+        let report = collector
+            .signal_flush(SERVICE_PIDFILES, crate::flush::FLUSH_SIGNAL, FLUSH_GRACE)
+            .map_err(|e| error_chain(&e))?;
+        pulled.unflushed = crate::flush::unflushed(&report);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
     let got = collector.pull(dir).map_err(|e| error_chain(&e))?;
@@ -227,6 +237,12 @@ pub fn merge(captures: &[MachineCapture], settings: &MergeSettings) -> Result<Me
                     notes.push(format!(
                         "{}: service `{s}` did not exit after SIGTERM; its coverage is missing",
                         c.name
+                    ));
+                }
+                for (s, why) in &p.unflushed {
+                    notes.push(format!(
+                        "{}: service `{s}` could not be flushed: {why}; its counts appear only in the final capture `{}`",
+                        c.name, c.machine
                     ));
                 }
                 dirs.push(CaptureDir {

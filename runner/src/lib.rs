@@ -12,6 +12,7 @@ pub mod coverage;
 pub mod driver;
 pub mod events;
 pub mod faults;
+pub mod flush;
 pub mod image;
 pub mod junit;
 pub mod machine;

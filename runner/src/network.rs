@@ -64,6 +64,10 @@ pub struct NetworkOptions {
     /// Extra environment of every machine's init, services and shell (e.g.
     /// `GCOV_PREFIX` when coverage is collected).
     pub guest_env: Vec<(String, String)>,
+    /// Extra files in every machine, `(guest path, contents, mode)` (e.g.
+    /// covnet's flush shim when coverage is collected); the machines' own
+    /// files may replace them.
+    pub guest_files: Vec<(String, Vec<u8>, u32)>,
 }
 
 /// A failure to set up a network.
@@ -208,7 +212,7 @@ impl Network {
             }
         }
 
-        let images = build_images(spec, &options.guest_env, &events)?;
+        let images = build_images(spec, &options.guest_env, &options.guest_files, &events)?;
 
         let boot_timeout = match spec.defaults.boot_timeout {
             BootTimeout::Auto => None,
@@ -223,6 +227,9 @@ impl Network {
                 // backend = "namespace": same switch, no VM.
                 let mut cfg =
                     NamespaceConfig::from_spec(spec, m, &machine_env(&options.guest_env, m))?;
+                // First: later files (the machine's own) may replace them.
+                cfg.files
+                    .splice(0..0, options.guest_files.iter().cloned());
                 if let Some(t) = boot_timeout {
                     cfg.boot_timeout = t;
                 }
@@ -463,6 +470,7 @@ impl Drop for Network {
 fn build_images(
     spec: &Spec,
     env: &[(String, String)],
+    files: &[(String, Vec<u8>, u32)],
     events: &EventSender,
 ) -> Result<Vec<Option<(Kernel, Image)>>, NetworkError> {
     let results: Vec<Result<Option<(Kernel, Image)>, NetworkError>> = std::thread::scope(|scope| {
@@ -477,7 +485,7 @@ fn build_images(
                             machine: m.name.clone(),
                         });
                         let t = Instant::now();
-                        let result = machine_image(spec, m, &machine_env(env, m));
+                        let result = machine_image(spec, m, &machine_env(env, m), files);
                         events.send(RunEvent::ImageEnd {
                             machine: m.name.clone(),
                             result: match &result {
@@ -548,6 +556,7 @@ fn machine_image(
     spec: &Spec,
     m: &spec::Machine,
     env: &[(String, String)],
+    files: &[(String, Vec<u8>, u32)],
 ) -> Result<Option<(Kernel, Image)>, NetworkError> {
     if m.backend == spec::Backend::Namespace {
         return Ok(None);
@@ -563,6 +572,9 @@ fn machine_image(
     let mut builder = ImageBuilder::new(spec, m, &kernel);
     for (key, value) in env {
         builder = builder.env(key, value);
+    }
+    for (path, data, mode) in files {
+        builder = builder.file(path, *mode, data.clone());
     }
     let image = builder.build()?;
     Ok(Some((kernel, image)))

@@ -260,6 +260,12 @@ fn run_with_events(
     events: events::EventSender,
 ) -> anyhow::Result<Outcome> {
     let started = std::time::Instant::now();
+    // Services get covnet's flush shim, so that phases capture them too.
+    let flush = if args.coverage {
+        covnet_runner::flush::prepare_spec(&plan.spec)?
+    } else {
+        Default::default()
+    };
     let options = NetworkOptions {
         accel: args.accel,
         events: events.clone(),
@@ -267,10 +273,11 @@ fn run_with_events(
         keep_run_dir: args.keep_run_dir,
         pcap: args.pcap,
         guest_env: if args.coverage {
-            coverage::guest_env()
+            [coverage::guest_env(), flush.env].concat()
         } else {
             Vec::new()
         },
+        guest_files: flush.files,
     };
     // Watch signals before building, so that Ctrl-C while images build
     // still ends in an orderly teardown: a signal that comes before the

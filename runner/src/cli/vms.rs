@@ -67,6 +67,7 @@ fn serve(
             keep_run_dir: false,
             pcap: false,
             guest_env: Vec::new(),
+            guest_files: Vec::new(),
         },
     )
     .with_context(|| format!("failed to set up the network of {}", args.spec.display()))?;

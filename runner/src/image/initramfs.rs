@@ -33,7 +33,7 @@ use super::closure::{self, ClosureError, SearchPaths};
 use super::cpio::{CpioError, CpioWriter};
 use super::kernel::Kernel;
 use super::modules::{ModuleDeps, ModuleError, GUEST_MODULES};
-use crate::spec::{FileSource, Machine, Spec};
+use crate::spec::{FileSource, Machine, Service, Spec};
 
 /// covnet's stage-1 init, installed as `/init`.
 pub const INIT_SH: &str = include_str!("../guest/init.sh");
@@ -179,6 +179,7 @@ pub struct ImageBuilder<'a> {
     busybox: PathBuf,
     cache_dir: PathBuf,
     env: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>, u32)>,
     search: Option<SearchPaths>,
 }
 
@@ -194,6 +195,7 @@ impl<'a> ImageBuilder<'a> {
             busybox: PathBuf::from(DEFAULT_BUSYBOX),
             cache_dir: default_cache_dir(),
             env: Vec::new(),
+            files: Vec::new(),
             search: None,
         }
     }
@@ -225,6 +227,13 @@ impl<'a> ImageBuilder<'a> {
             self.env.retain(|(k, _)| *k != key);
             self.env.push((key, value.into()));
         }
+        self
+    }
+
+    /// Adds a file with `data` at guest `path` (absolute) with `mode`,
+    /// e.g. covnet's flush shim; the machine's own files may replace it.
+    pub fn file(mut self, path: impl Into<String>, mode: u32, data: Vec<u8>) -> Self {
+        self.files.push((path.into(), data, mode));
         self
     }
 
@@ -374,19 +383,20 @@ impl<'a> ImageBuilder<'a> {
         let mut service_ids = Vec::new();
         for (i, s) in m.services.iter().enumerate() {
             let id = format!("{:02}-{}", i + 1, s.name);
-            let mut script = format!("#!/bin/sh\n# covnet service `{}`\n", s.name);
-            for (k, v) in &s.env {
-                let _ = writeln!(script, "export {k}={}", sh_quote(v));
-            }
-            let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&s.command));
             t.bytes(
                 Path::new(&format!("/covnet/services/{id}.sh")),
                 0o755,
-                script.into_bytes(),
+                service_script(s).into_bytes(),
             )?;
             service_ids.push(id);
         }
         t.dir(Path::new("/covnet/services"))?;
+
+        // Extra files of the run (covnet's flush shim), before the
+        // machine's own.
+        for (path, data, mode) in &self.files {
+            t.bytes(Path::new(path), *mode, data.clone())?;
+        }
 
         t.bytes(Path::new("/etc/hosts"), 0o644, self.hosts().into_bytes())?;
         t.bytes(
@@ -483,6 +493,26 @@ pub fn busybox_applets(binary: &[u8]) -> Vec<String> {
         out.push(String::from_utf8_lossy(name).into_owned());
     }
     out
+}
+
+/// `/covnet/services/NN-<name>.sh`: exports the service's variables and
+/// execs its command. When the machine sets
+/// [`SERVICE_PRELOAD_ENV`](crate::flush::SERVICE_PRELOAD_ENV) (coverage on),
+/// that library is added in front of `LD_PRELOAD`, after the service's own
+/// variables so that a service's `LD_PRELOAD` is kept too. Shared by VM
+/// images and namespace machines.
+pub fn service_script(s: &Service) -> String {
+    let mut script = format!("#!/bin/sh\n# covnet service `{}`\n", s.name);
+    for (k, v) in &s.env {
+        let _ = writeln!(script, "export {k}={}", sh_quote(v));
+    }
+    let pre = crate::flush::SERVICE_PRELOAD_ENV;
+    let _ = writeln!(
+        script,
+        "if [ -n \"${{{pre}:-}}\" ]; then export LD_PRELOAD=\"${pre}${{LD_PRELOAD:+ $LD_PRELOAD}}\"; fi"
+    );
+    let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&s.command));
+    script
 }
 
 /// Single-quotes `s` for a POSIX shell.

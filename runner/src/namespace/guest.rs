@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::image::initramfs::{sh_quote, CONTROL_SH, INIT_SH};
+use crate::image::initramfs::{service_script, CONTROL_SH, INIT_SH};
 use crate::spec::{FileSource, Machine, Spec};
 
 /// PID 1 of a namespace machine: runs the VM's `/init` unchanged except
@@ -70,14 +70,9 @@ pub fn files(
     let mut service_ids = Vec::new();
     for (i, s) in machine.services.iter().enumerate() {
         let id = format!("{:02}-{}", i + 1, s.name);
-        let mut script = format!("#!/bin/sh\n# covnet service `{}`\n", s.name);
-        for (k, v) in &s.env {
-            let _ = writeln!(script, "export {k}={}", sh_quote(v));
-        }
-        let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&s.command));
         out.push((
             format!("/covnet/services/{id}.sh"),
-            script.into_bytes(),
+            service_script(s).into_bytes(),
             0o755,
         ));
         service_ids.push(id);
