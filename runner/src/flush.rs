@@ -27,10 +27,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use covnet_collector::{FLUSH_C_SOURCE, SHIM_C_SOURCE};
 use object::elf;
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSymbol, ObjectSymbolTable};
-use covnet_collector::{FLUSH_C_SOURCE, SHIM_C_SOURCE};
 use sha2::{Digest, Sha256};
 
 /// Guest directory of the shim and its table.
@@ -271,11 +271,7 @@ pub fn build_shim(cache: &Path) -> Result<PathBuf, ShimError> {
         .filter(|c| !c.trim().is_empty())
         .unwrap_or_else(|| "cc".to_owned());
     let mut h = Sha256::new();
-    for part in [
-        compiler.as_str(),
-        SHIM_C_SOURCE,
-        FLUSH_C_SOURCE,
-    ] {
+    for part in [compiler.as_str(), SHIM_C_SOURCE, FLUSH_C_SOURCE] {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }

@@ -228,8 +228,7 @@ impl Network {
                 let mut cfg =
                     NamespaceConfig::from_spec(spec, m, &machine_env(&options.guest_env, m))?;
                 // First: later files (the machine's own) may replace them.
-                cfg.files
-                    .splice(0..0, options.guest_files.iter().cloned());
+                cfg.files.splice(0..0, options.guest_files.iter().cloned());
                 if let Some(t) = boot_timeout {
                     cfg.boot_timeout = t;
                 }

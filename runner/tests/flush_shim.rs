@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use covnet_collector::{Collector, LocalShell};
-use covnet_runner::flush::{self, Flushability, FlushTable};
+use covnet_runner::flush::{self, FlushTable, Flushability};
 
 /// A service stand-in: one command per input line, a reply per command.
 const PROGRAM: &str = r#"#include <stdio.h>
@@ -284,10 +284,7 @@ fn static_and_stripped_programs_are_known_unflushable() {
     let stat = fx.compile("svc-static", &["-static"]);
     let dynamic = fx.compile("svc", &[]);
     let stripped = fx.build().join("svc-stripped");
-    run(Command::new("strip")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(&dynamic));
+    run(Command::new("strip").arg("-o").arg(&stripped).arg(&dynamic));
     let why = |p: &Path| match flush::inspect(p).unwrap() {
         Flushability::Impossible(why) => why,
         other => panic!("{}: {other:?}", p.display()),
@@ -303,7 +300,11 @@ fn static_and_stripped_programs_are_known_unflushable() {
         Flushability::NotInstrumented
     );
     // A program that links covnet_flush.c flushes itself.
-    std::fs::write(fx.build().join("covnet_flush.c"), covnet_collector::FLUSH_C_SOURCE).unwrap();
+    std::fs::write(
+        fx.build().join("covnet_flush.c"),
+        covnet_collector::FLUSH_C_SOURCE,
+    )
+    .unwrap();
     run(Command::new("gcc").current_dir(fx.build()).args([
         "--coverage",
         "-pthread",

@@ -17,4 +17,5 @@ mod merge_cli;
 mod namespace;
 mod report;
 mod scale;
+mod service_flush;
 mod vm_network;
