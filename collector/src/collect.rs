@@ -555,6 +555,41 @@ mod tests {
     }
 
     #[test]
+    fn signal_flush_never_signals_a_process_without_a_flush_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let shell = LocalShell::new();
+        shell
+            .run(
+                &format!(
+                    "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! > {d}/plain.pid; sleep 0.1"
+                ),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        let pid = std::fs::read_to_string(dir.path().join("plain.pid")).unwrap();
+        let pid = pid.trim();
+        let c = Collector::new(LocalShell::new(), d, Duration::from_secs(30));
+        let report = c
+            .signal_flush(&format!("{d}/*.pid"), "USR2", Duration::from_millis(500))
+            .unwrap();
+        // SIGUSR2 would have killed it: it must still run.
+        let alive = Path::new("/proc").join(pid).exists();
+        shell
+            .run(&format!("kill -9 {pid}"), Duration::from_secs(5))
+            .unwrap();
+        assert!(alive, "the process was signalled");
+        assert!(report.stopped.is_empty() && report.survivors.is_empty());
+        assert_eq!(report.unflushable.len(), 1, "{report:?}");
+        assert_eq!(report.unflushable[0].0, "plain");
+        assert!(
+            report.unflushable[0].1.ends_with("sleep"),
+            "{:?}",
+            report.unflushable
+        );
+    }
+
+    #[test]
     fn flush_stops_processes_and_names_survivors() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap();

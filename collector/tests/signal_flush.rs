@@ -60,7 +60,9 @@ fn sigusr2_writes_counts_without_stopping_the_program() {
     let p = prefix.to_str().unwrap();
     shell
         .run(
-            &format!("cd {b} && GCOV_PREFIX={p} setsid ./svc </dev/null >/dev/null 2>&1 & echo $! > {b}/svc.pid; sleep 0.3"),
+            // Started once its flush thread has announced itself (bounded).
+            &format!("cd {b} && GCOV_PREFIX={p} setsid ./svc </dev/null >/dev/null 2>&1 & echo $! > {b}/svc.pid; \
+                      i=0; while [ ! -f {p}/.covnet-flush-$(cat {b}/svc.pid) ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done"),
             Duration::from_secs(10),
         )
         .unwrap();
