@@ -467,3 +467,59 @@ fn empty_gcda_is_not_executed_with_a_warning() {
         Tracefile::read(&without).expect("read").lines
     );
 }
+
+/// Rewrites the version word (offset 4, little-endian) of a gcov file from
+/// the system GCC's major to `major`, keeping the minor digit.
+fn set_gcc_major(path: &Path, major: u32) {
+    let mut bytes = std::fs::read(path).expect("read");
+    let word = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    let [_, _, minor, star] = word.to_be_bytes();
+    let tens = b'A' + u8::try_from(major / 10).expect("small");
+    let ones = b'0' + u8::try_from(major % 10).expect("small");
+    let patched = u32::from_be_bytes([tens, ones, minor, star]);
+    bytes[4..8].copy_from_slice(&patched.to_le_bytes());
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// Notes of a GCC version no real-compiler test covers are read (same
+/// layout), with one notice per run naming the version, however many
+/// objects carry it; the tested version prints none.
+#[test]
+fn untested_gcc_version_is_named_once() {
+    let p = Program::build().expect("build");
+    let cap = p.capture("c1", &["3"]).expect("run");
+    let work = p.dir.path();
+    let tested = work.join("tested.info");
+    let res = covnet(&["merge", s(&cap), "-o", s(&tested)], work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert!(!res.stderr.contains("notice:"), "{res}");
+
+    // The system GCC's files relabelled as GCC 13 (same byte-length layout).
+    let gcda = p.gcda_files(&cap).expect("list");
+    assert!(gcda.len() >= 2, "several objects: {gcda:?}");
+    for path in gcda.values() {
+        set_gcc_major(path, 13);
+    }
+    for e in std::fs::read_dir(&p.build).expect("read build").flatten() {
+        if e.path().extension().is_some_and(|x| x == "gcno") {
+            set_gcc_major(&e.path(), 13);
+        }
+    }
+    let relabelled = work.join("relabelled.info");
+    let res = covnet(&["merge", s(&cap), "-o", s(&relabelled)], work).expect("run covnet");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(
+        res.stderr.matches("notice:").count(),
+        1,
+        "one notice per run: {res}"
+    );
+    assert!(
+        res.stderr.contains("gcc 13.") && res.stderr.contains("no test compiles with this version"),
+        "{res}"
+    );
+    assert_eq!(
+        Tracefile::read(&relabelled).expect("read").lines,
+        Tracefile::read(&tested).expect("read").lines,
+        "the same layout rules, the same counts"
+    );
+}
