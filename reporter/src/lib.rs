@@ -11,7 +11,9 @@
 //! - [`markdown`]: a short summary for a pull-request comment;
 //! - [`summary`]: the terminal table and `--fail-under-*` thresholds;
 //! - [`tree`]: paths relative to a common root and per-directory totals,
-//!   shared by the outputs above.
+//!   shared by the outputs above;
+//! - [`outputs`]: every report of one coverage at once, as `covnet run`
+//!   and `covnet report` write them.
 //!
 //! ```
 //! use covnet_merger::model::{Coverage, FileCoverage, LineCoverage};
@@ -37,6 +39,7 @@ mod info;
 pub mod json;
 pub mod markdown;
 mod output;
+pub mod outputs;
 mod percent;
 #[cfg(test)]
 mod sample;

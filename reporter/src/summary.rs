@@ -44,11 +44,7 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
             .max(7);
         writeln!(
             out,
-            "  per machine, of its own code (the files of the objects it ran); all: of every machine's code"
-        )?;
-        writeln!(
-            out,
-            "  (line counts need not add up: gcov line counts are not additive)"
+            "  per machine, of its own code (the files of the objects it ran); all: its lines of every machine's code (line counts need not add up: gcov's are not additive)"
         )?;
         writeln!(
             out,
@@ -198,8 +194,23 @@ mod tests {
         assert_eq!(words, ["lines", "2", "4", "50.0%"]);
         assert_eq!(lines[3].split_whitespace().collect::<Vec<_>>()[3], "n/a");
         let web: Vec<&str> = lines[7].split_whitespace().collect();
-        assert_eq!(web, ["web", "25.0%", "n/a", "n/a"]);
+        // Own code (every file here: no ownership known), then the share of
+        // the whole.
+        assert_eq!(web, ["web", "25.0%", "n/a", "n/a", "25.0%"]);
         assert!(lines[8].starts_with("  db "));
+        // A file only `db` had: web's own code is the rest.
+        let mut owned = cov();
+        let mut other = owned.files.values().next().unwrap().clone();
+        other.owned_by = vec![false, true];
+        for l in other.lines.values_mut() {
+            l.by_capture[0] = 0;
+        }
+        owned.files.insert("/src/only_db.c".into(), other);
+        let mut out = Vec::new();
+        write_table(&owned, &info, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let web: Vec<&str> = text.lines().nth(7).unwrap().split_whitespace().collect();
+        assert_eq!(web, ["web", "25.0%", "n/a", "n/a", "12.5%"]);
     }
 
     #[test]

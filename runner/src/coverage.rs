@@ -285,69 +285,25 @@ pub struct ReportPaths {
     pub json: PathBuf,
 }
 
-/// Why a report could not be written.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReportError {
-    /// Writing a tracefile failed.
-    #[error("failed to write {}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The reporter failed.
-    #[error(transparent)]
-    Reporter(#[from] covnet_reporter::Error),
-}
-
 /// Writes a run's coverage into `out`: `report/index.html`, `coverage.info`
 /// (combined), `coverage-per-machine.info` (a `TN` section per capture),
-/// `cobertura.xml` and `coverage.json`.
+/// `cobertura.xml` and `coverage.json` (the reporter's
+/// [`covnet_reporter::outputs::write_all`], as `covnet report` uses it).
 pub fn write_reports(
     merged: &Merged,
     info: &covnet_reporter::RunInfo,
     out: &Path,
     format: covnet_merger::lcov::LcovFormat,
-) -> Result<ReportPaths, ReportError> {
-    use covnet_merger::lcov::{self, WriteOptions};
-    let paths = ReportPaths {
+) -> Result<ReportPaths, covnet_reporter::Error> {
+    let outputs = covnet_reporter::outputs::Outputs::run_layout(out, format);
+    covnet_reporter::outputs::write_all(&merged.coverage, info, &outputs)?;
+    Ok(ReportPaths {
         html: out.join("report").join("index.html"),
         lcov: out.join("coverage.info"),
         lcov_per_capture: out.join("coverage-per-machine.info"),
         cobertura: out.join("cobertura.xml"),
         json: out.join("coverage.json"),
-    };
-    let write_lcov = |path: &Path, per_capture: bool| -> Result<(), ReportError> {
-        let io = |source| ReportError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::create(path).map_err(io)?;
-        let mut w = std::io::BufWriter::new(file);
-        lcov::write(
-            &merged.coverage,
-            &mut w,
-            WriteOptions {
-                format,
-                per_capture,
-            },
-        )
-        .map_err(io)?;
-        std::io::Write::flush(&mut w).map_err(io)
-    };
-    std::fs::create_dir_all(out).map_err(|source| ReportError::Io {
-        path: out.to_owned(),
-        source,
-    })?;
-    write_lcov(&paths.lcov, false)?;
-    write_lcov(&paths.lcov_per_capture, true)?;
-    covnet_reporter::cobertura::write_path(&merged.coverage, info, &paths.cobertura)?;
-    covnet_reporter::json::write_path(&merged.coverage, info, &paths.json)?;
-    covnet_reporter::html::write_site(&merged.coverage, info, &out.join("report"))?;
-    Ok(paths)
+    })
 }
 
 /// The guest environment that makes instrumented programs write their

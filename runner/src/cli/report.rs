@@ -8,11 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use covnet_merger::capture::{CaptureDir, NotesSearch};
-use covnet_merger::lcov::{LcovFormat, WriteOptions};
 use covnet_merger::model::Coverage;
 use covnet_merger::paths::SourceRewrite;
 use covnet_merger::pipeline::{self, Request};
-use covnet_reporter::{cobertura, html, json, markdown, summary, RunInfo};
+use covnet_reporter::{json, summary, RunInfo};
 use covnet_runner::spec::CoverageSettings;
 
 use super::coverage_opts::{self, CoverageOpts};
@@ -150,9 +149,19 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     );
     let thresholds = settings.thresholds;
 
-    if let Some(dir) = &args.html {
-        let site = html::write_site(&cov, &info, dir)
-            .with_context(|| format!("failed to write the HTML report into {}", dir.display()))?;
+    let outputs = covnet_reporter::outputs::Outputs {
+        html: args.html.clone(),
+        lcov: args.lcov.clone(),
+        lcov_per_capture: None,
+        cobertura: args.cobertura.clone(),
+        json: args.json.clone(),
+        markdown: args.markdown.clone(),
+        lcov_format: settings.lcov_format,
+        thresholds,
+    };
+    let written = covnet_reporter::outputs::write_all(&cov, &info, &outputs)
+        .context("failed to write the reports")?;
+    if let (Some(dir), Some(site)) = (&args.html, &written.html) {
         eprintln!(
             "covnet: wrote {} ({} source pages)",
             dir.join("index.html").display(),
@@ -160,24 +169,11 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(first) = site.missing_sources.first() {
             eprintln!(
-                "warning: {} of {} source files were not found on disk (first: {first}); their pages list only the counts\n  (hint: run covnet report where the SF: paths of the tracefile resolve, or rewrite them with covnet merge)",
+                "warning: {} of {} source files were not found on disk (first: {first}); their pages list only the counts\n  (hint: run covnet report where the SF: paths of the tracefile resolve, or rewrite them with --path-map)",
                 site.missing_sources.len(),
                 site.pages
             );
         }
-    }
-    if let Some(path) = &args.lcov {
-        write_lcov(&cov, path, settings.lcov_format)?;
-    }
-    if let Some(path) = &args.cobertura {
-        cobertura::write_path(&cov, &info, path).context("failed to write the Cobertura report")?;
-    }
-    if let Some(path) = &args.json {
-        json::write_path(&cov, &info, path).context("failed to write the JSON report")?;
-    }
-    if let Some(path) = &args.markdown {
-        markdown::write_path(&cov, &info, &thresholds, path)
-            .context("failed to write the Markdown summary")?;
     }
 
     let stdout = io::stdout();
@@ -199,19 +195,6 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {s}");
     }
     Ok(ExitCode::from(exit::BELOW_THRESHOLD))
-}
-
-fn write_lcov(cov: &Coverage, path: &Path, format: LcovFormat) -> anyhow::Result<()> {
-    let file = File::create(path)
-        .with_context(|| format!("failed to create lcov tracefile {}", path.display()))?;
-    let mut w = io::BufWriter::new(file);
-    let options = WriteOptions {
-        format,
-        per_capture: false,
-    };
-    covnet_merger::lcov::write(cov, &mut w, options)
-        .and_then(|()| w.flush())
-        .with_context(|| format!("failed to write lcov tracefile {}", path.display()))
 }
 
 /// Capture directories named after their last component (the whole path

@@ -1,0 +1,94 @@
+//! Every report of one coverage at once: the one place that knows which
+//! outputs exist, so `covnet run` (all of them, in its output directory)
+//! and `covnet report` (those asked for) write them alike.
+
+use std::path::{Path, PathBuf};
+
+use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
+use covnet_merger::model::Coverage;
+
+use crate::output::{create_dir, write_file};
+use crate::summary::Thresholds;
+use crate::{cobertura, html, json, markdown, Error, RunInfo};
+
+/// Which reports to write, and where; `None` leaves one out.
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    /// HTML site directory (its `index.html` is the entry).
+    pub html: Option<PathBuf>,
+    /// Combined lcov tracefile.
+    pub lcov: Option<PathBuf>,
+    /// lcov tracefile with one `TN` section per capture.
+    pub lcov_per_capture: Option<PathBuf>,
+    /// Cobertura XML.
+    pub cobertura: Option<PathBuf>,
+    /// JSON report (reads back into the model).
+    pub json: Option<PathBuf>,
+    /// Markdown summary.
+    pub markdown: Option<PathBuf>,
+    /// lcov dialect of the tracefiles.
+    pub lcov_format: LcovFormat,
+    /// Thresholds the Markdown summary shows.
+    pub thresholds: Thresholds,
+}
+
+impl Outputs {
+    /// `covnet run`'s outputs in `dir`: `report/` (HTML), `coverage.info`,
+    /// `coverage-per-machine.info`, `cobertura.xml` and `coverage.json`.
+    pub fn run_layout(dir: &Path, lcov_format: LcovFormat) -> Outputs {
+        Outputs {
+            html: Some(dir.join("report")),
+            lcov: Some(dir.join("coverage.info")),
+            lcov_per_capture: Some(dir.join("coverage-per-machine.info")),
+            cobertura: Some(dir.join("cobertura.xml")),
+            json: Some(dir.join("coverage.json")),
+            markdown: None,
+            lcov_format,
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+/// What [`write_all`] wrote.
+#[derive(Clone, Debug, Default)]
+pub struct Written {
+    /// The HTML site, when asked for.
+    pub html: Option<html::Site>,
+}
+
+/// Writes every report `outputs` asks for (creating parent directories).
+pub fn write_all(cov: &Coverage, info: &RunInfo, outputs: &Outputs) -> Result<Written, Error> {
+    let parent = |p: &Path| -> Result<(), Error> {
+        match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => create_dir(d),
+            _ => Ok(()),
+        }
+    };
+    for (path, per_capture) in [(&outputs.lcov, false), (&outputs.lcov_per_capture, true)] {
+        if let Some(path) = path {
+            parent(path)?;
+            let options = WriteOptions {
+                format: outputs.lcov_format,
+                per_capture,
+            };
+            write_file(path, |w| lcov::write(cov, w, options))?;
+        }
+    }
+    if let Some(path) = &outputs.cobertura {
+        parent(path)?;
+        cobertura::write_path(cov, info, path)?;
+    }
+    if let Some(path) = &outputs.json {
+        parent(path)?;
+        json::write_path(cov, info, path)?;
+    }
+    if let Some(path) = &outputs.markdown {
+        parent(path)?;
+        markdown::write_path(cov, info, &outputs.thresholds, path)?;
+    }
+    let html = match &outputs.html {
+        Some(dir) => Some(html::write_site(cov, info, dir)?),
+        None => None,
+    };
+    Ok(Written { html })
+}
