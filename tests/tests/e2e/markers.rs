@@ -1,11 +1,11 @@
-//! Exclusion markers against lcov 1.16: a C program with every marker kind
+//! Exclusion markers against lcov 1.x (checked by `lcov_tool::peer`): a C program with every marker kind
 //! (`LCOV_EXCL_LINE`, `LCOV_EXCL_START`/`STOP`, `LCOV_EXCL_BR_LINE`,
 //! `LCOV_EXCL_BR_START`/`STOP`, lcov's quirks: a stray STOP, a nested
 //! START, START and STOP on one line, sections left open to the end of the
 //! file) and user regexes, compiled with `gcc --coverage` and run.
 //! `covnet merge` of the capture must equal `lcov --capture` of it (with
 //! `--rc lcov_excl_line=…` / `lcov_excl_br_line=…` for the regexes) in
-//! every `DA`, `FN`/`FNDA` and, per line, `BRDA` taken values (lcov 1.16
+//! every `DA`, `FN`/`FNDA` and, per line, `BRDA` taken values (lcov 1.x
 //! numbers branches differently, see `lcov_peer.rs`). The same source with
 //! `GCOVR_EXCL_*` markers must give the same result, `--no-markers` must
 //! equal `lcov --no-markers`, and the HTML report must mark the excluded

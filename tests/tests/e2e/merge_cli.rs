@@ -1,5 +1,5 @@
 //! `covnet merge` / `covnet summary` on captures of a C program built at
-//! test time: output accepted by lcov 1.16 and genhtml, attribution,
+//! test time: output accepted by lcov 1.x and genhtml, attribution,
 //! JSON, and bad inputs (orphan, truncated and stale `.gcda`) with and
 //! without `--keep-going`.
 

@@ -191,7 +191,7 @@ pub(crate) struct Fixture {
 
 const SLOW: Duration = Duration::from_secs(120);
 
-/// lcov options that make lcov 1.16 count branches.
+/// lcov options that make lcov 1.x count branches.
 const LCOV_BRANCHES: [&str; 2] = ["--rc", "lcov_branch_coverage=1"];
 
 pub(crate) fn fixture() -> Fixture {
@@ -242,7 +242,8 @@ pub(crate) fn fixture() -> Fixture {
             );
         }
         run_ok(
-            Command::new("lcov")
+            covnet_tests::lcov_tool::peer("lcov")
+                .expect("lcov 1.x")
                 .args(["--quiet", "--capture", "--directory", ".", "-t", name, "-o"])
                 .arg(format!("{name}.info"))
                 .args(LCOV_BRANCHES)
@@ -260,14 +261,15 @@ pub(crate) fn fixture() -> Fixture {
 /// `lcov --summary` of the given tracefiles added together (lcov -a).
 pub(crate) fn lcov_summary(dir: &Path, inputs: &[&Path]) -> Summary {
     let sum = dir.join(format!("lcov-sum-{}.info", inputs.len()));
-    let mut cmd = Command::new("lcov");
+    let mut cmd = covnet_tests::lcov_tool::peer("lcov").expect("lcov 1.x");
     cmd.arg("--quiet");
     for i in inputs {
         cmd.arg("-a").arg(i);
     }
     run_ok(cmd.arg("-o").arg(&sum).args(LCOV_BRANCHES), SLOW);
     let r = run_ok(
-        Command::new("lcov")
+        covnet_tests::lcov_tool::peer("lcov")
+            .expect("lcov 1.x")
             .arg("--summary")
             .arg(&sum)
             .args(LCOV_BRANCHES),
