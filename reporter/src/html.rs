@@ -53,21 +53,23 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
             let source = std::fs::read(f.path).ok();
             let text = source.as_deref().map(String::from_utf8_lossy);
             let page = FilePage {
-                version: VERSION,
-                page_title: &f.rel,
-                info,
-                date: &date,
-                assets: "../",
-                root,
-                captures: &cov.captures,
-                stats: Stats::new(&f.summary, &f.by_capture),
-                machines: machine_rows(
-                    &cov.captures,
-                    &f.by_capture,
-                    &own_of_file(f),
-                    &unique_lines([f.coverage], ncap),
-                ),
-                unique_toggle: true,
+                head: Head {
+                    version: VERSION,
+                    page_title: &f.rel,
+                    info,
+                    date: &date,
+                    assets: "../",
+                    root,
+                    captures: &cov.captures,
+                    stats: Stats::new(&f.summary, &f.by_capture),
+                    machines: machine_rows(
+                        &cov.captures,
+                        &f.by_capture,
+                        &own_of_file(f),
+                        &unique_lines([f.coverage], ncap),
+                    ),
+                    unique_toggle: true,
+                },
                 multi: ncap > 1,
                 functions: f
                     .coverage
@@ -92,21 +94,23 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
 
     let unique = unique_lines(tree.files.iter().map(|f| f.coverage), ncap);
     let index = IndexPage {
-        version: VERSION,
-        page_title: "Coverage report",
-        info,
-        date: &date,
-        assets: "",
-        root,
-        captures: &cov.captures,
-        stats: Stats::new(&tree.totals, &tree.capture_totals),
-        machines: machine_rows(
-            &cov.captures,
-            &tree.capture_totals,
-            &tree.own_totals,
-            &unique,
-        ),
-        unique_toggle: false,
+        head: Head {
+            version: VERSION,
+            page_title: "Coverage report",
+            info,
+            date: &date,
+            assets: "",
+            root,
+            captures: &cov.captures,
+            stats: Stats::new(&tree.totals, &tree.capture_totals),
+            machines: machine_rows(
+                &cov.captures,
+                &tree.capture_totals,
+                &tree.own_totals,
+                &unique,
+            ),
+            unique_toggle: false,
+        },
         dirs: tree
             .dirs
             .iter()
@@ -307,19 +311,25 @@ fn machine_rows<'a>(
         .collect()
 }
 
-#[derive(Template)]
-#[template(path = "index.html")]
-struct IndexPage<'a> {
+/// What every page's header, cards and machine table show.
+struct Head<'a> {
     version: &'static str,
     page_title: &'a str,
     info: &'a RunInfo,
     date: &'a str,
+    /// Relative path from the page to the site's root (`""` or `"../"`).
     assets: &'static str,
     root: &'a str,
     captures: &'a [String],
     stats: Stats,
     machines: Vec<MachineRow<'a>>,
     unique_toggle: bool,
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    head: Head<'a>,
     dirs: Vec<DirRow<'a>>,
     files: Vec<FileRow<'a>>,
 }
@@ -359,16 +369,7 @@ struct FileRow<'a> {
 #[derive(Template)]
 #[template(path = "file.html")]
 struct FilePage<'a> {
-    version: &'static str,
-    page_title: &'a str,
-    info: &'a RunInfo,
-    date: &'a str,
-    assets: &'static str,
-    root: &'a str,
-    captures: &'a [String],
-    stats: Stats,
-    machines: Vec<MachineRow<'a>>,
-    unique_toggle: bool,
+    head: Head<'a>,
     /// More than one capture: per-machine columns and data.
     multi: bool,
     functions: Vec<FnRow<'a>>,
