@@ -167,27 +167,41 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The `covnet` binary, built once per test process with
-/// `cargo build -p covnet-runner --bin covnet` (the e2e crate cannot use
-/// `CARGO_BIN_EXE_covnet`, which only a package's own tests get).
+/// `cargo build -p covnet-runner --bin covnet` into the target directory
+/// and profile of the running test (the e2e crate cannot use
+/// `CARGO_BIN_EXE_covnet`, which only a package's own tests get), so a test
+/// never runs a stale binary; `COVNET_BIN` names another one.
 pub fn covnet_bin() -> Result<PathBuf> {
     static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("COVNET_BIN") {
+            return Ok(PathBuf::from(p));
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let root = workspace_root();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let out = run(
-            Command::new(cargo)
-                .args(["build", "-p", "covnet-runner", "--bin", "covnet"])
-                .current_dir(&root),
-            Duration::from_secs(1800),
-        )
-        .map_err(|e| format!("{e:#}"))?;
+        // target/<profile>/deps/e2e-… -> target/<profile>
+        let exe = std::env::current_exe().map_err(|e| format!("test executable path: {e}"))?;
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| format!("{} is not in target/<profile>/deps", exe.display()))?;
+        let target = profile_dir
+            .parent()
+            .ok_or_else(|| format!("{} has no target dir", profile_dir.display()))?;
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "covnet-runner", "--bin", "covnet"])
+            .arg("--target-dir")
+            .arg(target)
+            .current_dir(&root);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = run(&mut cmd, Duration::from_secs(1800)).map_err(|e| format!("{e:#}"))?;
         if !out.status.success() {
             return Err(format!("building covnet failed\n{out}"));
         }
-        let bin = target.join("debug").join("covnet");
+        let bin = profile_dir.join("covnet");
         if bin.is_file() {
             Ok(bin)
         } else {

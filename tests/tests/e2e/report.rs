@@ -24,6 +24,7 @@ pub(crate) struct Run {
 /// group at `limit` (then fails the test) and after the leader exits (so
 /// no helper outlives the run).
 pub(crate) fn run(cmd: &mut Command, limit: Duration) -> Run {
+    let (limit, cut) = covnet_tests::budget::capped(limit);
     let shown = format!("{cmd:?}");
     cmd.process_group(0)
         .stdin(Stdio::null())
@@ -62,7 +63,7 @@ pub(crate) fn run(cmd: &mut Command, limit: Duration) -> Run {
         Some(s) => s,
         None => {
             let _ = child.wait();
-            panic!("{shown} did not finish within {limit:?}; its process group was killed");
+            panic!("{shown} did not finish within {limit:?}{cut}; its process group was killed");
         }
     };
     let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
@@ -98,44 +99,11 @@ pub(crate) fn run_ok(cmd: &mut Command, limit: Duration) -> Run {
     r
 }
 
-/// The `covnet` binary, built (once per test process) from this workspace
-/// so the test never runs a stale one; `COVNET_BIN` overrides.
+/// The `covnet` binary of this workspace (`lcov_tool::covnet_bin`: built
+/// once, `COVNET_BIN` overrides).
 pub(crate) fn covnet_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("COVNET_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/e2e-… -> target/<profile>/covnet
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps");
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_owned();
-        let target_dir = profile_dir.parent().expect("target dir");
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "covnet-runner", "--bin", "covnet"])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile == "release" {
-            cmd.arg("--release");
-        }
-        run_ok(&mut cmd, Duration::from_secs(900));
-        let bin = profile_dir.join("covnet");
-        assert!(
-            bin.is_file(),
-            "covnet binary not found at {}",
-            bin.display()
-        );
-        bin
-    })
+    BIN.get_or_init(|| covnet_tests::lcov_tool::covnet_bin().expect("build the covnet binary"))
 }
 
 const MAIN_C: &str = r#"#include <stdio.h>
