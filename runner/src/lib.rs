@@ -24,5 +24,6 @@ pub mod rundir;
 pub mod script;
 pub mod shell_proxy;
 pub mod spec;
+pub mod suite;
 pub mod switch;
 pub mod vm;
