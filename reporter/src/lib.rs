@@ -9,6 +9,11 @@
 //! - [`cobertura`]: Cobertura XML (`coverage-04.dtd`);
 //! - [`json`]: a JSON report that reads back into the model;
 //! - [`markdown`]: a short summary for a pull-request comment;
+//! - [`sonarqube`]: SonarQube's generic test coverage XML;
+//! - [`coveralls`]: Coveralls' JSON job document (source digests, per-line
+//!   counts, branches);
+//! - [`gcovr_json`]: gcovr's JSON format, written and read;
+//! - [`csv`]: per-file totals with gcovr's `--csv` columns;
 //! - [`summary`]: the terminal table and `--fail-under-*` thresholds;
 //! - [`tree`]: paths relative to a common root and per-directory totals,
 //!   shared by the outputs above;
@@ -33,7 +38,10 @@
 #![deny(missing_docs)]
 
 pub mod cobertura;
+pub mod coveralls;
+pub mod csv;
 mod error;
+pub mod gcovr_json;
 pub mod html;
 mod info;
 pub mod json;
@@ -43,6 +51,7 @@ pub mod outputs;
 mod percent;
 #[cfg(test)]
 mod sample;
+pub mod sonarqube;
 pub mod summary;
 pub mod tree;
 

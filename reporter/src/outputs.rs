@@ -9,7 +9,9 @@ use covnet_merger::model::Coverage;
 
 use crate::output::{create_dir, write_file};
 use crate::summary::Thresholds;
-use crate::{cobertura, html, json, markdown, Error, RunInfo};
+use crate::{
+    cobertura, coveralls, csv, gcovr_json, html, json, markdown, sonarqube, Error, RunInfo,
+};
 
 /// Which reports to write, and where; `None` leaves one out.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +28,17 @@ pub struct Outputs {
     pub json: Option<PathBuf>,
     /// Markdown summary.
     pub markdown: Option<PathBuf>,
+    /// SonarQube generic test coverage XML.
+    pub sonarqube: Option<PathBuf>,
+    /// Coveralls JSON job document (needs the sources on disk).
+    pub coveralls: Option<PathBuf>,
+    /// gcovr JSON (`gcovr --json`'s format).
+    pub gcovr_json: Option<PathBuf>,
+    /// Per-file CSV (gcovr's `--csv` columns).
+    pub csv: Option<PathBuf>,
+    /// Directory Coveralls file names are relative to (the repository);
+    /// `None`: the common root of the sources.
+    pub source_root: Option<PathBuf>,
     /// lcov dialect of the tracefiles.
     pub lcov_format: LcovFormat,
     /// Thresholds the Markdown summary shows.
@@ -43,6 +56,11 @@ impl Outputs {
             cobertura: Some(dir.join("cobertura.xml")),
             json: Some(dir.join("coverage.json")),
             markdown: None,
+            sonarqube: None,
+            coveralls: None,
+            gcovr_json: None,
+            csv: None,
+            source_root: None,
             lcov_format,
             thresholds: Thresholds::default(),
         }
@@ -54,6 +72,9 @@ impl Outputs {
 pub struct Written {
     /// The HTML site, when asked for.
     pub html: Option<html::Site>,
+    /// Files the Coveralls document left out (source missing or not
+    /// matching), with the reason.
+    pub coveralls_missing: Vec<(String, String)>,
 }
 
 /// Writes every report `outputs` asks for (creating parent directories).
@@ -86,9 +107,33 @@ pub fn write_all(cov: &Coverage, info: &RunInfo, outputs: &Outputs) -> Result<Wr
         parent(path)?;
         markdown::write_path(cov, info, &outputs.thresholds, path)?;
     }
+    if let Some(path) = &outputs.sonarqube {
+        parent(path)?;
+        sonarqube::write_path(cov, path)?;
+    }
+    let mut coveralls_missing = Vec::new();
+    if let Some(path) = &outputs.coveralls {
+        parent(path)?;
+        let root = match &outputs.source_root {
+            Some(r) => r.clone(),
+            None => PathBuf::from(crate::tree::Tree::new(cov).root),
+        };
+        coveralls_missing = coveralls::write_path(cov, info, &root, path)?.missing;
+    }
+    if let Some(path) = &outputs.gcovr_json {
+        parent(path)?;
+        gcovr_json::write_path(cov, path)?;
+    }
+    if let Some(path) = &outputs.csv {
+        parent(path)?;
+        csv::write_path(cov, path)?;
+    }
     let html = match &outputs.html {
         Some(dir) => Some(html::write_site(cov, info, dir)?),
         None => None,
     };
-    Ok(Written { html })
+    Ok(Written {
+        html,
+        coveralls_missing,
+    })
 }
