@@ -9,6 +9,7 @@ mod cli {
     pub mod collect;
     pub mod coverage_opts;
     pub mod exit;
+    pub mod format_opts;
     pub mod markers;
     pub mod merge;
     pub mod report;

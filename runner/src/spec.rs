@@ -33,7 +33,7 @@ use toml::Spanned;
 use crate::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
 
 mod coverage;
-pub use coverage::{CoverageSettings, FailUnder};
+pub use coverage::{CoverageSettings, FailUnder, ReportFormats};
 
 /// Default guest memory in MiB.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;

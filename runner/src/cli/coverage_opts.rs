@@ -119,6 +119,7 @@ impl CoverageOpts {
                 .exclude_branch_regex
                 .clone()
                 .or_else(|| spec.exclude_branch_regex.clone()),
+            formats: spec.formats.clone(),
         }
     }
 }

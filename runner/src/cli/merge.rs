@@ -34,8 +34,9 @@ use super::exit;
 #[derive(clap::Args, Debug)]
 pub struct MergeArgs {
     /// Capture directories (trees of .gcda files) and lcov tracefiles (or
-    /// covnet JSON files) to merge. Relative source paths in tracefiles are
-    /// resolved against the current directory.
+    /// `.json` files: covnet coverage JSON, or gcovr JSON, told apart by
+    /// gcovr's `gcovr/format_version` key) to merge. Relative source paths
+    /// in tracefiles are resolved against the current directory.
     #[arg(required = true, value_name = "CAPTURE_DIR|TRACEFILE")]
     pub inputs: Vec<PathBuf>,
     /// Build trees, path maps, filters, thresholds, lcov dialect.
@@ -61,7 +62,8 @@ pub struct MergeArgs {
 /// Arguments of `covnet summary`.
 #[derive(clap::Args, Debug)]
 pub struct SummaryArgs {
-    /// lcov tracefiles (or covnet JSON files); several are merged first.
+    /// lcov tracefiles (or covnet or gcovr JSON files); several are merged
+    /// first.
     #[arg(required = true, value_name = "FILE.info")]
     pub files: Vec<PathBuf>,
 }
@@ -228,8 +230,14 @@ impl MergeArgs {
 fn read_input(path: &Path, name: &Name, is_json: bool) -> Result<Coverage> {
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     let mut cov = if is_json {
-        json::read(BufReader::new(file))
-            .with_context(|| format!("failed to read covnet JSON {}", path.display()))?
+        let bytes =
+            std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+        if covnet_reporter::gcovr_json::looks_like(bytes.get(..256).unwrap_or(&bytes)) {
+            covnet_reporter::gcovr_json::read_slice(&bytes, path)?
+        } else {
+            json::from_slice(&bytes)
+                .with_context(|| format!("failed to read covnet JSON {}", path.display()))?
+        }
     } else {
         lcov::read(BufReader::new(file), path, &name.name).with_context(|| {
             format!(

@@ -22,7 +22,8 @@ use super::exit;
 pub struct ReportArgs {
     /// Inputs: lcov tracefiles (each `TN` section is kept as a capture,
     /// named after the file when empty), covnet JSON reports (`--json`
-    /// output), covnet coverage JSON, or capture directories of `.gcda`
+    /// output), covnet coverage JSON, gcovr JSON (`gcovr --json`), or
+    /// capture directories of `.gcda`
     /// files (one per machine, named after the directory; each `.gcda`
     /// pairs with the `.gcno` at its build path, else in the --build trees).
     /// Several inputs are merged.
@@ -50,6 +51,9 @@ pub struct ReportArgs {
     /// Write a Markdown summary for a pull-request comment.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// SonarQube, Coveralls, gcovr JSON and CSV outputs.
+    #[command(flatten)]
+    pub formats: super::format_opts::FormatOpts,
     /// Title shown on every output.
     #[arg(long, default_value = "covnet coverage report")]
     pub title: String,
@@ -149,7 +153,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     );
     let thresholds = settings.thresholds;
 
-    let outputs = covnet_reporter::outputs::Outputs {
+    let mut outputs = covnet_reporter::outputs::Outputs {
         html: args.html.clone(),
         lcov: args.lcov.clone(),
         lcov_per_capture: None,
@@ -158,9 +162,16 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         markdown: args.markdown.clone(),
         lcov_format: settings.lcov_format,
         thresholds,
+        ..Default::default()
     };
+    super::format_opts::add(
+        &mut outputs,
+        &args.formats.over(&Default::default()),
+        Path::new(""),
+    );
     let written = covnet_reporter::outputs::write_all(&cov, &info, &outputs)
         .context("failed to write the reports")?;
+    super::format_opts::warn(&written);
     if let (Some(dir), Some(site)) = (&args.html, &written.html) {
         eprintln!(
             "covnet: wrote {} ({} source pages)",
@@ -251,19 +262,29 @@ fn load(path: &Path) -> anyhow::Result<Coverage> {
             .with_context(|| format!("failed to read {}", path.display()))?;
         let marker = format!("\"{}\"", json::FORMAT);
         let head = bytes.get(..256).unwrap_or(&bytes);
+        if covnet_reporter::gcovr_json::looks_like(head) {
+            let mut cov = covnet_reporter::gcovr_json::read_slice(&bytes, path)?;
+            cov.captures.push(stem(path));
+            covnet_merger::merge::attribute_single(&mut cov);
+            return Ok(cov);
+        }
         if head.windows(marker.len()).any(|w| w == marker.as_bytes()) {
             return Ok(json::read_slice(&bytes, path)?.0);
         }
         return covnet_merger::json::from_slice(&bytes)
             .with_context(|| format!("failed to read covnet coverage JSON {}", path.display()));
     }
-    let name = path
-        .file_stem()
-        .map_or_else(|| "input".to_owned(), |s| s.to_string_lossy().into_owned());
+    let name = stem(path);
     // Re-open: the peeked bytes are gone from the buffered reader.
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     covnet_merger::lcov::read(BufReader::new(file), path, &name)
-        .with_context(|| format!("failed to read tracefile {}\n  (hint: covnet report takes lcov tracefiles (.info) or covnet JSON)", path.display()))
+        .with_context(|| format!("failed to read tracefile {}\n  (hint: covnet report takes lcov tracefiles (.info) , covnet JSON or gcovr JSON)", path.display()))
+}
+
+/// An input's capture name: its file name without the extension.
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "input".to_owned(), |s| s.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -295,6 +316,10 @@ mod tests {
         let report = dir.path().join("r.json");
         json::write_path(&cov, &RunInfo::now("t", vec![]), &report).unwrap();
         assert_eq!(load(&report).unwrap(), cov);
+        // gcovr JSON is told apart by its version key, named after the file.
+        let gcovr = dir.path().join("web.gcovr");
+        covnet_reporter::gcovr_json::write_path(&cov, &gcovr).unwrap();
+        assert_eq!(load(&gcovr).unwrap(), cov);
         let err = load(dir.path()).unwrap_err();
         assert!(format!("{err:#}").contains("hint: turn capture directories"));
         let bad = dir.path().join("bad.info");

@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// dialect, each overriding the spec's `[coverage]` field.
     #[command(flatten)]
     pub coverage_opts: CoverageOpts,
+    /// With --coverage: SonarQube, Coveralls, gcovr JSON and CSV outputs
+    /// (relative paths inside the output directory).
+    #[command(flatten)]
+    pub formats: super::format_opts::FormatOpts,
 }
 
 /// Validated inputs of a run.
@@ -86,9 +90,9 @@ struct RunPlan {
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
-    if args.coverage_opts.any() && !args.coverage {
+    if (args.coverage_opts.any() || args.formats.any()) && !args.coverage {
         anyhow::bail!(
-            "coverage options (--build, --path-map, --include, --exclude, --fail-under-*, --lcov-format) need --coverage"
+            "coverage options (--build, --path-map, --include, --exclude, --fail-under-*, --lcov-format, --sonarqube, --coveralls, --gcovr-json, --csv) need --coverage"
         );
     }
     let mut spec = Spec::from_path(&args.spec)?;
@@ -137,6 +141,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<RunPlan> {
         .with_context(|| format!("failed to create output directory {}", out.display()))?;
     let mut coverage = args.coverage_opts.over(&spec.coverage);
     coverage.per_subtest |= args.coverage_per_subtest;
+    coverage.formats = args.formats.over(&coverage.formats);
     // Fail on a bad glob or map before anything boots.
     coverage_opts::resolve(&coverage)?;
     Ok(RunPlan {
@@ -513,6 +518,11 @@ fn collect_and_report(
     info.notes = merged.notes.clone();
     let paths = coverage::write_reports(&merged, &info, &plan.out, settings.lcov_format)
         .context("failed to write the coverage report")?;
+    let mut more = covnet_reporter::outputs::Outputs::default();
+    super::format_opts::add(&mut more, &plan.coverage.formats, &plan.out);
+    let written = covnet_reporter::outputs::write_all(&merged.coverage, &info, &more)
+        .context("failed to write the coverage report")?;
+    super::format_opts::warn(&written);
     let mut table = Vec::new();
     covnet_reporter::summary::write_table(&merged.coverage, &info, &mut table)
         .context("failed to format the coverage summary")?;

@@ -14,6 +14,10 @@
 //! markers = true                       # LCOV_EXCL_* / GCOVR_EXCL_* (default on)
 //! exclude_line_regex = "assert\\("
 //! exclude_branch_regex = "LIKELY"
+//! sonarqube = true                     # more report formats: true for the
+//! coveralls = "ci/coveralls.json"      # default name in the output
+//! gcovr_json = true                    # directory, or a path (relative
+//! csv = false                          # to the output directory)
 //! ```
 
 use std::path::PathBuf;
@@ -48,6 +52,40 @@ pub struct CoverageSettings {
     pub exclude_line_regex: Option<String>,
     /// Drop the branches of source lines matching this regex.
     pub exclude_branch_regex: Option<String>,
+    /// More report formats to write.
+    pub formats: ReportFormats,
+}
+
+/// The report formats beyond `covnet run`'s usual set, each off (`None`)
+/// or a path, relative to the output directory unless absolute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportFormats {
+    /// SonarQube generic coverage XML (`true`: `sonarqube.xml`).
+    pub sonarqube: Option<PathBuf>,
+    /// Coveralls JSON (`true`: `coveralls.json`).
+    pub coveralls: Option<PathBuf>,
+    /// gcovr JSON (`true`: `gcovr.json`).
+    pub gcovr_json: Option<PathBuf>,
+    /// Per-file CSV (`true`: `coverage.csv`).
+    pub csv: Option<PathBuf>,
+}
+
+/// `true`, `false` or a path, as the format fields take them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OnOrPath {
+    On(bool),
+    Path(PathBuf),
+}
+
+impl OnOrPath {
+    fn path(v: Option<OnOrPath>, default: &str) -> Option<PathBuf> {
+        match v? {
+            OnOrPath::On(true) => Some(PathBuf::from(default)),
+            OnOrPath::On(false) => None,
+            OnOrPath::Path(p) => Some(p),
+        }
+    }
 }
 
 impl Default for CoverageSettings {
@@ -63,6 +101,7 @@ impl Default for CoverageSettings {
             markers: true,
             exclude_line_regex: None,
             exclude_branch_regex: None,
+            formats: ReportFormats::default(),
         }
     }
 }
@@ -95,6 +134,10 @@ pub(super) struct RawCoverage {
     markers: Option<bool>,
     exclude_line_regex: Option<Spanned<String>>,
     exclude_branch_regex: Option<Spanned<String>>,
+    sonarqube: Option<OnOrPath>,
+    coveralls: Option<OnOrPath>,
+    gcovr_json: Option<OnOrPath>,
+    csv: Option<OnOrPath>,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +229,12 @@ impl Validator<'_> {
             markers: raw.markers.unwrap_or(true),
             exclude_line_regex: raw.exclude_line_regex.map(Spanned::into_inner),
             exclude_branch_regex: raw.exclude_branch_regex.map(Spanned::into_inner),
+            formats: ReportFormats {
+                sonarqube: OnOrPath::path(raw.sonarqube, "sonarqube.xml"),
+                coveralls: OnOrPath::path(raw.coveralls, "coveralls.json"),
+                gcovr_json: OnOrPath::path(raw.gcovr_json, "gcovr.json"),
+                csv: OnOrPath::path(raw.csv, "coverage.csv"),
+            },
         })
     }
 }
@@ -216,6 +265,9 @@ per_subtest = true
 lcov_format = 2
 markers = false
 exclude_line_regex = "assert\\("
+sonarqube = true
+coveralls = "ci/coveralls.json"
+csv = false
 "#,
         )
         .expect("valid");
@@ -234,6 +286,15 @@ exclude_line_regex = "assert\\("
         assert!(c.per_subtest && !c.markers);
         assert_eq!(c.lcov_format, 2);
         assert_eq!(c.exclude_line_regex.as_deref(), Some("assert\\("));
+        assert_eq!(
+            c.formats,
+            ReportFormats {
+                sonarqube: Some("sonarqube.xml".into()),
+                coveralls: Some("ci/coveralls.json".into()),
+                gcovr_json: None,
+                csv: None,
+            }
+        );
     }
 
     #[test]
