@@ -10,6 +10,8 @@ packages=(
   gcc g++ gcc-11 g++-11 make
   # peers and oracles for exactness and benchmarks
   lcov python3-pip libxml2-utils
+  # gcovr 8 (below) lives in a venv of Debian's Python
+  python3-venv
   # tests: processes, sockets, network namespaces, browser
   procps iproute2 iputils-ping curl chromium chromium-driver hyperfine time
   # `covnet run --pcap` captures are read back with a real pcap reader
@@ -48,6 +50,20 @@ fi
 for k in /boot/vmlinuz-*; do
   [ -e "$k" ] && [ ! -r "$k" -o "$(stat -c %a "$k")" = 600 ] && chmod a+r "$k" || true
 done
+
+# gcovr 8, from Python's registry: the formats tests check that gcovr reads
+# covnet's gcovr JSON and that covnet reads gcovr's. Debian's Python is
+# externally managed, so it gets a venv of its own at a fixed path, where the
+# tests look for it (then `gcovr` on PATH).
+gcovr_venv=/opt/covnet/gcovr
+if ! "$gcovr_venv/bin/gcovr" --version 2>/dev/null | head -n 1 | grep -q '^gcovr 8\.'; then
+  echo "setup: installing gcovr 8 into $gcovr_venv" >&2
+  root_cmd=()
+  [ "$(id -u)" -eq 0 ] || root_cmd=(sudo)
+  "${root_cmd[@]}" mkdir -p "$(dirname "$gcovr_venv")"
+  "${root_cmd[@]}" /usr/bin/python3 -m venv "$gcovr_venv"
+  "${root_cmd[@]}" "$gcovr_venv/bin/pip" install -q --disable-pip-version-check 'gcovr==8.*'
+fi
 
 # The test runner README's test command uses (bounded per-test timeouts).
 if ! cargo nextest --version >/dev/null 2>&1; then
