@@ -9,6 +9,7 @@ mod coverage_run;
 mod exactness;
 mod faults;
 mod features;
+mod formats;
 mod fuzz_regressions;
 mod isolation;
 mod lcov_peer;
