@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::{Error, RunInfo};
 
-/// What [`write`] left out.
+/// What [`write()`] left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     /// Files whose source could not be read or does not match the
@@ -89,7 +89,7 @@ where
 }
 
 /// Writes the Coveralls job document of `cov` to the file `path`, reading
-/// sources from disk (see [`write`]).
+/// sources from disk (see [`write()`]).
 pub fn write_path(
     cov: &Coverage,
     info: &RunInfo,
