@@ -24,15 +24,15 @@ fn workspace() -> PathBuf {
 }
 
 /// A private copy of `examples/webserver`, built with `--coverage`.
-struct Example {
+pub(crate) struct Example {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// The test's time, from the build on.
     budget: Budget,
 }
 
 impl Example {
-    fn build() -> Result<Example> {
+    pub(crate) fn build() -> Result<Example> {
         let budget = Budget::new(DEFAULT_LIMIT);
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("webserver");
@@ -54,7 +54,7 @@ impl Example {
         })
     }
 
-    fn spec(&self) -> PathBuf {
+    pub(crate) fn spec(&self) -> PathBuf {
         self.dir.join("spec.toml")
     }
 
@@ -64,7 +64,7 @@ impl Example {
     }
 
     /// Like [`Example::run`], with extra `covnet run` arguments.
-    fn run_with(&self, spec: &Path, out: &str, extra: &[&str]) -> Result<PathBuf> {
+    pub(crate) fn run_with(&self, spec: &Path, out: &str, extra: &[&str]) -> Result<PathBuf> {
         let out = self.dir.join(out);
         let o = lcov_tool::run(
             Command::new(lcov_tool::covnet_bin()?)

@@ -395,3 +395,69 @@ fn csv_rows_hold_each_files_totals() {
         .collect();
     assert_eq!(per_file, ours);
 }
+
+/// `covnet run --coverage` writes the formats the spec's `[coverage]`
+/// fields and the flags ask for: relative paths inside the output
+/// directory, absolute ones as given, flags over the spec; each holds the
+/// run's totals (namespace machines: the backend needs no guest kernel).
+#[test]
+fn covnet_run_writes_the_formats_of_its_spec_and_flags() {
+    let ex = super::coverage_run::Example::build().expect("build the webserver example");
+    let spec = ex.dir.join("formats.toml");
+    let text = std::fs::read_to_string(ex.spec()).expect("read the spec");
+    std::fs::write(
+        &spec,
+        format!(
+            "{text}\n[coverage]\nsonarqube = true\ngcovr_json = \"more/gcovr.json\"\ncsv = \"spec.csv\"\ncoveralls = false\n"
+        ),
+    )
+    .expect("write the spec");
+    let abs_csv = ex.dir.join("flag.csv");
+    let out = ex
+        .run_with(
+            &spec,
+            "out",
+            &[
+                "--backend",
+                "namespace",
+                "--csv",
+                s(&abs_csv),
+                "--coveralls",
+                "cov/coveralls.json",
+            ],
+        )
+        .expect("covnet run");
+    let totals = report_totals(&read_json(&out.join("coverage.json")));
+    assert!(totals[0].1 > 0, "{totals:?}");
+    assert!(
+        !out.join("spec.csv").exists(),
+        "--csv replaces the spec's csv"
+    );
+    for f in ["sonarqube.xml", "more/gcovr.json", "cov/coveralls.json"] {
+        assert!(out.join(f).is_file(), "{f} missing from {}", out.display());
+    }
+    // The gcovr JSON reads back (by covnet) with the run's totals.
+    let back = ex.dir.join("back.json");
+    let gcovr_json = out.join("more/gcovr.json");
+    let res =
+        covnet(&["report", s(&gcovr_json), "--json", s(&back)], &ex.dir).expect("covnet report");
+    assert_eq!(res.code(), 0, "{res}");
+    assert_eq!(report_totals(&read_json(&back)), totals);
+    // The CSV at the absolute path holds them too.
+    let csv = std::fs::read_to_string(&abs_csv).expect("the --csv file");
+    let mut lines = (0, 0);
+    for row in csv.split_terminator("\r\n").skip(1) {
+        let cells: Vec<&str> = row.split(',').collect();
+        lines.0 += cells[1].parse::<u64>().expect("line_total");
+        lines.1 += cells[2].parse::<u64>().expect("line_covered");
+    }
+    assert_eq!(lines, totals[0]);
+    // And the SonarQube XML passes its schema.
+    let xsd =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sonarqube/sonar-generic-coverage.xsd");
+    run_ok(
+        Command::new("xmllint")
+            .args(["--noout", "--schema", s(&xsd)])
+            .arg(out.join("sonarqube.xml")),
+    );
+}
