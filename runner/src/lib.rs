@@ -6,23 +6,18 @@
 #![deny(missing_docs)]
 
 pub mod accel;
-pub mod bundle;
 pub mod console;
 pub mod coverage;
-pub mod driver;
+pub mod diag;
 pub mod events;
-pub mod faults;
-pub mod flush;
 pub mod image;
-pub mod junit;
 pub mod machine;
 pub mod namespace;
-pub mod network;
+pub mod net;
 pub mod process;
 pub mod qemu;
+pub mod run;
 pub mod rundir;
 pub mod script;
-pub mod shell_proxy;
 pub mod spec;
-pub mod switch;
 pub mod vm;

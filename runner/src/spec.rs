@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
+use crate::net::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
 
 mod coverage;
 pub use coverage::{CoverageSettings, FailUnder};

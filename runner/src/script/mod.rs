@@ -10,7 +10,7 @@
 //!
 //! ```no_run
 //! # use covnet_runner::script::{run_script, ScriptOptions};
-//! # fn demo(nodes: &[covnet_runner::driver::Node]) {
+//! # fn demo(nodes: &[covnet_runner::script::driver::Node]) {
 //! let report = run_script(nodes, r#"
 //!     start_all();
 //!     server.wait_for_open_port(80);
@@ -19,6 +19,9 @@
 //! assert!(report.result.is_ok());
 //! # }
 //! ```
+
+pub mod driver;
+pub mod junit;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -30,12 +33,12 @@ use rhai::{
     Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, NativeCallContext, Position, Scope, INT,
 };
 
-use crate::driver::{
+use crate::events::RunEvent;
+use crate::net::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
+use crate::script::driver::{
     parse_timeout, start_nodes, Node, RunContext, ScriptPosition, StepError, StepErrorKind,
 };
-use crate::events::RunEvent;
-use crate::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
-use crate::junit::{Outcome, TestCase};
+use crate::script::junit::{Outcome, TestCase};
 
 /// How to run a script.
 #[derive(Debug, Clone)]
@@ -430,7 +433,7 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
                     "the test script's timeout of {}s passed",
                     timeout.as_secs_f64()
                 ));
-                crate::network::crash_all(&nodes);
+                crate::script::driver::crash_all(&nodes);
                 true
             } else {
                 false
@@ -767,7 +770,7 @@ fn register_timed<A, R>(
     engine: &mut Engine,
     state: &Arc<State>,
     name: &'static str,
-    default: fn(&crate::driver::Timeouts) -> Duration,
+    default: fn(&crate::script::driver::Timeouts) -> Duration,
     op: fn(&Node, &A, Duration) -> Result<R, StepError>,
 ) where
     A: Clone + Send + Sync + 'static,
@@ -790,11 +793,11 @@ fn register_timed<A, R>(
     );
 }
 
-fn command_timeout(t: &crate::driver::Timeouts) -> Duration {
+fn command_timeout(t: &crate::script::driver::Timeouts) -> Duration {
     t.command
 }
 
-fn wait_timeout(t: &crate::driver::Timeouts) -> Duration {
+fn wait_timeout(t: &crate::script::driver::Timeouts) -> Duration {
     t.wait
 }
 
@@ -1080,9 +1083,9 @@ fn partition_groups(groups: &rhai::Array) -> Result<Vec<Vec<String>>, FaultError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::Timeouts;
     use crate::events::{channel, EventSender};
     use crate::machine::{Machine, MachineError, Output};
+    use crate::script::driver::Timeouts;
     use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -1238,7 +1241,7 @@ mod tests {
     #[test]
     fn link_faults_and_partitions_reach_the_switch() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let switch = Arc::new(crate::switch::Switch::start().expect("switch"));
+        let switch = Arc::new(crate::net::switch::Switch::start().expect("switch"));
         for (i, name) in ["a/eth0", "a/eth1", "b/eth0"].iter().enumerate() {
             switch
                 .add_port(

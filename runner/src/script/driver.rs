@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::{EventSender, RunEvent};
-use crate::faults::{FaultError, LinkFaults};
 use crate::machine::{Machine, MachineError, Output, ERROR_CONSOLE_LINES};
+use crate::net::faults::{FaultError, LinkFaults};
 use crate::spec::Ready;
 
 /// Default timeout of the `wait_*` operations when the caller gives none.
@@ -168,7 +168,7 @@ pub enum StepErrorKind {
     },
     /// A network fault (link setting, partition) could not be applied.
     #[error(transparent)]
-    Fault(#[from] crate::faults::FaultError),
+    Fault(#[from] crate::net::faults::FaultError),
 }
 
 /// A failed test step: which machine, which step, why, and where in the
@@ -292,6 +292,24 @@ fn write_output(f: &mut fmt::Formatter<'_>, output: &Output) -> fmt::Result {
     Ok(())
 }
 
+/// Kills every node at once (one thread each, so a machine that is slow to
+/// die does not delay the others); failures go into the run's events.
+pub fn crash_all(nodes: &[Node]) {
+    std::thread::scope(|scope| {
+        for node in nodes {
+            scope.spawn(move || {
+                if let Err(e) = node.machine().crash() {
+                    node.context()
+                        .events
+                        .send(RunEvent::Notice(crate::diag::Diagnostic::error(
+                            e.to_string(),
+                        )));
+                }
+            });
+        }
+    });
+}
+
 /// Shared state of a run that every node sees: events, timeouts, the
 /// interruption flag and the directories host paths are relative to.
 #[derive(Debug)]
@@ -308,7 +326,7 @@ pub struct RunContext {
     pub output_dir: PathBuf,
     interrupted: AtomicBool,
     reason: std::sync::Mutex<Option<String>>,
-    switch: std::sync::OnceLock<Arc<crate::switch::Switch>>,
+    switch: std::sync::OnceLock<Arc<crate::net::switch::Switch>>,
     /// The fault seed was printed.
     seed_shown: AtomicBool,
 }
@@ -335,7 +353,7 @@ impl RunContext {
 
     /// Attaches the switch the run's machines are on, which link faults
     /// and partitions act on. Only the first call counts.
-    pub fn attach_switch(&self, switch: Arc<crate::switch::Switch>) {
+    pub fn attach_switch(&self, switch: Arc<crate::net::switch::Switch>) {
         let _ = self.switch.set(switch);
     }
 
@@ -350,14 +368,14 @@ impl RunContext {
             self.events.send(RunEvent::Print {
                 text: format!(
                     "network fault seed {seed} (hint: {}={seed} repeats this run's drops and jitter)",
-                    crate::network::FAULT_SEED_ENV,
+                    crate::net::faults::FAULT_SEED_ENV,
                 ),
             });
         }
     }
 
     /// The run's switch, if one is attached.
-    pub fn switch(&self) -> Option<&Arc<crate::switch::Switch>> {
+    pub fn switch(&self) -> Option<&Arc<crate::net::switch::Switch>> {
         self.switch.get()
     }
 
@@ -402,7 +420,7 @@ impl RunContext {
     fn network_step(
         &self,
         what: String,
-        f: impl FnOnce(&crate::switch::Switch) -> Result<(), StepErrorKind>,
+        f: impl FnOnce(&crate::net::switch::Switch) -> Result<(), StepErrorKind>,
     ) -> Result<(), StepError> {
         let started = Instant::now();
         self.events.send(RunEvent::StepStart {
@@ -878,7 +896,7 @@ impl Node {
 
     /// Gives every link of the machine (one per NIC) `faults`, replacing
     /// earlier ones: loss, delay and jitter, and a rate limit, each applied
-    /// to both directions (see [`crate::faults`]).
+    /// to both directions (see [`crate::net::faults`]).
     pub fn set_link(&self, faults: LinkFaults) -> Result<(), StepError> {
         self.step(format!("set_link({faults})"), || {
             faults.validate()?;
