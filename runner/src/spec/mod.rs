@@ -357,8 +357,6 @@ impl Spec {
     }
 }
 
-/// The directory of a spec file, absolute when the process's current
-
 #[cfg(test)]
 mod tests {
     use super::validate::normalize;

@@ -13,6 +13,7 @@ use super::raw::*;
 use super::*;
 use crate::net::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
 
+/// The directory of a spec file, absolute when the process's current
 /// directory is known.
 pub(super) fn spec_dir(path: &Path) -> PathBuf {
     let parent = path.parent().unwrap_or(Path::new(""));
