@@ -1,8 +1,12 @@
 //! Boot networks of machines from a spec and drive test scripts on them.
 //!
-//! The runner owns the spec, guest images, QEMU processes, the virtual
-//! switch, the shell channel to each machine and the test-script engine; the
-//! `covnet` binary is a thin CLI over it and the other covnet crates.
+//! The runner owns the spec ([`spec`]), guest images and machines (QEMU
+//! VMs and namespace machines), the virtual network ([`net`]), the
+//! test-script engine ([`script`]), a run's coverage ([`coverage`]) and the
+//! orchestration of a whole run ([`run`]: plan, script, coverage, typed
+//! verdict), told as [`events`]. The library never prints; the `covnet`
+//! binary is a thin CLI over it and the other covnet crates. The module map
+//! is in `docs/architecture.md`.
 #![deny(missing_docs)]
 
 pub mod accel;

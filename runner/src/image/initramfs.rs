@@ -496,8 +496,7 @@ pub fn busybox_applets(binary: &[u8]) -> Vec<String> {
 }
 
 /// Machine variable naming the library that service scripts add to
-/// `LD_PRELOAD` (set only when coverage is on, by
-/// [`crate::coverage::flush`]).
+/// `LD_PRELOAD` (set only when coverage is on, to covnet's flush shim).
 pub const SERVICE_PRELOAD_ENV: &str = "COVNET_SERVICE_PRELOAD";
 
 /// `/covnet/services/NN-<name>.sh`: exports the service's variables and
