@@ -466,6 +466,55 @@ mod tests {
     }
 
     #[test]
+    fn coverage_steps_and_notices_are_rendered() {
+        let text = render(&[
+            RunEvent::CollectStart {
+                capture: "server".into(),
+                machine: "server".into(),
+            },
+            RunEvent::CollectEnd {
+                capture: "server".into(),
+                machine: "server".into(),
+                result: Ok(Pulled {
+                    files: 3,
+                    bytes: 3000,
+                    ..Pulled::default()
+                }),
+            },
+            RunEvent::MergeEnd {
+                captures: 2,
+                files: 4,
+                result: Err("nothing paired".into()),
+            },
+            RunEvent::Notice(Diagnostic::notice("gcc 13.1 is untested")),
+            RunEvent::ReportWritten {
+                paths: ReportPaths {
+                    html: "/o/report/index.html".into(),
+                    lcov: "/o/coverage.info".into(),
+                    lcov_per_capture: "/o/coverage-per-machine.info".into(),
+                    cobertura: "/o/cobertura.xml".into(),
+                    json: "/o/coverage.json".into(),
+                },
+            },
+        ]);
+        assert!(
+            text.contains("server: collected 3 .gcda file(s), 3000 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ncoverage: 4 .gcda file(s) pulled from 2 capture(s)\n"),
+            "{text}"
+        );
+        assert!(text.contains("notice: gcc 13.1 is untested\n"), "{text}");
+        assert!(
+            text.contains(
+                "coverage report: /o/report/index.html\nlcov tracefile: /o/coverage.info\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn sender_without_receiver_never_fails() {
         let (tx, rx) = channel();
         drop(rx);

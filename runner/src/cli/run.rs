@@ -209,3 +209,53 @@ fn parse_backend(s: &str) -> Result<Backend, String> {
         _ => Err(format!("`{s}` is not a backend (vm or namespace)")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use covnet_runner::coverage::notices::GatherEnd;
+
+    fn verdict(test: TestResult, coverage: CoverageOutcome) -> Verdict {
+        Verdict {
+            test,
+            coverage,
+            shutdown_failed: false,
+        }
+    }
+
+    #[test]
+    fn the_test_decides_first_then_the_coverage_then_the_shutdown() {
+        use CoverageOutcome as C;
+        use TestResult as T;
+        let cases = [
+            (T::Passed, C::Off, exit::SUCCESS),
+            (T::Passed, C::Complete, exit::SUCCESS),
+            (T::Passed, C::Incomplete, exit::PARTIAL),
+            (
+                T::Passed,
+                C::NothingToReport(GatherEnd::NothingToReport),
+                exit::PARTIAL,
+            ),
+            (
+                T::Passed,
+                C::NothingToReport(GatherEnd::Failed),
+                exit::FAILURE,
+            ),
+            (T::Passed, C::BelowThreshold, exit::BELOW_THRESHOLD),
+            (T::Passed, C::Failed("x".into()), exit::FAILURE),
+            (T::Failed, C::BelowThreshold, exit::PARTIAL),
+            (T::TimedOut, C::Complete, exit::PARTIAL),
+            (T::Interrupted, C::Incomplete, exit::INTERRUPTED),
+            (T::Broken, C::Off, exit::FAILURE),
+        ];
+        for (test, coverage, code) in cases {
+            let v = verdict(test, coverage.clone());
+            assert_eq!(exit_code(&v).0, code, "{v:?}");
+        }
+        let mut v = verdict(T::Passed, C::Complete);
+        v.shutdown_failed = true;
+        assert_eq!(exit_code(&v), (exit::FAILURE, None));
+        v.coverage = C::BelowThreshold;
+        assert_eq!(exit_code(&v).0, exit::BELOW_THRESHOLD);
+    }
+}

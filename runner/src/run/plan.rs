@@ -199,3 +199,76 @@ fn test_name(spec: &Path) -> String {
         })
         .unwrap_or(stem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write spec");
+        path
+    }
+
+    #[test]
+    fn names_output_and_script_come_from_the_spec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let web = dir.path().join("web");
+        std::fs::create_dir(&web).expect("mkdir");
+        let spec = write_spec(
+            &web,
+            "spec.toml",
+            "[machines.a]\n[test]\nscript = \"start_all();\"\n",
+        );
+        let out = dir.path().join("out");
+        let plan = RunPlan::new(&RunRequest {
+            spec,
+            out: Some(out.clone()),
+            ..RunRequest::default()
+        })
+        .expect("plan");
+        assert_eq!(plan.name, "web");
+        assert_eq!(plan.source, "start_all();");
+        assert!(out.is_dir());
+        assert_eq!(
+            plan.script_location(1, 3),
+            format!("{}:3:3", plan.spec.path.display())
+        );
+    }
+
+    #[test]
+    fn a_spec_without_test_or_with_a_bad_glob_is_refused_before_booting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bare = write_spec(dir.path(), "bare.toml", "[machines.a]\n");
+        let request = RunRequest {
+            spec: bare,
+            out: Some(dir.path().join("out")),
+            ..RunRequest::default()
+        };
+        assert!(matches!(
+            RunPlan::new(&request),
+            Err(PlanError::NoTest { .. })
+        ));
+        let spec = write_spec(
+            dir.path(),
+            "t.toml",
+            "[machines.a]\n[test]\nscript = \"\"\n",
+        );
+        let request = RunRequest { spec, ..request };
+        let bad = RunPlan::with_coverage(&request, |c| {
+            let mut c = c.clone();
+            c.include = vec!["[".into()];
+            c
+        });
+        assert!(matches!(bad, Err(PlanError::Coverage(_))), "{bad:?}");
+        let plan = RunPlan::with_coverage(
+            &RunRequest {
+                coverage_per_subtest: true,
+                ..request
+            },
+            Clone::clone,
+        )
+        .expect("plan");
+        assert!(plan.coverage().per_subtest);
+    }
+}
