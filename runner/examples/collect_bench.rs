@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use covnet_runner::coverage::{self, CollectOptions};
-use covnet_runner::network::{Network, NetworkOptions};
+use covnet_runner::run::network::{Network, NetworkOptions};
 use covnet_runner::spec::Spec;
 
 fn main() -> anyhow::Result<()> {

@@ -19,9 +19,9 @@ use covnet_runner::accel::{self, AccelRequest};
 use covnet_runner::image::initramfs::ImageBuilder;
 use covnet_runner::image::kernel::Kernel;
 use covnet_runner::machine::{EventSink, Machine, MachineEvent};
+use covnet_runner::net::switch::Switch;
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
-use covnet_runner::switch::Switch;
 use covnet_runner::vm::{Vm, VmConfig};
 
 fn main() -> anyhow::Result<()> {

@@ -233,7 +233,7 @@ pub fn resolve(request: AccelRequest) -> Accel {
                 .get_or_init(|| {
                     let detection = detect();
                     if let Some(warning) = detection.warning() {
-                        eprintln!("covnet: warning: {warning}");
+                        crate::diag::warn(warning.to_string());
                     }
                     detection
                 })

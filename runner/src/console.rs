@@ -643,7 +643,7 @@ impl ConsoleLog {
                     thread::sleep(Duration::from_millis(10));
                 }
                 Err(err) => {
-                    eprintln!("covnet: warning: {machine}: serial console accept failed: {err}");
+                    crate::diag::warn(format!("{machine}: serial console accept failed: {err}"));
                     self.close();
                     return;
                 }
@@ -661,7 +661,7 @@ impl ConsoleLog {
                 Ok(n) => {
                     let data = buf.get(..n).unwrap_or(&[]);
                     if let Err(err) = file.write_all(data) {
-                        eprintln!("covnet: warning: {machine}: writing console log failed: {err}");
+                        crate::diag::warn(format!("{machine}: writing console log failed: {err}"));
                     }
                     raw_partial.extend_from_slice(data);
                     self.take_lines(machine, &mut raw_partial, events);

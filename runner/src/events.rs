@@ -14,6 +14,8 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::coverage::{Pulled, ReportPaths};
+use crate::diag::Diagnostic;
 use crate::machine::{EventSink, MachineEvent};
 
 /// The life-cycle state of one machine, as shown by the reporter.
@@ -111,6 +113,45 @@ pub enum RunEvent {
     ScriptEnd {
         /// Time taken, or why it failed.
         result: Result<Duration, String>,
+    },
+    /// A notice, warning or error that does not stop the run (a machine
+    /// killed after a failed shutdown, a capture that failed, an unpaired
+    /// `.gcda` summary, an untested GCC version, a threshold not met).
+    Notice(Diagnostic),
+    /// Pulling a machine's gcov data into a capture began.
+    CollectStart {
+        /// Capture name: the machine's, or `<machine>@<phase>`.
+        capture: String,
+        /// The machine.
+        machine: String,
+    },
+    /// Pulling a machine's gcov data ended.
+    CollectEnd {
+        /// Capture name.
+        capture: String,
+        /// The machine.
+        machine: String,
+        /// What was pulled, or why nothing could be.
+        result: Result<Pulled, String>,
+    },
+    /// The run's captures were merged into one coverage.
+    MergeEnd {
+        /// Captures merged (failed ones included).
+        captures: usize,
+        /// `.gcda` files pulled over all captures.
+        files: usize,
+        /// Source files in the merged coverage, or why there is none.
+        result: Result<usize, String>,
+    },
+    /// The merged coverage's summary table (lines, functions, branches).
+    CoverageSummary {
+        /// The table, as the reporter formats it.
+        table: String,
+    },
+    /// The coverage reports were written.
+    ReportWritten {
+        /// Where each report is.
+        paths: ReportPaths,
     },
     /// Everything is shut down.
     RunEnd {
@@ -295,6 +336,43 @@ impl<W: Write> TerminalReporter<W> {
                 )?,
                 Err(_) => writeln!(self.out, "{} script FAILED", self.stamp())?,
             },
+            RunEvent::Notice(d) => writeln!(self.out, "{d}")?,
+            RunEvent::CollectStart { .. } => {}
+            RunEvent::CollectEnd {
+                capture, result, ..
+            } => {
+                // A failed capture is told once, as a notice, by whoever
+                // collected it.
+                if let Ok(p) = result {
+                    writeln!(
+                        self.out,
+                        "{} {capture}: collected {} .gcda file(s), {} bytes",
+                        self.stamp(),
+                        p.files,
+                        p.bytes
+                    )?;
+                }
+            }
+            RunEvent::MergeEnd {
+                captures,
+                files,
+                result,
+            } => match result {
+                Ok(sources) => writeln!(
+                    self.out,
+                    "{} coverage: merged {files} .gcda file(s) from {captures} capture(s) into {sources} source file(s)",
+                    self.stamp()
+                )?,
+                Err(_) => writeln!(
+                    self.out,
+                    "\ncoverage: {files} .gcda file(s) pulled from {captures} capture(s)"
+                )?,
+            },
+            RunEvent::CoverageSummary { table } => writeln!(self.out, "\n{table}")?,
+            RunEvent::ReportWritten { paths } => {
+                writeln!(self.out, "coverage report: {}", paths.html.display())?;
+                writeln!(self.out, "lcov tracefile: {}", paths.lcov.display())?;
+            }
             RunEvent::RunEnd { elapsed } => writeln!(
                 self.out,
                 "{} all machines shut down, run took {:.2}s",
@@ -385,6 +463,55 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("subtest `fetch` FAILED: boom"), "{text}");
+    }
+
+    #[test]
+    fn coverage_steps_and_notices_are_rendered() {
+        let text = render(&[
+            RunEvent::CollectStart {
+                capture: "server".into(),
+                machine: "server".into(),
+            },
+            RunEvent::CollectEnd {
+                capture: "server".into(),
+                machine: "server".into(),
+                result: Ok(Pulled {
+                    files: 3,
+                    bytes: 3000,
+                    ..Pulled::default()
+                }),
+            },
+            RunEvent::MergeEnd {
+                captures: 2,
+                files: 4,
+                result: Err("nothing paired".into()),
+            },
+            RunEvent::Notice(Diagnostic::notice("gcc 13.1 is untested")),
+            RunEvent::ReportWritten {
+                paths: ReportPaths {
+                    html: "/o/report/index.html".into(),
+                    lcov: "/o/coverage.info".into(),
+                    lcov_per_capture: "/o/coverage-per-machine.info".into(),
+                    cobertura: "/o/cobertura.xml".into(),
+                    json: "/o/coverage.json".into(),
+                },
+            },
+        ]);
+        assert!(
+            text.contains("server: collected 3 .gcda file(s), 3000 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ncoverage: 4 .gcda file(s) pulled from 2 capture(s)\n"),
+            "{text}"
+        );
+        assert!(text.contains("notice: gcc 13.1 is untested\n"), "{text}");
+        assert!(
+            text.contains(
+                "coverage report: /o/report/index.html\nlcov tracefile: /o/coverage.info\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

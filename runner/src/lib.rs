@@ -1,29 +1,28 @@
 //! Boot networks of machines from a spec and drive test scripts on them.
 //!
-//! The runner owns the spec, guest images, QEMU processes, the virtual
-//! switch, the shell channel to each machine and the test-script engine; the
-//! `covnet` binary is a thin CLI over it and the other covnet crates.
+//! The runner owns the spec ([`spec`]), guest images and machines (QEMU
+//! VMs and namespace machines), the virtual network ([`net`]), the
+//! test-script engine ([`script`]), a run's coverage ([`coverage`]) and the
+//! orchestration of a whole run ([`run`]: plan, script, coverage, typed
+//! verdict), told as [`events`]. The library never prints; the `covnet`
+//! binary is a thin CLI over it and the other covnet crates. The module map
+//! is in `docs/architecture.md`.
 #![deny(missing_docs)]
 
 pub mod accel;
-pub mod bundle;
 pub mod console;
 pub mod coverage;
-pub mod driver;
+pub mod diag;
 pub mod events;
-pub mod faults;
-pub mod flush;
 pub mod image;
-pub mod junit;
 pub mod machine;
 pub mod namespace;
-pub mod network;
+pub mod net;
 pub mod process;
 pub mod qemu;
+pub mod run;
 pub mod rundir;
 pub mod script;
-pub mod shell_proxy;
 pub mod spec;
 pub mod suite;
-pub mod switch;
 pub mod vm;

@@ -64,6 +64,9 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // The library's diagnostics from outside a run's event stream (a
+    // process left running, a stale run directory removed).
+    let _diagnostics = covnet_runner::diag::set_sink(|d| eprintln!("covnet: {d}"));
     match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Vms(args) => cli::vms::vms(args),

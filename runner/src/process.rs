@@ -99,7 +99,7 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
             });
         if let Err(err) = spawned {
             // Without the thread every request fails with a clear error below.
-            eprintln!("covnet: warning: cannot start the spawner thread: {err}");
+            crate::diag::warn(format!("cannot start the spawner thread: {err}"));
         }
         Mutex::new(tx)
     })
@@ -238,12 +238,12 @@ impl Drop for OwnedChild {
         if matches!(self.try_wait(), Ok(Some(_))) {
             return;
         }
-        eprintln!(
-            "covnet: warning: `{}` (pid {}) still running when dropped; killing its process group",
+        crate::diag::warn(format!(
+            "`{}` (pid {}) still running when dropped; killing its process group",
             self.label, self.pid
-        );
+        ));
         if let Err(err) = self.kill() {
-            eprintln!("covnet: warning: {err}");
+            crate::diag::warn(err.to_string());
         }
     }
 }

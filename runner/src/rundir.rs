@@ -78,10 +78,10 @@ impl RunDir {
     /// covnet processes in `base` (see [`reclaim_stale`]).
     pub fn create_in(base: &Path) -> Result<RunDir, RunDirError> {
         for dir in reclaim_stale(base) {
-            eprintln!(
-                "covnet: note: removed stale run directory {} (its covnet process is gone)",
+            crate::diag::notice(format!(
+                "removed stale run directory {} (its covnet process is gone)",
                 dir.display()
-            );
+            ));
         }
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now()
@@ -152,10 +152,10 @@ impl RunDir {
     pub fn keep(&mut self) {
         self.keep = true;
         if let Err(err) = std::fs::write(self.file(KEEP_FILE), b"") {
-            eprintln!(
-                "covnet: warning: failed to mark run directory {} as kept: {err}",
+            crate::diag::warn(format!(
+                "failed to mark run directory {} as kept: {err}",
                 self.path.display()
-            );
+            ));
         }
     }
 }
@@ -241,10 +241,10 @@ pub fn reclaim_stale(base: &Path) -> Vec<PathBuf> {
             Ok(()) => removed.push(path),
             // Another covnet reclaimed it at the same time.
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => eprintln!(
-                "covnet: warning: failed to remove stale run directory {}: {err}",
+            Err(err) => crate::diag::warn(format!(
+                "failed to remove stale run directory {}: {err}",
                 path.display()
-            ),
+            )),
         }
     }
     removed
@@ -257,10 +257,10 @@ impl Drop for RunDir {
         }
         if let Err(err) = std::fs::remove_dir_all(&self.path) {
             if err.kind() != io::ErrorKind::NotFound {
-                eprintln!(
-                    "covnet: warning: failed to remove run directory {}: {err}",
+                crate::diag::warn(format!(
+                    "failed to remove run directory {}: {err}",
                     self.path.display()
-                );
+                ));
             }
         }
     }

@@ -30,9 +30,9 @@ use crate::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
 use crate::machine::{
     ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
 };
+use crate::net::switch::{PortId, Switch};
 use crate::process::OwnedChild;
 use crate::qemu::{self, Forward, Mac, Nic, QemuConfig};
-use crate::switch::{PortId, Switch};
 
 /// The QEMU binary used unless the config names another.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -524,7 +524,7 @@ impl Vm {
     fn kill_now(&self) {
         if let Some(child) = lock(&self.child).as_mut() {
             if let Err(err) = child.signal_group(libc::SIGKILL) {
-                eprintln!("covnet: warning: {err}");
+                crate::diag::warn(err.to_string());
             }
         }
     }
@@ -637,7 +637,7 @@ impl Machine for Vm {
                     reason: err.to_string(),
                 });
                 if let Err(stop_err) = self.teardown(None) {
-                    eprintln!("covnet: warning: {stop_err}");
+                    crate::diag::warn(stop_err.to_string());
                 }
                 Err(err)
             }
@@ -740,10 +740,10 @@ impl Machine for Vm {
             .as_mut()
             .map(|channel| channel.poweroff(grace, timeout));
         if let Some(Err(err)) = asked {
-            eprintln!(
-                "covnet: warning: {}: graceful poweroff request failed: {err}",
+            crate::diag::warn(format!(
+                "{}: graceful poweroff request failed: {err}",
                 self.cfg.name
-            );
+            ));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let powered_off = lock(&self.child)
@@ -757,11 +757,11 @@ impl Machine for Vm {
             .flatten()
             .is_some();
         if !powered_off {
-            eprintln!(
-                "covnet: warning: {}: guest did not power off within {}s; terminating QEMU",
+            crate::diag::warn(format!(
+                "{}: guest did not power off within {}s; terminating QEMU",
                 self.cfg.name,
                 timeout.as_secs_f64()
-            );
+            ));
         }
         self.teardown(Some(Duration::from_secs(2))).map(|_| ())
     }
@@ -801,13 +801,13 @@ impl Machine for Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         if self.exited().is_none() {
-            eprintln!(
-                "covnet: warning: VM `{}` still running when dropped; killing it",
+            crate::diag::warn(format!(
+                "VM `{}` still running when dropped; killing it",
                 self.cfg.name
-            );
+            ));
         }
         if let Err(err) = self.teardown(None) {
-            eprintln!("covnet: warning: {err}");
+            crate::diag::warn(err.to_string());
         }
     }
 }

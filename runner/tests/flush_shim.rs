@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use covnet_collector::{Collector, LocalShell};
-use covnet_runner::flush::{self, FlushTable, Flushability};
+use covnet_runner::coverage::flush::{self, FlushTable, Flushability};
 
 /// A service stand-in: one command per input line, a reply per command.
 const PROGRAM: &str = r#"#include <stdio.h>

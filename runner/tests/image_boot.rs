@@ -13,9 +13,9 @@ use covnet_runner::accel::{self, AccelRequest};
 use covnet_runner::image::initramfs::ImageBuilder;
 use covnet_runner::image::kernel::Kernel;
 use covnet_runner::machine::{EventSink, Machine};
+use covnet_runner::net::switch::Switch;
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
-use covnet_runner::switch::Switch;
 use covnet_runner::vm::{Vm, VmConfig};
 
 const CMD: Duration = Duration::from_secs(60);

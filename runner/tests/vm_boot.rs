@@ -15,10 +15,10 @@ use covnet_runner::image::cpio::CpioWriter;
 use covnet_runner::image::kernel::Kernel;
 use covnet_runner::image::modules::{ModuleDeps, GUEST_MODULES};
 use covnet_runner::machine::{EventSink, Machine, MachineError, MachineEvent, Output};
+use covnet_runner::net::switch::Switch;
 use covnet_runner::process::{group_members, pid_alive};
 use covnet_runner::qemu::Mac;
 use covnet_runner::rundir::RunDir;
-use covnet_runner::switch::Switch;
 use covnet_runner::vm::{Vm, VmConfig, VmNic};
 
 const CMD: Duration = Duration::from_secs(60);

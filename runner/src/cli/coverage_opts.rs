@@ -5,13 +5,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use covnet_merger::capture::{NotesSearch, Unpaired};
-use covnet_merger::exclude::Rules;
-use covnet_merger::lcov::LcovFormat;
-use covnet_merger::paths::{PathMap, SourceFilter};
+use covnet_merger::capture::NotesSearch;
 use covnet_merger::pipeline::{GatherError, Notice};
-use covnet_reporter::summary::Thresholds;
+use covnet_runner::coverage::notices::{self, GatherEnd};
+use covnet_runner::coverage::settings::{self, Resolved};
 use covnet_runner::spec::{CoverageSettings, FailUnder};
 
 use super::exit;
@@ -124,101 +121,19 @@ impl CoverageOpts {
     }
 }
 
-/// [`CoverageSettings`] in the types the merger and reporter take.
-#[derive(Debug)]
-pub struct Resolved {
-    /// Build trees, in order.
-    pub build: Vec<PathBuf>,
-    /// Path rewriting.
-    pub map: PathMap,
-    /// Source filter.
-    pub filter: SourceFilter,
-    /// Thresholds.
-    pub thresholds: Thresholds,
-    /// lcov dialect.
-    pub lcov_format: LcovFormat,
-    /// Exclusion markers and regexes.
-    pub rules: Rules,
-}
-
-/// Checks and converts `s`.
+/// Checks and converts `s` (see [`settings::resolve`]).
 pub fn resolve(s: &CoverageSettings) -> anyhow::Result<Resolved> {
-    Ok(Resolved {
-        build: s.build.clone(),
-        map: PathMap::parse(&s.path_map).context("failed to parse a path map")?,
-        filter: SourceFilter::new(&s.include, &s.exclude).context("failed to parse a glob")?,
-        thresholds: Thresholds {
-            lines: s.fail_under.lines,
-            functions: s.fail_under.functions,
-            branches: s.fail_under.branches,
-        },
-        lcov_format: if s.lcov_format == 2 {
-            LcovFormat::V2
-        } else {
-            LcovFormat::V1
-        },
-        rules: Rules::new(
-            s.markers,
-            s.exclude_line_regex.as_deref(),
-            s.exclude_branch_regex.as_deref(),
-        )
-        .context("failed to parse --exclude-line-regex / --exclude-branch-regex")?,
-    })
+    Ok(settings::resolve(s)?)
 }
 
 /// Which command is talking: the fix for unpaired files differs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// `covnet run`.
-    Run,
-    /// `covnet merge` and `covnet report`.
-    Standalone,
-}
-
-impl Command {
-    fn fix_unpaired(self) -> &'static str {
-        match self {
-            Command::Run => "add the build tree with `--build DIR` (repeatable) or `[coverage] build = [\"DIR\", ...]` in the spec; if the .gcda paths differ from the build paths, map them with `--path-map GUEST=HOST` or `[coverage] path_map`",
-            Command::Standalone => "name the build tree with `--build DIR` (repeatable); if the .gcda paths differ from the build paths, map them with `--path-map GUEST=HOST`",
-        }
-    }
-}
-
-fn unpaired_text(unpaired: &[Unpaired], search: &NotesSearch, cmd: Command) -> String {
-    let mut text = String::new();
-    for u in unpaired {
-        text.push_str(&format!("  {u}\n"));
-    }
-    text.push_str(&format!(
-        "  covnet looked {search}\n  (hint: {})",
-        cmd.fix_unpaired()
-    ));
-    text
-}
+pub use covnet_runner::coverage::notices::Flavor as Command;
 
 /// Prints the notices of a gather that kept going: one summary per
 /// capture for unpaired files, each other notice on its own line.
 pub fn print_notices(notices: &[Notice], search: &NotesSearch, cmd: Command) {
-    let unpaired: Vec<Unpaired> = notices
-        .iter()
-        .filter_map(|n| match n {
-            Notice::Unpaired(u) => Some(u.clone()),
-            _ => None,
-        })
-        .collect();
-    if !unpaired.is_empty() {
-        let n: usize = unpaired.iter().map(|u| u.count).sum();
-        eprintln!(
-            "warning: coverage incomplete: {n} .gcda file(s) left out, their notes (.gcno) not found:\n{}",
-            unpaired_text(&unpaired, search, cmd)
-        );
-    }
-    for notice in notices {
-        match notice {
-            Notice::Unpaired(_) => {}
-            Notice::UntestedVersion(_) => eprintln!("notice: {notice}"),
-            _ => eprintln!("warning: {notice}"),
-        }
+    for d in notices::notice_diagnostics(notices, search, cmd) {
+        eprintln!("{d}");
     }
 }
 
@@ -226,54 +141,15 @@ pub fn print_notices(notices: &[Notice], search: &NotesSearch, cmd: Command) {
 /// [`exit::PARTIAL`] when nothing could be paired or nothing is left (the
 /// inputs were all skipped), [`exit::FAILURE`] otherwise.
 pub fn print_gather_error(e: &GatherError, cmd: Command) -> u8 {
-    match e {
-        GatherError::NothingPaired {
-            found,
-            unpaired,
-            search,
-        } => {
-            eprintln!(
-                "error: none of the {found} .gcda file(s) found its .gcno, so there is no coverage to report:\n{}",
-                unpaired_text(unpaired, search, cmd)
-            );
-            exit::PARTIAL
-        }
-        GatherError::Unpaired { unpaired, search } => {
-            let n: usize = unpaired.iter().map(|u| u.count).sum();
-            eprintln!(
-                "error: {n} .gcda file(s) found no .gcno:\n{}\n  (hint: --keep-going merges the rest)",
-                unpaired_text(unpaired, search, cmd)
-            );
-            exit::FAILURE
-        }
-        GatherError::Unreadable(errors) => {
-            eprintln!("error: failed to read {} input(s):", errors.len());
-            for e in errors {
-                eprintln!("  - {}", chain(e));
-            }
-            eprintln!("  (hint: a stamp or checksum mismatch means the program was rebuilt after the run; re-run it or remove the stale .gcda files; --keep-going merges the rest)");
-            exit::FAILURE
-        }
-        GatherError::Empty { why } => {
-            eprintln!("error: no coverage to report: {why}\n  (hint: check that the programs were built with --coverage, ran, and that --include/--exclude keep some files)");
-            exit::PARTIAL
-        }
-        other => {
-            eprintln!("error: {}", chain(other));
-            eprintln!("  (hint: --build names directories holding the .gcno files)");
-            exit::FAILURE
-        }
-    }
+    let (d, end) = notices::gather_error_diagnostic(e, cmd);
+    eprintln!("{d}");
+    gather_exit(end)
 }
 
-/// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
+/// The exit code of a command whose gather stopped.
+pub fn gather_exit(end: GatherEnd) -> u8 {
+    match end {
+        GatherEnd::NothingToReport => exit::PARTIAL,
+        GatherEnd::Failed => exit::FAILURE,
     }
-    s
 }

@@ -44,23 +44,19 @@ impl FormatOpts {
     }
 }
 
-/// Puts `formats` into `outputs`, relative paths under `dir`; Coveralls
-/// names are made relative to the current directory.
+/// Puts the requested formats into `outputs`, relative paths inside `dir`.
 pub fn add(outputs: &mut Outputs, formats: &ReportFormats, dir: &Path) {
-    let at = |p: &Option<PathBuf>| p.as_ref().map(|p| dir.join(p));
-    outputs.sonarqube = at(&formats.sonarqube);
-    outputs.coveralls = at(&formats.coveralls);
-    outputs.gcovr_json = at(&formats.gcovr_json);
-    outputs.csv = at(&formats.csv);
-    outputs.source_root = std::env::current_dir().ok();
+    let extra = covnet_runner::coverage::format_outputs(formats, dir);
+    outputs.sonarqube = extra.sonarqube;
+    outputs.coveralls = extra.coveralls;
+    outputs.gcovr_json = extra.gcovr_json;
+    outputs.csv = extra.csv;
+    outputs.source_root = extra.source_root;
 }
 
-/// Warns about the files the Coveralls document left out.
+/// Warns about source files the Coveralls JSON left out.
 pub fn warn(written: &Written) {
-    if let Some((first, why)) = written.coveralls_missing.first() {
-        eprintln!(
-            "warning: the Coveralls JSON leaves out {} source file(s) it could not read or match (first: {first}: {why})\n  (hint: run covnet where the source paths resolve, or rewrite them with --path-map)",
-            written.coveralls_missing.len()
-        );
+    if let Some(text) = covnet_runner::coverage::coveralls_warning(written) {
+        eprintln!("warning: {text}");
     }
 }

@@ -3,7 +3,7 @@
 //! source markers (on by default, as in both tools) and user regexes,
 //! applied once the coverage is merged.
 
-use covnet_merger::exclude::{self, MarkerEvent, Rules};
+use covnet_merger::exclude::Rules;
 use covnet_merger::model::Coverage;
 
 /// Flags that choose what the sources exclude.
@@ -26,19 +26,7 @@ pub struct MarkerArgs {
 /// Applies `rules` to `cov`, reading the sources from disk, and prints the
 /// marker warnings (and one line for sources that could not be read).
 pub fn apply(cov: &mut Coverage, rules: &Rules) {
-    let report = exclude::apply_markers(cov, rules, exclude::read_source);
-    let mut unreadable = Vec::new();
-    for e in &report.events {
-        match e {
-            MarkerEvent::Unreadable { file, .. } => unreadable.push(file.as_str()),
-            other => eprintln!("warning: {other}"),
-        }
-    }
-    if let Some(first) = unreadable.first() {
-        eprintln!(
-            "warning: {} of {} source files could not be read (first: {first}); their exclusion markers were not applied\n  (hint: run where the source paths resolve, or pass --no-markers)",
-            unreadable.len(),
-            cov.files.len()
-        );
+    for d in covnet_runner::coverage::notices::apply_markers(cov, rules) {
+        eprintln!("{d}");
     }
 }

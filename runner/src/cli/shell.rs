@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use covnet_runner::shell_proxy::{default_run_link, ShellClient, ShellProxyError, SOCKET_SUFFIX};
+use covnet_runner::run::shell_proxy::{
+    default_run_link, ShellClient, ShellProxyError, SOCKET_SUFFIX,
+};
 
 /// Arguments of `covnet shell`.
 #[derive(Args, Debug)]

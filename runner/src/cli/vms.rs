@@ -11,8 +11,8 @@ use clap::Args;
 
 use covnet_runner::accel::AccelRequest;
 use covnet_runner::events::{self, TerminalReporter};
-use covnet_runner::network::{watch_signals, Network, NetworkOptions};
-use covnet_runner::shell_proxy::{default_run_link, ShellProxy, SOCKET_SUFFIX};
+use covnet_runner::run::network::{watch_signals, Network, NetworkOptions};
+use covnet_runner::run::shell_proxy::{default_run_link, ShellProxy, SOCKET_SUFFIX};
 use covnet_runner::spec::Spec;
 
 use super::exit;
@@ -74,7 +74,9 @@ fn serve(
 
     let (stop_tx, stop_rx) = mpsc::channel::<&'static str>();
     let interrupter = network.interrupter();
-    let signals = watch_signals(move |name| {
+    let signals = watch_signals(move |received| {
+        super::run::announce_signal(received);
+        let name = received.name;
         // Stop gracefully from the main thread; only a boot in progress
         // needs killing to return.
         if stop_tx.send(name).is_err() {

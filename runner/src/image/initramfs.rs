@@ -495,9 +495,13 @@ pub fn busybox_applets(binary: &[u8]) -> Vec<String> {
     out
 }
 
+/// Machine variable naming the library that service scripts add to
+/// `LD_PRELOAD` (set only when coverage is on, to covnet's flush shim).
+pub const SERVICE_PRELOAD_ENV: &str = "COVNET_SERVICE_PRELOAD";
+
 /// `/covnet/services/NN-<name>.sh`: exports the service's variables and
 /// execs its command. When the machine sets
-/// [`SERVICE_PRELOAD_ENV`](crate::flush::SERVICE_PRELOAD_ENV) (coverage on),
+/// [`SERVICE_PRELOAD_ENV`] (coverage on),
 /// that library is added in front of `LD_PRELOAD`, after the service's own
 /// variables so that a service's `LD_PRELOAD` is kept too. Shared by VM
 /// images and namespace machines.
@@ -506,7 +510,7 @@ pub fn service_script(s: &Service) -> String {
     for (k, v) in &s.env {
         let _ = writeln!(script, "export {k}={}", sh_quote(v));
     }
-    let pre = crate::flush::SERVICE_PRELOAD_ENV;
+    let pre = SERVICE_PRELOAD_ENV;
     let _ = writeln!(
         script,
         "if [ -n \"${{{pre}:-}}\" ]; then export LD_PRELOAD=\"${pre}${{LD_PRELOAD:+ $LD_PRELOAD}}\"; fi"

@@ -291,7 +291,7 @@ fn relay(ports: Vec<RelayPort>, wake: &OwnedFd, stop: &AtomicBool) {
         let ready = match ns::poll_readable(&fds, None) {
             Ok(r) => r,
             Err(err) => {
-                eprintln!("covnet: warning: frame relay poll failed: {err}");
+                crate::diag::warn(format!("frame relay poll failed: {err}"));
                 return;
             }
         };

@@ -29,8 +29,8 @@ use crate::image::initramfs::{busybox_applets, DEFAULT_BUSYBOX};
 use crate::machine::{
     ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
 };
+use crate::net::switch::{PortId, Switch};
 use crate::rundir::RunDir;
-use crate::switch::{PortId, Switch};
 
 /// Default deadline for the first shell answer of a namespace machine.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -599,7 +599,7 @@ impl Machine for NamespaceMachine {
                     reason: err.to_string(),
                 });
                 if let Err(stop_err) = self.teardown() {
-                    eprintln!("covnet: warning: {stop_err}");
+                    crate::diag::warn(stop_err.to_string());
                 }
                 Err(err)
             }
@@ -701,10 +701,10 @@ impl Machine for NamespaceMachine {
             .as_mut()
             .map(|channel| channel.poweroff(grace, timeout));
         if let Some(Err(err)) = asked {
-            eprintln!(
-                "covnet: warning: {}: graceful poweroff request failed: {err}",
+            crate::diag::warn(format!(
+                "{}: graceful poweroff request failed: {err}",
                 self.cfg.name
-            );
+            ));
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let powered_off = lock(&self.running)
@@ -718,11 +718,11 @@ impl Machine for NamespaceMachine {
             .flatten()
             .is_some();
         if !powered_off {
-            eprintln!(
-                "covnet: warning: {}: machine did not power off within {}s; killing it",
+            crate::diag::warn(format!(
+                "{}: machine did not power off within {}s; killing it",
                 self.cfg.name,
                 timeout.as_secs_f64()
-            );
+            ));
         }
         self.teardown().map(|_| ())
     }
@@ -756,13 +756,13 @@ impl Machine for NamespaceMachine {
 impl Drop for NamespaceMachine {
     fn drop(&mut self) {
         if self.exited().is_none() {
-            eprintln!(
-                "covnet: warning: namespace machine `{}` still running when dropped; killing it",
+            crate::diag::warn(format!(
+                "namespace machine `{}` still running when dropped; killing it",
                 self.cfg.name
-            );
+            ));
         }
         if let Err(err) = self.teardown() {
-            eprintln!("covnet: warning: {err}");
+            crate::diag::warn(err.to_string());
         }
     }
 }

@@ -266,7 +266,7 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
                 }
             });
         if let Err(err) = spawned {
-            eprintln!("covnet: warning: cannot start the namespace spawner thread: {err}");
+            crate::diag::warn(format!("cannot start the namespace spawner thread: {err}"));
         }
         Mutex::new(tx)
     })
@@ -379,7 +379,7 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
         Err(err) => {
             // Reap it here, so the setup error is what the caller sees.
             if let Err(kill_err) = init.kill() {
-                eprintln!("covnet: warning: {kill_err}");
+                crate::diag::warn(kill_err.to_string());
             }
             Err(err)
         }
@@ -875,12 +875,12 @@ impl Drop for NsProcess {
         if matches!(self.try_wait(), Ok(Some(_))) {
             return;
         }
-        eprintln!(
-            "covnet: warning: namespace machine init (pid {}) still running when dropped; killing it",
+        crate::diag::warn(format!(
+            "namespace machine init (pid {}) still running when dropped; killing it",
             self.pid
-        );
+        ));
         if let Err(err) = self.kill() {
-            eprintln!("covnet: warning: {err}");
+            crate::diag::warn(err.to_string());
         }
     }
 }

@@ -25,7 +25,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{SpecError, SpecErrorKind, Validator};
+use super::validate::Validator;
+use super::{SpecError, SpecErrorKind};
 
 /// Coverage settings of a spec (`[coverage]`); all empty by default.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,9 +12,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use covnet_runner::driver::Node;
-use covnet_runner::faults::{parse_rate, LinkFaults};
-use covnet_runner::network::{Network, NetworkOptions};
+use covnet_runner::net::faults::{parse_rate, LinkFaults};
+use covnet_runner::run::network::{Network, NetworkOptions};
+use covnet_runner::script::driver::Node;
 use covnet_runner::spec::Spec;
 
 /// A web server and a client with curl, namespace machines on VLAN 1;

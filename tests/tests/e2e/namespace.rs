@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use covnet_runner::machine::{EventSink, Machine};
 use covnet_runner::namespace::{NamespaceConfig, NamespaceMachine};
-use covnet_runner::network::{Network, NetworkOptions};
+use covnet_runner::net::switch::Switch;
+use covnet_runner::run::network::{Network, NetworkOptions};
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
-use covnet_runner::switch::Switch;
 
 const T: Duration = Duration::from_secs(60);
 

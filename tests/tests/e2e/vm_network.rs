@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use covnet_runner::driver::StepErrorKind;
 use covnet_runner::image::kernel::Kernel;
 use covnet_runner::machine::MachineError;
-use covnet_runner::network::{Network, NetworkOptions};
+use covnet_runner::run::network::{Network, NetworkOptions};
+use covnet_runner::script::driver::StepErrorKind;
 use covnet_runner::script::{run_script, ScriptOptions};
 use covnet_runner::spec::{Backend, Spec};
 use covnet_tests::lcov_tool::covnet;

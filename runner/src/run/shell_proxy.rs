@@ -26,8 +26,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::shell_quote;
 use crate::machine::Machine;
+use crate::script::driver::shell_quote;
 
 /// How often the accept loop and idle connections look at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -204,7 +204,7 @@ impl ShellProxy {
                             std::thread::sleep(STOP_POLL)
                         }
                         Err(e) => {
-                            eprintln!("covnet: shell proxy for `{}`: {e}", machine.name());
+                            crate::diag::warn(format!("shell proxy for `{}`: {e}", machine.name()));
                             std::thread::sleep(STOP_POLL);
                         }
                     }

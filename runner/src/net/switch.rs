@@ -8,7 +8,7 @@
 //! ports. A port can be taken down and up (frames to and from it are
 //! dropped while down), and each VLAN can be captured to a pcap file.
 //!
-//! Faults (see [`crate::faults`]): each port can get loss, delay, jitter
+//! Faults (see [`crate::net::faults`]): each port can get loss, delay, jitter
 //! and a rate limit ([`Switch::set_link_faults`]); a port with faults sends
 //! what its NIC transmits through a shaper task before switching it, and
 //! what is switched to it through another before delivering it. Ports can
@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
-use crate::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
+use crate::net::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
 
 /// Largest frame accepted (jumbo frames are not supported; 64 KiB covers
 /// virtio-net's largest without offloads plus slack).
@@ -69,7 +69,7 @@ pub enum SwitchError {
     NoPort(usize),
     /// Link faults out of range.
     #[error("invalid link faults")]
-    Faults(#[source] crate::faults::FaultError),
+    Faults(#[source] crate::net::faults::FaultError),
 }
 
 /// Identifies a port of a [`Switch`].
@@ -408,7 +408,7 @@ impl Switch {
 impl Drop for Switch {
     fn drop(&mut self) {
         if let Err(err) = self.stop() {
-            eprintln!("covnet: warning: {err}");
+            crate::diag::warn(err.to_string());
         }
     }
 }
@@ -434,10 +434,10 @@ fn destinations(
     state.stats.received += 1;
     if let Some(pcap) = state.pcaps.get_mut(&vlan) {
         if let Err(err) = pcap.file.write_all(&pcap_record(frame, SystemTime::now())) {
-            eprintln!(
-                "covnet: warning: failed to write pcap {}: {err}; capture stopped",
+            crate::diag::warn(format!(
+                "failed to write pcap {}: {err}; capture stopped",
                 pcap.path.display()
-            );
+            ));
             state.pcaps.remove(&vlan);
         }
     }
@@ -969,7 +969,7 @@ mod tests {
         }
         let seqs = recv_seqs(&b, 30);
         // Lower bound only: all but the burst wait for tokens.
-        let bound = (30.0 * 1000.0 - crate::faults::BURST_BYTES as f64) * 8.0 / 800_000.0;
+        let bound = (30.0 * 1000.0 - crate::net::faults::BURST_BYTES as f64) * 8.0 / 800_000.0;
         assert!(
             started.elapsed().as_secs_f64() >= bound,
             "{:?} < {bound}s",

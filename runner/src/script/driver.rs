@@ -9,16 +9,17 @@
 //! status and output and the machine's last console lines.
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::events::{EventSender, RunEvent};
-use crate::faults::{FaultError, LinkFaults};
 use crate::machine::{Machine, MachineError, Output, ERROR_CONSOLE_LINES};
+use crate::net::faults::{FaultError, LinkFaults};
 use crate::spec::Ready;
+
+pub use super::error::{Expected, ScriptPosition, StepError, StepErrorKind};
 
 /// Default timeout of the `wait_*` operations when the caller gives none.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -29,8 +30,6 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const POLL_INTERVAL_START: Duration = Duration::from_millis(100);
 /// Longest pause between two attempts of a polling wait.
 pub const POLL_INTERVAL_MAX: Duration = Duration::from_millis(800);
-/// How much of a command's output a failure report shows, per stream.
-const REPORT_OUTPUT_BYTES: usize = 4096;
 
 /// Timeouts used when an operation is not given one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,21 +52,6 @@ impl Default for Timeouts {
     }
 }
 
-/// A line and column in a test script (1-based).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScriptPosition {
-    /// Line, from 1.
-    pub line: usize,
-    /// Column, from 1.
-    pub column: usize,
-}
-
-impl fmt::Display for ScriptPosition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}", self.line, self.column)
-    }
-}
-
 /// A service the spec declares on a machine, as `wait_for_service` needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceCheck {
@@ -78,218 +62,22 @@ pub struct ServiceCheck {
     pub ready: Option<Ready>,
 }
 
-/// What a failed step was expecting from its command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected {
-    /// Exit status 0.
-    Success,
-    /// A non-zero exit status.
-    Failure,
-}
-
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StepErrorKind {
-    /// The command's exit status was not what the step expected.
-    #[error("{}", match expected {
-        Expected::Success => format!("command exited with status {}", output.status),
-        Expected::Failure => "command succeeded but was expected to fail".to_owned(),
-    })]
-    Status {
-        /// What the step expected.
-        expected: Expected,
-        /// The command's status and output.
-        output: Output,
-    },
-    /// A polling wait gave up.
-    #[error("timed out after {}s waiting for {what}", timeout.as_secs_f64())]
-    Timeout {
-        /// What was waited for.
-        what: String,
-        /// The timeout.
-        timeout: Duration,
-        /// The last attempt's output, if the wait ran a command.
-        last: Option<Output>,
-    },
-    /// The machine backend failed (boot, channel, command timeout, ...).
-    #[error(transparent)]
-    Machine(#[from] MachineError),
-    /// A host-side file operation failed.
-    #[error("failed to {what} {}", path.display())]
-    Host {
-        /// What was being done, a "failed to ..." fragment.
-        what: &'static str,
-        /// The host path.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// `wait_for_service` named a service the spec does not declare.
-    #[error("machine has no service `{name}` (the spec declares: {})\n  (hint: add it under [[machines.<name>.services]])", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
-    UnknownService {
-        /// The name asked for.
-        name: String,
-        /// The services the machine has.
-        known: Vec<String>,
-    },
-    /// A service's process is gone.
-    #[error("service `{name}` is not running (its pid file exists but the process is gone); its log ends:\n{log}")]
-    ServiceDied {
-        /// The service.
-        name: String,
-        /// Last lines of `/var/log/<name>.log`.
-        log: String,
-    },
-    /// A timeout string that is not a duration.
-    #[error("invalid timeout `{value}` (expected seconds or a duration like \"30s\", \"2m\")")]
-    BadTimeout {
-        /// The value given.
-        value: String,
-    },
-    /// Collecting or resetting coverage failed.
-    #[error("coverage: {detail}")]
-    Coverage {
-        /// What failed, naming the machine.
-        detail: String,
-    },
-    /// A bug in covnet (a panicked worker thread).
-    #[error("internal error: {detail}")]
-    Internal {
-        /// What happened.
-        detail: String,
-    },
-    /// The run was interrupted (Ctrl-C, test timeout) while the step ran.
-    #[error("interrupted: {reason}")]
-    Interrupted {
-        /// Why.
-        reason: String,
-    },
-    /// A network fault (link setting, partition) could not be applied.
-    #[error(transparent)]
-    Fault(#[from] crate::faults::FaultError),
-}
-
-/// A failed test step: which machine, which step, why, and where in the
-/// script.
-#[derive(Debug)]
-pub struct StepError {
-    /// The machine, if the step ran on one.
-    pub machine: Option<String>,
-    /// The step, e.g. ``succeed(`wget http://server/`)``.
-    pub step: String,
-    /// Why it failed.
-    pub kind: Box<StepErrorKind>,
-    /// The machine's last console lines when the step failed (empty when
-    /// the kind already carries them).
-    pub console: Vec<String>,
-    /// Where in the test script, when run from a script.
-    pub position: Option<ScriptPosition>,
-}
-
-impl StepError {
-    /// True when the failure is the infrastructure's (a process that did not
-    /// spawn, a broken control channel, host I/O), not the test's.
-    pub fn is_infrastructure(&self) -> bool {
-        match &*self.kind {
-            StepErrorKind::Machine(e) => matches!(
-                e,
-                MachineError::Spawn { .. }
-                    | MachineError::Io { .. }
-                    | MachineError::Channel { .. }
-                    | MachineError::Stop { .. }
-                    | MachineError::Link { .. }
-            ),
-            StepErrorKind::Interrupted { .. } | StepErrorKind::Internal { .. } => true,
-            _ => false,
+/// Kills every node at once (one thread each, so a machine that is slow to
+/// die does not delay the others); failures go into the run's events.
+pub fn crash_all(nodes: &[Node]) {
+    std::thread::scope(|scope| {
+        for node in nodes {
+            scope.spawn(move || {
+                if let Err(e) = node.machine().crash() {
+                    node.context()
+                        .events
+                        .send(RunEvent::Notice(crate::diag::Diagnostic::error(
+                            e.to_string(),
+                        )));
+                }
+            });
         }
-    }
-
-    /// One line: machine, step and reason, without outputs.
-    pub fn summary(&self) -> String {
-        let who = self
-            .machine
-            .as_deref()
-            .map(|m| format!("machine `{m}`: "))
-            .unwrap_or_default();
-        let at = self
-            .position
-            .map(|p| format!(" (script {p})"))
-            .unwrap_or_default();
-        let first = self.kind.to_string();
-        let first = first.lines().next().unwrap_or("").to_owned();
-        format!("{who}{}{at}: {first}", self.step)
-    }
-}
-
-impl fmt::Display for StepError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(m) = &self.machine {
-            write!(f, "machine `{m}`: ")?;
-        }
-        write!(f, "{} failed", self.step)?;
-        if let Some(p) = self.position {
-            write!(f, " at script {p}")?;
-        }
-        match &*self.kind {
-            StepErrorKind::Status { output, .. } => {
-                write!(f, ": {}", self.kind)?;
-                write_output(f, output)?;
-            }
-            StepErrorKind::Timeout {
-                last: Some(output), ..
-            } => {
-                write!(f, ": {}", self.kind)?;
-                write!(f, "\n  last attempt exited with status {}", output.status)?;
-                write_output(f, output)?;
-            }
-            StepErrorKind::Machine(e) => {
-                // The machine error names the machine itself; keep the rest.
-                let text = e.to_string();
-                let prefix = format!("machine `{}`: ", e.machine());
-                write!(f, ": {}", text.strip_prefix(&prefix).unwrap_or(&text))?;
-            }
-            kind => write!(f, ": {kind}")?,
-        }
-        if !self.console.is_empty() {
-            f.write_str("\n  last console lines:")?;
-            for line in &self.console {
-                write!(f, "\n  | {line}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for StepError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &*self.kind {
-            StepErrorKind::Machine(e) => Some(e),
-            StepErrorKind::Host { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-fn write_output(f: &mut fmt::Formatter<'_>, output: &Output) -> fmt::Result {
-    for (name, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
-        if bytes.is_empty() {
-            write!(f, "\n  {name}: (empty)")?;
-            continue;
-        }
-        let shown = bytes.len().min(REPORT_OUTPUT_BYTES);
-        let start = bytes.len() - shown;
-        let text = String::from_utf8_lossy(bytes.get(start..).unwrap_or(&[]));
-        write!(f, "\n  {name}:")?;
-        if start > 0 {
-            write!(f, "\n  | ... ({start} bytes before)")?;
-        }
-        for line in text.trim_end_matches('\n').lines() {
-            write!(f, "\n  | {line}")?;
-        }
-    }
-    Ok(())
+    });
 }
 
 /// Shared state of a run that every node sees: events, timeouts, the
@@ -308,7 +96,7 @@ pub struct RunContext {
     pub output_dir: PathBuf,
     interrupted: AtomicBool,
     reason: std::sync::Mutex<Option<String>>,
-    switch: std::sync::OnceLock<Arc<crate::switch::Switch>>,
+    switch: std::sync::OnceLock<Arc<crate::net::switch::Switch>>,
     /// The fault seed was printed.
     seed_shown: AtomicBool,
 }
@@ -335,7 +123,7 @@ impl RunContext {
 
     /// Attaches the switch the run's machines are on, which link faults
     /// and partitions act on. Only the first call counts.
-    pub fn attach_switch(&self, switch: Arc<crate::switch::Switch>) {
+    pub fn attach_switch(&self, switch: Arc<crate::net::switch::Switch>) {
         let _ = self.switch.set(switch);
     }
 
@@ -350,14 +138,14 @@ impl RunContext {
             self.events.send(RunEvent::Print {
                 text: format!(
                     "network fault seed {seed} (hint: {}={seed} repeats this run's drops and jitter)",
-                    crate::network::FAULT_SEED_ENV,
+                    crate::net::faults::FAULT_SEED_ENV,
                 ),
             });
         }
     }
 
     /// The run's switch, if one is attached.
-    pub fn switch(&self) -> Option<&Arc<crate::switch::Switch>> {
+    pub fn switch(&self) -> Option<&Arc<crate::net::switch::Switch>> {
         self.switch.get()
     }
 
@@ -402,7 +190,7 @@ impl RunContext {
     fn network_step(
         &self,
         what: String,
-        f: impl FnOnce(&crate::switch::Switch) -> Result<(), StepErrorKind>,
+        f: impl FnOnce(&crate::net::switch::Switch) -> Result<(), StepErrorKind>,
     ) -> Result<(), StepError> {
         let started = Instant::now();
         self.events.send(RunEvent::StepStart {
@@ -878,7 +666,7 @@ impl Node {
 
     /// Gives every link of the machine (one per NIC) `faults`, replacing
     /// earlier ones: loss, delay and jitter, and a rate limit, each applied
-    /// to both directions (see [`crate::faults`]).
+    /// to both directions (see [`crate::net::faults`]).
     pub fn set_link(&self, faults: LinkFaults) -> Result<(), StepError> {
         self.step(format!("set_link({faults})"), || {
             faults.validate()?;

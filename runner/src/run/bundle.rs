@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::driver::{Node, ScriptPosition};
+use crate::script::driver::{Node, ScriptPosition};
 
 /// Timeout of each guest command the bundle runs (listing, pulling a log).
 pub const BUNDLE_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);

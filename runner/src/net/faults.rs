@@ -26,12 +26,16 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use covnet_runner::faults::{LinkFaults, Shaper, Verdict};
+//! use covnet_runner::net::faults::{LinkFaults, Shaper, Verdict};
 //! let faults = LinkFaults { delay: Duration::from_millis(200), ..LinkFaults::default() };
 //! let t0 = Instant::now();
 //! let mut shaper = Shaper::new(faults, 42, t0);
 //! assert_eq!(shaper.admit(t0, 100), Verdict::Deliver(t0 + Duration::from_millis(200)));
 //! ```
+
+/// Environment variable that fixes the seed of the switch's fault PRNGs
+/// (loss and jitter), so that a run repeats the drops of an earlier one.
+pub const FAULT_SEED_ENV: &str = "COVNET_NET_SEED";
 
 use std::fmt;
 use std::num::NonZeroU64;

@@ -40,8 +40,9 @@ pub const SHIM_GUEST_PATH: &str = "/covnet/flush/covnet_gcov_shim.so";
 /// Guest path of the table of flushable programs (the shim's default).
 pub const TABLE_GUEST_PATH: &str = "/covnet/flush/programs.tab";
 /// Machine variable naming the library that service scripts add to
-/// `LD_PRELOAD` (set only when coverage is on).
-pub const SERVICE_PRELOAD_ENV: &str = "COVNET_SERVICE_PRELOAD";
+/// `LD_PRELOAD` (set only when coverage is on). The guest's service scripts
+/// define it, so it lives with them (the image does not depend on coverage).
+pub use crate::image::initramfs::SERVICE_PRELOAD_ENV;
 /// The signal that makes a flushing service dump (a `kill` signal name).
 pub const FLUSH_SIGNAL: &str = "USR2";
 

@@ -10,6 +10,10 @@
 //! file. The captures then merge by summing raw counters and solving once
 //! (`covnet-merger`), and `covnet-reporter` writes the report.
 
+pub mod flush;
+pub mod notices;
+pub mod settings;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,7 +129,8 @@ pub fn collect_all(
     })
 }
 
-fn capture_name(machine: &str, phase: Option<&str>) -> String {
+/// The name of the capture of `machine` in `phase` (`<machine>@<phase>`).
+pub fn capture_name(machine: &str, phase: Option<&str>) -> String {
     match phase {
         Some(p) => format!("{machine}@{p}"),
         None => machine.to_string(),
@@ -161,9 +166,13 @@ fn pull(machine: &dyn Machine, dir: &Path, opts: &CollectOptions) -> Result<Pull
         // Services keep running: those with a flush thread (covnet's
         // preloaded shim, or covnet_flush.c) write their counts so far.
         let report = collector
-            .signal_flush(SERVICE_PIDFILES, crate::flush::FLUSH_SIGNAL, FLUSH_GRACE)
+            .signal_flush(
+                SERVICE_PIDFILES,
+                crate::coverage::flush::FLUSH_SIGNAL,
+                FLUSH_GRACE,
+            )
             .map_err(|e| error_chain(&e))?;
-        pulled.unflushed = crate::flush::unflushed(&report);
+        pulled.unflushed = crate::coverage::flush::unflushed(&report);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
     let got = collector.pull(dir).map_err(|e| error_chain(&e))?;
@@ -183,14 +192,7 @@ pub fn reset(machine: &dyn Machine, timeout: Duration) -> Result<(), String> {
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
+    notices::chain(e)
 }
 
 /// The merged coverage of a run and what went wrong on the way.
@@ -313,4 +315,33 @@ pub fn guest_env() -> Vec<(String, String)> {
         ("GCOV_PREFIX".to_owned(), GUEST_PREFIX.to_owned()),
         ("GCOV_PREFIX_STRIP".to_owned(), "0".to_owned()),
     ]
+}
+
+/// The report formats a run writes on request (SonarQube, Coveralls, gcovr
+/// JSON, CSV) as reporter outputs: relative paths inside `dir`, absolute
+/// ones as given; Coveralls' source names relative to the current
+/// directory.
+pub fn format_outputs(
+    formats: &crate::spec::ReportFormats,
+    dir: &Path,
+) -> covnet_reporter::outputs::Outputs {
+    let at = |p: &Option<PathBuf>| p.as_ref().map(|p| dir.join(p));
+    covnet_reporter::outputs::Outputs {
+        sonarqube: at(&formats.sonarqube),
+        coveralls: at(&formats.coveralls),
+        gcovr_json: at(&formats.gcovr_json),
+        csv: at(&formats.csv),
+        source_root: std::env::current_dir().ok(),
+        ..Default::default()
+    }
+}
+
+/// The warning for source files the Coveralls JSON had to leave out, if
+/// any.
+pub fn coveralls_warning(written: &covnet_reporter::outputs::Written) -> Option<String> {
+    let (first, why) = written.coveralls_missing.first()?;
+    Some(format!(
+        "the Coveralls JSON leaves out {} source file(s) it could not read or match (first: {first}: {why})\n  (hint: run covnet where the source paths resolve, or rewrite them with --path-map)",
+        written.coveralls_missing.len()
+    ))
 }

@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use covnet_runner::network::{Network, NetworkOptions};
+//! use covnet_runner::run::network::{Network, NetworkOptions};
 //! use covnet_runner::spec::Spec;
 //!
 //! let spec = Spec::from_path("examples/httpd/spec.toml".as_ref())?;
@@ -37,15 +37,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::accel::{self, AccelRequest};
-use crate::driver::{start_nodes, Node, RunContext, ServiceCheck, StepError, Timeouts};
+use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
 use crate::image::initramfs::{Image, ImageBuilder, ImageError};
 use crate::image::kernel::{Kernel, KernelError};
 use crate::machine::{Machine, MachineError};
 use crate::namespace::{NamespaceConfig, NamespaceMachine};
+use crate::net::faults::FAULT_SEED_ENV;
+use crate::net::switch::{Switch, SwitchError};
 use crate::rundir::{RunDir, RunDirError};
+use crate::script::driver::{
+    crash_all, start_nodes, Node, RunContext, ServiceCheck, StepError, Timeouts,
+};
 use crate::spec::{self, BootTimeout, Spec};
-use crate::switch::{Switch, SwitchError};
 use crate::vm::{Vm, VmConfig};
 
 /// How a network is built and run.
@@ -141,20 +145,6 @@ impl Interrupter {
         self.ctx.interrupt(reason);
         crash_all(&self.nodes);
     }
-}
-
-/// Kills every node at once (one thread each, so a machine that is slow to
-/// die does not delay the others); errors are logged.
-pub fn crash_all(nodes: &[Node]) {
-    std::thread::scope(|scope| {
-        for node in nodes {
-            scope.spawn(move || {
-                if let Err(e) = node.machine().crash() {
-                    eprintln!("covnet: {e}");
-                }
-            });
-        }
-    });
 }
 
 /// The machines of one run and everything they need.
@@ -254,7 +244,7 @@ impl Network {
         }
         let timeouts = Timeouts {
             command: spec.defaults.command_timeout,
-            wait: crate::driver::DEFAULT_WAIT_TIMEOUT,
+            wait: crate::script::driver::DEFAULT_WAIT_TIMEOUT,
             shutdown: slowest.shutdown_grace(),
         };
         let ctx = Arc::new(RunContext::new(
@@ -263,7 +253,7 @@ impl Network {
             spec.dir(),
             options.output_dir.clone(),
         ));
-        if let Some(seed) = fault_seed_from_env() {
+        if let Some(seed) = fault_seed_from_env(&ctx.events) {
             switch.set_fault_seed(seed);
         }
         ctx.attach_switch(switch.clone());
@@ -382,29 +372,31 @@ impl Network {
             return Ok(());
         }
         let errors: Vec<MachineError> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .nodes
-                .iter()
-                .map(|n| {
-                    scope.spawn(move || -> Option<MachineError> {
-                        let m = n.machine();
-                        if !m.is_running() {
-                            // Reap a crashed or never-started machine.
-                            return m.crash().err();
-                        }
-                        match m.shutdown(grace) {
-                            Ok(()) => None,
-                            Err(first) => match m.crash() {
-                                Ok(()) => {
-                                    eprintln!("covnet: {first}; killed instead");
-                                    None
-                                }
-                                Err(e) => Some(e),
-                            },
-                        }
+            let handles: Vec<_> =
+                self.nodes
+                    .iter()
+                    .map(|n| {
+                        scope.spawn(move || -> Option<MachineError> {
+                            let m = n.machine();
+                            if !m.is_running() {
+                                // Reap a crashed or never-started machine.
+                                return m.crash().err();
+                            }
+                            match m.shutdown(grace) {
+                                Ok(()) => None,
+                                Err(first) => match m.crash() {
+                                    Ok(()) => {
+                                        n.context().events.send(RunEvent::Notice(
+                                            Diagnostic::warning(format!("{first}; killed instead")),
+                                        ));
+                                        None
+                                    }
+                                    Err(e) => Some(e),
+                                },
+                            }
+                        })
                     })
-                })
-                .collect();
+                    .collect();
             handles
                 .into_iter()
                 .filter_map(|h| h.join().unwrap_or(None))
@@ -452,7 +444,7 @@ impl Drop for Network {
     fn drop(&mut self) {
         // Fallback only: the owner should have called shutdown().
         if let Err(e) = self.kill_all() {
-            eprintln!("covnet: while dropping the network: {e}");
+            crate::diag::warn(format!("while dropping the network: {e}"));
         }
         // Machines hold their resources' paths; drop them before the switch
         // and the run directory.
@@ -511,17 +503,15 @@ fn build_images(
     results.into_iter().collect()
 }
 
-/// Environment variable that fixes the seed of the switch's fault PRNGs
-/// (loss and jitter), so that a run repeats the drops of an earlier one.
-pub const FAULT_SEED_ENV: &str = "COVNET_NET_SEED";
-
 /// The fault seed from [`FAULT_SEED_ENV`], when set to a number.
-fn fault_seed_from_env() -> Option<u64> {
+fn fault_seed_from_env(events: &EventSender) -> Option<u64> {
     let text = std::env::var(FAULT_SEED_ENV).ok()?;
     match text.trim().parse() {
         Ok(seed) => Some(seed),
         Err(_) => {
-            eprintln!("covnet: warning: ignoring {FAULT_SEED_ENV}={text:?}: not a number");
+            events.send(RunEvent::Notice(Diagnostic::warning(format!(
+                "ignoring {FAULT_SEED_ENV}={text:?}: not a number"
+            ))));
             None
         }
     }
@@ -579,10 +569,20 @@ fn machine_image(
     Ok(Some((kernel, image)))
 }
 
+/// A termination signal that arrived, as [`watch_signals`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// `"SIGINT"`, `"SIGTERM"` or `"SIGHUP"`.
+    pub name: &'static str,
+    /// Not the first signal: the process exits with status 130 as soon as
+    /// the callback returns.
+    pub again: bool,
+}
+
 /// Watches SIGINT, SIGTERM and SIGHUP on its own thread until dropped.
-/// The first signal calls `on_signal` with the signal's name; a second one
-/// exits the process at once with status 130 (guests die with it through
-/// their parent-death signal).
+/// Every signal calls `on_signal` (which tells the user and interrupts the
+/// run); after a second one the process exits at once with status 130
+/// (guests die with it through their parent-death signal).
 pub struct SignalWatch {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -596,7 +596,7 @@ impl std::fmt::Debug for SignalWatch {
 
 /// Starts watching termination signals; see [`SignalWatch`].
 pub fn watch_signals(
-    on_signal: impl Fn(&'static str) + Send + 'static,
+    on_signal: impl Fn(Received) + Send + 'static,
 ) -> std::io::Result<SignalWatch> {
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -623,11 +623,9 @@ pub fn watch_signals(
                         _ = &mut stop_rx => return,
                     };
                     seen += 1;
-                    if seen == 1 {
-                        eprintln!("covnet: {name} received, stopping all machines (send it again to exit at once)");
-                        on_signal(name);
-                    } else {
-                        eprintln!("covnet: second {name}, exiting now");
+                    let again = seen > 1;
+                    on_signal(Received { name, again });
+                    if again {
                         std::process::exit(130);
                     }
                 }
@@ -788,8 +786,8 @@ mod tests {
     #[test]
     fn signal_watch_reports_the_signal_and_stops_on_drop() {
         let (tx, rx) = std::sync::mpsc::channel();
-        let watch = watch_signals(move |name| {
-            let _ = tx.send(name);
+        let watch = watch_signals(move |received| {
+            let _ = tx.send(received.name);
         })
         .expect("watch");
         let status = std::process::Command::new("kill")

@@ -1,0 +1,292 @@
+//! The coverage part of a run: the script's `collect_coverage()` and
+//! shutdown hooks, the final collection from every machine, the merge,
+//! the reports and the thresholds, each step told as events.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use covnet_merger::capture::NotesSearch;
+use covnet_merger::paths::SourceRewrite;
+
+use crate::coverage::notices::{self, Flavor};
+use crate::coverage::settings::{self, SettingsError};
+use crate::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
+use crate::diag::Diagnostic;
+use crate::events::{EventSender, RunEvent};
+use crate::machine::Machine;
+use crate::run::network::Network;
+use crate::run::plan::RunPlan;
+use crate::run::verdict::CoverageOutcome;
+use crate::script::{CollectHook, ScriptCoverage};
+
+/// Why the coverage part of a run failed (beyond "nothing to report").
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoverageError {
+    /// The coverage settings are unusable.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A report could not be written.
+    #[error("failed to write the coverage report")]
+    Report(#[source] covnet_reporter::Error),
+    /// The summary table could not be formatted.
+    #[error("failed to format the coverage summary")]
+    Summary(#[source] std::io::Error),
+}
+
+/// Coverage collected while the script runs: phases, subtests, and
+/// machines pulled just before the script shut them down.
+#[derive(Default)]
+pub(crate) struct Phases {
+    captures: Mutex<Vec<MachineCapture>>,
+    shut_down: Mutex<BTreeSet<String>>,
+}
+
+/// Collects `machines` in parallel into `dest`, with a
+/// [`RunEvent::CollectStart`] and [`RunEvent::CollectEnd`] per capture.
+fn collect_all(
+    machines: &[Arc<dyn Machine>],
+    dest: &Path,
+    opts: &CollectOptions,
+    events: &EventSender,
+) -> Vec<MachineCapture> {
+    for m in machines {
+        events.send(RunEvent::CollectStart {
+            capture: coverage::capture_name(m.name(), opts.phase.as_deref()),
+            machine: m.name().to_owned(),
+        });
+    }
+    let got = coverage::collect_all(machines, dest, opts);
+    for c in &got {
+        send_end(c, events);
+    }
+    got
+}
+
+fn send_end(c: &MachineCapture, events: &EventSender) {
+    events.send(RunEvent::CollectEnd {
+        capture: c.name.clone(),
+        machine: c.machine.clone(),
+        result: c.outcome.clone(),
+    });
+}
+
+/// The script's `collect_coverage()` and shutdown hooks for this network.
+pub(crate) fn script_coverage(
+    network: &Network,
+    dest: &Path,
+    phases: Arc<Phases>,
+    per_subtest: bool,
+) -> ScriptCoverage {
+    let machines: Vec<_> = network
+        .nodes()
+        .iter()
+        .map(|n| n.machine().clone())
+        .collect();
+    let timeout = network.context().timeouts.command;
+    let events = network.context().events.clone();
+    let (dest_all, phases_all, machines_all, events_all) = (
+        dest.to_owned(),
+        phases.clone(),
+        machines.clone(),
+        events.clone(),
+    );
+    let collect: CollectHook = Arc::new(move |phase: &str| {
+        let running: Vec<_> = machines_all
+            .iter()
+            .filter(|m| m.is_running())
+            .cloned()
+            .collect();
+        // Services keep running: a phase holds what has exited (or flushed)
+        // so far, and the next phase starts afresh.
+        let opts = CollectOptions {
+            stop_services: false,
+            reset: true,
+            command_timeout: timeout,
+            phase: Some(phase.to_owned()),
+        };
+        let got = collect_all(&running, &dest_all, &opts, &events_all);
+        let failed: Vec<String> = got
+            .iter()
+            .filter_map(|c| c.outcome.as_ref().err().map(|e| format!("{}: {e}", c.name)))
+            .collect();
+        let files: usize = got
+            .iter()
+            .filter_map(|c| c.outcome.as_ref().ok())
+            .map(|p| p.files)
+            .sum();
+        if let Ok(mut all) = phases_all.captures.lock() {
+            all.extend(got);
+        }
+        if failed.is_empty() {
+            Ok(format!("phase `{phase}`: {files} .gcda files"))
+        } else {
+            Err(failed.join("; "))
+        }
+    });
+    let dest_one = dest.to_owned();
+    let before_shutdown: CollectHook = Arc::new(move |name: &str| {
+        let Some(m) = machines.iter().find(|m| m.name() == name) else {
+            return Err(format!("no machine `{name}`"));
+        };
+        let opts = CollectOptions {
+            stop_services: true,
+            reset: false,
+            command_timeout: timeout,
+            phase: None,
+        };
+        events.send(RunEvent::CollectStart {
+            capture: name.to_owned(),
+            machine: name.to_owned(),
+        });
+        let got = coverage::collect_one(m.as_ref(), &dest_one, &opts);
+        send_end(&got, &events);
+        let result = match &got.outcome {
+            Ok(p) => Ok(format!("{name}: {} .gcda files", p.files)),
+            Err(e) => Err(format!("{name}: {e}")),
+        };
+        if let Ok(mut all) = phases.captures.lock() {
+            all.push(got);
+        }
+        if let Ok(mut shut) = phases.shut_down.lock() {
+            shut.insert(name.to_owned());
+        }
+        result
+    });
+    ScriptCoverage {
+        collect,
+        before_shutdown,
+        per_subtest,
+    }
+}
+
+/// Pulls every machine's gcov data (those the script shut down were
+/// pulled before), merges it with the phases' captures and writes the
+/// reports into the output directory, telling every step as events.
+pub(crate) fn collect_and_report(
+    plan: &RunPlan,
+    network: &Network,
+    phases: &Phases,
+) -> Result<CoverageOutcome, CoverageError> {
+    let events = &network.context().events;
+    let done = phases
+        .shut_down
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let machines: Vec<_> = network
+        .nodes()
+        .iter()
+        .filter(|n| !done.contains(n.name()))
+        .map(|n| n.machine().clone())
+        .collect();
+    let opts = CollectOptions {
+        stop_services: true,
+        reset: false,
+        command_timeout: network.context().timeouts.command,
+        phase: None,
+    };
+    let dest = plan.out.join("coverage");
+    let mut captures = phases
+        .captures
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    captures.extend(collect_all(&machines, &dest, &opts, events));
+    let settings = settings::resolve(plan.coverage())?;
+    // A program runs in the guest at its host path: its notes are where
+    // gcc left them; then the spec's tree, then the named trees.
+    let mut trees = vec![plan.spec.dir()];
+    trees.extend(settings.build.iter().cloned());
+    let search = NotesSearch::host_then(trees);
+    let merge_settings = MergeSettings {
+        search: search.clone(),
+        map: settings.map.clone(),
+        rewrite: SourceRewrite {
+            map: settings.map.clone(),
+            filter: settings.filter.clone(),
+            base: None,
+        },
+    };
+    let notice = |d: Diagnostic| events.send(RunEvent::Notice(d));
+    for c in &captures {
+        if let Err(why) = &c.outcome {
+            notice(Diagnostic::warning(format!("{}: {why}", c.name)));
+        }
+    }
+    let files: usize = captures
+        .iter()
+        .filter_map(|c| c.outcome.as_ref().ok())
+        .map(|p| p.files)
+        .sum();
+    let mut merged = match coverage::merge(&captures, &merge_settings) {
+        Ok(m) => m,
+        Err(e) => {
+            events.send(RunEvent::MergeEnd {
+                captures: captures.len(),
+                files,
+                result: Err(notices::chain(&e)),
+            });
+            let (d, end) = notices::gather_error_diagnostic(&e, Flavor::Run);
+            notice(d);
+            return Ok(CoverageOutcome::NothingToReport(end));
+        }
+    };
+    events.send(RunEvent::MergeEnd {
+        captures: captures.len(),
+        files,
+        result: Ok(merged.coverage.files.len()),
+    });
+    for d in notices::apply_markers(&mut merged.coverage, &settings.rules) {
+        notice(d);
+    }
+    let inputs = captures
+        .iter()
+        .map(|c| match &c.outcome {
+            Ok(p) => format!("{} ({} files, {} bytes)", c.name, p.files, p.bytes),
+            Err(_) => format!("{} (no coverage)", c.name),
+        })
+        .collect();
+    let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
+    info.notes = merged.notes.clone();
+    let paths = coverage::write_reports(&merged, &info, &plan.out, settings.lcov_format)
+        .map_err(CoverageError::Report)?;
+    let extra = coverage::format_outputs(&plan.coverage().formats, &plan.out);
+    let written = covnet_reporter::outputs::write_all(&merged.coverage, &info, &extra)
+        .map_err(CoverageError::Report)?;
+    if let Some(text) = coverage::coveralls_warning(&written) {
+        notice(Diagnostic::warning(text));
+    }
+    let mut table = Vec::new();
+    covnet_reporter::summary::write_table(&merged.coverage, &info, &mut table)
+        .map_err(CoverageError::Summary)?;
+    events.send(RunEvent::CoverageSummary {
+        table: String::from_utf8_lossy(&table).trim_end().to_owned(),
+    });
+    for c in &captures {
+        if let Ok(p) = &c.outcome {
+            for s in &p.survivors {
+                notice(Diagnostic::warning(format!(
+                    "{}: service `{s}` did not exit after SIGTERM; its coverage is missing",
+                    c.name
+                )));
+            }
+        }
+    }
+    for d in notices::notice_diagnostics(&merged.notices, &search, Flavor::Run) {
+        notice(d);
+    }
+    events.send(RunEvent::ReportWritten { paths });
+    if merged.skipped_inputs {
+        return Ok(CoverageOutcome::Incomplete);
+    }
+    let shortfalls = settings.thresholds.check(&merged.coverage.summary());
+    if !shortfalls.is_empty() {
+        for s in &shortfalls {
+            notice(Diagnostic::error(s.to_string()));
+        }
+        return Ok(CoverageOutcome::BelowThreshold);
+    }
+    Ok(CoverageOutcome::Complete)
+}
