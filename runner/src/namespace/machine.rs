@@ -357,6 +357,8 @@ impl NamespaceMachine {
             ns::open_pty().map_err(|e| self.io_err("open the console pty", e))?;
         let console_slave = ns::open_slave(&console_slave_path)
             .map_err(|e| self.io_err("open the console pty", e))?;
+        ns::give_to_machine_root(&console_slave_path, self.ids)
+            .map_err(|e| self.io_err("hand the console pty to the machine", e))?;
         let console_stream = UnixStream::connect(&self.serial)
             .map_err(|e| self.io_err("connect the console log", e))?;
         let console_bridge = TtyBridge::spawn(

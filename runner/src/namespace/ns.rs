@@ -275,7 +275,7 @@ impl IdMap {
     }
 }
 
-/// Hands a host file (the control pty's slave) to the machine's root, so
+/// Hands a host file (a pty slave of the machine) to the machine's root, so
 /// that it can open it from inside its user namespace. A no-op when
 /// covnet is not root (the file is already covnet's).
 pub fn give_to_machine_root(path: &std::path::Path, ids: IdMap) -> io::Result<()> {
@@ -1166,14 +1166,21 @@ fn root_steps(a: &mut ChildArgs) -> Result<(), Fail> {
 /// the parent-death signal, so it is set again (and a parent that died
 /// in between is noticed through the status socket).
 fn become_root(a: &ChildArgs) -> Result<(), Fail> {
+    // Raw system calls: glibc's wrappers would ask the parent's other
+    // threads (which do not exist here) to change ids too, and wait forever.
     // SAFETY: (whole block) credential and prctl calls touch no memory but
     // the poll record on the stack.
     unsafe {
+        let id = |r: libc::c_long| check(if r < 0 { -1 } else { 0 }, Stage::Identity);
         if a.drop_groups {
-            check(libc::setgroups(0, std::ptr::null()), Stage::Identity)?;
+            id(libc::syscall(
+                libc::SYS_setgroups,
+                0,
+                std::ptr::null::<libc::gid_t>(),
+            ))?;
         }
-        check(libc::setresgid(0, 0, 0), Stage::Identity)?;
-        check(libc::setresuid(0, 0, 0), Stage::Identity)?;
+        id(libc::syscall(libc::SYS_setresgid, 0, 0, 0))?;
+        id(libc::syscall(libc::SYS_setresuid, 0, 0, 0))?;
         check(
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong),
             Stage::Identity,
