@@ -207,6 +207,10 @@ pub struct Spawned {
 pub const HOST_ID_BASE: u32 = 0x7C00_0000;
 /// How many ids the range holds: the machine's uids and gids 0 to 65535.
 pub const HOST_ID_COUNT: u32 = 0x1_0000;
+// The range stays inside systemd's unused block 0x70000000-0x7FFDFFFF.
+const _: () = assert!(
+    HOST_ID_BASE >= 0x7000_0000 && HOST_ID_BASE as u64 + HOST_ID_COUNT as u64 <= 0x7FFE_0000
+);
 
 /// How a machine's user namespace maps its ids to the host's. Every
 /// namespace machine has a user namespace, so its root's capabilities
@@ -1691,6 +1695,53 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn root_maps_the_machine_to_the_private_range() {
+        let range = IdMap::Range {
+            base: HOST_ID_BASE,
+            count: HOST_ID_COUNT,
+        };
+        assert_eq!(
+            range.files(),
+            vec![
+                ("uid_map", "0 2080374784 65536\n".to_owned()),
+                ("gid_map", "0 2080374784 65536\n".to_owned()),
+            ]
+        );
+        assert_eq!(range.host_root(), (HOST_ID_BASE, HOST_ID_BASE));
+        let caller = IdMap::Caller {
+            uid: 1000,
+            gid: 100,
+        };
+        assert_eq!(
+            caller.files(),
+            vec![
+                ("setgroups", "deny".to_owned()),
+                ("uid_map", "0 1000 1\n".to_owned()),
+                ("gid_map", "0 100 1\n".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_below_the_root_become_relative() {
+        let root = c"/run/m/root";
+        let rel = |p: &CStr| {
+            // SAFETY: `at` returns a pointer into `p`, which is alive.
+            unsafe { CStr::from_ptr(at(p, Some(root))) }.to_owned()
+        };
+        assert_eq!(rel(c"/run/m/root/etc/hosts"), c"etc/hosts".to_owned());
+        assert_eq!(rel(c"/run/m/rootfs/x"), c"/run/m/rootfs/x".to_owned());
+        assert_eq!(rel(c"/usr/bin/busybox"), c"/usr/bin/busybox".to_owned());
+        assert_eq!(rel(c"/run/m/root"), c"/run/m/root".to_owned());
+        let mut buf = [0u8; 32];
+        for (fd, text) in [(0, c"/proc/self/fd/0"), (1234, c"/proc/self/fd/1234")] {
+            // SAFETY: `fd_path` NUL-terminates `buf`, which is alive.
+            let path = unsafe { CStr::from_ptr(fd_path(fd, &mut buf)) };
+            assert_eq!(path, text);
+        }
     }
 
     #[test]
