@@ -956,7 +956,8 @@ fn owners_under(dir: &Path) -> Vec<(PathBuf, u32)> {
 }
 
 /// Issue 13, item 5: a machine started by a root covnet runs as the user
-/// namespace's root, which is an unprivileged host id. Its root sets the
+/// namespace's root, which is an unprivileged host id (run as another
+/// user, the test checks the same of that user's machines). Its root sets the
 /// clock, loads a module, writes global sysctls, makes a device node,
 /// signals a host process and writes through (and remounts) the read-only
 /// bind of a host file: every one fails and the host is unchanged. What
@@ -965,28 +966,36 @@ fn owners_under(dir: &Path) -> Vec<(PathBuf, u32)> {
 #[test]
 fn machine_root_holds_no_host_privileges() {
     use covnet_runner::namespace::ns::{IdMap, HOST_ID_BASE, HOST_ID_COUNT};
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test checks what the machines of a root covnet cannot do: run it as root (CI does)"
-    );
-    // A host file in a directory only root can search, bound read-only
-    // into the machine as a program.
+    // SAFETY: geteuid/getegid have no preconditions and cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    // As root (as CI runs): a host file of root's in a directory only root
+    // can search, bound read-only into the machine as a program. As any
+    // other user the machine's root is that user, so the file must be
+    // someone else's: the host's curl.
     let host_dir = tempfile::tempdir().expect("tempdir");
-    let victim = host_dir.path().join("covnet-victim");
-    std::fs::copy("/bin/busybox", &victim).expect("copy busybox");
+    let victim = if euid == 0 {
+        let copy = host_dir.path().join("covnet-victim");
+        std::fs::copy("/bin/busybox", &copy).expect("copy busybox");
+        copy
+    } else {
+        PathBuf::from("/usr/bin/curl")
+    };
     let victim_bytes = std::fs::read(&victim).expect("read the victim");
     let v = victim.display();
     let net = NsNet::new(&format!("[machines.box]\nprograms = [\"{v}\"]\n"));
     let m = net.m("box");
-    assert_eq!(
-        m.id_map(),
+    let expected_map = if euid == 0 {
         IdMap::Range {
             base: HOST_ID_BASE,
-            count: HOST_ID_COUNT
+            count: HOST_ID_COUNT,
         }
-    );
+    } else {
+        IdMap::Caller {
+            uid: euid,
+            gid: egid,
+        }
+    };
+    assert_eq!(m.id_map(), expected_map);
     let mut sleeper = HostProcess(
         Command::new("sleep")
             .arg("600")
@@ -1005,27 +1014,30 @@ fn machine_root_holds_no_host_privileges() {
     let clock_before = std::time::SystemTime::now();
     m.start().expect("machine starts");
 
-    // Inside, it is root; on the host, its processes have the range's ids.
+    // Inside, it is root; on the host, its processes have the mapped ids
+    // (as root: the private range's, without host root's groups).
     assert_eq!(net.succeed("box", "id -u").trim(), "0");
     let init = m.pid().expect("running");
     let status = std::fs::read_to_string(format!("/proc/{init}/status")).expect("init status");
-    for key in ["Uid:", "Gid:"] {
+    let (host_uid, host_gid) = expected_map.host_root();
+    for (key, id) in [("Uid:", host_uid), ("Gid:", host_gid)] {
         let ids: Vec<&str> = status
             .lines()
             .find_map(|l| l.strip_prefix(key))
             .expect("id line")
             .split_whitespace()
             .collect();
-        let base = HOST_ID_BASE.to_string();
-        assert_eq!(ids, [base.as_str(); 4], "{key} of the machine's init");
+        let id = id.to_string();
+        assert_eq!(ids, [id.as_str(); 4], "{key} of the machine's init");
     }
     assert!(
-        !status
-            .lines()
-            .find_map(|l| l.strip_prefix("Groups:"))
-            .expect("groups line")
-            .split_whitespace()
-            .any(|g| g == "0"),
+        euid != 0
+            || !status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .expect("groups line")
+                .split_whitespace()
+                .any(|g| g == "0"),
         "the machine's init kept host group 0: {status}"
     );
 
@@ -1111,16 +1123,20 @@ fn machine_root_holds_no_host_privileges() {
     );
     drop(sleeper);
 
-    // Nothing on the host belongs to the machine's ids after the run, and
-    // the run directory goes away.
+    // Nothing in the run directory belongs to anyone but covnet's user
+    // after the run (as root: nothing to the machine's ids), and it can be
+    // removed.
     m.crash().expect("machine stops");
     let foreign: Vec<_> = owners_under(net._dir.path())
         .into_iter()
-        .filter(|(_, uid)| *uid != 0)
+        .filter(|(_, uid)| *uid != euid)
         .collect();
     assert_eq!(
         foreign,
         Vec::new(),
-        "files not owned by root in the run directory"
+        "files of other users in the run directory"
     );
+    let run_dir = net._dir.path().to_path_buf();
+    drop(net);
+    assert!(!run_dir.exists(), "{} was not removed", run_dir.display());
 }
