@@ -6,7 +6,7 @@
 //! The veth pairs are created by the machine's first process: `eth<i>` in
 //! the machine's network namespace and its peer, directly, in a second
 //! network namespace of the machine's own (the "link" namespace, owned by
-//! the machine's user namespace when covnet is not root). Nothing touches the host's
+//! the machine's user namespace). Nothing touches the host's
 //! network: when the machine dies its namespace takes `eth<i>` and so the
 //! whole pair with it, and the link namespace goes when the runner closes
 //! its packet sockets.

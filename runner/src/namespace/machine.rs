@@ -127,7 +127,7 @@ pub struct NamespaceMachine {
     switch: Option<Arc<Switch>>,
     ports: Vec<PortId>,
     events: EventSink,
-    user_namespace: bool,
+    ids: ns::IdMap,
     life: Mutex<()>,
     running: Mutex<Option<Running>>,
     channel: Mutex<Option<ControlChannel>>,
@@ -239,7 +239,7 @@ impl NamespaceMachine {
             switch,
             ports,
             events,
-            user_namespace: ns::needs_user_namespace(),
+            ids: ns::IdMap::for_this_process(),
             life: Mutex::new(()),
             running: Mutex::new(None),
             channel: Mutex::new(None),
@@ -265,10 +265,15 @@ impl NamespaceMachine {
         *lock(&self.boot_time)
     }
 
-    /// True when the machine runs in a user namespace of its own (covnet
-    /// is not root).
+    /// True when the machine runs in a user namespace of its own: always,
+    /// whether covnet is root or not (see [`NamespaceMachine::id_map`]).
     pub fn uses_user_namespace(&self) -> bool {
-        self.user_namespace
+        true
+    }
+
+    /// How the machine's uids and gids map to the host's.
+    pub fn id_map(&self) -> ns::IdMap {
+        self.ids
     }
 
     fn name_owned(&self) -> String {
@@ -352,6 +357,8 @@ impl NamespaceMachine {
             ns::open_pty().map_err(|e| self.io_err("open the console pty", e))?;
         let console_slave = ns::open_slave(&console_slave_path)
             .map_err(|e| self.io_err("open the console pty", e))?;
+        ns::give_to_machine_root(&console_slave_path, self.ids)
+            .map_err(|e| self.io_err("hand the console pty to the machine", e))?;
         let console_stream = UnixStream::connect(&self.serial)
             .map_err(|e| self.io_err("connect the console log", e))?;
         let console_bridge = TtyBridge::spawn(
@@ -367,6 +374,8 @@ impl NamespaceMachine {
             ns::open_pty().map_err(|e| self.io_err("open the control pty", e))?;
         let hold =
             ns::open_slave(&ctl_slave_path).map_err(|e| self.io_err("open the control pty", e))?;
+        ns::give_to_machine_root(&ctl_slave_path, self.ids)
+            .map_err(|e| self.io_err("hand the control pty to the machine", e))?;
         let (host_end, bridge_end) =
             UnixStream::pair().map_err(|e| self.io_err("create the control socket pair", e))?;
         let control_bridge = TtyBridge::spawn(
@@ -410,19 +419,17 @@ impl NamespaceMachine {
         };
         self.events.emit(MachineEvent::Booting {
             machine: self.name_owned(),
-            accel: if self.user_namespace {
-                "namespaces, unprivileged".into()
-            } else {
-                "namespaces".into()
+            accel: match self.ids {
+                ns::IdMap::Caller { .. } => "namespaces, unprivileged".into(),
+                ns::IdMap::Range { .. } => "namespaces, private users".into(),
             },
         });
-        let spawned = ns::spawn(child, console_slave, self.user_namespace).map_err(|err| {
-            MachineError::Spawn {
+        let spawned =
+            ns::spawn(child, console_slave, self.ids).map_err(|err| MachineError::Spawn {
                 machine: self.name_owned(),
                 program: "the namespace machine's init".into(),
                 source: std::io::Error::other(error_chain(&err)),
-            }
-        })?;
+            })?;
 
         let mut relay_ports = Vec::new();
         for (packet, (local, port)) in spawned.packets.into_iter().zip(&self.nic_paths) {

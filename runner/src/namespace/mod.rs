@@ -1,7 +1,8 @@
 //! Namespace machines: the [`Machine`](crate::machine::Machine) backend
-//! that runs a machine's root file system in its own PID, mount, UTS, IPC
-//! and network namespaces (plus a user namespace when covnet is not root)
-//! instead of a VM. No kernel boots, so the first shell answers in
+//! that runs a machine's root file system in its own user, PID, mount,
+//! UTS, IPC and network namespaces instead of a VM. The user namespace maps
+//! the machine's root to an unprivileged host id also when covnet is root
+//! ([`ns::IdMap`]), so the machine holds no host privileges. No kernel boots, so the first shell answers in
 //! milliseconds; the machine's NICs are ports of the same switch as the
 //! VMs', so both kinds share one network.
 //!

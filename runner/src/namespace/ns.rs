@@ -1,9 +1,11 @@
 //! The platform module of namespace machines: every `unsafe` call lives
 //! here, each with its `// SAFETY:` justification.
 //!
-//! [`spawn`] clones the machine's first process into new PID, mount, UTS,
-//! IPC and network namespaces (plus a user namespace when covnet is not
-//! root). The clone runs on one long-lived spawner thread, because
+//! [`spawn`] clones the machine's first process into new user, PID, mount,
+//! UTS, IPC and network namespaces. The user namespace is there also when
+//! covnet runs as root: its ids then map to an unprivileged host range
+//! ([`IdMap`]), so the machine's root holds no privilege on the host. The
+//! clone runs on one long-lived spawner thread, because
 //! `PR_SET_PDEATHSIG` fires when the *thread* that created the child ends.
 //! The child is PID 1 of its namespace; it dies with covnet (PDEATHSIG
 //! SIGKILL), and every process of the machine dies with it.
@@ -68,6 +70,10 @@ pub enum Stage {
     StdFds,
     /// Executing init.
     Exec,
+    /// Opening the source of a bind mount (before the id switch).
+    BindSource(u32),
+    /// Becoming the user namespace's root (uid and gid 0, no groups).
+    Identity,
 }
 
 impl Stage {
@@ -87,6 +93,8 @@ impl Stage {
             Stage::PivotRoot => (13, 0),
             Stage::StdFds => (14, 0),
             Stage::Exec => (15, 0),
+            Stage::BindSource(n) => (16, n),
+            Stage::Identity => (17, 0),
         }
     }
 
@@ -106,6 +114,8 @@ impl Stage {
             13 => Stage::PivotRoot,
             14 => Stage::StdFds,
             15 => Stage::Exec,
+            16 => Stage::BindSource(n),
+            17 => Stage::Identity,
             _ => return None,
         })
     }
@@ -188,10 +198,96 @@ pub struct Spawned {
     pub packets: Vec<OwnedFd>,
 }
 
-/// True when covnet needs a user namespace (it is not root).
-pub fn needs_user_namespace() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() != 0 }
+/// First host uid and gid of the range a machine's ids map to when covnet
+/// runs as root: 0x7C000000 (2080374784). It lies in the block systemd
+/// leaves unused (0x70000000 to 0x7FFDFFFF: above its container range,
+/// below its "foreign" range and the signed 32-bit limit), far above
+/// regular users, dynamic users and the `/etc/subuid` ranges `useradd`
+/// hands out, so no file or process of a real user has these ids.
+pub const HOST_ID_BASE: u32 = 0x7C00_0000;
+/// How many ids the range holds: the machine's uids and gids 0 to 65535.
+pub const HOST_ID_COUNT: u32 = 0x1_0000;
+// The range stays inside systemd's unused block 0x70000000-0x7FFDFFFF.
+const _: () = assert!(
+    HOST_ID_BASE >= 0x7000_0000 && HOST_ID_BASE as u64 + HOST_ID_COUNT as u64 <= 0x7FFE_0000
+);
+
+/// How a machine's user namespace maps its ids to the host's. Every
+/// namespace machine has a user namespace, so its root's capabilities
+/// reach only what that namespace owns (its mounts, network, hostname),
+/// never the host's clock, kernel modules, global sysctls or processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMap {
+    /// covnet is not root: the machine's root is covnet's own uid and gid
+    /// (one id each; `setgroups` is denied, as the kernel requires).
+    Caller {
+        /// covnet's effective uid.
+        uid: u32,
+        /// covnet's effective gid.
+        gid: u32,
+    },
+    /// covnet is root: the machine's ids 0 to `count - 1` are the host's
+    /// `base` to `base + count - 1`, owned by no host user (like
+    /// systemd-nspawn's private users).
+    Range {
+        /// Host id of the machine's uid and gid 0.
+        base: u32,
+        /// Number of ids mapped.
+        count: u32,
+    },
+}
+
+impl IdMap {
+    /// The mapping for this process: [`IdMap::Range`] at [`HOST_ID_BASE`]
+    /// when it runs as root, else [`IdMap::Caller`].
+    pub fn for_this_process() -> IdMap {
+        // SAFETY: geteuid/getegid have no preconditions and cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        if uid == 0 {
+            IdMap::Range {
+                base: HOST_ID_BASE,
+                count: HOST_ID_COUNT,
+            }
+        } else {
+            IdMap::Caller { uid, gid }
+        }
+    }
+
+    /// The host uid and gid of the machine's root.
+    pub fn host_root(&self) -> (u32, u32) {
+        match *self {
+            IdMap::Caller { uid, gid } => (uid, gid),
+            IdMap::Range { base, .. } => (base, base),
+        }
+    }
+
+    /// The `/proc/<pid>/` files to write, in order, with their contents.
+    fn files(&self) -> Vec<(&'static str, String)> {
+        match *self {
+            IdMap::Caller { uid, gid } => vec![
+                ("setgroups", "deny".to_owned()),
+                ("uid_map", format!("0 {uid} 1\n")),
+                ("gid_map", format!("0 {gid} 1\n")),
+            ],
+            // setgroups stays allowed, so the child can drop the
+            // supplementary groups it inherited from root.
+            IdMap::Range { base, count } => vec![
+                ("uid_map", format!("0 {base} {count}\n")),
+                ("gid_map", format!("0 {base} {count}\n")),
+            ],
+        }
+    }
+}
+
+/// Hands a host file (a pty slave of the machine) to the machine's root, so
+/// that it can open it from inside its user namespace. A no-op when
+/// covnet is not root (the file is already covnet's).
+pub fn give_to_machine_root(path: &std::path::Path, ids: IdMap) -> io::Result<()> {
+    if let IdMap::Range { .. } = ids {
+        let (uid, gid) = ids.host_root();
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
 }
 
 /// Advice for enabling unprivileged user namespaces, from the host's
@@ -231,25 +327,15 @@ fn hint_from_sysctls(read: impl Fn(&str) -> Option<String>) -> String {
 }
 
 /// The namespace flags a machine is cloned with.
-fn clone_flags(user: bool) -> libc::c_int {
-    let mut f = libc::CLONE_NEWPID
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWNET;
-    if user {
-        f |= libc::CLONE_NEWUSER;
-    }
-    f
-}
+const CLONE_FLAGS: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWNET;
 
-fn flag_names(user: bool) -> String {
-    let mut s = String::from("pid, mount, uts, ipc, net");
-    if user {
-        s.push_str(", user");
-    }
-    s
-}
+/// The namespaces of [`CLONE_FLAGS`], for error messages.
+const FLAG_NAMES: &str = "pid, mount, uts, ipc, net, user";
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -297,18 +383,22 @@ struct ChildArgs {
     netlink_buf: Vec<u8>,
     packets: Vec<RawFd>,
     cmsg: Vec<u64>,
+    /// One slot per root file system step: the `O_PATH` fd of a bind
+    /// mount's source, opened before the id switch.
+    sources: Vec<RawFd>,
+    /// Drop the supplementary groups inherited from root.
+    drop_groups: bool,
 }
 
-/// Starts a machine's first process. `console` becomes its standard output
-/// and error. `user` asks for a user namespace (mapping the caller's uid
-/// and gid to root).
-pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, SpawnError> {
+/// Starts a machine's first process in a user namespace whose ids map
+/// as `ids` says. `console` becomes its standard output and error.
+pub fn spawn(cfg: ChildConfig, console: OwnedFd, ids: IdMap) -> Result<Spawned, SpawnError> {
     let (parent_end, child_end) = socketpair_seqpacket().map_err(|source| SpawnError::Host {
         what: "create the setup socket pair".into(),
         source,
     })?;
     let nics = cfg.nics.len();
-    let flags = clone_flags(user);
+    let steps = cfg.steps.len();
     let status = child_end.as_raw_fd();
     let console_fd = console.as_raw_fd();
     let cloned = on_spawner(move || {
@@ -318,6 +408,8 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
             netlink_buf: vec![0u8; NETLINK_BUFFER],
             packets: vec![-1; nics],
             cmsg: vec![0u64; cmsg_words(nics)],
+            sources: vec![-1; steps],
+            drop_groups: matches!(ids, IdMap::Range { .. }),
             status,
             console: console_fd,
             cfg,
@@ -336,7 +428,14 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
         // past its aligned end; `arg` points to `args`, alive until clone
         // returns. Without CLONE_VM the child runs on its own copy of this
         // memory, so freeing `stack` and `args` afterwards is fine.
-        let pid = unsafe { libc::clone(child_main, top.cast(), flags | libc::SIGCHLD, arg.cast()) };
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                top.cast(),
+                CLONE_FLAGS | libc::SIGCHLD,
+                arg.cast(),
+            )
+        };
         let result = if pid < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -353,15 +452,15 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
     let pid = match cloned {
         Ok(Ok(pid)) => pid,
         Ok(Err(source)) => {
-            let hint = if user {
-                user_namespace_hint()
-            } else {
-                "\n  (hint: namespace machines need CAP_SYS_ADMIN; is covnet running in a \
-                 restricted container?)"
-                    .to_owned()
+            let hint = match ids {
+                IdMap::Caller { .. } => user_namespace_hint(),
+                IdMap::Range { .. } => "\n  (hint: namespace machines need user namespaces and \
+                     CAP_SYS_ADMIN; is covnet running in a restricted container, or is \
+                     user.max_user_namespaces 0?)"
+                    .to_owned(),
             };
             return Err(SpawnError::Clone {
-                flags: flag_names(user),
+                flags: FLAG_NAMES.to_owned(),
                 hint,
                 source,
             });
@@ -374,7 +473,7 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
         }
     };
     let mut init = NsProcess { pid, status: None };
-    match finish_setup(&mut init, &parent_end, user, nics, &steps) {
+    match finish_setup(&mut init, &parent_end, ids, nics, &steps) {
         Ok(packets) => Ok(Spawned { init, packets }),
         Err(err) => {
             // Reap it here, so the setup error is what the caller sees.
@@ -391,13 +490,11 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, user: bool) -> Result<Spawned, 
 fn finish_setup(
     init: &mut NsProcess,
     parent_end: &OwnedFd,
-    user: bool,
+    ids: IdMap,
     nics: usize,
     steps: &[Step],
 ) -> Result<Vec<OwnedFd>, SpawnError> {
-    if user {
-        write_id_maps(init.pid)?;
-    }
+    write_id_maps(init.pid, ids)?;
     write_byte(parent_end_fd(parent_end)).map_err(|source| SpawnError::Host {
         what: "release the machine's first process".into(),
         source,
@@ -480,6 +577,14 @@ fn describe(stage: Stage, steps: &[Step]) -> String {
         Stage::PivotRoot => "pivot into the new root".into(),
         Stage::StdFds => "set up standard input and output".into(),
         Stage::Exec => "exec init".into(),
+        Stage::BindSource(n) => usize::try_from(n)
+            .ok()
+            .and_then(|i| steps.get(i))
+            .map_or_else(
+                || format!("open the source of root file system step {n}"),
+                |s| format!("open the source to {s}"),
+            ),
+        Stage::Identity => "become root of the user namespace".into(),
     }
 }
 
@@ -488,15 +593,9 @@ fn parent_end_fd(fd: &OwnedFd) -> BorrowedFd<'_> {
     fd.as_fd()
 }
 
-/// Maps root in the child's user namespace to the caller's uid and gid.
-fn write_id_maps(pid: libc::pid_t) -> Result<(), SpawnError> {
-    // SAFETY: getuid/getgid have no preconditions and cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    for (file, text) in [
-        ("setgroups", "deny".to_owned()),
-        ("uid_map", format!("0 {uid} 1\n")),
-        ("gid_map", format!("0 {gid} 1\n")),
-    ] {
+/// Writes the id maps of the child's user namespace.
+fn write_id_maps(pid: libc::pid_t, ids: IdMap) -> Result<(), SpawnError> {
+    for (file, text) in ids.files() {
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, text).map_err(|source| SpawnError::IdMap {
             file: path.clone(),
@@ -975,10 +1074,7 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
             ),
             Stage::PrivateMounts,
         )?;
-        for (i, step) in a.cfg.steps.iter().enumerate() {
-            let stage = Stage::RootStep(u32::try_from(i).unwrap_or(u32::MAX));
-            child_step(step).map_err(|e| (stage, e))?;
-        }
+        root_steps(a)?;
         // Capabilities whose effect reaches past the namespaces (kernel
         // modules, raw I/O, the clock, audit, MAC policy, the kernel log)
         // leave the bounding set, so even a machine started by root cannot
@@ -991,7 +1087,7 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
             libc::sethostname(host.as_ptr().cast(), host.len()),
             Stage::Hostname,
         )?;
-        check(libc::chdir(a.cfg.root.as_ptr()), Stage::PivotRoot)?;
+        // The working directory is the new root (see `root_steps`).
         check(
             libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int,
             Stage::PivotRoot,
@@ -1023,6 +1119,120 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
         libc::execve(a.cfg.program.as_ptr(), a.argv.as_ptr(), a.env.as_ptr());
         Err((Stage::Exec, errno()))
     }
+}
+
+/// Runs the root file system steps. The first (the tmpfs on the root
+/// mount point) and the lookups of the host paths (the mount point and the
+/// bind sources, which may lie in directories only host root can search)
+/// run with the ids the child was cloned with; then the child becomes the
+/// user namespace's root and runs the other steps relative to the new
+/// root, so that what it creates belongs to its own ids.
+fn root_steps(a: &mut ChildArgs) -> Result<(), Fail> {
+    let Some((first, rest)) = a.cfg.steps.split_first() else {
+        return Ok(());
+    };
+    child_step(first, None, -1).map_err(|e| (Stage::RootStep(0), e))?;
+    // SAFETY: (whole block) system calls on NUL-terminated paths prepared
+    // by the parent; the fds opened here are this process's own.
+    unsafe {
+        check(libc::chdir(a.cfg.root.as_ptr()), Stage::RootStep(0))?;
+        for (i, step) in a.cfg.steps.iter().enumerate() {
+            if let Step::Bind { source, .. } = step {
+                let fd = check(
+                    libc::open(source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC),
+                    Stage::BindSource(u32::try_from(i).unwrap_or(u32::MAX)),
+                )?;
+                if let Some(slot) = a.sources.get_mut(i) {
+                    *slot = fd;
+                }
+            }
+        }
+    }
+    become_root(a)?;
+    for (i, step) in rest.iter().enumerate() {
+        let source = a.sources.get(i + 1).copied().unwrap_or(-1);
+        let stage = Stage::RootStep(u32::try_from(i + 1).unwrap_or(u32::MAX));
+        child_step(step, Some(&a.cfg.root), source).map_err(|e| (stage, e))?;
+    }
+    for &fd in &a.sources {
+        if fd >= 0 {
+            // SAFETY: closes an fd this process opened above.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
+}
+
+/// Makes the child uid and gid 0 of its user namespace (host ids
+/// [`IdMap::host_root`]) without supplementary groups. Until now it had
+/// the ids it was cloned with, which for a root covnet are the host's
+/// root: a process with those could own host files. Changing ids clears
+/// the parent-death signal, so it is set again (and a parent that died
+/// in between is noticed through the status socket).
+fn become_root(a: &ChildArgs) -> Result<(), Fail> {
+    // Raw system calls: glibc's wrappers would ask the parent's other
+    // threads (which do not exist here) to change ids too, and wait forever.
+    // SAFETY: (whole block) credential and prctl calls touch no memory but
+    // the poll record on the stack.
+    unsafe {
+        let id = |r: libc::c_long| check(if r < 0 { -1 } else { 0 }, Stage::Identity);
+        if a.drop_groups {
+            id(libc::syscall(
+                libc::SYS_setgroups,
+                0,
+                std::ptr::null::<libc::gid_t>(),
+            ))?;
+        }
+        id(libc::syscall(libc::SYS_setresgid, 0, 0, 0))?;
+        id(libc::syscall(libc::SYS_setresuid, 0, 0, 0))?;
+        check(
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong),
+            Stage::Identity,
+        )?;
+        let mut pfd = libc::pollfd {
+            fd: a.status,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            libc::_exit(0);
+        }
+    }
+    Ok(())
+}
+
+/// `path` for a system call: relative to the working directory (the new
+/// root) when it lies below `root`, else as it is.
+fn at(path: &CStr, root: Option<&CStr>) -> *const libc::c_char {
+    let bytes = path.to_bytes();
+    match root.map(CStr::to_bytes) {
+        Some(r) if bytes.len() > r.len() + 1 && bytes.starts_with(r) && bytes[r.len()] == b'/' => {
+            path.as_ptr().wrapping_add(r.len() + 1)
+        }
+        _ => path.as_ptr(),
+    }
+}
+
+/// Writes `/proc/self/fd/<fd>` and a NUL into `buf` (no allocation).
+fn fd_path(fd: RawFd, buf: &mut [u8; 32]) -> *const libc::c_char {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 10];
+    let mut n = u32::try_from(fd).unwrap_or(0);
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        buf[PREFIX.len() + i] = *d;
+    }
+    buf[PREFIX.len() + len] = 0;
+    buf.as_ptr().cast()
 }
 
 /// Creates the machine's network namespace and, from inside it, the veth
@@ -1256,23 +1466,27 @@ fn send_fds(a: &mut ChildArgs) -> Result<(), i32> {
     Ok(())
 }
 
-/// Runs one root file system step; returns the errno on failure.
-fn child_step(step: &Step) -> Result<(), i32> {
+/// Runs one root file system step; returns the errno on failure. Paths
+/// below `root` are taken relative to the working directory, and a bind
+/// mount's source is `source_fd` when that is open.
+fn child_step(step: &Step, root: Option<&CStr>, source_fd: RawFd) -> Result<(), i32> {
+    let mut fd_buf = [0u8; 32];
     // SAFETY: (whole block) system calls on NUL-terminated paths and
     // buffers owned by the step, with their exact lengths.
     unsafe {
         match step {
             Step::Dir { path, mode } => {
-                if libc::mkdir(path.as_ptr(), *mode) != 0 && errno() != libc::EEXIST {
+                let path = at(path, root);
+                if libc::mkdir(path, *mode) != 0 && errno() != libc::EEXIST {
                     return Err(errno());
                 }
-                if libc::chmod(path.as_ptr(), *mode) != 0 {
+                if libc::chmod(path, *mode) != 0 {
                     return Err(errno());
                 }
             }
             Step::File { path, data, mode } => {
                 let fd = libc::open(
-                    path.as_ptr(),
+                    at(path, root),
                     libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
                     *mode,
                 );
@@ -1297,7 +1511,7 @@ fn child_step(step: &Step) -> Result<(), i32> {
                 libc::close(fd);
             }
             Step::Symlink { target, link } => {
-                if libc::symlink(target.as_ptr(), link.as_ptr()) != 0 {
+                if libc::symlink(target.as_ptr(), at(link, root)) != 0 {
                     return Err(errno());
                 }
             }
@@ -1307,13 +1521,19 @@ fn child_step(step: &Step) -> Result<(), i32> {
                 dir,
                 writable,
             } => {
+                let target = at(target, root);
+                let source = if source_fd >= 0 {
+                    fd_path(source_fd, &mut fd_buf)
+                } else {
+                    source.as_ptr()
+                };
                 if *dir {
-                    if libc::mkdir(target.as_ptr(), 0o755) != 0 && errno() != libc::EEXIST {
+                    if libc::mkdir(target, 0o755) != 0 && errno() != libc::EEXIST {
                         return Err(errno());
                     }
                 } else {
                     let fd = libc::open(
-                        target.as_ptr(),
+                        target,
                         libc::O_RDONLY | libc::O_CREAT | libc::O_CLOEXEC,
                         0o644,
                     );
@@ -1323,8 +1543,8 @@ fn child_step(step: &Step) -> Result<(), i32> {
                     libc::close(fd);
                 }
                 if libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
+                    source,
+                    target,
                     std::ptr::null(),
                     libc::MS_BIND | libc::MS_REC,
                     std::ptr::null(),
@@ -1335,7 +1555,7 @@ fn child_step(step: &Step) -> Result<(), i32> {
                 if !*writable {
                     // Keep the flags the kernel locks in a user namespace.
                     let mut st: libc::statvfs = std::mem::zeroed();
-                    if libc::statvfs(target.as_ptr(), &mut st) != 0 {
+                    if libc::statvfs(target, &mut st) != 0 {
                         return Err(errno());
                     }
                     let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
@@ -1353,7 +1573,7 @@ fn child_step(step: &Step) -> Result<(), i32> {
                     }
                     if libc::mount(
                         std::ptr::null(),
-                        target.as_ptr(),
+                        target,
                         std::ptr::null(),
                         flags,
                         std::ptr::null(),
@@ -1376,7 +1596,7 @@ fn child_step(step: &Step) -> Result<(), i32> {
                 };
                 if libc::mount(
                     fstype.as_ptr(),
-                    target.as_ptr(),
+                    at(target, root),
                     fstype.as_ptr(),
                     *flags,
                     data_ptr,
@@ -1465,7 +1685,7 @@ mod tests {
             "{hint}"
         );
         let err = SpawnError::Clone {
-            flags: flag_names(true),
+            flags: FLAG_NAMES.to_owned(),
             hint: hint_from_sysctls(|_| Some("0".into())),
             source: io::Error::from_raw_os_error(libc::EPERM),
         };
@@ -1475,6 +1695,53 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn root_maps_the_machine_to_the_private_range() {
+        let range = IdMap::Range {
+            base: HOST_ID_BASE,
+            count: HOST_ID_COUNT,
+        };
+        assert_eq!(
+            range.files(),
+            vec![
+                ("uid_map", "0 2080374784 65536\n".to_owned()),
+                ("gid_map", "0 2080374784 65536\n".to_owned()),
+            ]
+        );
+        assert_eq!(range.host_root(), (HOST_ID_BASE, HOST_ID_BASE));
+        let caller = IdMap::Caller {
+            uid: 1000,
+            gid: 100,
+        };
+        assert_eq!(
+            caller.files(),
+            vec![
+                ("setgroups", "deny".to_owned()),
+                ("uid_map", "0 1000 1\n".to_owned()),
+                ("gid_map", "0 100 1\n".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_below_the_root_become_relative() {
+        let root = c"/run/m/root";
+        let rel = |p: &CStr| {
+            // SAFETY: `at` returns a pointer into `p`, which is alive.
+            unsafe { CStr::from_ptr(at(p, Some(root))) }.to_owned()
+        };
+        assert_eq!(rel(c"/run/m/root/etc/hosts"), c"etc/hosts".to_owned());
+        assert_eq!(rel(c"/run/m/rootfs/x"), c"/run/m/rootfs/x".to_owned());
+        assert_eq!(rel(c"/usr/bin/busybox"), c"/usr/bin/busybox".to_owned());
+        assert_eq!(rel(c"/run/m/root"), c"/run/m/root".to_owned());
+        let mut buf = [0u8; 32];
+        for (fd, text) in [(0, c"/proc/self/fd/0"), (1234, c"/proc/self/fd/1234")] {
+            // SAFETY: `fd_path` NUL-terminates `buf`, which is alive.
+            let path = unsafe { CStr::from_ptr(fd_path(fd, &mut buf)) };
+            assert_eq!(path, text);
+        }
     }
 
     #[test]

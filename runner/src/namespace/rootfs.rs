@@ -177,7 +177,9 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         fstype: cstr(OsStr::new("tmpfs"), root)?,
         target: cstr(root.as_os_str(), root)?,
         flags: libc::MS_NOSUID | libc::MS_NODEV,
-        data: cstr(OsStr::new("mode=0755"), root)?,
+        // Owned by the machine's root: the child mounts it before it takes
+        // the user namespace's ids (see `ns.rs`).
+        data: cstr(OsStr::new("mode=0755,uid=0,gid=0"), root)?,
     });
     for (dir, mode) in ROOT_DIRS {
         p.dir(dir, *mode)?;
@@ -391,7 +393,7 @@ mod tests {
                 fstype: c("tmpfs"),
                 target: c("/r"),
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
-                data: c("mode=0755"),
+                data: c("mode=0755,uid=0,gid=0"),
             }
         );
         assert!(steps.contains(&Step::Dir {
