@@ -119,8 +119,9 @@ pub enum Backend {
     /// A QEMU VM with its own kernel.
     #[default]
     Vm,
-    /// PID, mount, UTS, IPC and network namespaces on the host (plus a user
-    /// namespace when covnet is not root): no kernel of its own.
+    /// User, PID, mount, UTS, IPC and network namespaces on the host (the
+    /// machine's root maps to an unprivileged host id, also when covnet is
+    /// root): no kernel of its own.
     Namespace,
 }
 
