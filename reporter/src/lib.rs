@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod cobertura;
+pub mod diff;
 mod error;
 pub mod html;
 mod info;
