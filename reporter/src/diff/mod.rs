@@ -13,6 +13,7 @@
 //! for the CLI.
 
 pub mod git;
+pub mod html;
 pub mod output;
 pub mod udiff;
 

@@ -11,7 +11,10 @@ use super::{Category, Counts, Differential, ALL};
 use crate::tree::{common_root, relative};
 use crate::Percent;
 
-const KINDS: [(&str, fn(&Counts) -> &[u64; 12]); 3] = [
+/// Reads one kind of counts.
+type Kind = fn(&Counts) -> &[u64; 12];
+
+const KINDS: [(&str, Kind); 3] = [
     ("lines", |c| &c.lines),
     ("functions", |c| &c.functions),
     ("branches", |c| &c.branches),
