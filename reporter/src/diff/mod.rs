@@ -292,16 +292,24 @@ pub fn compare(
         };
         changes.insert(cur, (fc, base));
     }
+    // A machine is compared with the baseline's capture of the same name;
+    // when the baseline names none of the current machines (one merged
+    // tracefile, say), every machine is compared with the whole baseline,
+    // and a machine the baseline lacks ran nothing there.
+    let any_named = current
+        .captures
+        .iter()
+        .any(|n| baseline.captures.contains(n));
     let base_index: Vec<Pick> = current
         .captures
         .iter()
-        .map(|name| {
-            baseline
-                .captures
-                .iter()
-                .position(|b| b == name)
-                .map_or(Pick::Zero, Pick::Capture)
-        })
+        .map(
+            |name| match baseline.captures.iter().position(|b| b == name) {
+                Some(i) => Pick::Capture(i),
+                None if any_named => Pick::Zero,
+                None => Pick::All,
+            },
+        )
         .collect();
     let unchanged = FileChanges::default();
     let mut out = Differential {
