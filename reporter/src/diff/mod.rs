@@ -505,3 +505,62 @@ fn body_changed(
     (b.start_line..=b.end_line)
         .any(|o| fc.old_line(o) == LineChange::Deleted && base.lines.contains_key(&o))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use covnet_merger::model::LineCoverage;
+
+    fn file(lines: &[(u32, i64)]) -> FileCoverage {
+        let mut f = FileCoverage::default();
+        for &(n, count) in lines {
+            f.lines.insert(
+                n,
+                LineCoverage {
+                    count,
+                    ..Default::default()
+                },
+            );
+        }
+        f
+    }
+
+    fn cov(lines: &[(u32, i64)]) -> Coverage {
+        let mut c = Coverage::default();
+        c.files.insert("/r/a.c".into(), file(lines));
+        c
+    }
+
+    #[test]
+    fn every_line_category_follows_the_diff() {
+        // Old 3 and 4 removed, new 4 and 5 added; old 5 is new 3, and
+        // from old 6 on the numbers agree again.
+        let diff =
+            UnifiedDiff::parse("--- a/a.c\n+++ b/a.c\n@@ -2,4 +2,4 @@\n c\n-d\n-d\n c\n+i\n+i\n")
+                .unwrap();
+        let base = cov(&[(1, 1), (2, 0), (3, 0), (4, 5), (5, 1), (7, 0), (8, 3)]);
+        let cur = cov(&[(1, 0), (2, 0), (3, 1), (4, 2), (5, 0), (6, 2), (7, 4), (9, 1)]);
+        let d = compare(&cur, &base, &diff, Path::new("/r"));
+        let f = &d.files["/r/a.c"];
+        assert!(f.changed);
+        let lines: Vec<_> = f.lines.iter().map(|(&n, c)| (n, c.code())).collect();
+        assert_eq!(
+            lines,
+            [
+                (1, "LBC"),
+                (2, "UBC"),
+                (3, "CBC"),
+                (4, "GNC"),
+                (5, "UNC"),
+                (6, "GIC"),
+                (7, "GBC"),
+                (9, "GIC")
+            ]
+        );
+        // Old 3 and 4 were removed; old 8 is still there but no code now.
+        let gone: Vec<_> = f.gone.iter().map(|(&n, c)| (n, c.code())).collect();
+        assert_eq!(gone, [(3, "DUB"), (4, "DCB"), (8, "ECB")]);
+        assert_eq!(d.total.new_lines(), (2, 1));
+        assert_eq!(d.total.lost_lines(), 1);
+    }
+}

@@ -88,17 +88,26 @@ pub struct ParseError {
     pub problem: String,
 }
 
-fn strip_header(raw: &str) -> Option<String> {
-    // `--- a/x.c\t2024-01-01 …`: the path ends at a tab (diff -u dates).
+/// The path of a `---`/`+++` header: up to a tab (`diff -u` dates
+/// follow one); `None` for `/dev/null`.
+fn header_path(raw: &str) -> Option<&str> {
     let path = raw.split('\t').next().unwrap_or(raw).trim_end();
-    if path == "/dev/null" {
-        return None;
+    (path != "/dev/null").then_some(path)
+}
+
+/// Drops git's `a/`/`b/` prefixes, only when the pair uses them (a
+/// `--no-prefix` diff of a directory named `a` keeps its paths).
+fn strip_prefixes<'a>(
+    old: Option<&'a str>,
+    new: Option<&'a str>,
+) -> (Option<&'a str>, Option<&'a str>) {
+    let prefixed =
+        old.is_none_or(|o| o.starts_with("a/")) && new.is_none_or(|n| n.starts_with("b/"));
+    if prefixed && (old.is_some() || new.is_some()) {
+        (old.map(|o| &o[2..]), new.map(|n| &n[2..]))
+    } else {
+        (old, new)
     }
-    let path = path
-        .strip_prefix("a/")
-        .or_else(|| path.strip_prefix("b/"))
-        .unwrap_or(path);
-    Some(path.to_owned())
 }
 
 fn parse_range(s: &str) -> Option<(u32, u32)> {
@@ -113,7 +122,7 @@ impl UnifiedDiff {
     /// binary notices and `\ No newline` markers are skipped).
     pub fn parse(text: &str) -> Result<UnifiedDiff, ParseError> {
         let mut files = BTreeMap::new();
-        let mut old_path: Option<Option<String>> = None;
+        let mut old_path: Option<Option<&str>> = None;
         let mut current: Option<(String, FileChanges)> = None;
         // Remaining old/new lines of the hunk being read, and positions.
         let (mut old_left, mut new_left, mut old_at, mut new_at) = (0u32, 0u32, 0u32, 0u32);
@@ -184,15 +193,16 @@ impl UnifiedDiff {
                 if let Some((name, fc)) = current.take() {
                     files.insert(name, fc);
                 }
-                old_path = Some(strip_header(rest));
+                old_path = Some(header_path(rest));
             } else if let Some(rest) = line.strip_prefix("+++ ") {
                 let old = old_path.take().ok_or_else(|| err("`+++` without `---`"))?;
-                current = strip_header(rest).map(|new| {
+                let (old, new) = strip_prefixes(old, header_path(rest));
+                current = new.map(|new| {
                     (
-                        new,
+                        new.to_owned(),
                         FileChanges {
                             added: old.is_none(),
-                            old_path: old,
+                            old_path: old.map(str::to_owned),
                             blocks: Vec::new(),
                         },
                     )
@@ -258,6 +268,23 @@ mod tests {
         assert_eq!(m.old_line(6), LineChange::Equal(7));
         assert!(d.files["n.c"].added);
         assert_eq!(d.files["n.c"].new_line(1), LineChange::Inserted);
+    }
+
+    #[test]
+    fn prefixes_are_dropped_only_in_pairs() {
+        let d = UnifiedDiff::parse("--- a/x.c\n+++ a/x.c\n@@ -1 +1 @@\n-p\n+q\n").unwrap();
+        assert!(d.files.contains_key("a/x.c"), "{d:?}");
+        let d = UnifiedDiff::parse("--- /dev/null\n+++ b/src/y.c\n@@ -0,0 +1 @@\n+q\n").unwrap();
+        assert!(d.files["src/y.c"].added);
+        let d = UnifiedDiff::parse(
+            "--- x.c\t2024-01-01 10:00:00\n+++ x.c\t2024-01-02 10:00:00\n@@ -2,0 +3,2 @@\n+q\n+r\n",
+        )
+        .unwrap();
+        let x = &d.files["x.c"];
+        assert_eq!(x.new_line(2), LineChange::Equal(2));
+        assert_eq!(x.new_line(3), LineChange::Inserted);
+        assert_eq!(x.new_line(4), LineChange::Inserted);
+        assert_eq!(x.new_line(5), LineChange::Equal(3));
     }
 
     #[test]
