@@ -53,8 +53,9 @@ fn changed(c: Category) -> bool {
     !matches!(c, Category::Cbc | Category::Ubc)
 }
 
-/// Writes `diff.html` into the site directory `dir` (sources are read
-/// from their paths; a missing source lists only the categories).
+/// Writes `diff.html` into the site directory `dir`: the tables list
+/// every file, the sources only those whose code or coverage changed
+/// (read from their paths; a missing source lists only the categories).
 pub fn write_page(
     diff: &Differential,
     cov: &Coverage,
@@ -105,7 +106,12 @@ pub fn write_page(
     }
     h.push_str("</table>\n<h2>Sources</h2>\n");
     for (p, d) in &diff.files {
+        // Only files whose code or coverage changed are listed (a page the
+        // size of the change, not of the project).
         let interesting = d.changed || d.lines.values().any(|&c| changed(c));
+        if !interesting {
+            continue;
+        }
         let _ = write!(
             h,
             "<div class=\"{}\"><h3 id=\"{}\">{}</h3><table class=\"src\">",

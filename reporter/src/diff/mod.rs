@@ -539,7 +539,16 @@ mod tests {
             UnifiedDiff::parse("--- a/a.c\n+++ b/a.c\n@@ -2,4 +2,4 @@\n c\n-d\n-d\n c\n+i\n+i\n")
                 .unwrap();
         let base = cov(&[(1, 1), (2, 0), (3, 0), (4, 5), (5, 1), (7, 0), (8, 3)]);
-        let cur = cov(&[(1, 0), (2, 0), (3, 1), (4, 2), (5, 0), (6, 2), (7, 4), (9, 1)]);
+        let cur = cov(&[
+            (1, 0),
+            (2, 0),
+            (3, 1),
+            (4, 2),
+            (5, 0),
+            (6, 2),
+            (7, 4),
+            (9, 1),
+        ]);
         let d = compare(&cur, &base, &diff, Path::new("/r"));
         let f = &d.files["/r/a.c"];
         assert!(f.changed);

@@ -29,6 +29,8 @@ pub struct FileChanges {
     /// Path of the old version (`None` for a new file).
     pub old_path: Option<String>,
     blocks: Vec<Block>,
+    /// Sum of `old_len - new_len` over the blocks before each block.
+    shifts: Vec<i64>,
     /// The whole file is new (`--- /dev/null`).
     pub added: bool,
 }
@@ -39,16 +41,17 @@ impl FileChanges {
         if self.added {
             return LineChange::Inserted;
         }
-        let mut shift: i64 = 0;
-        for b in &self.blocks {
-            if line < b.new_start {
-                break;
-            }
-            if line < b.new_start + b.new_len {
-                return LineChange::Inserted;
-            }
-            shift += i64::from(b.old_len) - i64::from(b.new_len);
+        // The last block starting at or before `line`, and the shift
+        // (old minus new line count) of every block before it.
+        let i = self.blocks.partition_point(|b| b.new_start <= line);
+        let Some(j) = i.checked_sub(1) else {
+            return LineChange::Equal(line);
+        };
+        let b = self.blocks[j];
+        if line < b.new_start + b.new_len {
+            return LineChange::Inserted;
         }
+        let shift = self.shifts[j] + i64::from(b.old_len) - i64::from(b.new_len);
         LineChange::Equal(u32::try_from(i64::from(line) + shift).unwrap_or(0))
     }
 
@@ -57,17 +60,32 @@ impl FileChanges {
         if self.added {
             return LineChange::Deleted;
         }
-        let mut shift: i64 = 0;
-        for b in &self.blocks {
-            if line < b.old_start {
-                break;
-            }
-            if line < b.old_start + b.old_len {
-                return LineChange::Deleted;
-            }
-            shift += i64::from(b.new_len) - i64::from(b.old_len);
+        let i = self.blocks.partition_point(|b| b.old_start <= line);
+        let Some(j) = i.checked_sub(1) else {
+            return LineChange::Equal(line);
+        };
+        let b = self.blocks[j];
+        if line < b.old_start + b.old_len {
+            return LineChange::Deleted;
         }
-        LineChange::Equal(u32::try_from(i64::from(line) + shift).unwrap_or(0))
+        let shift = self.shifts[j] + i64::from(b.old_len) - i64::from(b.new_len);
+        LineChange::Equal(u32::try_from(i64::from(line) - shift).unwrap_or(0))
+    }
+
+    /// Sorts the blocks (hunks may come in any order) and sums the shifts.
+    fn finish(mut self) -> FileChanges {
+        self.blocks.sort_by_key(|b| b.new_start);
+        let mut acc = 0i64;
+        self.shifts = self
+            .blocks
+            .iter()
+            .map(|b| {
+                let before = acc;
+                acc += i64::from(b.old_len) - i64::from(b.new_len);
+                before
+            })
+            .collect();
+        self
     }
 }
 
@@ -191,7 +209,7 @@ impl UnifiedDiff {
             }
             if let Some(rest) = line.strip_prefix("--- ") {
                 if let Some((name, fc)) = current.take() {
-                    files.insert(name, fc);
+                    files.insert(name, fc.finish());
                 }
                 old_path = Some(header_path(rest));
             } else if let Some(rest) = line.strip_prefix("+++ ") {
@@ -204,6 +222,7 @@ impl UnifiedDiff {
                             added: old.is_none(),
                             old_path: old.map(str::to_owned),
                             blocks: Vec::new(),
+                            shifts: Vec::new(),
                         },
                     )
                 });
@@ -236,7 +255,7 @@ impl UnifiedDiff {
         }
         close(&mut open, &mut current);
         if let Some((name, fc)) = current.take() {
-            files.insert(name, fc);
+            files.insert(name, fc.finish());
         }
         Ok(UnifiedDiff { files })
     }
