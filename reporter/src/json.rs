@@ -33,7 +33,7 @@ pub const VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Report<'a> {
+struct Report<'a, D = serde_json::Value> {
     format: Cow<'a, str>,
     version: u32,
     title: Cow<'a, str>,
@@ -48,7 +48,7 @@ struct Report<'a> {
     files: Vec<FileJson<'a>>,
     /// Differential coverage against a baseline ([`crate::diff::output::to_json`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    differential: Option<serde_json::Value>,
+    differential: Option<D>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,14 +159,14 @@ impl Totals {
 
 /// Writes the JSON report of `cov` to `out`.
 pub fn write(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result<()> {
-    write_with(cov, info, None, out)
+    write_with::<serde_json::Value>(cov, info, None, out)
 }
 
 /// Writes the JSON report of `cov` to `out` with a `differential` section.
-pub fn write_with(
+pub fn write_with<D: Serialize>(
     cov: &Coverage,
     info: &RunInfo,
-    differential: Option<serde_json::Value>,
+    differential: Option<&D>,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let tree = Tree::new(cov);

@@ -54,7 +54,7 @@ fn changed(c: Category) -> bool {
 }
 
 /// Writes `diff.html` into the site directory `dir`: the tables list
-/// every file, the sources only those whose code or coverage changed
+/// every file, the sources only those the diff changed or with LBC lines
 /// (read from their paths; a missing source lists only the categories).
 pub fn write_page(
     diff: &Differential,
@@ -106,9 +106,9 @@ pub fn write_page(
     }
     h.push_str("</table>\n<h2>Sources</h2>\n");
     for (p, d) in &diff.files {
-        // Only files whose code or coverage changed are listed (a page the
-        // size of the change, not of the project).
-        let interesting = d.changed || d.lines.values().any(|&c| changed(c));
+        // Only files the change touched or that lost coverage are listed
+        // (a page the size of the change, not of the project).
+        let interesting = d.changed || d.counts.lost_lines() > 0;
         if !interesting {
             continue;
         }

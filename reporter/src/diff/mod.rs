@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use covnet_merger::model::{Branch, Coverage, FileCoverage, FunctionCoverage};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use udiff::{FileChanges, LineChange, UnifiedDiff};
@@ -317,20 +318,27 @@ pub fn compare(
         unmatched_diff_paths: unmatched,
         ..Differential::default()
     };
-    for (path, cur) in &current.files {
-        let (fc, base) = match changes.get(path.as_str()) {
-            Some((fc, base)) => (*fc, base.and_then(|b| baseline.files.get(b))),
-            None => (&unchanged, baseline.files.get(path)),
-        };
-        let empty = FileCoverage::default();
-        let base = base.unwrap_or(&empty);
-        let mut delta = categorize(cur, base, fc, Pick::All, Pick::All);
-        delta.changed = !std::ptr::eq(fc, &unchanged);
-        delta.by_capture = base_index
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| categorize(cur, base, fc, Pick::Capture(i), b).counts)
-            .collect();
+    let deltas: Vec<(&String, FileDelta)> = current
+        .files
+        .par_iter()
+        .map(|(path, cur)| {
+            let (fc, base) = match changes.get(path.as_str()) {
+                Some((fc, base)) => (*fc, base.and_then(|b| baseline.files.get(b))),
+                None => (&unchanged, baseline.files.get(path)),
+            };
+            let empty = FileCoverage::default();
+            let base = base.unwrap_or(&empty);
+            let mut delta = categorize(cur, base, fc, Pick::All, Pick::All, true);
+            delta.changed = !std::ptr::eq(fc, &unchanged);
+            delta.by_capture = base_index
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| categorize(cur, base, fc, Pick::Capture(i), b, false).counts)
+                .collect();
+            (path, delta)
+        })
+        .collect();
+    for (path, delta) in deltas {
         out.total.add(&delta.counts);
         for (acc, c) in out.by_capture.iter_mut().zip(&delta.by_capture) {
             acc.add(c);
@@ -341,13 +349,15 @@ pub fn compare(
 }
 
 /// genhtml's `_categorizeLineCov`, `_categorizeBranchCov` and
-/// `_categorizeFunctionCov` for one file.
+/// `_categorizeFunctionCov` for one file; `record` keeps each line's,
+/// branch's and function's category, else only the counts.
 fn categorize(
     cur: &FileCoverage,
     base: &FileCoverage,
     fc: &FileChanges,
     pc: Pick,
     pb: Pick,
+    record: bool,
 ) -> FileDelta {
     let mut d = FileDelta::default();
     let mut counts = Counts::default();
@@ -364,7 +374,9 @@ fn categorize(
             (Some(_), Some(b)) => both(pb.line(b), c),
             (Some(_), None) => pick(c, Category::Uic, Category::Gic),
         };
-        d.lines.insert(n, cat);
+        if record {
+            d.lines.insert(n, cat);
+        }
         counts.lines[cat as usize] += 1;
         let mut cats = Vec::new();
         match (old, bl) {
@@ -392,7 +404,7 @@ fn categorize(
         for &c in &cats {
             counts.branches[c as usize] += 1;
         }
-        if !cats.is_empty() {
+        if record && !cats.is_empty() {
             d.branches.insert(n, cats);
         }
     }
@@ -403,7 +415,9 @@ fn categorize(
             LineChange::Equal(_) => (pick(pb.line(bl), Category::Eub, Category::Ecb), false),
             _ => (pick(pb.line(bl), Category::Dub, Category::Dcb), true),
         };
-        d.gone.insert(o, cat);
+        if record {
+            d.gone.insert(o, cat);
+        }
         counts.lines[cat as usize] += 1;
         // Branches of a line that is gone (genhtml: DUB/DCB on both a
         // removed line and an unchanged line without data now).
@@ -438,7 +452,9 @@ fn categorize(
             _ => pick(c, Category::Unc, Category::Gnc),
         };
         counts.functions[cat as usize] += 1;
-        d.functions.push((f.name.clone(), cat));
+        if record {
+            d.functions.push((f.name.clone(), cat));
+        }
     }
     for b in &base.functions {
         let cat = match fc.old_line(b.start_line) {
@@ -455,7 +471,9 @@ fn categorize(
             _ => pick(pb.function(b), Category::Dub, Category::Dcb),
         };
         counts.functions[cat as usize] += 1;
-        d.functions.push((b.name.clone(), cat));
+        if record {
+            d.functions.push((b.name.clone(), cat));
+        }
     }
     d.counts = counts;
     d

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use covnet_merger::model::Coverage;
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
 use super::{Category, Counts, Differential, ALL};
 use crate::tree::{common_root, relative};
@@ -67,50 +68,156 @@ fn write_block(c: &Counts, indent: &str, out: &mut impl Write) -> io::Result<()>
     Ok(())
 }
 
-fn counts_json(c: &Counts) -> Value {
-    let mut m = Map::new();
-    for (name, get) in KINDS {
-        let v = get(c);
-        let per: Map<String, Value> = ALL
-            .iter()
-            .map(|&k| (k.code().to_owned(), json!(v[k as usize])))
-            .collect();
-        m.insert(name.to_owned(), Value::Object(per));
+/// Counts of one kind by category code.
+struct ByCode<'a>(&'a [u64; 12]);
+
+impl Serialize for ByCode<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(12))?;
+        for k in ALL {
+            m.serialize_entry(k.code(), &self.0[k as usize])?;
+        }
+        m.end()
     }
-    Value::Object(m)
+}
+
+/// Lines, functions and branches by category.
+#[derive(Serialize)]
+struct CountsJson<'a> {
+    lines: ByCode<'a>,
+    functions: ByCode<'a>,
+    branches: ByCode<'a>,
+}
+
+fn counts_json(c: &Counts) -> CountsJson<'_> {
+    CountsJson {
+        lines: ByCode(&c.lines),
+        functions: ByCode(&c.functions),
+        branches: ByCode(&c.branches),
+    }
+}
+
+/// Line number → category code.
+struct LineMap<'a>(&'a std::collections::BTreeMap<u32, Category>);
+
+impl Serialize for LineMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (n, c) in self.0 {
+            m.serialize_entry(n, c.code())?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Named<'a> {
+    name: &'a str,
+    counts: CountsJson<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionJson<'a> {
+    name: &'a str,
+    category: &'static str,
+}
+
+#[derive(Serialize)]
+struct FileJson<'a> {
+    path: &'a str,
+    relative: &'a str,
+    changed: bool,
+    counts: CountsJson<'a>,
+    captures: Vec<Named<'a>>,
+    lines: LineMap<'a>,
+    baseline_lines: LineMap<'a>,
+    functions: Vec<FunctionJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct CategoryJson {
+    code: &'static str,
+    meaning: &'static str,
+}
+
+#[derive(Serialize)]
+struct DirJson<'a> {
+    path: String,
+    counts: CountsJson<'a>,
+}
+
+/// The `differential` section of the JSON report (see [`to_json`]).
+#[derive(Serialize)]
+pub struct Section<'a> {
+    categories: Vec<CategoryJson>,
+    totals: CountsJson<'a>,
+    captures: Vec<Named<'a>>,
+    directories: Vec<DirJson<'a>>,
+    files: Vec<FileJson<'a>>,
+    unmatched_diff_paths: &'a [String],
+}
+
+fn named<'a>(captures: &'a [String], counts: &'a [Counts]) -> Vec<Named<'a>> {
+    captures
+        .iter()
+        .zip(counts)
+        .map(|(n, c)| Named {
+            name: n,
+            counts: counts_json(c),
+        })
+        .collect()
 }
 
 /// The `differential` section of the JSON report: counts per category in
 /// total, per capture, per directory and per file, and each file's line
-/// categories.
-pub fn to_json(diff: &Differential, captures: &[String]) -> Value {
+/// categories (`lines`: current line numbers; `baseline_lines`: baseline
+/// lines that are no code now) and function categories.
+pub fn to_json<'a>(
+    diff: &'a Differential,
+    captures: &'a [String],
+    dirs: &'a [(String, Counts)],
+) -> Section<'a> {
     let root = common_root(diff.files.keys().map(String::as_str));
-    let files: Vec<Value> = diff
-        .files
-        .iter()
-        .map(|(path, d)| {
-            let lines: Map<String, Value> = d.lines.iter().map(|(n, c)| (n.to_string(), json!(c.code()))).collect();
-            let gone: Map<String, Value> = d.gone.iter().map(|(n, c)| (n.to_string(), json!(c.code()))).collect();
-            json!({
-                "path": path,
-                "relative": relative(path, &root),
-                "changed": d.changed,
-                "counts": counts_json(&d.counts),
-                "captures": captures.iter().zip(&d.by_capture).map(|(n, c)| json!({"name": n, "counts": counts_json(c)})).collect::<Vec<_>>(),
-                "lines": lines,
-                "baseline_lines": gone,
-                "functions": d.functions.iter().map(|(n, c)| json!({"name": n, "category": c.code()})).collect::<Vec<_>>(),
+    Section {
+        categories: ALL
+            .iter()
+            .map(|k| CategoryJson {
+                code: k.code(),
+                meaning: k.describe(),
             })
-        })
-        .collect();
-    json!({
-        "categories": ALL.iter().map(|k| json!({"code": k.code(), "meaning": k.describe()})).collect::<Vec<_>>(),
-        "totals": counts_json(&diff.total),
-        "captures": captures.iter().zip(&diff.by_capture).map(|(n, c)| json!({"name": n, "counts": counts_json(c)})).collect::<Vec<_>>(),
-        "directories": directories(diff, &root).into_iter().map(|(d, c)| json!({"path": d, "counts": counts_json(&c)})).collect::<Vec<_>>(),
-        "files": files,
-        "unmatched_diff_paths": diff.unmatched_diff_paths,
-    })
+            .collect(),
+        totals: counts_json(&diff.total),
+        captures: named(captures, &diff.by_capture),
+        directories: dirs
+            .iter()
+            .map(|(d, c)| DirJson {
+                path: d.clone(),
+                counts: counts_json(c),
+            })
+            .collect(),
+        files: diff
+            .files
+            .iter()
+            .map(|(path, d)| FileJson {
+                path,
+                relative: relative(path, &root),
+                changed: d.changed,
+                counts: counts_json(&d.counts),
+                captures: named(captures, &d.by_capture),
+                lines: LineMap(&d.lines),
+                baseline_lines: LineMap(&d.gone),
+                functions: d
+                    .functions
+                    .iter()
+                    .map(|(n, c)| FunctionJson {
+                        name: n,
+                        category: c.code(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        unmatched_diff_paths: &diff.unmatched_diff_paths,
+    }
 }
 
 /// Counts per directory (relative to the common root; `.` for the root),

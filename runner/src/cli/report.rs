@@ -246,11 +246,13 @@ fn diff_outputs(
     args: &ReportArgs,
 ) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
-        let section = diff::output::to_json(d, &cov.captures);
+        let root = covnet_reporter::tree::common_root(d.files.keys().map(String::as_str));
+        let dirs = diff::output::directories(d, &root);
+        let section = diff::output::to_json(d, &cov.captures, &dirs);
         let mut out = std::io::BufWriter::new(
             File::create(path).with_context(|| format!("failed to create {}", path.display()))?,
         );
-        json::write_with(cov, info, Some(section), &mut out)
+        json::write_with(cov, info, Some(&section), &mut out)
             .and_then(|()| out.flush())
             .with_context(|| format!("failed to write {}", path.display()))?;
     }
