@@ -9,6 +9,9 @@
 //! - [`cobertura`]: Cobertura XML (`coverage-04.dtd`);
 //! - [`json`]: a JSON report that reads back into the model;
 //! - [`markdown`]: a short summary for a pull-request comment;
+//! - [`diff`]: differential coverage against a baseline across a unified
+//!   diff, in lcov 2.x's twelve categories (terminal, JSON, Markdown and
+//!   HTML outputs, gates);
 //! - [`summary`]: the terminal table and `--fail-under-*` thresholds;
 //! - [`tree`]: paths relative to a common root and per-directory totals,
 //!   shared by the outputs above;
