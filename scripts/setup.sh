@@ -18,6 +18,8 @@ packages=(
   tcpdump
   # `covnet collect --ssh` is tested against a private sshd on loopback
   openssh-client openssh-server
+  # differential coverage: --diff-base and the e2e fixtures' history need git
+  git
 )
 
 missing=()

@@ -33,7 +33,7 @@ pub const VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Report<'a> {
+struct Report<'a, D = serde_json::Value> {
     format: Cow<'a, str>,
     version: u32,
     title: Cow<'a, str>,
@@ -46,6 +46,9 @@ struct Report<'a> {
     totals: Totals,
     captures: Vec<CaptureJson<'a>>,
     files: Vec<FileJson<'a>>,
+    /// Differential coverage against a baseline ([`crate::diff::output::to_json`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    differential: Option<D>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -156,6 +159,16 @@ impl Totals {
 
 /// Writes the JSON report of `cov` to `out`.
 pub fn write(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result<()> {
+    write_with::<serde_json::Value>(cov, info, None, out)
+}
+
+/// Writes the JSON report of `cov` to `out` with a `differential` section.
+pub fn write_with<D: Serialize>(
+    cov: &Coverage,
+    info: &RunInfo,
+    differential: Option<&D>,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let tree = Tree::new(cov);
     let report = Report {
         format: FORMAT.into(),
@@ -178,6 +191,7 @@ pub fn write(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result
             })
             .collect(),
         files: tree.files.iter().map(FileJson::of).collect(),
+        differential,
     };
     serde_json::to_writer(&mut *out, &report).map_err(io::Error::from)?;
     out.write_all(b"\n")

@@ -14,6 +14,9 @@
 //!   counts, branches);
 //! - [`gcovr_json`]: gcovr's JSON format, written and read;
 //! - [`csv`]: per-file totals with gcovr's `--csv` columns;
+//! - [`diff`]: differential coverage against a baseline across a unified
+//!   diff, in lcov 2.x's twelve categories (terminal, JSON, Markdown and
+//!   HTML outputs, gates);
 //! - [`summary`]: the terminal table and `--fail-under-*` thresholds;
 //! - [`tree`]: paths relative to a common root and per-directory totals,
 //!   shared by the outputs above;
@@ -40,6 +43,7 @@
 pub mod cobertura;
 pub mod coveralls;
 pub mod csv;
+pub mod diff;
 mod error;
 pub mod gcovr_json;
 pub mod html;

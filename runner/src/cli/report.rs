@@ -11,7 +11,7 @@ use covnet_merger::capture::{CaptureDir, NotesSearch};
 use covnet_merger::model::Coverage;
 use covnet_merger::paths::SourceRewrite;
 use covnet_merger::pipeline::{self, Request};
-use covnet_reporter::{json, summary, RunInfo};
+use covnet_reporter::{diff, json, summary, RunInfo};
 use covnet_runner::spec::CoverageSettings;
 
 use super::coverage_opts::{self, CoverageOpts};
@@ -57,6 +57,41 @@ pub struct ReportArgs {
     /// Title shown on every output.
     #[arg(long, default_value = "covnet coverage report")]
     pub title: String,
+    /// Differential coverage against the baseline and the change.
+    #[command(flatten)]
+    pub differential: DiffArgs,
+}
+
+/// Differential coverage (lcov 2.x's categories) against a baseline.
+#[derive(clap::Args, Debug, Default)]
+pub struct DiffArgs {
+    /// Baseline coverage: lcov tracefile, covnet JSON or capture directory
+    /// (repeat to merge several; genhtml's `--baseline-file` spelling works).
+    #[arg(long, visible_alias = "baseline-file", value_name = "BASE")]
+    pub baseline: Vec<PathBuf>,
+    /// The change from the baseline's sources to the current ones, as a
+    /// unified diff (genhtml's `--diff-file`).
+    #[arg(
+        long,
+        visible_alias = "diff-file",
+        value_name = "FILE",
+        conflicts_with = "diff_base"
+    )]
+    pub diff: Option<PathBuf>,
+    /// The change as a git revision (or range) of the repository in the
+    /// current directory: `git diff REF`.
+    #[arg(long, value_name = "REF")]
+    pub diff_base: Option<String>,
+    /// Directory the --diff file's paths are relative to (default: the
+    /// current directory).
+    #[arg(long, value_name = "DIR")]
+    pub diff_root: Option<PathBuf>,
+    /// Exit 3 when less than PCT% of the new lines are covered.
+    #[arg(long, value_name = "PCT", value_parser = coverage_opts::parse_percent)]
+    pub fail_under_new_lines: Option<f64>,
+    /// Exit 3 when a line covered in the baseline is not covered now (LBC).
+    #[arg(long)]
+    pub fail_on_lost_coverage: bool,
 }
 
 /// Runs `covnet report`.
@@ -71,8 +106,190 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         filter: settings.filter.clone(),
         base: Some(base),
     };
-    let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) =
-        args.inputs.iter().partition(|p| p.is_dir());
+    let (mut cov, skipped) = match load_inputs(&args.inputs, &args, &settings, &rewrite)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    super::markers::apply(&mut cov, &settings.rules);
+    let info = RunInfo::now(
+        args.title.clone(),
+        args.inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    );
+    let thresholds = settings.thresholds;
+    let delta = match differential(&args, &settings, &rewrite, &cov)? {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+
+    let mut outputs = covnet_reporter::outputs::Outputs {
+        html: args.html.clone(),
+        lcov: args.lcov.clone(),
+        lcov_per_capture: None,
+        cobertura: args.cobertura.clone(),
+        json: args.json.clone().filter(|_| delta.is_none()),
+        markdown: args.markdown.clone().filter(|_| delta.is_none()),
+        lcov_format: settings.lcov_format,
+        thresholds,
+        ..Default::default()
+    };
+    super::format_opts::add(
+        &mut outputs,
+        &args.formats.over(&Default::default()),
+        Path::new(""),
+    );
+    let written = covnet_reporter::outputs::write_all(&cov, &info, &outputs)
+        .context("failed to write the reports")?;
+    super::format_opts::warn(&written);
+    if let Some(d) = &delta {
+        diff_outputs(d, &cov, &info, &args)?;
+    }
+    if let (Some(dir), Some(site)) = (&args.html, &written.html) {
+        eprintln!(
+            "covnet: wrote {} ({} source pages)",
+            dir.join("index.html").display(),
+            site.pages
+        );
+        if let Some(first) = site.missing_sources.first() {
+            eprintln!(
+                "warning: {} of {} source files were not found on disk (first: {first}); their pages list only the counts\n  (hint: run covnet report where the SF: paths of the tracefile resolve, or rewrite them with --path-map)",
+                site.missing_sources.len(),
+                site.pages
+            );
+        }
+    }
+
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    summary::write_table(&cov, &info, &mut out)?;
+    if let Some(d) = &delta {
+        diff::output::write_terminal(d, &cov.captures, &mut out)?;
+    }
+    out.flush()?;
+
+    if skipped {
+        eprintln!(
+            "warning: some capture files were left out (--keep-going): the report is incomplete"
+        );
+        return Ok(ExitCode::from(exit::PARTIAL));
+    }
+    let mut shortfalls: Vec<String> = thresholds
+        .check(&cov.summary())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if let Some(d) = &delta {
+        let opts = &args.differential;
+        let gates = diff::output::check(d, opts.fail_under_new_lines, opts.fail_on_lost_coverage);
+        shortfalls.extend(gates.iter().map(ToString::to_string));
+    }
+    if shortfalls.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &shortfalls {
+        eprintln!("error: {s}");
+    }
+    Ok(ExitCode::from(exit::BELOW_THRESHOLD))
+}
+
+/// The differential coverage `args` ask for (`None` without --baseline,
+/// --diff or --diff-base); `Err(code)` when the baseline could not be
+/// gathered.
+fn differential(
+    args: &ReportArgs,
+    settings: &covnet_runner::coverage::settings::Resolved,
+    rewrite: &SourceRewrite,
+    cov: &Coverage,
+) -> anyhow::Result<Result<Option<diff::Differential>, ExitCode>> {
+    let d = &args.differential;
+    if d.baseline.is_empty() && d.diff.is_none() && d.diff_base.is_none() {
+        if d.fail_under_new_lines.is_some() || d.fail_on_lost_coverage {
+            bail!("--fail-under-new-lines and --fail-on-lost-coverage need a change to judge\n  (hint: add --baseline BASE with --diff FILE or --diff-base REF)");
+        }
+        return Ok(Ok(None));
+    }
+    // genhtml: a baseline without a diff means no source changed; a diff
+    // without a baseline means nothing was covered before.
+    let baseline = if d.baseline.is_empty() {
+        Coverage::default()
+    } else {
+        match load_inputs(&d.baseline, args, settings, rewrite)? {
+            Ok((b, _)) => b,
+            Err(code) => return Ok(Err(code)),
+        }
+    };
+    let cwd = std::env::current_dir().context("failed to get the current directory")?;
+    let (text, root) = match (&d.diff, &d.diff_base) {
+        (Some(file), _) => (
+            std::fs::read_to_string(file)
+                .with_context(|| format!("failed to read diff {}", file.display()))?,
+            d.diff_root.clone().unwrap_or(cwd),
+        ),
+        (None, Some(base)) => diff::git::diff(d.diff_root.as_deref().unwrap_or(&cwd), base)?,
+        (None, None) => (String::new(), cwd),
+    };
+    let parsed = diff::udiff::UnifiedDiff::parse(&text).with_context(|| {
+        format!(
+            "failed to parse the unified diff {}",
+            d.diff
+                .as_ref()
+                .map_or_else(|| "from git".to_owned(), |p| p.display().to_string())
+        )
+    })?;
+    let delta = diff::compare(cov, &baseline, &parsed, &root);
+    if let Some(first) = delta.unmatched_diff_paths.first() {
+        eprintln!(
+            "warning: {} path(s) of the diff match no file of the current or baseline coverage (first: {first})\n  (hint: run from the directory the diff's paths are relative to, or pass --diff-root)",
+            delta.unmatched_diff_paths.len()
+        );
+    }
+    Ok(Ok(Some(delta)))
+}
+
+/// The JSON and Markdown reports with the differential sections, and the
+/// differential page of the HTML site.
+fn diff_outputs(
+    d: &diff::Differential,
+    cov: &Coverage,
+    info: &RunInfo,
+    args: &ReportArgs,
+) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        let root = covnet_reporter::tree::common_root(d.files.keys().map(String::as_str));
+        let dirs = diff::output::directories(d, &root);
+        let section = diff::output::to_json(d, &cov.captures, &dirs);
+        let mut out = std::io::BufWriter::new(
+            File::create(path).with_context(|| format!("failed to create {}", path.display()))?,
+        );
+        json::write_with(cov, info, Some(&section), &mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    if let Some(path) = &args.markdown {
+        let mut out = Vec::new();
+        diff::output::write_markdown(d, cov, &info.title, &mut out)?;
+        std::fs::write(path, out).with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    if let Some(dir) = &args.html {
+        diff::html::write_page(d, cov, &info.title, dir).with_context(|| {
+            format!("failed to write the differential page in {}", dir.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads and merges `inputs` (capture directories, tracefiles, JSON);
+/// `Err(code)` when a capture directory could not be gathered (the error
+/// is printed).
+fn load_inputs(
+    inputs: &[PathBuf],
+    args: &ReportArgs,
+    settings: &covnet_runner::coverage::settings::Resolved,
+    rewrite: &SourceRewrite,
+) -> anyhow::Result<Result<(Coverage, bool), ExitCode>> {
+    let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) = inputs.iter().partition(|p| p.is_dir());
     let search = NotesSearch::host_then(settings.build.clone());
     let request = Request {
         captures: capture_dirs(&dirs),
@@ -96,10 +313,10 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 cov = Some(g.coverage);
             }
             Err(e) => {
-                return Ok(ExitCode::from(coverage_opts::print_gather_error(
+                return Ok(Err(ExitCode::from(coverage_opts::print_gather_error(
                     &e,
                     coverage_opts::Command::Standalone,
-                )))
+                ))))
             }
         }
     }
@@ -142,70 +359,7 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("failed to merge {}", input.display()))?,
         });
     }
-    let mut cov = cov.unwrap_or_default();
-    super::markers::apply(&mut cov, &settings.rules);
-    let info = RunInfo::now(
-        args.title.clone(),
-        args.inputs
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
-    );
-    let thresholds = settings.thresholds;
-
-    let mut outputs = covnet_reporter::outputs::Outputs {
-        html: args.html.clone(),
-        lcov: args.lcov.clone(),
-        lcov_per_capture: None,
-        cobertura: args.cobertura.clone(),
-        json: args.json.clone(),
-        markdown: args.markdown.clone(),
-        lcov_format: settings.lcov_format,
-        thresholds,
-        ..Default::default()
-    };
-    super::format_opts::add(
-        &mut outputs,
-        &args.formats.over(&Default::default()),
-        Path::new(""),
-    );
-    let written = covnet_reporter::outputs::write_all(&cov, &info, &outputs)
-        .context("failed to write the reports")?;
-    super::format_opts::warn(&written);
-    if let (Some(dir), Some(site)) = (&args.html, &written.html) {
-        eprintln!(
-            "covnet: wrote {} ({} source pages)",
-            dir.join("index.html").display(),
-            site.pages
-        );
-        if let Some(first) = site.missing_sources.first() {
-            eprintln!(
-                "warning: {} of {} source files were not found on disk (first: {first}); their pages list only the counts\n  (hint: run covnet report where the SF: paths of the tracefile resolve, or rewrite them with --path-map)",
-                site.missing_sources.len(),
-                site.pages
-            );
-        }
-    }
-
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    summary::write_table(&cov, &info, &mut out)?;
-    out.flush()?;
-
-    if skipped {
-        eprintln!(
-            "warning: some capture files were left out (--keep-going): the report is incomplete"
-        );
-        return Ok(ExitCode::from(exit::PARTIAL));
-    }
-    let shortfalls = thresholds.check(&cov.summary());
-    if shortfalls.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    for s in &shortfalls {
-        eprintln!("error: {s}");
-    }
-    Ok(ExitCode::from(exit::BELOW_THRESHOLD))
+    Ok(Ok((cov.unwrap_or_default(), skipped)))
 }
 
 /// Capture directories named after their last component (the whole path

@@ -6,6 +6,7 @@ mod cleanup;
 mod collect_ssh;
 mod corruption;
 mod coverage_run;
+mod diffcov;
 mod exactness;
 mod faults;
 mod features;
