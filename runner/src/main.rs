@@ -28,22 +28,24 @@ struct Cli {
     command: Command,
 }
 
+/// The subcommands (the ones with many options boxed: clap fills them
+/// once, and the enum stays small).
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Boot a spec's network headless, run its test script, report (exit 0 only if it passed).
-    Run(cli::run::RunArgs),
+    Run(Box<cli::run::RunArgs>),
     /// Start a spec's network for interactive use until Ctrl-C.
     Vms(cli::vms::VmsArgs),
     /// Open a root shell into a machine of a running `covnet vms`.
     Shell(cli::shell::ShellArgs),
     /// Merge gcov captures and lcov tracefiles into one lcov tracefile.
-    Merge(cli::merge::MergeArgs),
+    Merge(Box<cli::merge::MergeArgs>),
     /// Print lines/functions/branches hit and total of a tracefile.
     Summary(cli::merge::SummaryArgs),
     /// Pull a machine's gcov data (local or over ssh) into a capture directory.
     Collect(cli::collect::CollectArgs),
     /// Write HTML, lcov, Cobertura, JSON and Markdown reports and check thresholds.
-    Report(cli::report::ReportArgs),
+    Report(Box<cli::report::ReportArgs>),
 }
 
 fn main() -> ExitCode {
@@ -68,13 +70,13 @@ fn run() -> anyhow::Result<ExitCode> {
     // process left running, a stale run directory removed).
     let _diagnostics = covnet_runner::diag::set_sink(|d| eprintln!("covnet: {d}"));
     match cli.command {
-        Command::Run(args) => cli::run::run(args),
+        Command::Run(args) => cli::run::run(*args),
         Command::Vms(args) => cli::vms::vms(args),
         Command::Shell(args) => cli::shell::shell(args),
-        Command::Merge(args) => cli::merge::merge(args),
+        Command::Merge(args) => cli::merge::merge(*args),
         Command::Summary(args) => cli::merge::summary(args),
         Command::Collect(args) => cli::collect::collect(args),
-        Command::Report(args) => cli::report::report(args),
+        Command::Report(args) => cli::report::report(*args),
     }
 }
 
