@@ -5,9 +5,7 @@
 //! `covnet` binary is a thin CLI over it and the other covnet crates.
 #![deny(missing_docs)]
 
-pub mod accel;
 pub mod bundle;
-pub mod console;
 pub mod coverage;
 pub mod driver;
 pub mod events;
@@ -16,13 +14,9 @@ pub mod flush;
 pub mod image;
 pub mod junit;
 pub mod machine;
-pub mod namespace;
 pub mod network;
-pub mod process;
-pub mod qemu;
 pub mod rundir;
 pub mod script;
 pub mod shell_proxy;
 pub mod spec;
 pub mod switch;
-pub mod vm;

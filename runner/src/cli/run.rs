@@ -11,7 +11,7 @@ use clap::Args;
 
 use covnet_merger::capture::NotesSearch;
 use covnet_merger::paths::SourceRewrite;
-use covnet_runner::accel::AccelRequest;
+use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::bundle::{write_bundle, BundleInput};
 use covnet_runner::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
 use covnet_runner::events::{self, TerminalReporter};

@@ -38,7 +38,7 @@ use crate::spec::{FileSource, Machine, Service, Spec};
 /// covnet's stage-1 init, installed as `/init`.
 pub const INIT_SH: &str = include_str!("../guest/init.sh");
 /// The control shell launcher, installed as `/covnet/control.sh`.
-pub const CONTROL_SH: &str = crate::console::CONTROL_SH;
+pub const CONTROL_SH: &str = crate::machine::console::CONTROL_SH;
 /// The line init prints on the serial console just before it execs the
 /// control shell.
 pub const INIT_DONE_MARKER: &str = "covnet-init-done";
@@ -894,7 +894,7 @@ pub fn machine_env(
         var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
     }
     if !m.forward.is_empty() {
-        let mac = crate::qemu::Mac::for_forward(m.index);
+        let mac = crate::machine::vm::qemu::Mac::for_forward(m.index);
         var("COVNET_FWD_MAC", &mac.to_string());
         var("COVNET_FWD_ADDR", FORWARD_GUEST_ADDR);
     }
@@ -1183,8 +1183,8 @@ poweroff -f
 
     #[test]
     fn boots_under_qemu_and_init_sets_everything_up() {
-        use crate::process::OwnedChild;
-        use crate::qemu;
+        use crate::machine::process::OwnedChild;
+        use crate::machine::vm::qemu;
         use std::process::{Command, Stdio};
 
         let dir = tempfile::tempdir().unwrap();
@@ -1236,7 +1236,7 @@ env = {{ GREETING = "hello world" }}
             image.entries
         );
 
-        let accel = crate::accel::detect().accel;
+        let accel = crate::machine::vm::accel::detect().accel;
         let serial = dir.path().join("serial.log");
         let mut args = qemu::base_args();
         args.extend(qemu::bios_args(

@@ -16,6 +16,9 @@
 //! lifecycle lock first: it raises the cancel flag and kills QEMU, so the
 //! boot ends at once instead of at its deadline (Ctrl-C while booting).
 
+pub mod accel;
+pub mod qemu;
+
 use std::fs::File;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -25,13 +28,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::accel::Accel;
-use crate::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
+use crate::machine::vm::accel::Accel;
+use crate::machine::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
 use crate::machine::{
     ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
 };
-use crate::process::OwnedChild;
-use crate::qemu::{self, Forward, Mac, Nic, QemuConfig};
+use crate::machine::process::OwnedChild;
+use qemu::{Forward, Mac, Nic, QemuConfig};
 use crate::switch::{PortId, Switch};
 
 /// The QEMU binary used unless the config names another.
@@ -459,7 +462,7 @@ impl Vm {
                     machine: self.name_owned(),
                     program: self.cfg.qemu.display().to_string(),
                     source: match err {
-                        crate::process::ProcessError::Spawn { source, .. } => source,
+                        crate::machine::process::ProcessError::Spawn { source, .. } => source,
                         other => std::io::Error::other(other.to_string()),
                     },
                 }
@@ -714,7 +717,7 @@ impl Machine for Vm {
     }
 
     fn wait_for_console_text(&self, pattern: &str, timeout: Duration) -> Result<(), MachineError> {
-        crate::console::wait_for_console_text(
+        crate::machine::console::wait_for_console_text(
             &self.name_owned(),
             pattern,
             timeout,
@@ -815,7 +818,7 @@ impl Drop for Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accel::Accel;
+    use crate::machine::vm::accel::Accel;
 
     fn spec_machine(text: &str) -> crate::spec::Spec {
         crate::spec::Spec::from_str(text, Path::new("/tmp/covnet-vm-test.toml")).expect("spec")

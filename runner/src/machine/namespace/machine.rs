@@ -23,7 +23,7 @@ use super::link::{NicWiring, Relay, RelayPort};
 use super::ns::{self, ChildConfig, NsProcess};
 use super::rootfs::{self, Inputs};
 use super::tty::TtyBridge;
-use crate::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
+use crate::machine::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
 use crate::image::closure::{self, SearchPaths};
 use crate::image::initramfs::{busybox_applets, DEFAULT_BUSYBOX};
 use crate::machine::{
@@ -675,7 +675,7 @@ impl Machine for NamespaceMachine {
     }
 
     fn wait_for_console_text(&self, pattern: &str, timeout: Duration) -> Result<(), MachineError> {
-        crate::console::wait_for_console_text(
+        crate::machine::console::wait_for_console_text(
             &self.name_owned(),
             pattern,
             timeout,

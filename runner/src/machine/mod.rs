@@ -10,6 +10,11 @@
 //! names the machine, what was waited for and carries the machine's last
 //! console lines.
 
+pub mod console;
+pub mod namespace;
+pub mod process;
+pub mod vm;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
