@@ -36,17 +36,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::machine::vm::accel::{self, AccelRequest};
 use crate::driver::{start_nodes, Node, RunContext, ServiceCheck, StepError, Timeouts};
 use crate::events::{EventSender, RunEvent};
 use crate::image::initramfs::{Image, ImageBuilder, ImageError};
 use crate::image::kernel::{Kernel, KernelError};
-use crate::machine::{Machine, MachineError};
 use crate::machine::namespace::{NamespaceConfig, NamespaceMachine};
+use crate::machine::vm::accel::{self, AccelRequest};
+use crate::machine::vm::{Vm, VmConfig};
+use crate::machine::{Machine, MachineError};
 use crate::rundir::{RunDir, RunDirError};
 use crate::spec::{self, BootTimeout, Spec};
 use crate::switch::{Switch, SwitchError};
-use crate::machine::vm::{Vm, VmConfig};
 
 /// How a network is built and run.
 #[derive(Debug, Clone, Default)]

@@ -11,11 +11,11 @@ use clap::Args;
 
 use covnet_merger::capture::NotesSearch;
 use covnet_merger::paths::SourceRewrite;
-use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::bundle::{write_bundle, BundleInput};
 use covnet_runner::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
 use covnet_runner::events::{self, TerminalReporter};
 use covnet_runner::junit::TestSuite;
+use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::network::{watch_signals, Interrupter, Network, NetworkOptions};
 use covnet_runner::script::{
     run_script, CollectHook, ScriptCoverage, ScriptFailure, ScriptOptions,

@@ -13,6 +13,7 @@
 pub mod console;
 pub mod namespace;
 pub mod process;
+pub mod session;
 pub mod vm;
 
 use std::fmt;

@@ -1,58 +1,35 @@
 //! The QEMU backend of [`Machine`]: one VM booted from a kernel and an
 //! initramfs, driven through its control shell on a virtio-serial port.
 //!
-//! Lifecycle: [`Vm::new`] attaches the VM's NICs to the switch;
-//! [`Machine::start`] listens for the serial console, spawns QEMU (own
-//! process group, dies with covnet), connects to the control socket and
-//! pings the shell until it answers, all within the boot deadline and
-//! stopping early if QEMU exits; [`Machine::shutdown`] asks the guest to
-//! stop its services, sync and power off, then makes sure QEMU is gone;
-//! [`Machine::crash`] kills QEMU at once. Dropping a running VM kills it.
-//!
-//! Locks: the lifecycle lock serialises start/shutdown/crash, the channel
-//! lock serialises shell requests, and the child lock is only held briefly,
-//! so `crash` works while a command is blocked (the command then fails
-//! because the channel closes). `crash` during a boot does not wait for the
-//! lifecycle lock first: it raises the cancel flag and kills QEMU, so the
-//! boot ends at once instead of at its deadline (Ctrl-C while booting).
+//! [`Vm`] is a [`Session`] over the [`Qemu`] backend: [`Vm::new`] attaches
+//! the VM's NICs to the switch; on start the backend spawns QEMU (own
+//! process group, dies with covnet) and names the control socket it
+//! creates; the session connects, pings the shell, and owns the rest of the
+//! lifecycle (see [`session`](super::session)). QEMU ends on the guest's
+//! own power-off (`-no-reboot`), or SIGTERM then SIGKILL.
 
 pub mod accel;
 pub mod qemu;
 
+use std::ffi::OsString;
 use std::fs::File;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::machine::vm::accel::Accel;
-use crate::machine::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
-use crate::machine::{
-    ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
-};
-use crate::machine::process::OwnedChild;
+use super::process::{OwnedChild, ProcessError};
+use super::session::{self, lock, Backend, Control, Session, Setup, Sockets};
+use super::{EventSink, MachineError};
+use crate::switch::Switch;
+use accel::Accel;
 use qemu::{Forward, Mac, Nic, QemuConfig};
-use crate::switch::{PortId, Switch};
 
 /// The QEMU binary used unless the config names another.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
 
 /// How long services get to exit in the guest during `shutdown`.
-pub const SERVICE_STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Copy throughput assumed for copy timeouts (bytes per second; about 3 MiB/s
-/// was measured each way under TCG on a loaded 2-core host).
-const COPY_BYTES_PER_SEC: u64 = 256 * 1024;
-
-/// How long a failed wait gives QEMU to finish exiting before the failure
-/// is classified as a timeout rather than an exit.
-const EXIT_SETTLE: Duration = Duration::from_millis(500);
-
-/// How often boot waits look at the control socket.
-const CONNECT_POLL: Duration = Duration::from_millis(10);
+pub const SERVICE_STOP_GRACE: Duration = session::SERVICE_STOP_GRACE;
 
 /// One VLAN NIC of a VM config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,51 +145,29 @@ impl VmConfig {
     }
 }
 
-/// Socket and file paths of one VM in the run directory.
+/// Host paths of one VM besides the session's sockets.
 #[derive(Debug, Clone)]
 struct Paths {
     serial: PathBuf,
     control: PathBuf,
     qmp: PathBuf,
     qemu_log: PathBuf,
-    console_log: PathBuf,
     /// (NIC socket, switch port socket) per NIC.
     nics: Vec<(PathBuf, PathBuf)>,
 }
 
-struct Console {
-    log: ConsoleLog,
-    thread: Option<JoinHandle<()>>,
+/// The QEMU backend: the VM's config, paths and QEMU process.
+#[derive(Debug)]
+pub struct Qemu {
+    cfg: VmConfig,
+    paths: Paths,
+    child: Mutex<Option<OwnedChild>>,
 }
 
 /// A QEMU virtual machine.
-pub struct Vm {
-    cfg: VmConfig,
-    paths: Paths,
-    switch: Option<Arc<Switch>>,
-    ports: Vec<PortId>,
-    events: EventSink,
-    life: Mutex<()>,
-    /// Raised by `crash` (without the lifecycle lock) to end a boot.
-    cancel: AtomicBool,
-    child: Mutex<Option<OwnedChild>>,
-    channel: Mutex<Option<ControlChannel>>,
-    console: Mutex<Option<Console>>,
-    boot_time: Mutex<Option<Duration>>,
-    last_exit: Mutex<Option<String>>,
-}
+pub type Vm = Session<Qemu>;
 
-impl std::fmt::Debug for Vm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("name", &self.cfg.name).finish()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Vm {
+impl Session<Qemu> {
     /// A stopped VM whose sockets and logs live in `run_dir`, with one
     /// switch port per NIC (on `switch`, which must outlive the VM's use).
     pub fn new(
@@ -221,104 +176,49 @@ impl Vm {
         switch: Option<Arc<Switch>>,
         events: EventSink,
     ) -> Result<Vm, MachineError> {
-        let name = cfg.name.clone();
-        let sock = |suffix: &str| {
-            run_dir
-                .socket(&format!("{name}-{suffix}"))
-                .map_err(|err| MachineError::Io {
-                    machine: name.clone(),
-                    what: "place its sockets in the run directory".into(),
-                    source: std::io::Error::other(err.to_string()),
-                })
-        };
-        let mut nic_paths = Vec::new();
-        for i in 0..cfg.nics.len() {
-            nic_paths.push((
-                sock(&format!("nic{i}.sock"))?,
-                sock(&format!("sw{i}.sock"))?,
-            ));
-        }
-        let paths = Paths {
-            serial: sock("serial.sock")?,
-            control: sock("ctl.sock")?,
-            qmp: sock("qmp.sock")?,
-            qemu_log: run_dir.file(&format!("{name}-qemu.log")),
-            console_log: cfg
-                .console_log
-                .clone()
-                .unwrap_or_else(|| run_dir.file(&format!("{name}-console.log"))),
-            nics: nic_paths,
-        };
-        let mut ports = Vec::new();
-        if !cfg.nics.is_empty() {
-            let Some(sw) = &switch else {
-                return Err(MachineError::Link {
-                    machine: name,
-                    up: true,
-                    detail: "the machine has NICs but no switch was given".into(),
-                });
-            };
-            for (i, (nic, (local, port))) in cfg.nics.iter().zip(&paths.nics).enumerate() {
-                let id = sw
-                    .add_port(&format!("{name}/eth{i}"), nic.vlan, port, local)
-                    .map_err(|err| MachineError::Link {
-                        machine: name.clone(),
-                        up: true,
-                        detail: err.to_string(),
-                    })?;
-                ports.push(id);
-            }
-        }
-        Ok(Vm {
-            cfg,
-            paths,
+        let setup = Setup {
+            name: &cfg.name,
+            run_dir,
+            vlans: cfg.nics.iter().map(|n| n.vlan).collect(),
+            console_log: cfg.console_log.clone(),
             switch,
-            ports,
             events,
-            life: Mutex::new(()),
-            cancel: AtomicBool::new(false),
-            child: Mutex::new(None),
-            channel: Mutex::new(None),
-            console: Mutex::new(None),
-            boot_time: Mutex::new(None),
-            last_exit: Mutex::new(None),
+        };
+        Session::create(setup, |sockets| {
+            let name = &cfg.name;
+            let paths = Paths {
+                serial: sockets.serial.clone(),
+                control: session::socket(run_dir, name, "ctl.sock")?,
+                qmp: session::socket(run_dir, name, "qmp.sock")?,
+                qemu_log: run_dir.file(&format!("{name}-qemu.log")),
+                nics: sockets.nics.clone(),
+            };
+            Ok(Qemu {
+                cfg: cfg.clone(),
+                paths,
+                child: Mutex::new(None),
+            })
         })
     }
 
     /// The VM's config.
     pub fn config(&self) -> &VmConfig {
-        &self.cfg
-    }
-
-    /// The serial console log file.
-    pub fn console_log_path(&self) -> &Path {
-        &self.paths.console_log
+        &self.backend().cfg
     }
 
     /// QEMU's own stderr/stdout log.
     pub fn qemu_log_path(&self) -> &Path {
-        &self.paths.qemu_log
-    }
-
-    /// QEMU's pid (= its process group) while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        lock(&self.child).as_ref().map(OwnedChild::pid)
-    }
-
-    /// Time from spawning QEMU to the first shell answer of the last boot.
-    pub fn boot_time(&self) -> Option<Duration> {
-        *lock(&self.boot_time)
-    }
-
-    /// The effective boot deadline.
-    pub fn boot_timeout(&self) -> Duration {
-        self.cfg
-            .boot_timeout
-            .unwrap_or_else(|| self.cfg.accel.boot_timeout())
+        &self.backend().paths.qemu_log
     }
 
     /// The QEMU command line (without the program).
-    pub fn qemu_args(&self) -> Vec<std::ffi::OsString> {
+    pub fn qemu_args(&self) -> Vec<OsString> {
+        self.backend().qemu_args()
+    }
+}
+
+impl Qemu {
+    fn qemu_args(&self) -> Vec<OsString> {
         qemu::command_line(&self.qemu_config())
     }
 
@@ -363,89 +263,42 @@ impl Vm {
         params
     }
 
-    fn name_owned(&self) -> String {
-        self.cfg.name.clone()
-    }
-
-    /// The last console lines plus QEMU's own log, for error reports.
-    fn tail(&self) -> ConsoleTail {
-        let mut lines = self.console_lines(ERROR_CONSOLE_LINES);
-        if let Ok(qemu_log) = std::fs::read_to_string(&self.paths.qemu_log) {
-            let qemu_lines: Vec<&str> = qemu_log.lines().collect();
-            let skip = qemu_lines.len().saturating_sub(5);
-            for line in qemu_lines.iter().skip(skip) {
-                lines.push(format!("[qemu] {line}"));
-            }
-        }
-        ConsoleTail(lines)
-    }
-
     fn io_err(&self, what: &str, source: std::io::Error) -> MachineError {
         MachineError::Io {
-            machine: self.name_owned(),
+            machine: self.cfg.name.clone(),
             what: what.to_owned(),
             source,
         }
     }
+}
 
-    /// Exit status of QEMU if it has exited (reaping it).
-    fn exited(&self) -> Option<String> {
-        let mut child = lock(&self.child);
-        match child.as_mut().map(OwnedChild::try_wait) {
-            Some(Ok(Some(status))) => Some(status.to_string()),
-            Some(Ok(None)) => None,
-            Some(Err(err)) => Some(err.to_string()),
-            None => Some(
-                lock(&self.last_exit)
-                    .clone()
-                    .unwrap_or_else(|| "not started".into()),
-            ),
-        }
+impl Backend for Qemu {
+    const STARTING: &'static str = "booting";
+    /// About 3 MiB/s was measured each way under TCG on a loaded 2-core
+    /// host; assume much less.
+    const COPY_BYTES_PER_SEC: u64 = 256 * 1024;
+    /// QEMU closes its sockets before it exits.
+    const EXIT_SETTLE: Duration = Duration::from_millis(500);
+
+    fn kind(&self) -> String {
+        self.cfg.accel.to_string()
     }
 
-    /// Like [`Vm::exited`], but gives a QEMU that is closing down (its
-    /// sockets already closed) `settle` to finish exiting.
-    fn exited_within(&self, settle: Duration) -> Option<String> {
-        let mut child = lock(&self.child);
-        if let Some(c) = child.as_mut() {
-            let _ = c.wait_timeout(settle);
-        }
-        drop(child);
-        self.exited()
+    fn boot_timeout(&self) -> Duration {
+        self.cfg
+            .boot_timeout
+            .unwrap_or_else(|| self.cfg.accel.boot_timeout())
     }
 
-    fn remove_stale(&self, path: &Path) -> Result<(), MachineError> {
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(self.io_err(&format!("remove stale {}", path.display()), err)),
-        }
+    fn channel_slack(&self) -> Duration {
+        self.cfg.accel.channel_slack()
     }
 
-    fn boot(&self) -> Result<(), MachineError> {
-        let spawned_at = Instant::now();
-        let deadline = spawned_at + self.boot_timeout();
-        for path in [&self.paths.serial, &self.paths.control, &self.paths.qmp] {
-            self.remove_stale(path)?;
-        }
-        for (local, _) in &self.paths.nics {
-            self.remove_stale(local)?;
-        }
-        let listener = UnixListener::bind(&self.paths.serial)
-            .and_then(|l| crate::rundir::restrict_socket(&self.paths.serial).map(|()| l))
-            .map_err(|e| self.io_err("listen for the serial console", e))?;
-        let (log, thread) = ConsoleLog::spawn(
-            &self.cfg.name,
-            listener,
-            &self.paths.console_log,
-            self.events.clone(),
-        )
-        .map_err(|e| self.io_err("open the console log", e))?;
-        *lock(&self.console) = Some(Console {
-            log,
-            thread: Some(thread),
-        });
+    fn stale_files(&self) -> Vec<PathBuf> {
+        vec![self.paths.control.clone(), self.paths.qmp.clone()]
+    }
 
+    fn launch(&self, _sockets: &Sockets) -> Result<Control, MachineError> {
         let qemu_log = File::create(&self.paths.qemu_log)
             .map_err(|e| self.io_err("create the QEMU log", e))?;
         let qemu_log2 = qemu_log
@@ -459,71 +312,41 @@ impl Vm {
         let child =
             OwnedChild::spawn(cmd, &format!("qemu of {}", self.cfg.name)).map_err(|err| {
                 MachineError::Spawn {
-                    machine: self.name_owned(),
+                    machine: self.cfg.name.clone(),
                     program: self.cfg.qemu.display().to_string(),
                     source: match err {
-                        crate::machine::process::ProcessError::Spawn { source, .. } => source,
+                        ProcessError::Spawn { source, .. } => source,
                         other => std::io::Error::other(other.to_string()),
                     },
                 }
             })?;
         *lock(&self.child) = Some(child);
-        if self.cancel.load(Ordering::SeqCst) {
-            // `crash` came before QEMU existed: it could not kill it.
-            self.kill_now();
-        }
-        self.events.emit(MachineEvent::Booting {
-            machine: self.name_owned(),
-            accel: self.cfg.accel.to_string(),
-        });
-
-        let boot_err = |vm: &Vm| match vm.exited_within(EXIT_SETTLE) {
-            Some(how) => MachineError::Exited {
-                machine: vm.name_owned(),
-                during: "booting".into(),
-                how,
-                console: vm.tail(),
-            },
-            None => MachineError::BootTimeout {
-                machine: vm.name_owned(),
-                timeout: vm.boot_timeout(),
-                console: vm.tail(),
-            },
-        };
-
-        // QEMU creates the control socket early; connect as soon as it's there.
-        let stream = loop {
-            if self.exited().is_some() || self.cancelled() || Instant::now() >= deadline {
-                return Err(boot_err(self));
-            }
-            match UnixStream::connect(&self.paths.control) {
-                Ok(stream) => break stream,
-                Err(_) => thread::sleep(CONNECT_POLL),
-            }
-        };
-        let mut channel = ControlChannel::new(stream);
-        if channel
-            .wait_ready(deadline, || self.exited().is_none() && !self.cancelled())
-            .is_err()
-        {
-            return Err(boot_err(self));
-        }
-        let boot_time = spawned_at.elapsed();
-        *lock(&self.channel) = Some(channel);
-        *lock(&self.boot_time) = Some(boot_time);
-        self.events.emit(MachineEvent::Ready {
-            machine: self.name_owned(),
-            boot_time,
-        });
-        Ok(())
+        Ok(Control::Socket(self.paths.control.clone()))
     }
 
-    fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
+    fn pid(&self) -> Option<u32> {
+        lock(&self.child).as_ref().map(OwnedChild::pid)
     }
 
-    /// SIGKILL to QEMU's process group without reaping or taking the
-    /// lifecycle lock (the holder notices the exit).
+    fn exited(&self) -> Option<Option<String>> {
+        match lock(&self.child).as_mut().map(OwnedChild::try_wait) {
+            Some(Ok(Some(status))) => Some(Some(status.to_string())),
+            Some(Ok(None)) => None,
+            Some(Err(err)) => Some(Some(err.to_string())),
+            None => Some(None),
+        }
+    }
+
+    fn wait_exit(&self, timeout: Duration) -> Result<bool, String> {
+        match lock(&self.child).as_mut() {
+            Some(child) => child
+                .wait_timeout(timeout)
+                .map(|status| status.is_some())
+                .map_err(|err| err.to_string()),
+            None => Ok(true),
+        }
+    }
+
     fn kill_now(&self) {
         if let Some(child) = lock(&self.child).as_mut() {
             if let Err(err) = child.signal_group(libc::SIGKILL) {
@@ -532,286 +355,26 @@ impl Vm {
         }
     }
 
-    /// Kills QEMU if needed, closes the channel and the console reader.
-    /// Returns how QEMU ended.
-    fn teardown(&self, grace: Option<Duration>) -> Result<String, MachineError> {
-        let child = {
-            let mut slot = lock(&self.child);
-            let child = slot.take();
-            if child.is_some() {
-                // Until it is reaped below, readers see why it is gone.
-                *lock(&self.last_exit) = Some("being stopped by covnet".into());
-            }
-            child
+    fn stop(&self, grace: Option<Duration>) -> Option<Result<String, String>> {
+        let mut child = lock(&self.child).take()?;
+        let ended = match grace {
+            Some(grace) => child.terminate(grace),
+            None => child.kill(),
         };
-        let had_child = child.is_some();
-        let result = match child {
-            Some(mut child) => {
-                let ended = match grace {
-                    Some(grace) => child.terminate(grace),
-                    None => child.kill(),
-                };
-                ended
-                    .map(|s| s.to_string())
-                    .map_err(|err| MachineError::Stop {
-                        machine: self.name_owned(),
-                        detail: err.to_string(),
-                    })
-            }
-            None => Ok("not running".into()),
+        Some(ended.map(|s| s.to_string()).map_err(|err| err.to_string()))
+    }
+
+    /// The last lines of QEMU's own log.
+    fn log_tail(&self) -> Vec<String> {
+        let Ok(qemu_log) = std::fs::read_to_string(&self.paths.qemu_log) else {
+            return Vec::new();
         };
-        // The channel's socket is closed by QEMU's exit; a blocked request
-        // returns, then the lock is free.
-        *lock(&self.channel) = None;
-        if let Some(console) = lock(&self.console).as_mut() {
-            console.log.stop();
-            if let Some(thread) = console.thread.take() {
-                let _ = thread.join();
-            }
-        }
-        if let Ok(how) = &result {
-            if had_child {
-                *lock(&self.last_exit) = Some(how.clone());
-                self.events.emit(MachineEvent::Stopped {
-                    machine: self.name_owned(),
-                    how: how.clone(),
-                });
-            }
-        }
-        result
-    }
-
-    fn channel_err(&self, err: ChannelError, during: String) -> MachineError {
-        match err {
-            ChannelError::Closed { .. } | ChannelError::Io { .. }
-                if self.exited_within(EXIT_SETTLE).is_some() =>
-            {
-                MachineError::Exited {
-                    machine: self.name_owned(),
-                    during,
-                    how: self.exited().unwrap_or_default(),
-                    console: self.tail(),
-                }
-            }
-            ChannelError::Timeout { after, .. } => MachineError::WaitTimeout {
-                machine: self.name_owned(),
-                what: format!("the control shell while {during}"),
-                timeout: after,
-                console: self.tail(),
-            },
-            other => MachineError::Channel {
-                machine: self.name_owned(),
-                during,
-                detail: other.to_string(),
-            },
-        }
-    }
-
-    fn not_running(&self, op: &str) -> MachineError {
-        MachineError::NotRunning {
-            machine: self.name_owned(),
-            op: op.to_owned(),
-        }
-    }
-
-    fn copy_timeout(&self, len: usize) -> Duration {
-        let len = u64::try_from(len).unwrap_or(u64::MAX);
-        self.cfg.accel.channel_slack() + Duration::from_secs(len / COPY_BYTES_PER_SEC)
-    }
-}
-
-impl Machine for Vm {
-    fn name(&self) -> &str {
-        &self.cfg.name
-    }
-
-    fn start(&self) -> Result<(), MachineError> {
-        let _life = lock(&self.life);
-        if self.exited().is_none() {
-            return Ok(());
-        }
-        // A previous run that died: reap and clean up first.
-        let _ = self.teardown(None);
-        match self.boot() {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.events.emit(MachineEvent::BootFailed {
-                    machine: self.name_owned(),
-                    reason: err.to_string(),
-                });
-                if let Err(stop_err) = self.teardown(None) {
-                    eprintln!("covnet: warning: {stop_err}");
-                }
-                Err(err)
-            }
-        }
-    }
-
-    fn is_running(&self) -> bool {
-        self.exited().is_none()
-    }
-
-    fn execute(&self, cmd: &str, timeout: Duration) -> Result<Output, MachineError> {
-        let mut guard = lock(&self.channel);
-        let channel = guard
-            .as_mut()
-            .ok_or_else(|| self.not_running(&format!("run `{cmd}`")))?;
-        match channel.execute(cmd, timeout, self.cfg.accel.channel_slack()) {
-            Ok(out) => Ok(out),
-            Err(ChannelError::CommandTimeout { timeout, .. }) => {
-                Err(MachineError::CommandTimeout {
-                    machine: self.name_owned(),
-                    command: cmd.to_owned(),
-                    timeout,
-                    console: self.tail(),
-                })
-            }
-            Err(err) => Err(self.channel_err(err, format!("running `{cmd}`"))),
-        }
-    }
-
-    fn copy_to(&self, data: &[u8], guest_path: &str, mode: u32) -> Result<(), MachineError> {
-        let op = format!("copy to `{guest_path}`");
-        let mut guard = lock(&self.channel);
-        let channel = guard.as_mut().ok_or_else(|| self.not_running(&op))?;
-        match channel.put(data, guest_path, mode, self.copy_timeout(data.len())) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err((status, stderr))) => Err(MachineError::Guest {
-                machine: self.name_owned(),
-                op,
-                status,
-                stderr: String::from_utf8_lossy(&stderr).trim_end().to_owned(),
-            }),
-            Err(err) => Err(self.channel_err(err, op)),
-        }
-    }
-
-    fn copy_from(&self, guest_path: &str) -> Result<Vec<u8>, MachineError> {
-        let op = format!("copy from `{guest_path}`");
-        let cmd = format!("cat -- {}", shell_quote(guest_path));
-        // The size is unknown up front: allow for a large file.
-        let timeout = self.copy_timeout(64 * 1024 * 1024);
-        let out = {
-            let mut guard = lock(&self.channel);
-            let channel = guard.as_mut().ok_or_else(|| self.not_running(&op))?;
-            channel
-                .execute(&cmd, timeout, self.cfg.accel.channel_slack())
-                .map_err(|err| self.channel_err(err, op.clone()))?
-        };
-        if out.status != 0 {
-            return Err(MachineError::Guest {
-                machine: self.name_owned(),
-                op,
-                status: out.status,
-                stderr: out.stderr_lossy().trim_end().to_owned(),
-            });
-        }
-        Ok(out.stdout)
-    }
-
-    fn console_lines(&self, last: usize) -> Vec<String> {
-        lock(&self.console)
-            .as_ref()
-            .map(|c| c.log.last_lines(last))
-            .unwrap_or_default()
-    }
-
-    fn wait_for_console_text(&self, pattern: &str, timeout: Duration) -> Result<(), MachineError> {
-        crate::machine::console::wait_for_console_text(
-            &self.name_owned(),
-            pattern,
-            timeout,
-            || {
-                lock(&self.console)
-                    .as_ref()
-                    .map(|c| c.log.clone())
-                    .ok_or_else(|| self.not_running(&format!("wait for console text `{pattern}`")))
-            },
-            || self.tail(),
-            || self.exited(),
-        )
-    }
-
-    fn shutdown(&self, timeout: Duration) -> Result<(), MachineError> {
-        let _life = lock(&self.life);
-        if self.exited().is_some() {
-            return self.teardown(None).map(|_| ());
-        }
-        let deadline = Instant::now() + timeout;
-        let grace = SERVICE_STOP_GRACE.min(timeout / 2);
-        let asked = lock(&self.channel)
-            .as_mut()
-            .map(|channel| channel.poweroff(grace, timeout));
-        if let Some(Err(err)) = asked {
-            eprintln!(
-                "covnet: warning: {}: graceful poweroff request failed: {err}",
-                self.cfg.name
-            );
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let powered_off = lock(&self.child)
-            .as_mut()
-            .map(|c| c.wait_timeout(remaining))
-            .transpose()
-            .map_err(|err| MachineError::Stop {
-                machine: self.name_owned(),
-                detail: err.to_string(),
-            })?
-            .flatten()
-            .is_some();
-        if !powered_off {
-            eprintln!(
-                "covnet: warning: {}: guest did not power off within {}s; terminating QEMU",
-                self.cfg.name,
-                timeout.as_secs_f64()
-            );
-        }
-        self.teardown(Some(Duration::from_secs(2))).map(|_| ())
-    }
-
-    fn crash(&self) -> Result<(), MachineError> {
-        // A boot in progress holds the lifecycle lock until its deadline:
-        // end it first (the flag covers a QEMU not spawned yet).
-        self.cancel.store(true, Ordering::SeqCst);
-        self.kill_now();
-        let _life = lock(&self.life);
-        let result = self.teardown(None).map(|_| ());
-        self.cancel.store(false, Ordering::SeqCst);
-        result
-    }
-
-    fn set_link(&self, up: bool) -> Result<(), MachineError> {
-        let Some(switch) = &self.switch else {
-            return Err(MachineError::Link {
-                machine: self.name_owned(),
-                up,
-                detail: "the machine has no network interfaces".into(),
-            });
-        };
-        for &port in &self.ports {
-            switch
-                .set_link(port, up)
-                .map_err(|err| MachineError::Link {
-                    machine: self.name_owned(),
-                    up,
-                    detail: err.to_string(),
-                })?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        if self.exited().is_none() {
-            eprintln!(
-                "covnet: warning: VM `{}` still running when dropped; killing it",
-                self.cfg.name
-            );
-        }
-        if let Err(err) = self.teardown(None) {
-            eprintln!("covnet: warning: {err}");
-        }
+        let lines: Vec<&str> = qemu_log.lines().collect();
+        let skip = lines.len().saturating_sub(5);
+        lines[skip..]
+            .iter()
+            .map(|line| format!("[qemu] {line}"))
+            .collect()
     }
 }
 
@@ -819,6 +382,8 @@ impl Drop for Vm {
 mod tests {
     use super::*;
     use crate::machine::vm::accel::Accel;
+    use crate::machine::Machine;
+    use crate::switch::PortId;
 
     fn spec_machine(text: &str) -> crate::spec::Spec {
         crate::spec::Spec::from_str(text, Path::new("/tmp/covnet-vm-test.toml")).expect("spec")
