@@ -535,10 +535,9 @@ pub fn parse_end_id(line: &[u8]) -> Option<u64> {
     (words.next()? == "end").then_some(id)
 }
 
-/// Quotes `s` for a POSIX shell as one word.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+/// Quotes `s` for a POSIX shell as one word (the quoting of the guest's
+/// generated scripts).
+pub use crate::image::guest_files::sh_quote as shell_quote;
 
 #[derive(Debug, Default)]
 struct LogState {
