@@ -25,7 +25,7 @@ pub const ERROR_CONSOLE_LINES: usize = 20;
 
 /// The result of one command run in a guest: exit status and both output
 /// streams, exactly as the command produced them. The collector's
-/// [`Output`](covnet_collector::Output): one type across the seam.
+/// [`covnet_collector::Output`]: one type across the seam.
 pub use covnet_collector::Output;
 
 /// One guest of a test network, driven synchronously.

@@ -5,7 +5,7 @@
 //! one switch port per NIC. On start the backend clones the machine's init
 //! into its namespaces, starts the frame relay and the console bridges, and
 //! hands the session the control pty's stream; the session owns the rest
-//! of the lifecycle (see [`session`](crate::machine::session)). Killing
+//! of the lifecycle (see [`crate::machine::session`]). Killing
 //! init ends every process of the machine: the guest's own power-off ends
 //! the PID namespace, `crash` kills init at once.
 

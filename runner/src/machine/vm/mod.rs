@@ -1,11 +1,11 @@
-//! The QEMU backend of [`Machine`]: one VM booted from a kernel and an
+//! The QEMU backend of [`Machine`](super::Machine): one VM booted from a kernel and an
 //! initramfs, driven through its control shell on a virtio-serial port.
 //!
 //! [`Vm`] is a [`Session`] over the [`Qemu`] backend: [`Vm::new`] attaches
 //! the VM's NICs to the switch; on start the backend spawns QEMU (own
 //! process group, dies with covnet) and names the control socket it
 //! creates; the session connects, pings the shell, and owns the rest of the
-//! lifecycle (see [`session`](super::session)). QEMU ends on the guest's
+//! lifecycle (see [`super::session`]). QEMU ends on the guest's
 //! own power-off (`-no-reboot`), or SIGTERM then SIGKILL.
 
 pub mod accel;
