@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use covnet_runner::machine::{EventSink, Machine};
 use covnet_runner::machine::namespace::{NamespaceConfig, NamespaceMachine};
+use covnet_runner::machine::{EventSink, Machine};
 use covnet_runner::network::{Network, NetworkOptions};
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
