@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-/// What a command printed and how it ended.
+/// What a command printed and how it ended: the one output type of every
+/// shell, also what the runner's machines return
+/// (`covnet_runner::machine::Output` is this type).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Output {
     /// Exit status (128 + signal number when killed by a signal, as `sh` reports).
@@ -17,6 +19,16 @@ impl Output {
     /// The command exited with status 0.
     pub fn success(&self) -> bool {
         self.status == 0
+    }
+
+    /// Standard output decoded lossily as UTF-8.
+    pub fn stdout_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Standard error decoded lossily as UTF-8.
+    pub fn stderr_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
     }
 
     /// Standard error as text, trimmed, for messages.
@@ -40,9 +52,10 @@ pub enum ShellError {
     /// The shell process or channel failed.
     #[error("shell channel failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The machine-specific transport reported an error.
-    #[error("{0}")]
-    Transport(String),
+    /// The machine-specific transport reported an error, kept as it is
+    /// (downcast it to the transport's own error type for its kind).
+    #[error(transparent)]
+    Transport(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// A POSIX shell on some machine: a VM console, the local host, ssh.

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use covnet_runner::accel::{self, AccelRequest};
 use covnet_runner::image::initramfs::ImageBuilder;
 use covnet_runner::image::kernel::Kernel;
+use covnet_runner::machine::vm::accel::{self, AccelRequest};
+use covnet_runner::machine::vm::{Vm, VmConfig};
 use covnet_runner::machine::{EventSink, Machine, MachineEvent};
 use covnet_runner::net::switch::Switch;
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
-use covnet_runner::vm::{Vm, VmConfig};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
             "nonic" => cfg.nics.clear(),
             "acpi" => cfg.acpi = true,
             "qboot" => {
-                cfg.bios = Some(covnet_runner::qemu::QBOOT_ROM.into());
+                cfg.bios = Some(covnet_runner::machine::vm::qemu::QBOOT_ROM.into());
                 cfg.acpi = true;
             }
             other => anyhow::bail!("unknown variant `{other}`"),

@@ -9,20 +9,14 @@
 //! is in `docs/architecture.md`.
 #![deny(missing_docs)]
 
-pub mod accel;
-pub mod console;
 pub mod coverage;
 pub mod diag;
 pub mod events;
 pub mod image;
 pub mod machine;
-pub mod namespace;
 pub mod net;
-pub mod process;
-pub mod qemu;
 pub mod run;
 pub mod rundir;
 pub mod script;
 pub mod spec;
 pub mod suite;
-pub mod vm;

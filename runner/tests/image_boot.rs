@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use covnet_runner::accel::{self, AccelRequest};
 use covnet_runner::image::initramfs::ImageBuilder;
 use covnet_runner::image::kernel::Kernel;
+use covnet_runner::machine::vm::accel::{self, AccelRequest};
+use covnet_runner::machine::vm::{Vm, VmConfig};
 use covnet_runner::machine::{EventSink, Machine};
 use covnet_runner::net::switch::Switch;
 use covnet_runner::rundir::RunDir;
 use covnet_runner::spec::Spec;
-use covnet_runner::vm::{Vm, VmConfig};
 
 const CMD: Duration = Duration::from_secs(60);
 const SHUTDOWN: Duration = Duration::from_secs(60);

@@ -9,17 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use covnet_runner::accel::{self, AccelRequest};
-use covnet_runner::console::CONTROL_SH;
 use covnet_runner::image::cpio::CpioWriter;
 use covnet_runner::image::kernel::Kernel;
 use covnet_runner::image::modules::{ModuleDeps, GUEST_MODULES};
+use covnet_runner::machine::console::CONTROL_SH;
+use covnet_runner::machine::process::{group_members, pid_alive};
+use covnet_runner::machine::vm::accel::{self, AccelRequest};
+use covnet_runner::machine::vm::qemu::Mac;
+use covnet_runner::machine::vm::{Vm, VmConfig, VmNic};
 use covnet_runner::machine::{EventSink, Machine, MachineError, MachineEvent, Output};
 use covnet_runner::net::switch::Switch;
-use covnet_runner::process::{group_members, pid_alive};
-use covnet_runner::qemu::Mac;
 use covnet_runner::rundir::RunDir;
-use covnet_runner::vm::{Vm, VmConfig, VmNic};
 
 const CMD: Duration = Duration::from_secs(60);
 const SHUTDOWN: Duration = Duration::from_secs(60);

@@ -18,7 +18,7 @@ use std::path::Path;
 use covnet_collector::tar;
 use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
 use covnet_merger::{json, object_coverage, Data, Notes};
-use covnet_runner::console::{parse_end_id, take_line, ReplyDecoder};
+use covnet_runner::machine::console::{parse_end_id, take_line, ReplyDecoder};
 use covnet_runner::spec::Spec;
 
 /// Names of all fuzz targets, as in `fuzz/fuzz_targets/<name>.rs`.

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 
-use covnet_runner::accel::AccelRequest;
 use covnet_runner::diag;
 use covnet_runner::events::{self, RunEvent, TerminalReporter};
+use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::run::network::{watch_signals, Received};
 use covnet_runner::run::{CoverageOutcome, Interruption, RunPlan, RunRequest, TestResult, Verdict};
 use covnet_runner::script::junit::TestSuite;

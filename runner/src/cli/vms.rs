@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use covnet_runner::accel::AccelRequest;
 use covnet_runner::events::{self, TerminalReporter};
+use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::run::network::{watch_signals, Network, NetworkOptions};
 use covnet_runner::run::shell_proxy::{default_run_link, ShellProxy, SOCKET_SUFFIX};
 use covnet_runner::spec::Spec;

@@ -24,7 +24,7 @@ use covnet_merger::model::Coverage;
 use covnet_merger::paths::{PathMap, SourceRewrite};
 use covnet_merger::pipeline::{self, GatherError, Notice, Request};
 
-use crate::machine::Machine;
+use crate::machine::{Machine, MachineError, Output};
 
 /// Where guests write `.gcda` files (their `GCOV_PREFIX`).
 pub const GUEST_PREFIX: &str = "/covnet/gcov";
@@ -36,7 +36,9 @@ pub const SERVICE_PIDFILES: &str = "/run/covnet/*.pid";
 /// survivors (whose counts are then missing).
 pub const FLUSH_GRACE: Duration = Duration::from_secs(10);
 
-/// A machine seen as a [`Shell`] for the collector.
+/// A machine seen as a [`Shell`] for the collector. Errors keep their
+/// kind: a command timeout is [`ShellError::Timeout`], any other machine
+/// error is [`ShellError::Transport`] holding the [`MachineError`] itself.
 pub struct MachineShell<'a>(pub &'a dyn Machine);
 
 impl Shell for MachineShell<'_> {
@@ -44,19 +46,15 @@ impl Shell for MachineShell<'_> {
         self.0.name()
     }
 
-    fn run(
-        &self,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<covnet_collector::Output, ShellError> {
-        let out = self
-            .0
-            .execute(command, timeout)
-            .map_err(|e| ShellError::Transport(e.to_string()))?;
-        Ok(covnet_collector::Output {
-            status: out.status,
-            stdout: out.stdout,
-            stderr: out.stderr,
+    fn run(&self, command: &str, timeout: Duration) -> Result<Output, ShellError> {
+        self.0.execute(command, timeout).map_err(|err| match err {
+            MachineError::CommandTimeout {
+                command, timeout, ..
+            } => ShellError::Timeout {
+                command,
+                after: timeout,
+            },
+            other => ShellError::Transport(Box::new(other)),
         })
     }
 }

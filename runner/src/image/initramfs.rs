@@ -31,21 +31,16 @@ use sha2::{Digest, Sha256};
 
 use super::closure::{self, ClosureError, SearchPaths};
 use super::cpio::{CpioError, CpioWriter};
+use super::guest_files::{self, machine_env, Data, GuestFile, CONTROL_SH};
 use super::kernel::Kernel;
 use super::modules::{ModuleDeps, ModuleError, GUEST_MODULES};
-use crate::spec::{FileSource, Machine, Service, Spec};
+use crate::spec::{Machine, Spec};
 
-/// covnet's stage-1 init, installed as `/init`.
-pub const INIT_SH: &str = include_str!("../guest/init.sh");
-/// The control shell launcher, installed as `/covnet/control.sh`.
-pub const CONTROL_SH: &str = crate::console::CONTROL_SH;
 /// The line init prints on the serial console just before it execs the
 /// control shell.
 pub const INIT_DONE_MARKER: &str = "covnet-init-done";
 /// The static busybox every image is built around.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
-/// Guest address of the user-mode NIC that carries port forwards.
-pub const FORWARD_GUEST_ADDR: &str = "10.0.2.15";
 /// Bump when the image layout changes, to invalidate cached images.
 const LAYOUT_VERSION: &str = "covnet-initramfs-1";
 /// Directories that get busybox applet symlinks.
@@ -305,12 +300,6 @@ impl<'a> ImageBuilder<'a> {
         t.set_mode("tmp", 0o1777);
         t.set_mode("root", 0o700);
         t.insert("dev/console", Node::CharDev(5, 1, 0o600))?;
-        t.bytes(Path::new("/init"), 0o755, INIT_SH.as_bytes().to_vec())?;
-        t.bytes(
-            Path::new("/covnet/control.sh"),
-            0o755,
-            self.control_script.to_vec(),
-        )?;
 
         // Busybox first, with `sh` reserved for it: init, the control shell
         // and `#!/bin/sh` scripts run busybox's shell even when the host's
@@ -379,65 +368,17 @@ impl<'a> ImageBuilder<'a> {
             module_paths.push(guest);
         }
 
-        // Services.
-        let mut service_ids = Vec::new();
-        for (i, s) in m.services.iter().enumerate() {
-            let id = format!("{:02}-{}", i + 1, s.name);
-            t.bytes(
-                Path::new(&format!("/covnet/services/{id}.sh")),
-                0o755,
-                service_script(s).into_bytes(),
-            )?;
-            service_ids.push(id);
-        }
-        t.dir(Path::new("/covnet/services"))?;
-
-        // Extra files of the run (covnet's flush shim), before the
-        // machine's own.
+        // Extra files of the run (covnet's flush shim), then the generated
+        // files: init, services, /etc, and the machine's own files last
+        // (they may replace covnet's /etc files).
         for (path, data, mode) in &self.files {
             t.bytes(Path::new(path), *mode, data.clone())?;
         }
-
-        t.bytes(Path::new("/etc/hosts"), 0o644, self.hosts().into_bytes())?;
-        t.bytes(
-            Path::new("/etc/passwd"),
-            0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-                .to_vec(),
-        )?;
-        t.bytes(
-            Path::new("/etc/group"),
-            0o644,
-            b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-        )?;
-        t.bytes(
-            Path::new("/etc/hostname"),
-            0o644,
-            format!("{}\n", m.name).into_bytes(),
-        )?;
-
-        // The machine's own files last: they may replace covnet's /etc files.
-        for f in &m.files {
-            let target = Path::new(&f.target);
-            match &f.source {
-                FileSource::Content(c) => t.bytes(target, f.mode, c.clone().into_bytes())?,
-                FileSource::Host(src) => {
-                    let md = host_meta(src)?;
-                    let parent = t.dir(target.parent().unwrap_or(Path::new("/")))?;
-                    let name = target
-                        .file_name()
-                        .map(|n| join_rel(&parent, &n.to_string_lossy()))
-                        .unwrap_or_default();
-                    t.insert(
-                        &name,
-                        Node::File {
-                            mode: f.mode,
-                            content: Content::Host(src.clone(), HostMeta::of(&md)),
-                        },
-                    )?;
-                }
-            }
+        let generated = guest_files::generate(self.spec, m, self.control_script);
+        for file in &generated.files {
+            t.guest_file(file)?;
         }
+        t.dir(Path::new("/covnet/services"))?;
 
         // Scratch directories get a fresh tmpfs only when the image put
         // nothing in them (a program under /tmp must stay visible).
@@ -455,21 +396,13 @@ impl<'a> ImageBuilder<'a> {
             machine_env(
                 self.machine,
                 &module_paths,
-                &service_ids,
+                &generated.service_ids,
                 Some(&tmpfs),
                 &self.env,
             )
             .into_bytes(),
         )?;
         Ok(t)
-    }
-
-    fn hosts(&self) -> String {
-        let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
-        for (name, addr) in self.spec.hosts() {
-            let _ = writeln!(s, "{addr}\t{name}");
-        }
-        s
     }
 }
 
@@ -498,31 +431,6 @@ pub fn busybox_applets(binary: &[u8]) -> Vec<String> {
 /// Machine variable naming the library that service scripts add to
 /// `LD_PRELOAD` (set only when coverage is on, to covnet's flush shim).
 pub const SERVICE_PRELOAD_ENV: &str = "COVNET_SERVICE_PRELOAD";
-
-/// `/covnet/services/NN-<name>.sh`: exports the service's variables and
-/// execs its command. When the machine sets
-/// [`SERVICE_PRELOAD_ENV`] (coverage on),
-/// that library is added in front of `LD_PRELOAD`, after the service's own
-/// variables so that a service's `LD_PRELOAD` is kept too. Shared by VM
-/// images and namespace machines.
-pub fn service_script(s: &Service) -> String {
-    let mut script = format!("#!/bin/sh\n# covnet service `{}`\n", s.name);
-    for (k, v) in &s.env {
-        let _ = writeln!(script, "export {k}={}", sh_quote(v));
-    }
-    let pre = SERVICE_PRELOAD_ENV;
-    let _ = writeln!(
-        script,
-        "if [ -n \"${{{pre}:-}}\" ]; then export LD_PRELOAD=\"${pre}${{LD_PRELOAD:+ $LD_PRELOAD}}\"; fi"
-    );
-    let _ = writeln!(script, "exec /bin/sh -c {}", sh_quote(&s.command));
-    script
-}
-
-/// Single-quotes `s` for a POSIX shell.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
 
 fn is_identifier(s: &str) -> bool {
     let mut b = s.bytes();
@@ -633,6 +541,29 @@ impl Tree {
     }
 
     /// A file with `bytes` at guest `path` (parents created as on the host).
+    /// A generated file; a host file is streamed when the image is written.
+    fn guest_file(&mut self, file: &GuestFile) -> Result<(), ImageErrorKind> {
+        let target = Path::new(&file.path);
+        match &file.data {
+            Data::Bytes(b) => self.bytes(target, file.mode, b.clone()),
+            Data::Host(src) => {
+                let md = host_meta(src)?;
+                let parent = self.dir(target.parent().unwrap_or(Path::new("/")))?;
+                let name = target
+                    .file_name()
+                    .map(|n| join_rel(&parent, &n.to_string_lossy()))
+                    .unwrap_or_default();
+                self.insert(
+                    &name,
+                    Node::File {
+                        mode: file.mode,
+                        content: Content::Host(src.clone(), HostMeta::of(&md)),
+                    },
+                )
+            }
+        }
+    }
+
     fn bytes(&mut self, path: &Path, mode: u32, bytes: Vec<u8>) -> Result<(), ImageErrorKind> {
         let parent = self.dir(path.parent().unwrap_or(Path::new("/")))?;
         let name = path
@@ -870,52 +801,10 @@ fn write_image(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
     Ok(())
 }
 
-/// `/covnet/machine.env`, the shell-sourceable configuration the stage-1
-/// init reads: the machine's name and index, its NICs, the forward NIC, the
-/// kernel `modules` to load, the `services` in order, the directories that
-/// get a tmpfs (`None`: let init mount both `/run` and `/tmp`), and extra
-/// exported variables. Shared by VM images and namespace machines.
-pub fn machine_env(
-    m: &Machine,
-    modules: &[String],
-    services: &[String],
-    tmpfs: Option<&[&str]>,
-    env: &[(String, String)],
-) -> String {
-    let mut s = String::from("# covnet machine configuration (sourced by /init)\n");
-    let mut var = |k: &str, v: &str| {
-        let _ = writeln!(s, "{k}={}", sh_quote(v));
-    };
-    var("COVNET_NAME", &m.name);
-    var("COVNET_INDEX", &m.index.to_string());
-    var("COVNET_NICS", &m.nics.len().to_string());
-    for nic in &m.nics {
-        let i = nic.slot;
-        var(&format!("COVNET_NIC{i}_IF"), &nic.ifname());
-        var(&format!("COVNET_NIC{i}_ADDR"), &nic.address.to_string());
-        var(&format!("COVNET_NIC{i}_PREFIX"), "24");
-        var(&format!("COVNET_NIC{i}_MAC"), &nic.mac_string());
-        var(&format!("COVNET_NIC{i}_VLAN"), &nic.vlan.to_string());
-    }
-    if !m.forward.is_empty() {
-        let mac = crate::qemu::Mac::for_forward(m.index);
-        var("COVNET_FWD_MAC", &mac.to_string());
-        var("COVNET_FWD_ADDR", FORWARD_GUEST_ADDR);
-    }
-    var("COVNET_MODULES", &modules.join(" "));
-    var("COVNET_SERVICES", &services.join(" "));
-    if let Some(tmpfs) = tmpfs {
-        var("COVNET_TMPFS", &tmpfs.join(" "));
-    }
-    for (k, v) in env {
-        let _ = writeln!(s, "export {k}={}", sh_quote(v));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::guest_files::{sh_quote, INIT_SH};
     use std::io::Read;
     use std::time::{Duration, Instant};
 
@@ -1187,8 +1076,8 @@ poweroff -f
 
     #[test]
     fn boots_under_qemu_and_init_sets_everything_up() {
-        use crate::process::OwnedChild;
-        use crate::qemu;
+        use crate::machine::process::OwnedChild;
+        use crate::machine::vm::qemu;
         use std::process::{Command, Stdio};
 
         let dir = tempfile::tempdir().unwrap();
@@ -1240,7 +1129,7 @@ env = {{ GREETING = "hello world" }}
             image.entries
         );
 
-        let accel = crate::accel::detect().accel;
+        let accel = crate::machine::vm::accel::detect().accel;
         let serial = dir.path().join("serial.log");
         let mut args = qemu::base_args();
         args.extend(qemu::bios_args(

@@ -4,6 +4,7 @@
 
 pub mod closure;
 pub mod cpio;
+pub mod guest_files;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;

@@ -36,13 +36,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::accel::{self, AccelRequest};
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
 use crate::image::initramfs::{Image, ImageBuilder, ImageError};
 use crate::image::kernel::{Kernel, KernelError};
+use crate::machine::namespace::{NamespaceConfig, NamespaceMachine};
+use crate::machine::vm::accel::{self, AccelRequest};
+use crate::machine::vm::{Vm, VmConfig};
 use crate::machine::{Machine, MachineError};
-use crate::namespace::{NamespaceConfig, NamespaceMachine};
 use crate::net::faults::FAULT_SEED_ENV;
 use crate::net::switch::{Switch, SwitchError};
 use crate::rundir::{RunDir, RunDirError};
@@ -50,7 +51,6 @@ use crate::script::driver::{
     crash_all, start_nodes, Node, RunContext, ServiceCheck, StepError, Timeouts,
 };
 use crate::spec::{self, BootTimeout, Spec};
-use crate::vm::{Vm, VmConfig};
 
 /// How a network is built and run.
 #[derive(Debug, Clone, Default)]

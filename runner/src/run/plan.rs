@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::accel::AccelRequest;
 use crate::coverage::settings::{self, SettingsError};
+use crate::machine::vm::accel::AccelRequest;
 use crate::script::ScriptOptions;
 use crate::spec::{Backend, CoverageSettings, Script, Spec, SpecError};
 

@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use covnet_runner::machine::namespace::{NamespaceConfig, NamespaceMachine};
 use covnet_runner::machine::{EventSink, Machine};
-use covnet_runner::namespace::{NamespaceConfig, NamespaceMachine};
 use covnet_runner::net::switch::Switch;
 use covnet_runner::run::network::{Network, NetworkOptions};
 use covnet_runner::rundir::RunDir;
@@ -965,7 +965,7 @@ fn owners_under(dir: &Path) -> Vec<(PathBuf, u32)> {
 /// works, and its root is uid 0 inside.
 #[test]
 fn machine_root_holds_no_host_privileges() {
-    use covnet_runner::namespace::ns::{IdMap, HOST_ID_BASE, HOST_ID_COUNT};
+    use covnet_runner::machine::namespace::ns::{IdMap, HOST_ID_BASE, HOST_ID_COUNT};
     // SAFETY: geteuid/getegid have no preconditions and cannot fail.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
     // As root (as CI runs): a host file of root's in a directory only root

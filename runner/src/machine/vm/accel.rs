@@ -15,7 +15,7 @@ use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use crate::process::sys;
+use crate::machine::process::sys;
 
 /// How long the KVM ioctl probe may take before KVM counts as unusable.
 pub const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

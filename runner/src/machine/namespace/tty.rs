@@ -1,8 +1,8 @@
 //! The consoles of a namespace machine: pseudo-terminals whose slaves are
 //! the guest's `/dev/hvc0` (control shell) and its init's output (serial
 //! console), bridged to unix stream sockets so the VM's host-side code
-//! (`console.rs`: the framed [`ControlChannel`](crate::console::ControlChannel)
-//! and the [`ConsoleLog`](crate::console::ConsoleLog)) drives them
+//! (`console.rs`: the framed [`ControlChannel`](crate::machine::console::ControlChannel)
+//! and the [`ConsoleLog`](crate::machine::console::ConsoleLog)) drives them
 //! unchanged.
 //!
 //! A pty keeps the guest side that of a VM: `guest/control.sh` opens a

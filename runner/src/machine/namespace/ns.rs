@@ -23,19 +23,16 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::link::{self, IfName, NicWiring};
 use super::rootfs::Step;
+use crate::machine::process::{on_spawner, OwnedChild};
 
 /// Stack size of the cloned child until it execs.
 const CHILD_STACK: usize = 512 * 1024;
 /// How long the parent waits for the child to exec.
 const SETUP_DEADLINE: Duration = Duration::from_secs(20);
-/// Deadline for reaping a killed machine.
-pub const REAP_DEADLINE: Duration = Duration::from_secs(5);
 /// Netlink reply buffer of the child.
 const NETLINK_BUFFER: usize = 8192;
 
@@ -192,8 +189,8 @@ pub struct ChildConfig {
 /// NICs (in NIC order).
 #[derive(Debug)]
 pub struct Spawned {
-    /// The machine's init.
-    pub init: NsProcess,
+    /// The machine's init (killing it ends every process of the machine).
+    pub init: OwnedChild,
     /// `AF_PACKET` sockets bound to each NIC's peer.
     pub packets: Vec<OwnedFd>,
 }
@@ -337,42 +334,6 @@ const CLONE_FLAGS: libc::c_int = libc::CLONE_NEWUSER
 /// The namespaces of [`CLONE_FLAGS`], for error messages.
 const FLAG_NAMES: &str = "pid, mount, uts, ipc, net, user";
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The long-lived thread that clones every machine (see the module docs).
-fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let spawned = std::thread::Builder::new()
-            .name("covnet-ns-spawner".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            });
-        if let Err(err) = spawned {
-            crate::diag::warn(format!("cannot start the namespace spawner thread: {err}"));
-        }
-        Mutex::new(tx)
-    })
-}
-
-/// Runs `f` on the spawner thread and returns its result.
-fn on_spawner<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
-    let (tx, rx) = mpsc::channel();
-    let job: Job = Box::new(move || {
-        let _ = tx.send(f());
-    });
-    spawner()
-        .lock()
-        .map_err(|_| io::Error::other("spawner lock poisoned"))?
-        .send(job)
-        .map_err(|_| io::Error::other("namespace spawner thread is gone"))?;
-    rx.recv()
-        .map_err(|_| io::Error::other("namespace spawner thread dropped the request"))
-}
-
 /// The child's view of its work: the config plus raw pointers and fds.
 struct ChildArgs {
     cfg: ChildConfig,
@@ -472,7 +433,10 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, ids: IdMap) -> Result<Spawned, 
             })
         }
     };
-    let mut init = NsProcess { pid, status: None };
+    let mut init = OwnedChild::adopt(
+        u32::try_from(pid).unwrap_or(0),
+        "init of a namespace machine",
+    );
     match finish_setup(&mut init, &parent_end, ids, nics, &steps) {
         Ok(packets) => Ok(Spawned { init, packets }),
         Err(err) => {
@@ -488,13 +452,13 @@ pub fn spawn(cfg: ChildConfig, console: OwnedFd, ids: IdMap) -> Result<Spawned, 
 /// Writes the id maps, releases the child and collects its packet sockets
 /// until it execs init (end of file on `parent_end`) or reports a failure.
 fn finish_setup(
-    init: &mut NsProcess,
+    init: &mut OwnedChild,
     parent_end: &OwnedFd,
     ids: IdMap,
     nics: usize,
     steps: &[Step],
 ) -> Result<Vec<OwnedFd>, SpawnError> {
-    write_id_maps(init.pid, ids)?;
+    write_id_maps(libc::pid_t::try_from(init.pid()).unwrap_or(0), ids)?;
     write_byte(parent_end_fd(parent_end)).map_err(|source| SpawnError::Host {
         what: "release the machine's first process".into(),
         source,
@@ -547,7 +511,7 @@ fn finish_setup(
             what: "start init".into(),
             source: io::Error::other(format!(
                 "the machine's first process ended ({})",
-                describe_status(st)
+                describe_status(std::os::unix::process::ExitStatusExt::into_raw(st))
             )),
         });
     }
@@ -897,91 +861,6 @@ pub fn open_slave(path: &std::path::Path) -> io::Result<OwnedFd> {
         .custom_flags(libc::O_NOCTTY)
         .open(path)?;
     Ok(OwnedFd::from(f))
-}
-
-/// A machine's init process (PID 1 of its PID namespace), seen from the
-/// host. Killing it ends every process of the machine.
-#[derive(Debug)]
-pub struct NsProcess {
-    pid: libc::pid_t,
-    status: Option<i32>,
-}
-
-impl NsProcess {
-    /// Host pid of the machine's init.
-    pub fn pid(&self) -> u32 {
-        u32::try_from(self.pid).unwrap_or(0)
-    }
-
-    /// How it ended (a `waitpid` status) once reaped, else `None`.
-    pub fn try_wait(&mut self) -> io::Result<Option<i32>> {
-        if self.status.is_some() {
-            return Ok(self.status);
-        }
-        let mut st = 0;
-        // SAFETY: waitpid on our own child with WNOHANG writes only `st`.
-        let r = unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG | libc::__WALL) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if r == self.pid {
-            self.status = Some(st);
-        }
-        Ok(self.status)
-    }
-
-    /// Waits up to `timeout` for it to exit by itself.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<i32>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.try_wait()? {
-                return Ok(Some(st));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// SIGKILL to init (the kernel then kills the whole PID namespace) and
-    /// a reap within [`REAP_DEADLINE`].
-    pub fn kill(&mut self) -> io::Result<i32> {
-        if let Some(st) = self.try_wait()? {
-            return Ok(st);
-        }
-        // SAFETY: kill of our own, not yet reaped child (pid > 0) touches
-        // no memory; the pid cannot have been reused before we reap it.
-        if self.pid > 0 && unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                return Err(err);
-            }
-        }
-        match self.wait_timeout(REAP_DEADLINE)? {
-            Some(st) => Ok(st),
-            None => Err(io::Error::other(format!(
-                "init (pid {}) survived SIGKILL for {}s",
-                self.pid,
-                REAP_DEADLINE.as_secs()
-            ))),
-        }
-    }
-}
-
-impl Drop for NsProcess {
-    fn drop(&mut self) {
-        if matches!(self.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        crate::diag::warn(format!(
-            "namespace machine init (pid {}) still running when dropped; killing it",
-            self.pid
-        ));
-        if let Err(err) = self.kill() {
-            crate::diag::warn(err.to_string());
-        }
-    }
 }
 
 /// Describes a `waitpid` status like `ExitStatus` does.

@@ -4,11 +4,9 @@
 //! (`/covnet/machine.env`, `/covnet/services/NN-<name>.sh`, `/etc/hosts`,
 //! ...), plus the machine's files from the spec.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
-
-use crate::image::initramfs::{service_script, CONTROL_SH, INIT_SH};
-use crate::spec::{FileSource, Machine, Spec};
+pub use crate::image::guest_files::ReadError;
+use crate::image::guest_files::{self, CONTROL_SH};
+use crate::spec::{Machine, Spec};
 
 /// PID 1 of a namespace machine: runs the VM's `/init` unchanged except
 /// for what only a kernel of its own can do. covnet has already mounted the
@@ -37,19 +35,6 @@ pub const NS_INIT_PATH: &str = "/covnet/ns-init.sh";
 /// A file to create in the guest: path, contents, mode.
 pub type GuestFileData = (String, Vec<u8>, u32);
 
-/// A host file named by the spec that could not be read.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to read {} for guest file {target}", path.display())]
-pub struct ReadError {
-    /// The host file.
-    pub path: PathBuf,
-    /// Its guest path.
-    pub target: String,
-    /// Why.
-    #[source]
-    pub source: std::io::Error,
-}
-
 /// Every generated and spec file of `machine`, in creation order (the
 /// machine's own files last, so they may replace covnet's `/etc` files).
 /// `env` is exported to init, services and the control shell.
@@ -58,62 +43,19 @@ pub fn files(
     machine: &Machine,
     env: &[(String, String)],
 ) -> Result<Vec<GuestFileData>, ReadError> {
+    let generated = guest_files::generate(spec, machine, CONTROL_SH.as_bytes());
     let mut out: Vec<GuestFileData> = vec![
-        ("/init".into(), INIT_SH.as_bytes().to_vec(), 0o755),
-        (
-            "/covnet/control.sh".into(),
-            CONTROL_SH.as_bytes().to_vec(),
-            0o755,
-        ),
         (NS_INIT_PATH.into(), NS_INIT_SH.as_bytes().to_vec(), 0o755),
+        (
+            "/covnet/machine.env".into(),
+            machine_env(machine, &generated.service_ids, env).into_bytes(),
+            0o644,
+        ),
     ];
-    let mut service_ids = Vec::new();
-    for (i, s) in machine.services.iter().enumerate() {
-        let id = format!("{:02}-{}", i + 1, s.name);
-        out.push((
-            format!("/covnet/services/{id}.sh"),
-            service_script(s).into_bytes(),
-            0o755,
-        ));
-        service_ids.push(id);
-    }
-    out.push((
-        "/covnet/machine.env".into(),
-        machine_env(machine, &service_ids, env).into_bytes(),
-        0o644,
-    ));
-    let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
-    for (name, addr) in spec.hosts() {
-        let _ = writeln!(hosts, "{addr}\t{name}");
-    }
-    out.push(("/etc/hosts".into(), hosts.into_bytes(), 0o644));
-    out.push((
-        "/etc/passwd".into(),
-        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-            .to_vec(),
-        0o644,
-    ));
-    out.push((
-        "/etc/group".into(),
-        b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-        0o644,
-    ));
-    out.push((
-        "/etc/hostname".into(),
-        format!("{}\n", machine.name).into_bytes(),
-        0o644,
-    ));
-    for f in &machine.files {
-        let data = match &f.source {
-            FileSource::Content(c) => c.clone().into_bytes(),
-            FileSource::Host(path) => std::fs::read(path).map_err(|source| ReadError {
-                path: path.clone(),
-                target: f.target.clone(),
-                source,
-            })?,
-        };
-        out.retain(|(t, _, _)| *t != f.target);
-        out.push((f.target.clone(), data, f.mode));
+    for file in &generated.files {
+        let data = file.read()?;
+        out.retain(|(t, _, _)| *t != file.path);
+        out.push((file.path.clone(), data, file.mode));
     }
     Ok(out)
 }
@@ -122,7 +64,7 @@ pub fn files(
 /// forward NIC (namespace machines have neither) and with both `/run` and
 /// `/tmp` left to init.
 pub fn machine_env(machine: &Machine, services: &[String], env: &[(String, String)]) -> String {
-    crate::image::initramfs::machine_env(machine, &[], services, None, env)
+    guest_files::machine_env(machine, &[], services, None, env)
 }
 
 #[cfg(test)]

@@ -10,6 +10,12 @@
 //! names the machine, what was waited for and carries the machine's last
 //! console lines.
 
+pub mod console;
+pub mod namespace;
+pub mod process;
+pub mod session;
+pub mod vm;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,33 +24,9 @@ use std::time::Duration;
 pub const ERROR_CONSOLE_LINES: usize = 20;
 
 /// The result of one command run in a guest: exit status and both output
-/// streams, exactly as the command produced them.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Output {
-    /// Exit status of the command (`128 + n` when killed by signal `n`).
-    pub status: i32,
-    /// Everything the command wrote to standard output.
-    pub stdout: Vec<u8>,
-    /// Everything the command wrote to standard error.
-    pub stderr: Vec<u8>,
-}
-
-impl Output {
-    /// True when the command exited with status 0.
-    pub fn success(&self) -> bool {
-        self.status == 0
-    }
-
-    /// Standard output decoded lossily as UTF-8.
-    pub fn stdout_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    /// Standard error decoded lossily as UTF-8.
-    pub fn stderr_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
-    }
-}
+/// streams, exactly as the command produced them. The collector's
+/// [`covnet_collector::Output`]: one type across the seam.
+pub use covnet_collector::Output;
 
 /// One guest of a test network, driven synchronously.
 ///
@@ -462,6 +444,83 @@ mod tests {
         let ev = rx.recv().expect("event delivered");
         assert_eq!(ev.machine(), "client");
         assert_eq!(ev.to_string(), "client| hello");
+    }
+
+    /// A machine whose every command fails with `err`.
+    struct Failing(fn() -> MachineError);
+
+    impl Machine for Failing {
+        fn name(&self) -> &str {
+            "m"
+        }
+        fn start(&self) -> Result<(), MachineError> {
+            Ok(())
+        }
+        fn is_running(&self) -> bool {
+            true
+        }
+        fn execute(&self, _: &str, _: Duration) -> Result<Output, MachineError> {
+            Err((self.0)())
+        }
+        fn copy_to(&self, _: &[u8], _: &str, _: u32) -> Result<(), MachineError> {
+            Err((self.0)())
+        }
+        fn copy_from(&self, _: &str) -> Result<Vec<u8>, MachineError> {
+            Err((self.0)())
+        }
+        fn console_lines(&self, _: usize) -> Vec<String> {
+            Vec::new()
+        }
+        fn wait_for_console_text(&self, _: &str, _: Duration) -> Result<(), MachineError> {
+            Err((self.0)())
+        }
+        fn shutdown(&self, _: Duration) -> Result<(), MachineError> {
+            Ok(())
+        }
+        fn crash(&self) -> Result<(), MachineError> {
+            Ok(())
+        }
+        fn set_link(&self, _: bool) -> Result<(), MachineError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn machine_errors_keep_their_kind_through_the_collector_shell() {
+        use covnet_collector::{Shell, ShellError};
+        let timeout = Failing(|| MachineError::CommandTimeout {
+            machine: "m".into(),
+            command: "tar c x".into(),
+            timeout: Duration::from_secs(7),
+            console: ConsoleTail::default(),
+        });
+        match crate::coverage::MachineShell(&timeout).run("tar c x", Duration::from_secs(7)) {
+            Err(ShellError::Timeout { command, after }) => {
+                assert_eq!(
+                    (command.as_str(), after),
+                    ("tar c x", Duration::from_secs(7))
+                );
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let gone = Failing(|| MachineError::NotRunning {
+            machine: "m".into(),
+            op: "run `true`".into(),
+        });
+        let err = crate::coverage::MachineShell(&gone)
+            .run("true", Duration::from_secs(1))
+            .expect_err("not running");
+        let ShellError::Transport(inner) = &err else {
+            panic!("expected the machine's error, got {err:?}");
+        };
+        assert!(matches!(
+            inner.downcast_ref::<MachineError>(),
+            Some(MachineError::NotRunning { .. })
+        ));
+        assert_eq!(
+            err.to_string(),
+            gone.execute("", Duration::ZERO).unwrap_err().to_string()
+        );
     }
 
     #[test]

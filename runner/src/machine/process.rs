@@ -1,13 +1,15 @@
-//! Owned child processes: each in its own process group, killed when covnet
-//! dies, stopped with SIGTERM → grace → SIGKILL and reaped with a deadline.
+//! Owned child processes (QEMU, a namespace machine's init): killed when
+//! covnet dies, stopped with SIGTERM → grace → SIGKILL and reaped with one
+//! deadline.
 //!
 //! This is the runner's platform module: every `unsafe` call into libc lives
 //! in the private `sys` module below, each with its `// SAFETY:` justification.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits,
-//! not the process. Children are therefore forked from one spawner thread
-//! that lives as long as the process, so a VM started from a short-lived
-//! thread (a test-script worker) is not killed when that thread ends.
+//! not the process. Children are therefore forked (or cloned, for namespace
+//! machines) on one spawner thread that lives as long as the process, so a
+//! machine started from a short-lived thread (a test-script worker) is not
+//! killed when that thread ends.
 
 use std::io;
 use std::process::{Child, Command, ExitStatus};
@@ -71,30 +73,35 @@ pub enum ProcessError {
     },
 }
 
-/// A child process that leads its own process group and dies with covnet.
+/// A child process of covnet that dies with it: a program spawned with
+/// [`OwnedChild::spawn`] (leader of its own process group) or a process
+/// cloned by hand and adopted with [`OwnedChild::adopt`] (a namespace
+/// machine's init, signalled alone: killing it ends its PID namespace).
 ///
 /// Stop it with [`OwnedChild::terminate`] or [`OwnedChild::kill`]; dropping
-/// a still-running child logs a warning and kills its group.
+/// a still-running child logs a warning and kills it.
 #[derive(Debug)]
 pub struct OwnedChild {
     label: String,
     pid: u32,
-    child: Child,
+    /// `None` for an adopted process, reaped with `waitpid`.
+    child: Option<Child>,
     status: Option<ExitStatus>,
 }
 
-type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+type Job = Box<dyn FnOnce() + Send>;
 
-/// The long-lived thread that forks every child (see the module docs).
-fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+/// The long-lived thread that forks and clones every child (see the
+/// module docs).
+fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let spawned = thread::Builder::new()
             .name("covnet-spawner".into())
             .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
+                for job in rx {
+                    job();
                 }
             });
         if let Err(err) = spawned {
@@ -103,6 +110,23 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
         }
         Mutex::new(tx)
     })
+}
+
+/// Runs `f` on the spawner thread and returns its result: every process
+/// covnet creates (fork or clone) must be created there, so that its
+/// `PR_SET_PDEATHSIG` follows covnet and not a short-lived thread.
+pub fn on_spawner<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> io::Result<R> {
+    let (tx, rx) = mpsc::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    spawner()
+        .lock()
+        .map_err(|_| io::Error::other("spawner lock poisoned"))?
+        .send(job)
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("spawner thread dropped the request"))
 }
 
 impl OwnedChild {
@@ -119,27 +143,27 @@ impl OwnedChild {
         unsafe {
             cmd.pre_exec(move || sys::child_setup(parent));
         }
-        let (reply_tx, reply_rx) = mpsc::channel();
-        let sent = spawner()
-            .lock()
-            .map_err(|_| io::Error::other("spawner lock poisoned"))
-            .and_then(|tx| {
-                tx.send((cmd, reply_tx))
-                    .map_err(|_| io::Error::other("spawner thread is gone"))
-            });
-        let child = sent
-            .and_then(|()| {
-                reply_rx
-                    .recv()
-                    .map_err(|_| io::Error::other("spawner thread dropped the request"))?
-            })
+        let child = on_spawner(move || cmd.spawn())
+            .and_then(|spawned| spawned)
             .map_err(|source| ProcessError::Spawn { program, source })?;
         Ok(OwnedChild {
             label: label.to_owned(),
             pid: child.id(),
-            child,
+            child: Some(child),
             status: None,
         })
+    }
+
+    /// Takes ownership of `pid`, a child of this process created on the
+    /// spawner thread ([`on_spawner`]) that is not yet reaped. Signals go
+    /// to the process alone, not to a process group.
+    pub fn adopt(pid: u32, label: &str) -> OwnedChild {
+        OwnedChild {
+            label: label.to_owned(),
+            pid,
+            child: None,
+            status: None,
+        }
     }
 
     /// The child's pid, which is also its process group id.
@@ -157,7 +181,11 @@ impl OwnedChild {
         if let Some(status) = self.status {
             return Ok(Some(status));
         }
-        let status = self.child.try_wait().map_err(|source| ProcessError::Wait {
+        let status = match self.child.as_mut() {
+            Some(child) => child.try_wait(),
+            None => sys::try_waitpid(self.pid),
+        }
+        .map_err(|source| ProcessError::Wait {
             label: self.label.clone(),
             pid: self.pid,
             source,
@@ -185,13 +213,18 @@ impl OwnedChild {
         }
     }
 
-    /// Sends `signal` to the child's whole process group. Does nothing once
-    /// the child is reaped (its group id may be reused).
+    /// Sends `signal` to the child's whole process group (to an adopted
+    /// process alone). Does nothing once the child is reaped (its id may be
+    /// reused).
     pub fn signal_group(&mut self, signal: i32) -> Result<(), ProcessError> {
         if self.status.is_some() {
             return Ok(());
         }
-        match sys::killpg(self.pid, signal) {
+        let sent = match self.child {
+            Some(_) => sys::killpg(self.pid, signal),
+            None => sys::kill(self.pid, signal),
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(source) => Err(ProcessError::Signal {
@@ -319,6 +352,40 @@ pub(crate) mod sys {
         if unsafe { libc::getppid() } != parent {
             // The parent died between fork and prctl: do not outlive it.
             return Err(io::Error::other("parent exited during spawn"));
+        }
+        Ok(())
+    }
+
+    /// Reaps child `pid` if it has exited (`WNOHANG`; `__WALL` so that a
+    /// cloned child without an exit signal is seen too).
+    pub(crate) fn try_waitpid(pid: u32) -> io::Result<Option<std::process::ExitStatus>> {
+        use std::os::unix::process::ExitStatusExt;
+        let pid = libc::pid_t::try_from(pid)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+        let mut st = 0;
+        // SAFETY: waitpid on our own child with WNOHANG writes only `st`.
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG | libc::__WALL) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((r == pid).then(|| std::process::ExitStatus::from_raw(st)))
+    }
+
+    /// Sends `signal` to process `pid` alone.
+    pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
+        let pid = libc::pid_t::try_from(pid)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+        if pid <= 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "refusing to signal pid <= 1",
+            ));
+        }
+        // SAFETY: kill of one positive pid (> 1, checked above) touches no
+        // memory; callers only signal their own unreaped children, whose
+        // pid cannot have been reused.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }
@@ -463,14 +530,18 @@ mod tests {
         let mut cmd = Command::new(exe);
         cmd.args([
             "--exact",
-            "process::tests::child_dies_when_covnet_is_sigkilled",
+            "machine::process::tests::child_dies_when_covnet_is_sigkilled",
             "--nocapture",
             "--test-threads=1",
         ])
         .env(HELPER, "1")
         .stdout(std::process::Stdio::piped());
         let mut helper = OwnedChild::spawn(cmd, "helper").expect("spawn helper");
-        let stdout = helper.child.stdout.take().expect("piped stdout");
+        let stdout = helper
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             use std::io::BufRead as _;

@@ -21,7 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::accel::Accel;
+use crate::machine::vm::accel::Accel;
 
 /// The fast-boot firmware shipped by Debian's `qemu-system-data`.
 pub const QBOOT_ROM: &str = "/usr/share/qemu/qboot.rom";

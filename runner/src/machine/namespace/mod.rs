@@ -12,7 +12,8 @@
 //! - `guest.rs`: the generated guest files (same form as the VM image);
 //! - `link.rs`: veth wiring messages and the frame relay to the switch;
 //! - `tty.rs`: pty bridges for the control shell and the console;
-//! - `machine.rs`: [`NamespaceMachine`], the `Machine` implementation.
+//! - `machine.rs`: the [`Namespaces`] backend of the machine session
+//!   ([`NamespaceMachine`] is a session over it).
 
 pub mod guest;
 pub mod link;
@@ -21,4 +22,4 @@ pub mod ns;
 pub mod rootfs;
 pub mod tty;
 
-pub use machine::{NamespaceConfig, NamespaceMachine, NsNic};
+pub use machine::{NamespaceConfig, NamespaceMachine, Namespaces, NsNic};

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use crate::machine::{ConsoleTail, EventSink, MachineError, MachineEvent, Output};
 
 /// The guest side of the protocol, installed at `/covnet/control.sh`.
-pub const CONTROL_SH: &str = include_str!("guest/control.sh");
+pub const CONTROL_SH: &str = include_str!("../guest/control.sh");
 
 /// Largest file chunk sent in one `PUT` request (before base64).
 pub const PUT_CHUNK: usize = 256 * 1024;
@@ -535,10 +535,9 @@ pub fn parse_end_id(line: &[u8]) -> Option<u64> {
     (words.next()? == "end").then_some(id)
 }
 
-/// Quotes `s` for a POSIX shell as one word.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+/// Quotes `s` for a POSIX shell as one word (the quoting of the guest's
+/// generated scripts).
+pub use crate::image::guest_files::sh_quote as shell_quote;
 
 #[derive(Debug, Default)]
 struct LogState {
@@ -774,7 +773,7 @@ impl ConsoleLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::OwnedChild;
+    use crate::machine::process::OwnedChild;
     use std::os::fd::OwnedFd;
     use std::process::{Command, Stdio};
 
@@ -903,7 +902,7 @@ mod tests {
         assert_eq!(out.status, 0);
         let pid: u32 = out.stdout_lossy().trim().parse().expect("pid");
         assert!(
-            crate::process::pid_alive(pid),
+            crate::machine::process::pid_alive(pid),
             "the background child runs on"
         );
         let _ = Command::new("kill").arg(pid.to_string()).status();

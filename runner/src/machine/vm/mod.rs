@@ -1,0 +1,501 @@
+//! The QEMU backend of [`Machine`](super::Machine): one VM booted from a kernel and an
+//! initramfs, driven through its control shell on a virtio-serial port.
+//!
+//! [`Vm`] is a [`Session`] over the [`Qemu`] backend: [`Vm::new`] attaches
+//! the VM's NICs to the switch; on start the backend spawns QEMU (own
+//! process group, dies with covnet) and names the control socket it
+//! creates; the session connects, pings the shell, and owns the rest of the
+//! lifecycle (see [`super::session`]). QEMU ends on the guest's
+//! own power-off (`-no-reboot`), or SIGTERM then SIGKILL.
+
+pub mod accel;
+pub mod qemu;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::process::{OwnedChild, ProcessError};
+use super::session::{self, lock, Backend, Control, Session, Setup, Sockets};
+use super::{EventSink, MachineError};
+use crate::net::switch::Switch;
+use accel::Accel;
+use qemu::{Forward, Mac, Nic, QemuConfig};
+
+/// The QEMU binary used unless the config names another.
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+
+/// How long services get to exit in the guest during `shutdown`.
+pub const SERVICE_STOP_GRACE: Duration = session::SERVICE_STOP_GRACE;
+
+/// One VLAN NIC of a VM config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmNic {
+    /// VLAN number.
+    pub vlan: u8,
+    /// MAC address.
+    pub mac: Mac,
+}
+
+/// Everything a [`Vm`] needs, resolved (no `auto` left but the boot
+/// timeout, which follows the accelerator when `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Machine name (for errors, events, file names).
+    pub name: String,
+    /// 1-based machine index (forward NIC MAC).
+    pub index: u8,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Guest RAM in MiB.
+    pub memory_mib: u32,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Initramfs.
+    pub initrd: PathBuf,
+    /// Extra kernel parameters (after [`qemu::BASE_KERNEL_PARAMS`]).
+    pub kernel_params: Vec<String>,
+    /// VLAN NICs in guest order.
+    pub nics: Vec<VmNic>,
+    /// Host port forwards.
+    pub forwards: Vec<Forward>,
+    /// Boot deadline; `None`: [`Accel::boot_timeout`].
+    pub boot_timeout: Option<Duration>,
+    /// QEMU binary.
+    pub qemu: PathBuf,
+    /// Firmware; `None`: QEMU's default (SeaBIOS).
+    pub bios: Option<PathBuf>,
+    /// Boot the guest with ACPI. Off by default: `acpi=off` saves about
+    /// 0.5 s of CPU per boot under TCG, and covnet needs no ACPI (shutdown
+    /// is a reset, which ends QEMU under `-no-reboot`). qboot needs ACPI:
+    /// without it the guest never starts, so set both together.
+    pub acpi: bool,
+    /// Serial console log file; `None`: `<run dir>/<name>-console.log`.
+    pub console_log: Option<PathBuf>,
+}
+
+impl VmConfig {
+    /// A config from a resolved spec machine, its boot files and the
+    /// accelerator. SeaBIOS and `acpi=off` (measured fastest, see
+    /// bench/RESULTS.md).
+    pub fn from_spec(
+        machine: &crate::spec::Machine,
+        kernel: &Path,
+        initrd: &Path,
+        accel: Accel,
+        boot_timeout: Option<Duration>,
+    ) -> VmConfig {
+        VmConfig {
+            name: machine.name.clone(),
+            index: machine.index,
+            accel,
+            memory_mib: machine.memory_mib.get(),
+            cpus: u32::from(machine.cpus.get()),
+            kernel: kernel.to_owned(),
+            initrd: initrd.to_owned(),
+            kernel_params: machine.kernel_params.clone(),
+            nics: machine
+                .nics
+                .iter()
+                .map(|n| VmNic {
+                    vlan: n.vlan,
+                    mac: Mac(n.mac),
+                })
+                .collect(),
+            forwards: machine
+                .forward
+                .iter()
+                .map(|f| Forward {
+                    host_port: f.host_port.get(),
+                    guest_port: f.guest_port.get(),
+                })
+                .collect(),
+            boot_timeout,
+            qemu: PathBuf::from(QEMU_BINARY),
+            bios: None,
+            acpi: false,
+            console_log: None,
+        }
+    }
+
+    /// A minimal config (no NICs, 256 MiB, 1 vCPU, SeaBIOS, `acpi=off`).
+    pub fn new(name: &str, kernel: &Path, initrd: &Path, accel: Accel) -> VmConfig {
+        VmConfig {
+            name: name.to_owned(),
+            index: 1,
+            accel,
+            memory_mib: 256,
+            cpus: 1,
+            kernel: kernel.to_owned(),
+            initrd: initrd.to_owned(),
+            kernel_params: Vec::new(),
+            nics: Vec::new(),
+            forwards: Vec::new(),
+            boot_timeout: None,
+            qemu: PathBuf::from(QEMU_BINARY),
+            bios: None,
+            acpi: false,
+            console_log: None,
+        }
+    }
+}
+
+/// Host paths of one VM besides the session's sockets.
+#[derive(Debug, Clone)]
+struct Paths {
+    serial: PathBuf,
+    control: PathBuf,
+    qmp: PathBuf,
+    qemu_log: PathBuf,
+    /// (NIC socket, switch port socket) per NIC.
+    nics: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The QEMU backend: the VM's config, paths and QEMU process.
+#[derive(Debug)]
+pub struct Qemu {
+    cfg: VmConfig,
+    paths: Paths,
+    child: Mutex<Option<OwnedChild>>,
+}
+
+/// A QEMU virtual machine.
+pub type Vm = Session<Qemu>;
+
+impl Session<Qemu> {
+    /// A stopped VM whose sockets and logs live in `run_dir`, with one
+    /// switch port per NIC (on `switch`, which must outlive the VM's use).
+    pub fn new(
+        cfg: VmConfig,
+        run_dir: &crate::rundir::RunDir,
+        switch: Option<Arc<Switch>>,
+        events: EventSink,
+    ) -> Result<Vm, MachineError> {
+        let setup = Setup {
+            name: &cfg.name,
+            run_dir,
+            vlans: cfg.nics.iter().map(|n| n.vlan).collect(),
+            console_log: cfg.console_log.clone(),
+            switch,
+            events,
+        };
+        Session::create(setup, |sockets| {
+            let name = &cfg.name;
+            let paths = Paths {
+                serial: sockets.serial.clone(),
+                control: session::socket(run_dir, name, "ctl.sock")?,
+                qmp: session::socket(run_dir, name, "qmp.sock")?,
+                qemu_log: run_dir.file(&format!("{name}-qemu.log")),
+                nics: sockets.nics.clone(),
+            };
+            Ok(Qemu {
+                cfg: cfg.clone(),
+                paths,
+                child: Mutex::new(None),
+            })
+        })
+    }
+
+    /// The VM's config.
+    pub fn config(&self) -> &VmConfig {
+        &self.backend().cfg
+    }
+
+    /// QEMU's own stderr/stdout log.
+    pub fn qemu_log_path(&self) -> &Path {
+        &self.backend().paths.qemu_log
+    }
+
+    /// The QEMU command line (without the program).
+    pub fn qemu_args(&self) -> Vec<OsString> {
+        self.backend().qemu_args()
+    }
+}
+
+impl Qemu {
+    fn qemu_args(&self) -> Vec<OsString> {
+        qemu::command_line(&self.qemu_config())
+    }
+
+    fn qemu_config(&self) -> QemuConfig {
+        QemuConfig {
+            accel: self.cfg.accel,
+            bios: self.cfg.bios.clone(),
+            memory_mib: self.cfg.memory_mib,
+            cpus: self.cfg.cpus,
+            kernel: self.cfg.kernel.clone(),
+            initrd: self.cfg.initrd.clone(),
+            append: qemu::kernel_cmdline(&self.kernel_params()),
+            serial_socket: self.paths.serial.clone(),
+            control_socket: self.paths.control.clone(),
+            qmp_socket: self.paths.qmp.clone(),
+            nics: self
+                .cfg
+                .nics
+                .iter()
+                .zip(&self.paths.nics)
+                .enumerate()
+                .map(|(index, (nic, (local, remote)))| Nic {
+                    index,
+                    mac: nic.mac,
+                    local: local.clone(),
+                    remote: remote.clone(),
+                })
+                .collect(),
+            forwards: self.cfg.forwards.clone(),
+            forward_mac: Mac::for_forward(self.cfg.index),
+        }
+    }
+
+    /// Extra kernel parameters: `acpi=off` unless ACPI is wanted, then the
+    /// config's own.
+    fn kernel_params(&self) -> Vec<String> {
+        let mut params = Vec::with_capacity(self.cfg.kernel_params.len() + 1);
+        if !self.cfg.acpi {
+            params.push("acpi=off".to_owned());
+        }
+        params.extend(self.cfg.kernel_params.iter().cloned());
+        params
+    }
+
+    fn io_err(&self, what: &str, source: std::io::Error) -> MachineError {
+        MachineError::Io {
+            machine: self.cfg.name.clone(),
+            what: what.to_owned(),
+            source,
+        }
+    }
+}
+
+impl Backend for Qemu {
+    const STARTING: &'static str = "booting";
+    /// About 3 MiB/s was measured each way under TCG on a loaded 2-core
+    /// host; assume much less.
+    const COPY_BYTES_PER_SEC: u64 = 256 * 1024;
+    /// QEMU closes its sockets before it exits.
+    const EXIT_SETTLE: Duration = Duration::from_millis(500);
+
+    fn kind(&self) -> String {
+        self.cfg.accel.to_string()
+    }
+
+    fn boot_timeout(&self) -> Duration {
+        self.cfg
+            .boot_timeout
+            .unwrap_or_else(|| self.cfg.accel.boot_timeout())
+    }
+
+    fn channel_slack(&self) -> Duration {
+        self.cfg.accel.channel_slack()
+    }
+
+    fn stale_files(&self) -> Vec<PathBuf> {
+        vec![self.paths.control.clone(), self.paths.qmp.clone()]
+    }
+
+    fn launch(&self, _sockets: &Sockets) -> Result<Control, MachineError> {
+        let qemu_log = File::create(&self.paths.qemu_log)
+            .map_err(|e| self.io_err("create the QEMU log", e))?;
+        let qemu_log2 = qemu_log
+            .try_clone()
+            .map_err(|e| self.io_err("create the QEMU log", e))?;
+        let mut cmd = Command::new(&self.cfg.qemu);
+        cmd.args(self.qemu_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(qemu_log))
+            .stderr(Stdio::from(qemu_log2));
+        let child =
+            OwnedChild::spawn(cmd, &format!("qemu of {}", self.cfg.name)).map_err(|err| {
+                MachineError::Spawn {
+                    machine: self.cfg.name.clone(),
+                    program: self.cfg.qemu.display().to_string(),
+                    source: match err {
+                        ProcessError::Spawn { source, .. } => source,
+                        other => std::io::Error::other(other.to_string()),
+                    },
+                }
+            })?;
+        *lock(&self.child) = Some(child);
+        Ok(Control::Socket(self.paths.control.clone()))
+    }
+
+    fn pid(&self) -> Option<u32> {
+        lock(&self.child).as_ref().map(OwnedChild::pid)
+    }
+
+    fn exited(&self) -> Option<Option<String>> {
+        match lock(&self.child).as_mut().map(OwnedChild::try_wait) {
+            Some(Ok(Some(status))) => Some(Some(status.to_string())),
+            Some(Ok(None)) => None,
+            Some(Err(err)) => Some(Some(err.to_string())),
+            None => Some(None),
+        }
+    }
+
+    fn wait_exit(&self, timeout: Duration) -> Result<bool, String> {
+        match lock(&self.child).as_mut() {
+            Some(child) => child
+                .wait_timeout(timeout)
+                .map(|status| status.is_some())
+                .map_err(|err| err.to_string()),
+            None => Ok(true),
+        }
+    }
+
+    fn kill_now(&self) {
+        if let Some(child) = lock(&self.child).as_mut() {
+            if let Err(err) = child.signal_group(libc::SIGKILL) {
+                crate::diag::warn(err.to_string());
+            }
+        }
+    }
+
+    fn stop(&self, grace: Option<Duration>) -> Option<Result<String, String>> {
+        let mut child = lock(&self.child).take()?;
+        let ended = match grace {
+            Some(grace) => child.terminate(grace),
+            None => child.kill(),
+        };
+        Some(ended.map(|s| s.to_string()).map_err(|err| err.to_string()))
+    }
+
+    /// The last lines of QEMU's own log.
+    fn log_tail(&self) -> Vec<String> {
+        let Ok(qemu_log) = std::fs::read_to_string(&self.paths.qemu_log) else {
+            return Vec::new();
+        };
+        let lines: Vec<&str> = qemu_log.lines().collect();
+        let skip = lines.len().saturating_sub(5);
+        lines[skip..]
+            .iter()
+            .map(|line| format!("[qemu] {line}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::vm::accel::Accel;
+    use crate::machine::Machine;
+    use crate::net::switch::PortId;
+
+    fn spec_machine(text: &str) -> crate::spec::Spec {
+        crate::spec::Spec::from_str(text, Path::new("/tmp/covnet-vm-test.toml")).expect("spec")
+    }
+
+    #[test]
+    fn config_from_spec_keeps_nics_forwards_and_params() {
+        let spec = spec_machine(
+            "[machines.a]\n[machines.b]\nvlans = [1, 3]\nforward = [\"8081:80\"]\n\
+             memory_mib = 128\ncpus = 2\nkernel_params = [\"x=1\"]\n",
+        );
+        let b = spec.machine("b").expect("machine b");
+        let cfg = VmConfig::from_spec(b, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        assert_eq!(cfg.name, "b");
+        assert_eq!(cfg.index, 2);
+        assert_eq!((cfg.memory_mib, cfg.cpus), (128, 2));
+        assert_eq!(cfg.kernel_params, ["x=1"]);
+        assert_eq!(
+            cfg.nics,
+            [
+                VmNic {
+                    vlan: 1,
+                    mac: Mac::for_nic(1, 2, 0)
+                },
+                VmNic {
+                    vlan: 3,
+                    mac: Mac::for_nic(3, 2, 1)
+                }
+            ]
+        );
+        assert_eq!(
+            cfg.forwards,
+            [Forward {
+                host_port: 8081,
+                guest_port: 80
+            }]
+        );
+    }
+
+    #[test]
+    fn qemu_args_use_the_run_dir_and_switch_ports() {
+        let spec = spec_machine("[machines.web]\nvlans = [2]\n");
+        let web = spec.machine("web").expect("machine");
+        let cfg = VmConfig::from_spec(web, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        let base = tempfile::tempdir().expect("tempdir");
+        let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
+        let switch = Arc::new(Switch::start().expect("switch"));
+        let vm = Vm::new(cfg, &run, Some(Arc::clone(&switch)), EventSink::none()).expect("vm");
+        let args: Vec<String> = vm
+            .qemu_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let dir = run.path().display().to_string();
+        assert!(args.contains(&format!(
+            "dgram,id=net0,local.type=unix,local.path={dir}/web-nic0.sock,\
+             remote.type=unix,remote.path={dir}/web-sw0.sock"
+        )));
+        assert!(
+            args.contains(&"virtio-net-pci,netdev=net0,mac=52:54:00:02:01:00,romfile=".to_string())
+        );
+        assert!(
+            run.file("web-sw0.sock").exists(),
+            "switch port bound at creation"
+        );
+        assert_eq!(vm.boot_timeout(), Accel::Tcg.boot_timeout());
+        let append = args
+            .iter()
+            .skip_while(|a| *a != "-append")
+            .nth(1)
+            .expect("-append");
+        assert!(append.ends_with("panic=-1 acpi=off"), "{append}");
+        assert!(!args.contains(&"-bios".to_string()));
+        assert!(!vm.is_running());
+        assert!(matches!(
+            vm.execute("true", Duration::from_secs(1)),
+            Err(MachineError::NotRunning { .. })
+        ));
+        assert!(vm.console_lines(5).is_empty());
+        vm.set_link(false).expect("link down");
+        assert!(!switch.link_up(PortId(0)));
+    }
+
+    #[test]
+    fn nics_without_a_switch_are_refused() {
+        let spec = spec_machine("[machines.a]\n");
+        let cfg = VmConfig::from_spec(
+            spec.machine("a").expect("a"),
+            Path::new("/k"),
+            Path::new("/i"),
+            Accel::Tcg,
+            None,
+        );
+        let base = tempfile::tempdir().expect("tempdir");
+        let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
+        let err = Vm::new(cfg, &run, None, EventSink::none()).expect_err("no switch");
+        assert!(matches!(err, MachineError::Link { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_qemu_binary_is_a_spawn_error() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
+        let mut cfg = VmConfig::new("q", Path::new("/k"), Path::new("/i"), Accel::Tcg);
+        cfg.qemu = "/nonexistent/qemu-system-x86_64".into();
+        let vm = Vm::new(cfg, &run, None, EventSink::none()).expect("vm");
+        let err = vm.start().expect_err("no qemu");
+        match err {
+            MachineError::Spawn { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            }
+            other => panic!("expected Spawn, got {other}"),
+        }
+    }
+}
