@@ -301,21 +301,17 @@ fn wait_timeout(t: &crate::script::driver::Timeouts) -> Duration {
     t.wait
 }
 
+/// A node operation on a string argument within a timeout.
+type TextOp<R> = fn(&Node, &ImmutableString, Duration) -> Result<R, StepError>;
+
 fn register_commands(engine: &mut Engine, state: &Arc<State>) {
-    register_timed(
-        engine,
-        state,
-        "succeed",
-        command_timeout,
-        |n, cmd: &ImmutableString, t| n.succeed_within(cmd, t),
-    );
-    register_timed(
-        engine,
-        state,
-        "fail",
-        command_timeout,
-        |n, cmd: &ImmutableString, t| n.fail_within(cmd, t),
-    );
+    let commands: [(&'static str, TextOp<String>); 2] = [
+        ("succeed", |n, cmd, t| n.succeed_within(cmd, t)),
+        ("fail", |n, cmd, t| n.fail_within(cmd, t)),
+    ];
+    for (name, op) in commands {
+        register_timed(engine, state, name, command_timeout, op);
+    }
     register_timed(
         engine,
         state,
@@ -348,47 +344,31 @@ fn port_arg(n: &Node, port: INT) -> Result<u16, StepError> {
 }
 
 fn register_waits(engine: &mut Engine, state: &Arc<State>) {
-    register_timed(
-        engine,
-        state,
-        "wait_until_succeeds",
-        wait_timeout,
-        |n, cmd: &ImmutableString, t| n.wait_until_succeeds(cmd, t),
-    );
-    register_timed(
-        engine,
-        state,
-        "wait_until_fails",
-        wait_timeout,
-        |n, cmd: &ImmutableString, t| n.wait_until_fails(cmd, t),
-    );
-    register_timed(
-        engine,
-        state,
-        "wait_for_service",
-        wait_timeout,
-        |n, name: &ImmutableString, t| n.wait_for_service(name, t),
-    );
+    let until: [(&'static str, TextOp<String>); 2] = [
+        ("wait_until_succeeds", |n, cmd, t| {
+            n.wait_until_succeeds(cmd, t)
+        }),
+        ("wait_until_fails", |n, cmd, t| n.wait_until_fails(cmd, t)),
+    ];
+    for (name, op) in until {
+        register_timed(engine, state, name, wait_timeout, op);
+    }
+    let waits: [(&'static str, TextOp<()>); 3] = [
+        ("wait_for_service", |n, name, t| n.wait_for_service(name, t)),
+        ("wait_for_file", |n, path, t| n.wait_for_file(path, t)),
+        ("wait_for_console_text", |n, text, t| {
+            n.wait_for_console_text(text, t)
+        }),
+    ];
+    for (name, op) in waits {
+        register_timed(engine, state, name, wait_timeout, op);
+    }
     register_timed(
         engine,
         state,
         "wait_for_open_port",
         wait_timeout,
         |n, port: &INT, t| n.wait_for_open_port(port_arg(n, *port)?, t),
-    );
-    register_timed(
-        engine,
-        state,
-        "wait_for_file",
-        wait_timeout,
-        |n, path: &ImmutableString, t| n.wait_for_file(path, t),
-    );
-    register_timed(
-        engine,
-        state,
-        "wait_for_console_text",
-        wait_timeout,
-        |n, text: &ImmutableString, t| n.wait_for_console_text(text, t),
     );
 }
 
