@@ -57,14 +57,15 @@ fn main() -> anyhow::Result<()> {
         let secs = t.elapsed().as_secs_f64();
         let pulled = got.outcome.map_err(anyhow::Error::msg)?;
         ensure!(
-            pulled.files == files,
+            pulled.files() == files,
             "pulled {} of {files} files",
-            pulled.files
+            pulled.files()
         );
-        let rate = pulled.bytes as f64 / (1024.0 * 1024.0) / secs;
+        let rate = pulled.bytes() as f64 / (1024.0 * 1024.0) / secs;
         println!(
             "pull {run}: {} files, {} bytes in {secs:.2}s = {rate:.2} MiB/s",
-            pulled.files, pulled.bytes
+            pulled.files(),
+            pulled.bytes()
         );
         rates.push(rate);
         std::fs::remove_dir_all(&dest)?;

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::coverage::{Pulled, ReportPaths};
+use crate::coverage::{CollectFailure, Collected, ReportPaths};
 use crate::diag::Diagnostic;
 use crate::machine::{EventSink, MachineEvent};
 
@@ -132,7 +132,7 @@ pub enum RunEvent {
         /// The machine.
         machine: String,
         /// What was pulled, or why nothing could be.
-        result: Result<Pulled, String>,
+        result: Result<Collected, CollectFailure>,
     },
     /// The run's captures were merged into one coverage.
     MergeEnd {
@@ -348,8 +348,8 @@ impl<W: Write> TerminalReporter<W> {
                         self.out,
                         "{} {capture}: collected {} .gcda file(s), {} bytes",
                         self.stamp(),
-                        p.files,
-                        p.bytes
+                        p.files(),
+                        p.bytes()
                     )?;
                 }
             }
@@ -475,10 +475,12 @@ mod tests {
             RunEvent::CollectEnd {
                 capture: "server".into(),
                 machine: "server".into(),
-                result: Ok(Pulled {
-                    files: 3,
-                    bytes: 3000,
-                    ..Pulled::default()
+                result: Ok(Collected {
+                    pulled: covnet_collector::Pulled {
+                        files: vec!["a.gcda".into(), "b.gcda".into(), "c.gcda".into()],
+                        bytes: 3000,
+                    },
+                    ..Collected::default()
                 }),
             },
             RunEvent::MergeEnd {

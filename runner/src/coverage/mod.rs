@@ -60,7 +60,7 @@ impl Shell for MachineShell<'_> {
 }
 
 /// What collecting one machine gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MachineCapture {
     /// Capture name: the machine's name, or `<machine>@<phase>`.
     pub name: String,
@@ -68,22 +68,73 @@ pub struct MachineCapture {
     pub machine: String,
     /// Local directory holding the pulled `.gcda` tree.
     pub dir: PathBuf,
-    /// Files and bytes pulled, or why nothing could be.
-    pub outcome: Result<Pulled, String>,
+    /// What was pulled and flushed, or why nothing could be.
+    pub outcome: Result<Collected, CollectFailure>,
 }
 
-/// Statistics of a successful pull.
+/// A successful collection: the collector's pull and what the flush left
+/// out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pulled {
-    /// Number of `.gcda` files.
-    pub files: usize,
-    /// Their total size.
-    pub bytes: u64,
+pub struct Collected {
+    /// The files pulled (the collector's own record).
+    pub pulled: covnet_collector::Pulled,
     /// Services that did not exit after SIGTERM: their counts are missing.
     pub survivors: Vec<String>,
     /// Services left running that could not be flushed, with why: their
     /// counts so far are only in a later capture.
     pub unflushed: Vec<(String, String)>,
+}
+
+impl Collected {
+    /// How many `.gcda` files were pulled.
+    pub fn files(&self) -> usize {
+        self.pulled.files.len()
+    }
+
+    /// Their total size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.pulled.bytes
+    }
+}
+
+/// Why a machine's coverage could not be collected; typed, so a command
+/// timeout stays a timeout up to whoever renders it (shared, so captures
+/// can be cloned into events).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectFailure {
+    /// The machine had crashed or stopped.
+    #[error("the machine was not running at collection time (crashed or stopped); its coverage is missing")]
+    NotRunning,
+    /// The collector failed (flush, listing, pull, verification, reset).
+    #[error("{}", notices::chain(.0.as_ref()))]
+    Collector(Arc<covnet_collector::CollectError>),
+    /// The local capture directory could not be created.
+    #[error("failed to create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: Arc<std::io::Error>,
+    },
+    /// The collection thread panicked (a bug).
+    #[error("internal error: the collection thread panicked")]
+    Panicked,
+}
+
+/// Equal when they say the same (the errors inside are not comparable).
+impl PartialEq for CollectFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for CollectFailure {}
+
+impl From<covnet_collector::CollectError> for CollectFailure {
+    fn from(e: covnet_collector::CollectError) -> Self {
+        CollectFailure::Collector(Arc::new(e))
+    }
 }
 
 /// How to collect.
@@ -120,7 +171,7 @@ pub fn collect_all(
                     name: capture_name(m.name(), opts.phase.as_deref()),
                     machine: m.name().to_string(),
                     dir: dest.join(m.name()),
-                    outcome: Err("internal error: the collection thread panicked".to_string()),
+                    outcome: Err(CollectFailure::Panicked),
                 })
             })
             .collect()
@@ -142,7 +193,7 @@ pub fn collect_one(machine: &dyn Machine, dest: &Path, opts: &CollectOptions) ->
     let outcome = if machine.is_running() {
         pull(machine, &dir, opts)
     } else {
-        Err("the machine was not running at collection time (crashed or stopped); its coverage is missing".to_string())
+        Err(CollectFailure::NotRunning)
     };
     MachineCapture {
         name,
@@ -152,45 +203,42 @@ pub fn collect_one(machine: &dyn Machine, dest: &Path, opts: &CollectOptions) ->
     }
 }
 
-fn pull(machine: &dyn Machine, dir: &Path, opts: &CollectOptions) -> Result<Pulled, String> {
+fn pull(
+    machine: &dyn Machine,
+    dir: &Path,
+    opts: &CollectOptions,
+) -> Result<Collected, CollectFailure> {
     let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout);
-    let mut pulled = Pulled::default();
+    let mut got = Collected::default();
     if opts.stop_services {
-        let report = collector
-            .flush(SERVICE_PIDFILES, FLUSH_GRACE)
-            .map_err(|e| error_chain(&e))?;
-        pulled.survivors = report.survivors;
+        let report = collector.flush(SERVICE_PIDFILES, FLUSH_GRACE)?;
+        got.survivors = report.survivors;
     } else {
         // Services keep running: those with a flush thread (covnet's
         // preloaded shim, or covnet_flush.c) write their counts so far.
-        let report = collector
-            .signal_flush(
-                SERVICE_PIDFILES,
-                crate::coverage::flush::FLUSH_SIGNAL,
-                FLUSH_GRACE,
-            )
-            .map_err(|e| error_chain(&e))?;
-        pulled.unflushed = crate::coverage::flush::unflushed(&report);
+        let report = collector.signal_flush(
+            SERVICE_PIDFILES,
+            crate::coverage::flush::FLUSH_SIGNAL,
+            FLUSH_GRACE,
+        )?;
+        got.unflushed = crate::coverage::flush::unflushed(&report);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
-    let got = collector.pull(dir).map_err(|e| error_chain(&e))?;
-    pulled.files = got.files.len();
-    pulled.bytes = got.bytes;
+    std::fs::create_dir_all(dir).map_err(|e| CollectFailure::CreateDir {
+        path: dir.to_owned(),
+        source: Arc::new(e),
+    })?;
+    got.pulled = collector.pull(dir)?;
     if opts.reset {
-        collector.reset().map_err(|e| error_chain(&e))?;
+        collector.reset()?;
     }
-    Ok(pulled)
+    Ok(got)
 }
 
 /// Deletes every machine's `.gcda` files (`m.reset_coverage()`).
-pub fn reset(machine: &dyn Machine, timeout: Duration) -> Result<(), String> {
+pub fn reset(machine: &dyn Machine, timeout: Duration) -> Result<(), CollectFailure> {
     Collector::new(MachineShell(machine), GUEST_PREFIX, timeout)
         .reset()
-        .map_err(|e| error_chain(&e))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    notices::chain(e)
+        .map_err(CollectFailure::from)
 }
 
 /// The merged coverage of a run and what went wrong on the way.

@@ -114,7 +114,7 @@ pub(crate) fn script_coverage(
         let files: usize = got
             .iter()
             .filter_map(|c| c.outcome.as_ref().ok())
-            .map(|p| p.files)
+            .map(|p| p.files())
             .sum();
         if let Ok(mut all) = phases_all.captures.lock() {
             all.extend(got);
@@ -143,7 +143,7 @@ pub(crate) fn script_coverage(
         let got = coverage::collect_one(m.as_ref(), &dest_one, &opts);
         send_end(&got, &events);
         let result = match &got.outcome {
-            Ok(p) => Ok(format!("{name}: {} .gcda files", p.files)),
+            Ok(p) => Ok(format!("{name}: {} .gcda files", p.files())),
             Err(e) => Err(format!("{name}: {e}")),
         };
         if let Ok(mut all) = phases.captures.lock() {
@@ -218,7 +218,7 @@ pub(crate) fn collect_and_report(
     let files: usize = captures
         .iter()
         .filter_map(|c| c.outcome.as_ref().ok())
-        .map(|p| p.files)
+        .map(|p| p.files())
         .sum();
     let mut merged = match coverage::merge(&captures, &merge_settings) {
         Ok(m) => m,
@@ -244,7 +244,7 @@ pub(crate) fn collect_and_report(
     let inputs = captures
         .iter()
         .map(|c| match &c.outcome {
-            Ok(p) => format!("{} ({} files, {} bytes)", c.name, p.files, p.bytes),
+            Ok(p) => format!("{} ({} files, {} bytes)", c.name, p.files(), p.bytes()),
             Err(_) => format!("{} (no coverage)", c.name),
         })
         .collect();

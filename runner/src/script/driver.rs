@@ -375,8 +375,11 @@ impl Node {
     /// covers only what runs from now on.
     pub fn reset_coverage(&self) -> Result<(), StepError> {
         self.step("reset_coverage()".to_owned(), || {
-            crate::coverage::reset(self.machine.as_ref(), self.ctx.timeouts.command)
-                .map_err(|detail| StepErrorKind::Coverage { detail })
+            crate::coverage::reset(self.machine.as_ref(), self.ctx.timeouts.command).map_err(|e| {
+                StepErrorKind::Coverage {
+                    detail: e.to_string(),
+                }
+            })
         })
     }
 
