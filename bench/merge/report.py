@@ -193,14 +193,18 @@ def render(args):
             n, kib = row.split()
             rss_rows.append((n, int(kib)))
     w("covnet's peak RSS by number of captures (`covnet merge --build $BUILD "
-      "$CAPTURES/<first n> -o out.info`, once each, untimed; the last row is the oracle's "
+      "$CAPTURES/<first n> -o out.info`, once each, untimed except for the row of all captures; the last row is the oracle's "
       "`gcov-tool merge` of all captures given to covnet as one capture):")
     w("")
     w("| captures | peak RSS (MiB) |")
     w("| --- | ---: |")
     for n, kib in rss_rows:
-        label = f"{args.captures}, pre-merged into 1 by gcov-tool" if n == "premerged" else n
-        w(f"| {label} | {kib / 1024:.1f} |")
+        if n == "premerged":
+            if base:
+                w(f"| {args.captures} (the timed runs above, median) | {base[1] / 1024:.1f} |")
+            w(f"| {args.captures}, pre-merged into 1 by gcov-tool | {kib / 1024:.1f} |")
+        else:
+            w(f"| {n} | {kib / 1024:.1f} |")
     w("")
     diff_path = os.path.join(args.results, "premerged-diff.txt")
     if os.path.exists(diff_path):
