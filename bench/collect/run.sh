@@ -17,7 +17,7 @@ trap 'rm -f "$log"' EXIT
 ./target/release/examples/collect_bench "$mib" "$runs" | tee "$log" >&2
 median=$(sed -n 's/^median: \([0-9.]*\) MiB\/s.*/\1/p' "$log")
 [ -n "$median" ] || bench_die "no median in the output"
-verdict=$(python3 -c "r = $median * 1.048576; print(f'{r:.2f} MB/s; goal ≥ 5 MB/s ' + ('met' if r >= 5 else 'not met'))")
+verdict=$(python3 -c "r = $median * 1.048576; print(f'{r:.2f} MB/s)**; goal ≥ 5 MB/s ' + ('met' if r >= 5 else 'not met'))")
 bench_write_section <<MD
 One TCG guest (1024 MiB), $mib MiB of random \`.gcda\` files ($((mib * 2)) × 512 KiB
 below \`/covnet/gcov/home/user/build/obj/\`), pulled $runs times by the
@@ -32,5 +32,5 @@ rate for them.
 $(cat "$log")
 \`\`\`
 
-**Median $median MiB/s ($verdict** at this load).
+**Median $median MiB/s ($verdict at this load.
 MD
