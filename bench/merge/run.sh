@@ -157,7 +157,7 @@ for tool in covnet lcov gcovr grcov; do
         rm -f "$results/$tool.info"
         sync
         before=$(cut -d' ' -f1 /proc/loadavg)
-        /usr/bin/time -f '%e %M' -o "$tmp/time" pipeline "$tool" "$results/$tool.info"
+        /usr/bin/time -f "%e %M" -o "$tmp/time" bash "$0" __pipeline "$NCAPTURES" "$COVNET" "$tool" "$results/$tool.info"
         after=$(cut -d' ' -f1 /proc/loadavg)
         read -r wall rss <"$tmp/time"
         bench_log "$tool run $r: ${wall}s, ${rss} KiB (load average $before before, $after after)"
