@@ -39,7 +39,7 @@ jobs=$(nproc)
 src=$(ls -d "$work"/src/zstd-sys-* 2>/dev/null | head -n1)
 lcov_rc=(--rc lcov_branch_coverage=1)
 
-# lcov 1.16's perl prints "Subroutine ... redefined" noise on this perl; drop it
+# lcov's perl prints "Subroutine ... redefined" noise on this perl; drop it
 quiet_perl() { grep -v 'Subroutine .* redefined' >&2 || true; }
 
 # the first $NCAPTURES capture directories
