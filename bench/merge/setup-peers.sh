@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peer tools the merge benchmark compares covnet against.
 # Idempotent: each tool is only installed when missing or at the wrong version.
-#   lcov  : Debian package (1.16 on bookworm)
+#   lcov  : Debian package (the version scripts/setup.sh installs)
 #   gcovr : pip, pinned
 #   grcov : `cargo install --locked` into a bench-local root (bench/work/tools)
 # Usage: bench/merge/setup-peers.sh

@@ -1,22 +1,77 @@
 #!/usr/bin/env bash
-# Time to first shell of a covnet VM: spawn QEMU -> control shell on its virtio-serial port
-# answers. Boots covnet's real initramfs (init.sh + control.sh + virtio
-# modules + busybox, one NIC on the runner's switch) RUNS times per variant
-# and prints per-boot times and a median/min/max summary per variant.
+# Time to first shell of a covnet VM: spawn QEMU -> the control shell on its
+# virtio-serial port answers. Boots covnet's real initramfs (init.sh +
+# control.sh + virtio modules + busybox, one NIC on the runner's switch)
+# RUNS times per variant (example runner/examples/vm_boot_bench.rs) and
+# writes the "vm-boot" section of bench/RESULTS.md.
 #
-#   bash bench/vm/run.sh [RUNS] [VARIANT...]
+#   bash bench/vm/run.sh [--allow-dirty] [RUNS] [VARIANT...]
 #   variants: gzip (image as built), plain (decompressed), nonic, acpi, qboot
 #   COVNET_BENCH_TRACE=1 also prints console lines with their time.
 #
-# Boots are sequential; the host's load average is printed before and after
-# because TCG boot time is CPU-bound and scales with contention.
+# Boots are sequential. TCG boot time is CPU-bound and scales with the
+# host's load, so QEMU's own CPU time is reported next to the wall time.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+. "$(dirname "$0")/../lib.sh"
+bench_init vm-boot "VM boot: time to first shell" "$@"
+set -- "${BENCH_ARGS[@]}"
 runs=${1:-5}
 shift || true
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(gzip plain nonic acpi qboot)
-echo "host: $(nproc) cores, $(uptime | sed 's/.*load average/load average/')"
-cargo build -q -p covnet-runner --example vm_boot_bench
-./target/debug/examples/vm_boot_bench "$runs" "${variants[@]}"
-echo "host after: $(uptime | sed 's/.*load average/load average/')"
+bench_build_covnet release --example vm_boot_bench
+bench_version QEMU "$(bench_qemu_version)"
+bench_version "guest kernel" "$(bench_guest_kernel)"
+bench_version busybox "$(bench_busybox_version)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+./target/release/examples/vm_boot_bench "$runs" "${variants[@]}" | tee "$log" >&2
+
+python3 - "$log" "$runs" <<'PY' | bench_write_section
+import re, sys
+log, runs = open(sys.argv[1]).read(), sys.argv[2]
+what = {
+    "gzip": "default (SeaBIOS, `acpi=off`), gzip image as built",
+    "plain": "default, uncompressed image",
+    "nonic": "default, uncompressed, no NIC",
+    "acpi": "uncompressed, with ACPI (SeaBIOS)",
+    "qboot": "uncompressed, qboot firmware + ACPI (qboot needs ACPI)",
+}
+head = re.search(r"accel=(\S+) kernel=(\S+) image=\S+ \((\d+) KiB gzip, (\d+) KiB plain\)", log)
+print(f"`vm_boot_bench {runs}`: one machine (`-smp 1`, 256 MiB, `-M pc`, one virtio-net NIC "
+      f"on the runner's switch), accelerator `{head.group(1)}`, kernel `{head.group(2)}`, "
+      f"initramfs {head.group(3)} KiB gzip / {head.group(4)} KiB uncompressed. QEMU CPU is "
+      "user+system time from /proc at the first shell answer: a single-vCPU TCG guest is "
+      "CPU-bound, so it is close to the wall time on an idle host.")
+print()
+print(f"| variant ({runs} boots each) | wall median | wall min | wall max | QEMU CPU median |")
+print("|---|---:|---:|---:|---:|")
+rows = {}
+for m in re.finditer(r"SUMMARY (\S+): runs=\d+ median=([\d.]+)s min=([\d.]+)s max=([\d.]+)s "
+                     r"qemu_cpu_median=([\d.]+|NaN)s", log):
+    v, med, mn, mx, cpu = m.groups()
+    rows[v] = (float(med), float(mn), float(cpu) if cpu != "NaN" else float("nan"))
+    print(f"| {v}: {what.get(v, v)} | {med} s | {mn} s | {mx} s | {cpu} s |")
+print()
+if "gzip" in rows:
+    med, mn, cpu = rows["gzip"]
+    ok = lambda x: "met" if x <= 2.0 else "not met"
+    print(f"Goal ≤ 2 s for the default (gzip) image: wall median {med:.2f} s ({ok(med)} at "
+          f"this load), QEMU CPU median {cpu:.2f} s ({ok(cpu)}; what an idle host would see).")
+    print()
+ops = re.findall(r"^OPS (.*)$", log, flags=re.M)
+if ops:
+    print("Control channel on the first `plain` boot (4 MiB pseudo-random data, verified "
+          "byte for byte):")
+    print()
+    for o in ops:
+        print(f"- {o}")
+    print()
+print("Per boot:")
+print()
+print("```")
+for line in log.splitlines():
+    if re.match(r"\S+ run \d+: ", line):
+        print(line)
+print("```")
+PY
