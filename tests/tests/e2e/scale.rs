@@ -3,7 +3,7 @@
 //! name. While it runs the test samples covnet's resident memory and reads
 //! every QEMU's `-m` argument: each machine gets what the spec says, and
 //! the runner itself stays small. The peak RSS is printed
-//! (`scale: ... covnet peak VmRSS`); bench/RESULTS.md "## Scale" has the
+//! (`scale: ... covnet peak VmRSS`); bench/RESULTS.md "## Scale: ten machines" has the
 //! measured numbers, including the 10-VM TCG network.
 //!
 //! Needs qemu-system-x86_64, busybox-static and a Debian kernel in /boot.
