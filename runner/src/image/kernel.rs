@@ -137,7 +137,7 @@ impl Kernel {
     }
 }
 
-/// Orders release strings by their numbers: `6.1.0-56` > `6.1.0-9`.
+/// Orders release strings by their numbers: `6.1.0-99` > `6.1.0-9`.
 fn version_key(v: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut num = String::new();
@@ -202,7 +202,7 @@ mod tests {
     fn prefers_cloud_then_newest() {
         let d = fake_layout(&[
             "6.1.0-9-amd64",
-            "6.1.0-56-amd64",
+            "6.1.0-99-amd64",
             "6.1.0-9-cloud-amd64",
             "6.1.0-10-cloud-amd64",
         ]);
@@ -210,9 +210,9 @@ mod tests {
         assert_eq!(k.version, "6.1.0-10-cloud-amd64");
         assert_eq!(k.image, d.path().join("boot/vmlinuz-6.1.0-10-cloud-amd64"));
         assert_eq!(k.modules_dir, d.path().join("modules/6.1.0-10-cloud-amd64"));
-        let d = fake_layout(&["6.1.0-9-amd64", "6.1.0-56-amd64"]);
+        let d = fake_layout(&["6.1.0-9-amd64", "6.1.0-99-amd64"]);
         let k = Kernel::default_in(&d.path().join("boot"), &d.path().join("modules")).unwrap();
-        assert_eq!(k.version, "6.1.0-56-amd64");
+        assert_eq!(k.version, "6.1.0-99-amd64");
     }
 
     #[test]
@@ -235,11 +235,11 @@ mod tests {
         let mut img = vec![0u8; 0x400];
         img[0x202..0x206].copy_from_slice(b"HdrS");
         img[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
-        let s = b"6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org) #1\0";
+        let s = b"6.1.0-99-cloud-amd64 (debian-kernel@lists.debian.org) #1\0";
         img[0x300..0x300 + s.len()].copy_from_slice(s);
         assert_eq!(
             bzimage_version(&img).as_deref(),
-            Some("6.1.0-56-cloud-amd64")
+            Some("6.1.0-99-cloud-amd64")
         );
         assert_eq!(bzimage_version(&img[..0x305]), None);
         assert_eq!(bzimage_version(b"short"), None);
