@@ -27,10 +27,11 @@
 //! and reduces the per-object coverages with [`crate::merge::merge`]: a pure
 //! map-reduce, no shared state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -38,6 +39,7 @@ use crate::merge::merge;
 use crate::model::Coverage;
 use crate::object::{object_coverage, Capture};
 use crate::paths::{PathMap, SourceRewrite};
+use crate::Version;
 
 /// Where the `.gcno` of a `.gcda` is looked for, in order (see the module
 /// documentation).
@@ -238,14 +240,6 @@ impl Plan {
         out
     }
 
-    /// The problems other than unpaired `.gcda` files (unreadable
-    /// directories).
-    pub fn other_problems(&self) -> impl Iterator<Item = &CaptureError> {
-        self.problems
-            .iter()
-            .filter(|p| !matches!(p, CaptureError::NoNotes { .. }))
-    }
-
     /// The same objects with every capture's data pooled into one capture
     /// named `name`: the combined counts are identical (captures merge by
     /// summing their counters anyway), but nothing is solved or kept per
@@ -285,7 +279,7 @@ pub struct Outcome {
     pub errors: Vec<CaptureError>,
     /// GCC versions of the notes read that no real-compiler test covers
     /// (outside [`crate::bytes::TESTED_GCC_MAJORS`]), for a notice.
-    pub untested_versions: std::collections::BTreeSet<crate::Version>,
+    pub untested_versions: BTreeSet<Version>,
 }
 
 fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>, errors: &mut Vec<CaptureError>) {
@@ -543,6 +537,7 @@ fn solve_object<F, E>(
     keep_going: bool,
     solve: &F,
     errors: &mut Vec<CaptureError>,
+    untested: &Mutex<BTreeSet<Version>>,
 ) -> Option<Coverage>
 where
     F: Fn(&Path, &[u8], &[Capture<'_>], usize) -> Result<Coverage, E> + Sync,
@@ -555,6 +550,13 @@ where
             return None;
         }
     };
+    // The version word is in the header just read; a bad one is the
+    // solver's to report.
+    if let Some(v) = crate::bytes::peek_version(&notes, crate::error::FileKind::Notes)
+        .filter(|v| v.layout().is_ok() && !v.tested_with_real_compiler())
+    {
+        untested.lock().unwrap_or_else(|p| p.into_inner()).insert(v);
+    }
     let mut data: Vec<(&DataFile, Vec<u8>)> = Vec::with_capacity(obj.data.len());
     for d in &obj.data {
         match read_file(&d.path) {
@@ -609,27 +611,13 @@ where
     E: std::error::Error + BadFile + Send + Sync + 'static,
 {
     let n = plan.captures.len();
-    let untested = std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let note_version = |notes: &Path| {
-        // Only the 8-byte header is needed; a file that cannot be read is
-        // reported by the solver.
-        let mut head = [0u8; 8];
-        let read = fs::File::open(notes).and_then(|mut f| io::Read::read_exact(&mut f, &mut head));
-        if let Some(v) = read
-            .ok()
-            .and_then(|()| crate::bytes::peek_version(&head, crate::error::FileKind::Notes))
-            .filter(|v| v.layout().is_ok() && !v.tested_with_real_compiler())
-        {
-            untested.lock().unwrap_or_else(|p| p.into_inner()).insert(v);
-        }
-    };
+    let untested = Mutex::new(BTreeSet::new());
     let base = || Coverage {
         captures: plan.captures.clone(),
         files: BTreeMap::new(),
     };
     let fold = |(acc, mut errors): (Coverage, Vec<CaptureError>), obj: &ObjectInputs| {
-        note_version(&obj.notes);
-        let Some(mut cov) = solve_object(obj, n, keep_going, &solve, &mut errors) else {
+        let Some(mut cov) = solve_object(obj, n, keep_going, &solve, &mut errors, &untested) else {
             return (acc, errors);
         };
         cov.captures = plan.captures.clone();

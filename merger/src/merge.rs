@@ -136,6 +136,11 @@ pub fn merge_file(
     b: FileCoverage,
     n: usize,
 ) -> Result<FileCoverage, MergeErrorKind> {
+    // Empty means every capture (see `owned_by_capture`), so the union
+    // of any list with an empty one is every capture.
+    let owned: Vec<bool> = (0..n)
+        .map(|i| a.owned_by_capture(i) || b.owned_by_capture(i))
+        .collect();
     for (line_no, line) in b.lines {
         match a.lines.get_mut(&line_no) {
             Some(prev) => merge_line(prev, line, n, line_no)?,
@@ -168,21 +173,7 @@ pub fn merge_file(
             (x.start_line, x.start_column, &x.name).cmp(&(y.start_line, y.start_column, &y.name))
         });
     }
-    // Empty means every capture: the union is then every capture too.
-    a.owned_by = if n == 0 || a.owned_by.is_empty() || b.owned_by.is_empty() {
-        Vec::new()
-    } else {
-        let mut owned = vec![false; n];
-        for (slot, (x, y)) in owned.iter_mut().zip(
-            a.owned_by
-                .iter()
-                .chain(std::iter::repeat(&false))
-                .zip(b.owned_by.iter().chain(std::iter::repeat(&false))),
-        ) {
-            *slot = *x || *y;
-        }
-        crate::model::normalize_owned(owned)
-    };
+    a.owned_by = crate::model::normalize_owned(owned);
     a.excluded_lines.extend(b.excluded_lines);
     a.excluded_branch_lines.extend(b.excluded_branch_lines);
     Ok(a)
@@ -294,26 +285,22 @@ fn remap_file(mut file: FileCoverage, map: &[usize], n: usize) -> FileCoverage {
     for f in &mut file.functions {
         f.by_capture = remap_vec(std::mem::take(&mut f.by_capture), map, n);
     }
-    file.owned_by = remap_owned(std::mem::take(&mut file.owned_by), map, n);
+    file.owned_by = remap_owned(&file, map, n);
     file
 }
 
-/// Re-indexes an `owned_by` vector like [`remap_vec`]; empty (every old
-/// capture) becomes explicit unless the map is the identity.
-fn remap_owned(v: Vec<bool>, map: &[usize], n: usize) -> Vec<bool> {
+/// Re-indexes a file's `owned_by` like [`remap_vec`]: old capture `i`
+/// becomes `map[i]` of `n` (empty, every old capture, stays empty under the
+/// identity map).
+fn remap_owned(file: &FileCoverage, map: &[usize], n: usize) -> Vec<bool> {
     let identity = map.len() == n && map.iter().enumerate().all(|(i, &j)| i == j);
-    if n == 0 || (v.is_empty() && identity) {
+    if n == 0 || (file.owned_by.is_empty() && identity) {
         return Vec::new();
     }
-    let v = if v.is_empty() {
-        vec![true; map.len()]
-    } else {
-        v
-    };
     let mut out = vec![false; n];
-    for (i, owned) in v.into_iter().enumerate() {
-        if let Some(slot) = map.get(i).and_then(|&j| out.get_mut(j)) {
-            *slot |= owned;
+    for (i, &j) in map.iter().enumerate() {
+        if let Some(slot) = out.get_mut(j) {
+            *slot |= file.owned_by_capture(i);
         }
     }
     crate::model::normalize_owned(out)

@@ -70,10 +70,6 @@ pub struct Gathered {
     pub coverage: Coverage,
     /// What was left out or is worth knowing, in a stable order.
     pub notices: Vec<Notice>,
-    /// How many `.gcda` files the captures held.
-    pub data_found: usize,
-    /// How many of them found their `.gcno`.
-    pub data_paired: usize,
 }
 
 impl Gathered {
@@ -243,7 +239,5 @@ pub fn gather(req: &Request) -> Result<Gathered, GatherError> {
     Ok(Gathered {
         coverage: outcome.coverage,
         notices,
-        data_found: found,
-        data_paired: paired,
     })
 }
