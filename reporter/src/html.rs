@@ -65,7 +65,7 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                     machines: machine_rows(
                         &cov.captures,
                         &f.by_capture,
-                        &own_of_file(f),
+                        &f.own,
                         &unique_lines([f.coverage], ncap),
                     ),
                     unique_toggle: true,
@@ -270,22 +270,6 @@ struct MachineRow<'a> {
     functions: Percent,
     branches: Percent,
     unique_lines: u64,
-}
-
-/// A file's per-capture totals where the capture had the file, zero where
-/// it did not.
-fn own_of_file(f: &FileEntry<'_>) -> Vec<Summary> {
-    f.by_capture
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if f.coverage.owned_by_capture(i) {
-                *s
-            } else {
-                Summary::default()
-            }
-        })
-        .collect()
 }
 
 fn machine_rows<'a>(

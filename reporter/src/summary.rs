@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use covnet_merger::model::{Coverage, Summary};
 
-use crate::tree::{capture_summary, own_totals};
+use crate::tree::capture_summary;
 use crate::{Percent, RunInfo};
 
 /// Writes the summary table: totals of lines, functions and branches and,
@@ -28,13 +28,18 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
         writeln!(out, "  {name:<10} {:>12} {:>12} {:>9}", p.hit, p.found, p)?;
     }
     if cov.captures.len() > 1 {
+        // Each machine's share of the whole, and of its own code.
         let mut per: Vec<Summary> = vec![Summary::default(); cov.captures.len()];
+        let mut own: Vec<Summary> = vec![Summary::default(); cov.captures.len()];
         for f in cov.files.values() {
-            for (i, s) in per.iter_mut().enumerate() {
-                s.add(&capture_summary(f, i));
+            for (i, (s, o)) in per.iter_mut().zip(own.iter_mut()).enumerate() {
+                let seen = capture_summary(f, i);
+                s.add(&seen);
+                if f.owned_by_capture(i) {
+                    o.add(&seen);
+                }
             }
         }
-        let own = own_totals(cov);
         let width = cov
             .captures
             .iter()

@@ -44,6 +44,9 @@ pub struct FileEntry<'a> {
     pub summary: Summary,
     /// Its totals per capture.
     pub by_capture: Vec<Summary>,
+    /// Its totals per capture where the capture had the file (its own
+    /// code), zero where it did not.
+    pub own: Vec<Summary>,
 }
 
 impl FileEntry<'_> {
@@ -77,13 +80,28 @@ impl<'a> Tree<'a> {
         let mut files: Vec<FileEntry<'a>> = cov
             .files
             .par_iter()
-            .map(|(path, fc)| FileEntry {
-                path,
-                rel: relative(path, &root).to_owned(),
-                dir: 0,
-                coverage: fc,
-                summary: fc.summary(),
-                by_capture: (0..ncap).map(|i| capture_summary(fc, i)).collect(),
+            .map(|(path, fc)| {
+                let by_capture: Vec<Summary> = (0..ncap).map(|i| capture_summary(fc, i)).collect();
+                let own = by_capture
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        if fc.owned_by_capture(i) {
+                            *s
+                        } else {
+                            Summary::default()
+                        }
+                    })
+                    .collect();
+                FileEntry {
+                    path,
+                    rel: relative(path, &root).to_owned(),
+                    dir: 0,
+                    coverage: fc,
+                    summary: fc.summary(),
+                    by_capture,
+                    own,
+                }
             })
             .collect();
 
@@ -113,13 +131,11 @@ impl<'a> Tree<'a> {
         let mut file_dirs = Vec::with_capacity(files.len());
         for f in &files {
             totals.add(&f.summary);
-            for (i, (t, s)) in capture_totals.iter_mut().zip(&f.by_capture).enumerate() {
+            for (t, s) in capture_totals.iter_mut().zip(&f.by_capture) {
                 t.add(s);
-                if f.coverage.owned_by_capture(i) {
-                    if let Some(own) = own_totals.get_mut(i) {
-                        own.add(s);
-                    }
-                }
+            }
+            for (t, s) in own_totals.iter_mut().zip(&f.own) {
+                t.add(s);
             }
             let comps: Vec<&str> = f.rel.split('/').collect();
             let parents = comps.len().saturating_sub(1);
@@ -167,21 +183,6 @@ impl DirEntry {
             ..DirEntry::default()
         }
     }
-}
-
-/// Each capture's totals over its own code only (the files it had),
-/// indexed like [`Coverage::captures`]: what a per-machine table shows
-/// first, beside the share of the whole ([`capture_summary`] summed).
-pub fn own_totals(cov: &Coverage) -> Vec<Summary> {
-    let mut per = vec![Summary::default(); cov.captures.len()];
-    for f in cov.files.values() {
-        for (i, s) in per.iter_mut().enumerate() {
-            if f.owned_by_capture(i) {
-                s.add(&capture_summary(f, i));
-            }
-        }
-    }
-    per
 }
 
 /// Totals of `file` as capture `capture` saw it: every instrumented line,
