@@ -3,9 +3,9 @@
 //! top of the spec's `[coverage]` fields, and the warning for Coveralls
 //! files left out.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use covnet_reporter::outputs::{Outputs, Written};
+use covnet_reporter::outputs::Written;
 use covnet_runner::spec::ReportFormats;
 
 /// `--sonarqube`, `--coveralls`, `--gcovr-json`, `--csv`.
@@ -42,16 +42,6 @@ impl FormatOpts {
             csv: pick(&self.csv, &spec.csv),
         }
     }
-}
-
-/// Puts the requested formats into `outputs`, relative paths inside `dir`.
-pub fn add(outputs: &mut Outputs, formats: &ReportFormats, dir: &Path) {
-    let extra = covnet_runner::coverage::format_outputs(formats, dir);
-    outputs.sonarqube = extra.sonarqube;
-    outputs.coveralls = extra.coveralls;
-    outputs.gcovr_json = extra.gcovr_json;
-    outputs.csv = extra.csv;
-    outputs.source_root = extra.source_root;
 }
 
 /// Warns about source files the Coveralls JSON left out.

@@ -124,7 +124,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
 
-    let mut outputs = covnet_reporter::outputs::Outputs {
+    // The formats' paths as given (relative to the current directory).
+    let formats = args.formats.over(&Default::default());
+    let outputs = covnet_reporter::outputs::Outputs {
         html: args.html.clone(),
         lcov: args.lcov.clone(),
         lcov_per_capture: None,
@@ -133,13 +135,8 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         markdown: args.markdown.clone().filter(|_| delta.is_none()),
         lcov_format: settings.lcov_format,
         thresholds,
-        ..Default::default()
+        ..covnet_runner::coverage::format_outputs(&formats, Path::new(""))
     };
-    super::format_opts::add(
-        &mut outputs,
-        &args.formats.over(&Default::default()),
-        Path::new(""),
-    );
     let written = covnet_reporter::outputs::write_all(&cov, &info, &outputs)
         .context("failed to write the reports")?;
     super::format_opts::warn(&written);
@@ -337,22 +334,16 @@ fn load_inputs(
             }
         });
     }
-    // Tracefiles keep their source paths as written unless a map or a
-    // filter is asked for.
+    // Tracefiles keep their source paths as written (no base), mapped and
+    // filtered like the captures.
     let retrace = SourceRewrite {
         base: None,
         ..rewrite.clone()
     };
-    let touch_tracefiles = !(args.coverage.path_map.is_empty()
-        && args.coverage.include.is_empty()
-        && args.coverage.exclude.is_empty());
     for (input, one) in files.iter().zip(loaded) {
-        let mut one = one?;
-        if touch_tracefiles {
-            one = retrace
-                .apply(one)
-                .with_context(|| format!("failed to rewrite the paths of {}", input.display()))?;
-        }
+        let one = retrace
+            .apply(one?)
+            .with_context(|| format!("failed to rewrite the paths of {}", input.display()))?;
         cov = Some(match cov {
             None => one,
             Some(acc) => covnet_merger::merge::merge(acc, one)

@@ -529,29 +529,12 @@ fn capture_directories_with_build_match_lcov() {
     // Notes that are nowhere to be found: exit 2, and the flag that fixes it.
     let lost = root.join("lost");
     std::fs::create_dir_all(lost.join("elsewhere")).expect("mkdir");
-    let some = walk_gcda(&root.join("cap/web"));
+    let some = covnet_tests::oracle::gcda_below(&root.join("cap/web")).expect("list .gcda");
+    assert!(!some.is_empty(), "no .gcda below cap/web");
     std::fs::copy(&some[0], lost.join("elsewhere/x.gcda")).expect("copy");
     let r = run(Command::new(covnet_bin()).arg("report").arg(&lost), SLOW);
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("--build DIR"), "{}", r.stderr);
-}
-
-/// Every `.gcda` below `dir`.
-fn walk_gcda(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "gcda") {
-                out.push(p);
-            }
-        }
-    }
-    assert!(!out.is_empty(), "no .gcda below {}", dir.display());
-    out
 }
 
 #[test]
