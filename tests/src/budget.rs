@@ -35,13 +35,6 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A budget starting now for a test whose nextest limit is `limit`.
-    pub fn new(limit: Duration) -> Budget {
-        Budget {
-            end: Instant::now() + limit.saturating_sub(MARGIN),
-        }
-    }
-
     /// What is left of the budget (zero once spent).
     pub fn left(&self) -> Duration {
         self.end.saturating_duration_since(Instant::now())

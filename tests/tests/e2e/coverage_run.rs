@@ -8,12 +8,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use covnet_tests::budget::{Budget, DEFAULT_LIMIT};
 use covnet_tests::lcov_tool::{self, Tracefile};
 use covnet_tests::oracle::{self, compare, Gcov, LineCounts};
 
 /// A whole `covnet run` of the example: build, boot two guests, test, pull
-/// (cut to what is left of the test's budget when it runs twice).
+/// (`lcov_tool::run` cuts it to what is left of the test's budget when a
+/// test runs it twice).
 const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
 fn workspace() -> PathBuf {
@@ -27,13 +27,10 @@ fn workspace() -> PathBuf {
 pub(crate) struct Example {
     _tmp: tempfile::TempDir,
     pub(crate) dir: PathBuf,
-    /// The test's time, from the build on.
-    budget: Budget,
 }
 
 impl Example {
     pub(crate) fn build() -> Result<Example> {
-        let budget = Budget::new(DEFAULT_LIMIT);
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("webserver");
         let src = workspace().join("examples/webserver");
@@ -47,11 +44,7 @@ impl Example {
         }
         lcov_tool::run_ok(Command::new("make").arg("-s").current_dir(&dir))
             .context("building the example (gcc and make are installed by scripts/setup.sh)")?;
-        Ok(Example {
-            _tmp: tmp,
-            dir,
-            budget,
-        })
+        Ok(Example { _tmp: tmp, dir })
     }
 
     pub(crate) fn spec(&self) -> PathBuf {
@@ -74,7 +67,7 @@ impl Example {
                 .arg(&out)
                 .arg(spec)
                 .current_dir(&self.dir),
-            self.budget.cap(RUN_DEADLINE),
+            RUN_DEADLINE,
         )?;
         ensure!(o.status.success(), "covnet run failed:\n{o}");
         Ok(out)

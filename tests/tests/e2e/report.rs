@@ -3,13 +3,10 @@
 //! oracle for every total the reports print. Also home of the bounded
 //! process runner and binary locator that `browser.rs` shares.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use covnet_merger::model::{Coverage, Summary};
 
@@ -20,69 +17,17 @@ pub(crate) struct Run {
     pub stderr: String,
 }
 
-/// Runs `cmd` in its own process group with stdin closed; kills the whole
-/// group at `limit` (then fails the test) and after the leader exits (so
-/// no helper outlives the run).
+/// Runs `cmd` with `lcov_tool::run` (own process group, stdin closed,
+/// the group killed at `limit` and after the leader exits) and fails the
+/// test when it cannot run or does not finish.
 pub(crate) fn run(cmd: &mut Command, limit: Duration) -> Run {
-    let (limit, cut) = covnet_tests::budget::capped(limit);
-    let shown = format!("{cmd:?}");
-    cmd.process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| {
-        panic!("failed to start {shown}: {e} (is it installed? run scripts/setup.sh)")
-    });
-    let pgid = child.id();
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                kill_group(pgid);
-                panic!("failed to wait for {shown}: {e}");
-            }
-        }
-    };
-    kill_group(pgid);
-    let status = match status {
-        Some(s) => s,
-        None => {
-            let _ = child.wait();
-            panic!("{shown} did not finish within {limit:?}{cut}; its process group was killed");
-        }
-    };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    let o = covnet_tests::lcov_tool::run(cmd, limit)
+        .unwrap_or_else(|e| panic!("{e:#} (is it installed? run scripts/setup.sh)"));
     Run {
-        status,
-        stdout,
-        stderr,
+        status: o.status,
+        stdout: o.stdout,
+        stderr: o.stderr,
     }
-}
-
-fn kill_group(pgid: u32) {
-    // The group may be gone already; that is fine. `kill` itself is short
-    // lived and waited for.
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Runs `cmd` and fails the test, showing everything, unless it exits 0.

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use covnet_runner::image::kernel::Kernel;
-use covnet_tests::budget::{Budget, SCALE_LIMIT};
+use covnet_tests::budget::Budget;
 use covnet_tests::running::{cmdline, qemu_processes, run_dirs_in, CovnetRun};
 
 /// Ceiling for covnet's own resident memory (it holds no guest memory:
@@ -78,7 +78,7 @@ fn run_farm(n: usize, backend: &str, memory: u32) -> u64 {
     std::fs::write(&spec, web_farm_spec(n, backend, memory)).expect("write spec");
     let out = dir.path().join("out");
     let started = Instant::now();
-    let budget = Budget::new(SCALE_LIMIT);
+    let budget = Budget::of_this_test();
     let mut run = CovnetRun::spawn(
         &[
             "run",
