@@ -347,11 +347,7 @@ fn read_file(lines: Vec<LineJson>, functions: Vec<FunctionJson<'_>>) -> FileCove
 
 /// Reads a gcovr JSON file into the model (see [`read_slice`]).
 pub fn read_path(path: &Path) -> Result<Coverage, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    read_slice(&bytes, path)
+    read_slice(&crate::output::read_file(path)?, path)
 }
 
 #[cfg(test)]

@@ -350,11 +350,7 @@ pub fn read_slice(bytes: &[u8], path: &Path) -> Result<(Coverage, RunInfo), Erro
 
 /// Reads a JSON report file back into the model (see [`read_slice`]).
 pub fn read_path(path: &Path) -> Result<(Coverage, RunInfo), Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    read_slice(&bytes, path)
+    read_slice(&crate::output::read_file(path)?, path)
 }
 
 #[cfg(test)]

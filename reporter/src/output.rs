@@ -29,3 +29,11 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), Error> {
         source,
     })
 }
+
+/// Reads `path` whole; a failure becomes [`Error::Read`] naming it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
