@@ -159,3 +159,35 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "e2e":
         print(m["executable"])' | tail -n1
 }
+
+# bench_measure DIR NAME CMD...: runs CMD under /usr/bin/time -v (stdout to
+# DIR/NAME.out, the timing log to DIR/NAME.time) and prints
+# "wall_s cpu_s maxrss_kb"; fails showing the log's tail.
+bench_measure() {
+  local dir=$1 name=$2; shift 2
+  local log="$dir/$name.time"
+  /usr/bin/time -v "$@" >"$dir/$name.out" 2>"$log" || { echo "$name failed:" >&2; tail -20 "$log" >&2; exit 1; }
+  python3 - "$log" <<'PY'
+import sys, re
+t = open(sys.argv[1]).read()
+def f(label):
+    return re.search(re.escape(label) + r"\s*(.+)", t).group(1).strip()
+secs = 0.0
+for p in f("Elapsed (wall clock) time (h:mm:ss or m:ss):").split(":"):
+    secs = secs * 60 + float(p)
+cpu = float(f("User time (seconds):")) + float(f("System time (seconds):"))
+print(f"{secs:.2f} {cpu:.2f} {int(f('Maximum resident set size (kbytes):'))}")
+PY
+}
+
+# bench_report_corpus DIR FILES LINES: the reporter corpus
+# (bench/report/gen_corpus.py, fixed seed) in DIR/corpus, made again only
+# when its size changed; its description in DIR/corpus.txt.
+bench_report_corpus() {
+  local dir=$1 files=$2 lines=$3
+  if [ ! -f "$dir/corpus/web.info" ] || [ "$(cat "$dir/corpus/.size" 2>/dev/null)" != "$files x $lines" ]; then
+    rm -rf "$dir/corpus"
+    python3 "$BENCH_ROOT/bench/report/gen_corpus.py" "$dir/corpus" --files "$files" --lines-per-file "$lines" | tee "$dir/corpus.txt" >&2
+    echo "$files x $lines" > "$dir/corpus/.size"
+  fi
+}

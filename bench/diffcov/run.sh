@@ -8,9 +8,8 @@
 # usage: bash bench/diffcov/run.sh [--allow-dirty] [--files N] [--lines-per-file M] [--runs R]
 #   --files / --lines-per-file  corpus size (default 2000 x 500: 10^6 lines)
 #   --runs                      runs of each report (default 5; medians)
-# The corpus is bench/report/gen_corpus.py's (two machines); the baseline is
-# the same corpus with every 5th file's counts zeroed (lost coverage to
-# find), and the diff inserts two lines into every 5th file (new code).
+# The corpus is bench/report/gen_corpus.py's (two machines); the baseline
+# and the diff come from bench/diffcov/derive.py.
 # Work files: bench/work/diffcov.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -32,63 +31,13 @@ bench_build_covnet release
 COVNET=$BENCH_COVNET
 bench_version python "$(bench_python_version)"
 
-if [ ! -f "$work/corpus/web.info" ] || [ "$(cat "$work/corpus/.size" 2>/dev/null)" != "$files x $lines" ]; then
-  rm -rf "$work/corpus"
-  python3 bench/report/gen_corpus.py "$work/corpus" --files "$files" --lines-per-file "$lines" | tee "$work/corpus.txt" >&2
-  # Baseline: every 5th file's counts zeroed; diff: two lines inserted
-  # after line 3 of every 5th file (by name order).
-  python3 - "$work/corpus" <<'PY'
-import os, re, sys
-root = sys.argv[1]
-src = os.path.join(root, "src")
-names = sorted(os.path.relpath(os.path.join(d, f), root)
-               for d, _, fs in os.walk(src) for f in fs)
-changed = set(names[::5])
-zero = {os.path.join(root, n) for n in names[2::5]}
-for machine in ("web", "client"):
-    out, sf = [], None
-    for line in open(os.path.join(root, f"{machine}.info")):
-        if line.startswith("SF:"):
-            sf = line[3:].strip()
-        elif sf in zero and line.startswith(("DA:", "FNDA:", "BRDA:")):
-            if line.startswith("DA:"):
-                n, _ = line[3:].strip().split(",", 1)
-                line = f"DA:{n},0\n"
-            elif line.startswith("FNDA:"):
-                _, name = line[5:].strip().split(",", 1)
-                line = f"FNDA:0,{name}\n"
-            else:
-                a = line[5:].strip().split(",")
-                if a[3] != "-":
-                    a[3] = "0"
-                line = "BRDA:" + ",".join(a) + "\n"
-        out.append(line)
-    open(os.path.join(root, f"base-{machine}.info"), "w").writelines(out)
-with open(os.path.join(root, "change.diff"), "w") as d:
-    for n in sorted(changed):
-        d.write(f"--- a/{n}\n+++ b/{n}\n@@ -3,0 +4,2 @@\n+  x = x + 1;\n+  x = x - 1;\n")
-PY
-  echo "$files x $lines" > "$work/corpus/.size"
+bench_report_corpus "$work" "$files" "$lines"
+if [ ! -f "$work/corpus/change.diff" ] || [ "$work/corpus/change.diff" -ot "$work/corpus/.size" ]; then
+  python3 bench/diffcov/derive.py "$work/corpus"
 fi
 corpus_desc=$(cat "$work/corpus.txt")
 
-# measure NAME CMD...: prints "wall_s cpu_s maxrss_kb".
-measure() {
-  local name=$1; shift
-  local log="$work/$name.time"
-  /usr/bin/time -v "$@" >"$work/$name.out" 2>"$log" || { echo "$name failed:" >&2; tail -20 "$log" >&2; exit 1; }
-  python3 - "$log" <<'PY'
-import sys, re
-t = open(sys.argv[1]).read()
-def f(label):
-    return re.search(re.escape(label) + r"\s*(.+)", t).group(1).strip()
-secs = 0.0
-for p in f("Elapsed (wall clock) time (h:mm:ss or m:ss):").split(":"):
-    secs = secs * 60 + float(p)
-cpu = float(f("User time (seconds):")) + float(f("System time (seconds):"))
-print(f"{secs:.2f} {cpu:.2f} {int(f('Maximum resident set size (kbytes):'))}")
-PY
-}
+measure() { bench_measure "$work" "$@"; }
 
 cd "$work/corpus"
 plain_w=() plain_c=() plain_r=() diff_w=() diff_c=() diff_r=()

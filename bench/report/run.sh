@@ -38,34 +38,10 @@ bench_version genhtml "$(bench_lcov_version)"
 bench_version gcovr "$("$gcovr" --version | head -n1 | awk '{print $2}')"
 bench_version python "$(bench_python_version)"
 
-if [ ! -f "$work/corpus/web.info" ] || [ "$(cat "$work/corpus/.size" 2>/dev/null)" != "$files x $lines" ]; then
-  rm -rf "$work/corpus"
-  python3 bench/report/gen_corpus.py "$work/corpus" --files "$files" --lines-per-file "$lines" | tee "$work/corpus.txt" >&2
-  echo "$files x $lines" > "$work/corpus/.size"
-fi
+bench_report_corpus "$work" "$files" "$lines"
 corpus_desc=$(cat "$work/corpus.txt")
 
-# measure NAME CMD...: runs CMD under /usr/bin/time -v, prints
-# "wall_s cpu_s maxrss_kb".
-measure() {
-  local name=$1; shift
-  local log="$work/$name.time"
-  /usr/bin/time -v "$@" >"$work/$name.out" 2>"$log" || { echo "$name failed:" >&2; tail -20 "$log" >&2; exit 1; }
-  python3 - "$log" <<'PY'
-import sys, re
-t = open(sys.argv[1]).read()
-def f(label):
-    return re.search(re.escape(label) + r"\s*(.+)", t).group(1).strip()
-wall = f("Elapsed (wall clock) time (h:mm:ss or m:ss):")
-parts = [float(p) for p in wall.split(":")]
-secs = 0.0
-for p in parts:
-    secs = secs * 60 + p
-cpu = float(f("User time (seconds):")) + float(f("System time (seconds):"))
-rss = int(f("Maximum resident set size (kbytes):"))
-print(f"{secs:.2f} {cpu:.2f} {rss}")
-PY
-}
+measure() { bench_measure "$work" "$@"; }
 
 cd "$work/corpus"
 rm -rf out-covnet out-covnet-1t out-genhtml
