@@ -59,17 +59,13 @@ fn collect_all(
     }
     let got = coverage::collect_all(machines, dest, opts);
     for c in &got {
-        send_end(c, events);
+        events.send(RunEvent::CollectEnd {
+            capture: c.name.clone(),
+            machine: c.machine.clone(),
+            result: c.outcome.clone(),
+        });
     }
     got
-}
-
-fn send_end(c: &MachineCapture, events: &EventSender) {
-    events.send(RunEvent::CollectEnd {
-        capture: c.name.clone(),
-        machine: c.machine.clone(),
-        result: c.outcome.clone(),
-    });
 }
 
 /// The script's `collect_coverage()` and shutdown hooks for this network.
@@ -136,12 +132,10 @@ pub(crate) fn script_coverage(
             command_timeout: timeout,
             phase: None,
         };
-        events.send(RunEvent::CollectStart {
-            capture: name.to_owned(),
-            machine: name.to_owned(),
-        });
-        let got = coverage::collect_one(m.as_ref(), &dest_one, &opts);
-        send_end(&got, &events);
+        let Some(got) = collect_all(std::slice::from_ref(m), &dest_one, &opts, &events).pop()
+        else {
+            return Err(format!("{name}: nothing collected"));
+        };
         let result = match &got.outcome {
             Ok(p) => Ok(format!("{name}: {} .gcda files", p.files())),
             Err(e) => Err(format!("{name}: {e}")),
