@@ -402,6 +402,11 @@ impl Network {
                 .filter_map(|h| h.join().unwrap_or(None))
                 .collect()
         });
+        self.end(errors)
+    }
+
+    /// Tells the run's end and turns the machines' errors into the result.
+    fn end(&self, errors: Vec<MachineError>) -> Result<(), ShutdownError> {
         self.ctx.events.send(RunEvent::RunEnd {
             elapsed: self.started.elapsed(),
         });
@@ -429,14 +434,7 @@ impl Network {
                 .filter_map(|h| h.join().unwrap_or(None))
                 .collect()
         });
-        self.ctx.events.send(RunEvent::RunEnd {
-            elapsed: self.started.elapsed(),
-        });
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ShutdownError { errors })
-        }
+        self.end(errors)
     }
 }
 
