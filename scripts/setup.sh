@@ -22,6 +22,10 @@ packages=(
   git
 )
 
+# Root runs commands directly; anyone else through sudo.
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -32,8 +36,6 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   # Installing must not start system services (an sshd on port 22 of every
   # interface, say): the tests start their own, on loopback only.
   made_policy=
@@ -60,11 +62,9 @@ done
 gcovr_venv=/opt/covnet/gcovr
 if ! "$gcovr_venv/bin/gcovr" --version 2>/dev/null | head -n 1 | grep -q '^gcovr 8\.'; then
   echo "setup: installing gcovr 8 into $gcovr_venv" >&2
-  root_cmd=()
-  [ "$(id -u)" -eq 0 ] || root_cmd=(sudo)
-  "${root_cmd[@]}" mkdir -p "$(dirname "$gcovr_venv")"
-  "${root_cmd[@]}" /usr/bin/python3 -m venv "$gcovr_venv"
-  "${root_cmd[@]}" "$gcovr_venv/bin/pip" install -q --disable-pip-version-check 'gcovr==8.*'
+  "${sudo_cmd[@]}" mkdir -p "$(dirname "$gcovr_venv")"
+  "${sudo_cmd[@]}" /usr/bin/python3 -m venv "$gcovr_venv"
+  "${sudo_cmd[@]}" "$gcovr_venv/bin/pip" install -q --disable-pip-version-check 'gcovr==8.*'
 fi
 
 # The test runner README's test command uses (bounded per-test timeouts).
