@@ -15,6 +15,7 @@ use askama::Template;
 use covnet_merger::model::{Coverage, FunctionCoverage, LineCoverage, Summary};
 use rayon::prelude::*;
 
+use crate::diff::{self, Differential, FileDelta};
 use crate::output::{create_dir, write_file};
 use crate::tree::{DirEntry, FileEntry, Tree};
 use crate::{Error, Percent, RunInfo};
@@ -35,6 +36,20 @@ pub struct Site {
 
 /// Writes the HTML site for `cov` into `dir` (created if needed).
 pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Error> {
+    write_site_with(cov, info, dir, None)
+}
+
+/// [`write_site`] with the differential coverage `delta`, when there is
+/// one: every file page shows each line's category (lcov 2.x's TLA
+/// column), the file's category table per machine and an "only changed
+/// code" filter, and the site gets the differential page
+/// ([`diff::html::PAGE`]), linked from every page.
+pub fn write_site_with(
+    cov: &Coverage,
+    info: &RunInfo,
+    dir: &Path,
+    delta: Option<&Differential>,
+) -> Result<Site, Error> {
     let tree = Tree::new(cov);
     let files_dir = dir.join("files");
     create_dir(&files_dir)?;
@@ -52,6 +67,7 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
         .map(|(f, name)| {
             let source = std::fs::read(f.path).ok();
             let text = source.as_deref().map(String::from_utf8_lossy);
+            let file_delta = delta.and_then(|d| d.files.get(f.path));
             let page = FilePage {
                 head: Head {
                     version: VERSION,
@@ -69,7 +85,9 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                         &unique_lines([f.coverage], ncap),
                     ),
                     unique_toggle: true,
+                    diff: delta.is_some(),
                 },
+                categories: file_delta.map(|d| diff::html::file_table(d, &cov.captures)),
                 multi: ncap > 1,
                 functions: f
                     .coverage
@@ -85,6 +103,7 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                     file: f.coverage,
                     text: text.as_deref(),
                     captures: &cov.captures,
+                    tla: delta.map(|_| file_delta),
                 },
             };
             write_file(&files_dir.join(name), |w| page.write_into(w))?;
@@ -110,6 +129,7 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
                 &unique,
             ),
             unique_toggle: false,
+            diff: delta.is_some(),
         },
         dirs: tree
             .dirs
@@ -130,6 +150,15 @@ pub fn write_site(cov: &Coverage, info: &RunInfo, dir: &Path) -> Result<Site, Er
             .collect(),
     };
     write_file(&dir.join("index.html"), |w| index.write_into(w))?;
+    if let Some(d) = delta {
+        let pages = tree
+            .files
+            .iter()
+            .zip(&names)
+            .map(|(f, name)| (f.path, format!("files/{name}")))
+            .collect();
+        diff::html::write_page(d, cov, &info.title, dir, &pages)?;
+    }
 
     Ok(Site {
         pages: tree.files.len(),
@@ -308,6 +337,8 @@ struct Head<'a> {
     stats: Stats,
     machines: Vec<MachineRow<'a>>,
     unique_toggle: bool,
+    /// The site has a differential page.
+    diff: bool,
 }
 
 #[derive(Template)]
@@ -354,6 +385,8 @@ struct FileRow<'a> {
 #[template(path = "file.html")]
 struct FilePage<'a> {
     head: Head<'a>,
+    /// The file's category table (differential coverage), as HTML.
+    categories: Option<String>,
     /// More than one capture: per-machine columns and data.
     multi: bool,
     functions: Vec<FnRow<'a>>,
@@ -392,6 +425,9 @@ struct SourceBody<'a> {
     file: &'a covnet_merger::model::FileCoverage,
     text: Option<&'a str>,
     captures: &'a [String],
+    /// With differential coverage: the column of categories, and this
+    /// file's (`None`: the file has none, every cell is empty).
+    tla: Option<Option<&'a FileDelta>>,
 }
 
 impl askama::filters::HtmlSafe for SourceBody<'_> {}
@@ -437,14 +473,44 @@ impl SourceBody<'_> {
     fn excluded_row(&self, f: &mut fmt::Formatter<'_>, no: u32, text: &str) -> fmt::Result {
         write!(
             f,
-            r#"<tr id="L{no}" class="e"><td>{no}</td><td class="c"></td><td class="k" title="excluded">⊘</td><td></td>"#
+            r#"<tr id="L{no}" class="e{}"><td>{no}</td><td class="c"></td><td class="k" title="excluded">⊘</td><td></td>"#,
+            self.same(no)
         )?;
         if self.multi() {
             f.write_str("<td></td>")?;
         }
+        self.tla_cell(f, no)?;
         f.write_str("<td>")?;
         escape(f, text)?;
         f.write_str("</td></tr>\n")
+    }
+
+    /// The category of line `no` (nothing without differential coverage).
+    fn tla_cell(&self, f: &mut fmt::Formatter<'_>, no: u32) -> fmt::Result {
+        let Some(delta) = self.tla else {
+            return Ok(());
+        };
+        match delta.and_then(|d| d.lines.get(&no)) {
+            Some(c) => write!(
+                f,
+                r#"<td class="tla tla{0}" title="{1}">{0}</td>"#,
+                c.code(),
+                c.describe()
+            ),
+            None => f.write_str(r#"<td class="tla"></td>"#),
+        }
+    }
+
+    /// ` same` for a row the "only changed code" filter hides: no category,
+    /// or code whose coverage did not change (CBC, UBC).
+    fn same(&self, no: u32) -> &'static str {
+        match self.tla {
+            Some(delta) => match delta.and_then(|d| d.lines.get(&no)) {
+                Some(c) if diff::html::changed(*c) => "",
+                _ => " same",
+            },
+            None => "",
+        }
     }
 
     fn row(
@@ -458,13 +524,17 @@ impl SourceBody<'_> {
             if self.file.excluded_lines.contains(&no) {
                 return self.excluded_row(f, no, text);
             }
-            write!(
-                f,
-                r#"<tr id="L{no}"><td>{no}</td><td></td><td></td><td></td>"#
-            )?;
+            let same = self.same(no);
+            if same.is_empty() {
+                write!(f, r#"<tr id="L{no}">"#)?;
+            } else {
+                write!(f, r#"<tr id="L{no}" class="{}">"#, same.trim_start())?;
+            }
+            write!(f, "<td>{no}</td><td></td><td></td><td></td>")?;
             if self.multi() {
                 f.write_str("<td></td>")?;
             }
+            self.tla_cell(f, no)?;
             f.write_str("<td>")?;
             escape(f, text)?;
             return f.write_str("</td></tr>\n");
@@ -482,7 +552,11 @@ impl SourceBody<'_> {
         } else {
             ""
         };
-        write!(f, r#"<tr id="L{no}" class="{class}{unique}""#)?;
+        write!(
+            f,
+            r#"<tr id="L{no}" class="{class}{unique}{}""#,
+            self.same(no)
+        )?;
         if self.multi() {
             f.write_str(r#" data-c=""#)?;
             join_counts(f, l.by_capture.iter().map(|&c| Some(c)))?;
@@ -554,6 +628,7 @@ impl SourceBody<'_> {
             }
             f.write_str("</td>")?;
         }
+        self.tla_cell(f, no)?;
         f.write_str("<td>")?;
         escape(f, text)?;
         f.write_str("</td></tr>\n")

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use covnet_merger::lcov::{self, LcovFormat, WriteOptions};
 use covnet_merger::model::Coverage;
 
+use crate::diff::{self, Differential};
 use crate::output::{create_dir, write_file};
 use crate::summary::Thresholds;
 use crate::{
@@ -79,6 +80,20 @@ pub struct Written {
 
 /// Writes every report `outputs` asks for (creating parent directories).
 pub fn write_all(cov: &Coverage, info: &RunInfo, outputs: &Outputs) -> Result<Written, Error> {
+    write_all_with(cov, info, outputs, None)
+}
+
+/// [`write_all`] with the differential coverage `delta`, when there is
+/// one: the JSON gets its `differential` section, the Markdown becomes the
+/// merge-request summary of the change, and the HTML site shows each
+/// line's category on the file pages and gets the differential page
+/// ([`diff::html::PAGE`]).
+pub fn write_all_with(
+    cov: &Coverage,
+    info: &RunInfo,
+    outputs: &Outputs,
+    delta: Option<&Differential>,
+) -> Result<Written, Error> {
     let parent = |p: &Path| -> Result<(), Error> {
         match p.parent() {
             Some(d) if !d.as_os_str().is_empty() => create_dir(d),
@@ -101,11 +116,26 @@ pub fn write_all(cov: &Coverage, info: &RunInfo, outputs: &Outputs) -> Result<Wr
     }
     if let Some(path) = &outputs.json {
         parent(path)?;
-        json::write_path(cov, info, path)?;
+        match delta {
+            None => json::write_path(cov, info, path)?,
+            Some(d) => {
+                let root = crate::tree::common_root(d.files.keys().map(String::as_str));
+                let dirs = diff::output::directories(d, &root);
+                let section = diff::output::to_json(d, &cov.captures, &dirs);
+                write_file(path, |w| json::write_with(cov, info, Some(&section), w))?;
+            }
+        }
     }
     if let Some(path) = &outputs.markdown {
         parent(path)?;
-        markdown::write_path(cov, info, &outputs.thresholds, path)?;
+        match delta {
+            None => markdown::write_path(cov, info, &outputs.thresholds, path)?,
+            Some(d) => {
+                write_file(path, |w| {
+                    diff::output::write_markdown(d, cov, &info.title, w)
+                })?;
+            }
+        }
     }
     if let Some(path) = &outputs.sonarqube {
         parent(path)?;
@@ -129,7 +159,7 @@ pub fn write_all(cov: &Coverage, info: &RunInfo, outputs: &Outputs) -> Result<Wr
         csv::write_path(cov, path)?;
     }
     let html = match &outputs.html {
-        Some(dir) => Some(html::write_site(cov, info, dir)?),
+        Some(dir) => Some(html::write_site_with(cov, info, dir, delta)?),
         None => None,
     };
     Ok(Written {

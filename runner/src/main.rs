@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod cli {
     pub mod collect;
     pub mod coverage_opts;
+    pub mod diff_opts;
     pub mod exit;
     pub mod format_opts;
     pub mod markers;

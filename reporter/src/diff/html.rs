@@ -2,6 +2,7 @@
 //! category tables per machine, directory and file, and every file's
 //! source with each line's category, filterable to the changed code.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::path::Path;
 use covnet_merger::model::Coverage;
 
 use super::output::directories;
-use super::{Category, Counts, Differential, ALL};
+use super::{Category, Counts, Differential, FileDelta, ALL};
 use crate::cobertura::escape;
 use crate::output::{create_dir, write_file};
 use crate::tree::{common_root, relative};
@@ -49,18 +50,35 @@ fn header(first: &str, md: &mut String) {
 
 /// A line shows under "only changed code": new code, or code whose
 /// coverage changed.
-fn changed(c: Category) -> bool {
+pub(crate) fn changed(c: Category) -> bool {
     !matches!(c, Category::Cbc | Category::Ubc)
 }
 
+/// The category table of one file's page: the file's counts, then each
+/// machine's (cells: lines/functions/branches), as HTML.
+pub(crate) fn file_table(d: &FileDelta, captures: &[String]) -> String {
+    let mut h = String::new();
+    header("", &mut h);
+    row("this file", &d.counts, &mut h);
+    if captures.len() > 1 {
+        for (n, c) in captures.iter().zip(&d.by_capture) {
+            row(n, c, &mut h);
+        }
+    }
+    h.push_str("</table>");
+    h
+}
+
 /// Writes `diff.html` into the site directory `dir`: the tables list
-/// every file, the sources only those the diff changed or with LBC lines
-/// (read from their paths; a missing source lists only the categories).
+/// every file (linked to its page in `pages`, by path), the sources only
+/// those the diff changed or with LBC lines (read from their paths; a
+/// missing source lists only the categories).
 pub fn write_page(
     diff: &Differential,
     cov: &Coverage,
     title: &str,
     dir: &Path,
+    pages: &HashMap<&str, String>,
 ) -> Result<(), Error> {
     create_dir(dir)?;
     let root = common_root(diff.files.keys().map(String::as_str));
@@ -102,7 +120,19 @@ pub fn write_page(
         );
         let mut one = String::new();
         row(relative(p, &root), &d.counts, &mut one);
-        h.push_str(one.trim_start_matches("<tr>"));
+        let one = one.trim_start_matches("<tr>");
+        match pages.get(p.as_str()) {
+            // Link the name (escaped already) to the file's page.
+            Some(href) => {
+                let name = escape(relative(p, &root)).to_string();
+                h.push_str(&one.replacen(
+                    &format!("<td>{name}</td>"),
+                    &format!("<td><a href=\"{}\">{name}</a></td>", escape(href)),
+                    1,
+                ));
+            }
+            None => h.push_str(one),
+        }
     }
     h.push_str("</table>\n<h2>Sources</h2>\n");
     for (p, d) in &diff.files {

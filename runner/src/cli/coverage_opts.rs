@@ -117,6 +117,7 @@ impl CoverageOpts {
                 .clone()
                 .or_else(|| spec.exclude_branch_regex.clone()),
             formats: spec.formats.clone(),
+            differential: spec.differential.clone(),
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// (relative paths inside the output directory).
     #[command(flatten)]
     pub formats: super::format_opts::FormatOpts,
+    /// With --coverage: differential coverage against a baseline, each
+    /// overriding the spec's `[coverage]` field.
+    #[command(flatten)]
+    pub differential: super::diff_opts::DiffArgs,
 }
 
 /// Prints a termination signal's arrival (the run is then interrupted, or,
@@ -85,9 +89,10 @@ pub fn announce_signal(r: Received) {
 
 /// Runs `covnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if (args.coverage_opts.any() || args.formats.any()) && !args.coverage {
+    if (args.coverage_opts.any() || args.formats.any() || args.differential.any()) && !args.coverage
+    {
         anyhow::bail!(
-            "coverage options (--build, --path-map, --include, --exclude, --fail-under-*, --lcov-format, --sonarqube, --coveralls, --gcovr-json, --csv) need --coverage"
+            "coverage options (--build, --path-map, --include, --exclude, --fail-under-*, --lcov-format, --sonarqube, --coveralls, --gcovr-json, --csv, --baseline, --diff, --diff-base, --fail-on-lost-coverage) need --coverage"
         );
     }
     let request = RunRequest {
@@ -104,6 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = RunPlan::with_coverage(&request, |spec| {
         let mut c = args.coverage_opts.over(spec);
         c.formats = args.formats.over(&c.formats);
+        c.differential = args.differential.over(&c.differential);
         c
     })?;
 

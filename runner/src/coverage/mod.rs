@@ -10,7 +10,9 @@
 //! file. The captures then merge by summing raw counters and solving once
 //! (`covnet-merger`), and `covnet-reporter` writes the report.
 
+pub mod differential;
 pub mod flush;
+pub mod inputs;
 pub mod notices;
 pub mod settings;
 
@@ -336,15 +338,18 @@ pub struct ReportPaths {
 /// Writes a run's coverage into `out`: `report/index.html`, `coverage.info`
 /// (combined), `coverage-per-machine.info` (a `TN` section per capture),
 /// `cobertura.xml` and `coverage.json` (the reporter's
-/// [`covnet_reporter::outputs::write_all`], as `covnet report` uses it).
+/// [`covnet_reporter::outputs::write_all_with`], as `covnet report` uses
+/// it), with the differential coverage `delta` in the JSON and the HTML
+/// when there is one.
 pub fn write_reports(
     merged: &Merged,
     info: &covnet_reporter::RunInfo,
     out: &Path,
     format: covnet_merger::lcov::LcovFormat,
+    delta: Option<&covnet_reporter::diff::Differential>,
 ) -> Result<ReportPaths, covnet_reporter::Error> {
     let outputs = covnet_reporter::outputs::Outputs::run_layout(out, format);
-    covnet_reporter::outputs::write_all(&merged.coverage, info, &outputs)?;
+    covnet_reporter::outputs::write_all_with(&merged.coverage, info, &outputs, delta)?;
     Ok(ReportPaths {
         html: out.join("report").join("index.html"),
         lcov: out.join("coverage.info"),

@@ -40,10 +40,35 @@ pub enum SettingsError {
     /// An exclusion regex is malformed.
     #[error("failed to parse --exclude-line-regex / --exclude-branch-regex")]
     Regex(#[source] RegexError),
+    /// A new-code gate is set without a baseline or a change to judge.
+    #[error("--fail-under-new-lines / --fail-on-lost-coverage need a change to judge\n  (hint: add a baseline with --baseline and the change with --diff FILE or --diff-base REF, or the same in [coverage])")]
+    GatesWithoutChange,
+    /// A differential input does not exist.
+    #[error("the differential coverage's {what} {} does not exist", path.display())]
+    Missing {
+        /// `baseline` or `diff`.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
 }
 
-/// Checks and converts `s`.
+/// Checks and converts `s`; the differential inputs must exist (a run
+/// fails before anything boots rather than after the test).
 pub fn resolve(s: &CoverageSettings) -> Result<Resolved, SettingsError> {
+    let d = &s.differential;
+    if d.has_gates() && !d.is_on() {
+        return Err(SettingsError::GatesWithoutChange);
+    }
+    let named = d.baseline.iter().map(|p| ("baseline", p));
+    for (what, path) in named.chain(d.diff.iter().map(|p| ("diff", p))) {
+        if !path.exists() {
+            return Err(SettingsError::Missing {
+                what,
+                path: path.clone(),
+            });
+        }
+    }
     Ok(Resolved {
         build: s.build.clone(),
         map: PathMap::parse(&s.path_map).map_err(SettingsError::PathMap)?,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use covnet_merger::capture::NotesSearch;
 use covnet_merger::paths::SourceRewrite;
 
+use crate::coverage::differential::{self, DiffError};
 use crate::coverage::notices::{self, Flavor};
 use crate::coverage::settings::{self, SettingsError};
 use crate::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
@@ -33,6 +34,9 @@ pub enum CoverageError {
     /// The summary table could not be formatted.
     #[error("failed to format the coverage summary")]
     Summary(#[source] std::io::Error),
+    /// The differential coverage (baseline, change) could not be computed.
+    #[error("failed to compute the differential coverage")]
+    Differential(#[source] DiffError),
 }
 
 /// Coverage collected while the script runs: phases, subtests, and
@@ -244,8 +248,33 @@ pub(crate) fn collect_and_report(
         .collect();
     let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
     info.notes = merged.notes.clone();
-    let paths = coverage::write_reports(&merged, &info, &plan.out, settings.lcov_format)
-        .map_err(CoverageError::Report)?;
+    let diff_settings = &plan.coverage().differential;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| plan.spec.dir());
+    let delta = differential::compute(
+        diff_settings,
+        &merged.coverage,
+        &settings,
+        &merge_settings.rewrite,
+        &cwd,
+    )
+    .map_err(CoverageError::Differential)?
+    .map(|c| {
+        for d in notices::notice_diagnostics(&c.baseline_notices, &c.baseline_search, Flavor::Run) {
+            notice(d);
+        }
+        if let Some(w) = differential::unmatched_warning(&c.delta) {
+            notice(Diagnostic::warning(w));
+        }
+        c.delta
+    });
+    let paths = coverage::write_reports(
+        &merged,
+        &info,
+        &plan.out,
+        settings.lcov_format,
+        delta.as_ref(),
+    )
+    .map_err(CoverageError::Report)?;
     let extra = coverage::format_outputs(&plan.coverage().formats, &plan.out);
     let written = covnet_reporter::outputs::write_all(&merged.coverage, &info, &extra)
         .map_err(CoverageError::Report)?;
@@ -255,6 +284,10 @@ pub(crate) fn collect_and_report(
     let mut table = Vec::new();
     covnet_reporter::summary::write_table(&merged.coverage, &info, &mut table)
         .map_err(CoverageError::Summary)?;
+    if let Some(d) = &delta {
+        covnet_reporter::diff::output::write_terminal(d, &merged.coverage.captures, &mut table)
+            .map_err(CoverageError::Summary)?;
+    }
     events.send(RunEvent::CoverageSummary {
         table: String::from_utf8_lossy(&table).trim_end().to_owned(),
     });
@@ -275,7 +308,20 @@ pub(crate) fn collect_and_report(
     if merged.skipped_inputs {
         return Ok(CoverageOutcome::Incomplete);
     }
-    let shortfalls = settings.thresholds.check(&merged.coverage.summary());
+    let mut shortfalls: Vec<String> = settings
+        .thresholds
+        .check(&merged.coverage.summary())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if let Some(d) = &delta {
+        let gates = covnet_reporter::diff::output::check(
+            d,
+            diff_settings.fail_under_new_lines,
+            diff_settings.fail_on_lost_coverage,
+        );
+        shortfalls.extend(gates.iter().map(ToString::to_string));
+    }
     if !shortfalls.is_empty() {
         for s in &shortfalls {
             notice(Diagnostic::error(s.to_string()));

@@ -18,6 +18,11 @@
 //! coveralls = "ci/coveralls.json"      # default name in the output
 //! gcovr_json = true                    # directory, or a path (relative
 //! csv = false                          # to the output directory)
+//! # differential coverage (lcov 2.x's categories) against a baseline:
+//! baseline = ["base/coverage.json"]    # tracefiles, JSON or capture dirs
+//! diff_base = "origin/main"            # or: diff = "change.diff"
+//! fail_under_new_lines = 90
+//! fail_on_lost_coverage = true
 //! ```
 
 use std::path::PathBuf;
@@ -55,6 +60,42 @@ pub struct CoverageSettings {
     pub exclude_branch_regex: Option<String>,
     /// More report formats to write.
     pub formats: ReportFormats,
+    /// Differential coverage against a baseline.
+    pub differential: DiffSettings,
+}
+
+/// Differential coverage settings (lcov 2.x's categories): the baseline,
+/// the change from the baseline's sources to the current ones, and the
+/// gates on new and lost coverage. Off while all are empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DiffSettings {
+    /// Baseline coverage: lcov tracefiles, covnet JSON, gcovr JSON or
+    /// capture directories (absolute, resolved against the spec's
+    /// directory), merged.
+    pub baseline: Vec<PathBuf>,
+    /// The change as a unified diff file.
+    pub diff: Option<PathBuf>,
+    /// The change as a git revision or range (`git diff REF`).
+    pub diff_base: Option<String>,
+    /// Directory the diff's paths are relative to (default: the current
+    /// directory; for `diff_base`, the repository's top).
+    pub diff_root: Option<PathBuf>,
+    /// Minimum share of new lines covered, in percent.
+    pub fail_under_new_lines: Option<f64>,
+    /// Fail when a line covered in the baseline is not covered now (LBC).
+    pub fail_on_lost_coverage: bool,
+}
+
+impl DiffSettings {
+    /// Whether any differential input is given (a baseline or a change).
+    pub fn is_on(&self) -> bool {
+        !self.baseline.is_empty() || self.diff.is_some() || self.diff_base.is_some()
+    }
+
+    /// Whether a gate is set.
+    pub fn has_gates(&self) -> bool {
+        self.fail_under_new_lines.is_some() || self.fail_on_lost_coverage
+    }
 }
 
 /// The report formats beyond `covnet run`'s usual set, each off (`None`)
@@ -103,6 +144,7 @@ impl Default for CoverageSettings {
             exclude_line_regex: None,
             exclude_branch_regex: None,
             formats: ReportFormats::default(),
+            differential: DiffSettings::default(),
         }
     }
 }
@@ -139,6 +181,20 @@ pub(super) struct RawCoverage {
     coveralls: Option<OnOrPath>,
     gcovr_json: Option<OnOrPath>,
     csv: Option<OnOrPath>,
+    baseline: Option<OneOrMany>,
+    diff: Option<Spanned<PathBuf>>,
+    diff_base: Option<Spanned<String>>,
+    diff_root: Option<Spanned<PathBuf>>,
+    fail_under_new_lines: Option<Spanned<f64>>,
+    fail_on_lost_coverage: Option<bool>,
+}
+
+/// One path or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
 }
 
 #[derive(Deserialize)]
@@ -153,6 +209,7 @@ impl Validator<'_> {
     pub(super) fn coverage(&self, raw: RawCoverage) -> Result<CoverageSettings, SpecError> {
         let invalid =
             |field: &'static str, why: String| SpecErrorKind::InvalidCoverage { field, why };
+        let differential = self.differential(&raw)?;
         let build = raw
             .build
             .iter()
@@ -236,7 +293,61 @@ impl Validator<'_> {
                 gcovr_json: OnOrPath::path(raw.gcovr_json, "gcovr.json"),
                 csv: OnOrPath::path(raw.csv, "coverage.csv"),
             },
+            differential,
         })
+    }
+
+    fn differential(&self, raw: &RawCoverage) -> Result<DiffSettings, SpecError> {
+        let invalid =
+            |field: &'static str, why: String| SpecErrorKind::InvalidCoverage { field, why };
+        let baseline = match &raw.baseline {
+            None => Vec::new(),
+            Some(OneOrMany::One(p)) => vec![self.resolve(p)],
+            Some(OneOrMany::Many(ps)) => ps.iter().map(|p| self.resolve(p)).collect(),
+        };
+        if let (Some(_), Some(base)) = (&raw.diff, &raw.diff_base) {
+            return Err(self.err(
+                Some(&base.span()),
+                invalid(
+                    "diff_base",
+                    "give the change once: `diff` (a unified diff file) or `diff_base` (a git revision), not both".to_owned(),
+                ),
+            ));
+        }
+        let fail_under_new_lines = match &raw.fail_under_new_lines {
+            None => None,
+            Some(v) => {
+                let pct = *v.get_ref();
+                if !(0.0..=100.0).contains(&pct) {
+                    return Err(self.err(
+                        Some(&v.span()),
+                        invalid(
+                            "fail_under_new_lines",
+                            format!("{pct} is not a percentage from 0 to 100"),
+                        ),
+                    ));
+                }
+                Some(pct)
+            }
+        };
+        let settings = DiffSettings {
+            baseline,
+            diff: raw.diff.as_ref().map(|d| self.resolve(d.get_ref())),
+            diff_base: raw.diff_base.as_ref().map(|b| b.get_ref().clone()),
+            diff_root: raw.diff_root.as_ref().map(|d| self.resolve(d.get_ref())),
+            fail_under_new_lines,
+            fail_on_lost_coverage: raw.fail_on_lost_coverage.unwrap_or(false),
+        };
+        if settings.has_gates() && !settings.is_on() {
+            return Err(self.err(
+                None,
+                invalid(
+                    "fail_under_new_lines",
+                    "the new-code gates need a change to judge: add `baseline` with `diff` or `diff_base`".to_owned(),
+                ),
+            ));
+        }
+        Ok(settings)
     }
 }
 
@@ -296,6 +407,49 @@ csv = false
                 csv: None,
             }
         );
+    }
+
+    #[test]
+    fn differential_settings_parse_and_resolve() {
+        let c = parse(
+            "[coverage]\nbaseline = \"base/cov.json\"\ndiff = \"change.diff\"\nfail_under_new_lines = 90\nfail_on_lost_coverage = true\n",
+        )
+        .expect("valid")
+        .coverage
+        .differential;
+        assert_eq!(c.baseline, [PathBuf::from("/p/spec/base/cov.json")]);
+        assert_eq!(c.diff, Some(PathBuf::from("/p/spec/change.diff")));
+        assert_eq!(c.fail_under_new_lines, Some(90.0));
+        assert!(c.fail_on_lost_coverage && c.is_on());
+        let c = parse("[coverage]\nbaseline = [\"/a.info\", \"b\"]\ndiff_base = \"HEAD~1\"\n")
+            .expect("valid")
+            .coverage
+            .differential;
+        assert_eq!(
+            c.baseline,
+            [PathBuf::from("/a.info"), PathBuf::from("/p/spec/b")]
+        );
+        assert_eq!(c.diff_base.as_deref(), Some("HEAD~1"));
+        for (table, field) in [
+            (
+                "[coverage]\ndiff = \"d\"\ndiff_base = \"HEAD\"\n",
+                "diff_base",
+            ),
+            (
+                "[coverage]\nbaseline = \"b\"\nfail_under_new_lines = 101\n",
+                "fail_under_new_lines",
+            ),
+            (
+                "[coverage]\nfail_on_lost_coverage = true\n",
+                "fail_under_new_lines",
+            ),
+        ] {
+            let e = parse(table).expect_err(table);
+            assert!(
+                e.to_string().contains(&format!("[coverage] {field}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

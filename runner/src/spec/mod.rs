@@ -38,7 +38,7 @@ use serde::Deserialize;
 use crate::net::faults::LinkFaults;
 
 mod coverage;
-pub use coverage::{CoverageSettings, FailUnder, ReportFormats};
+pub use coverage::{CoverageSettings, DiffSettings, FailUnder, ReportFormats};
 
 /// Default guest memory in MiB.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;

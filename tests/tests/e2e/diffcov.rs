@@ -10,7 +10,7 @@
 //! its version as 2.5.0-beta): they were checked against it and are
 //! written here because genhtml 2.x is not packaged for this system.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -291,6 +291,20 @@ fn git(repo: &Path, args: &[&str]) {
 /// Builds `calc.c` at the checked-out version and runs it on each machine
 /// (`(name, argument)`) into `caps/<name>` as GCOV_PREFIX leaves it.
 fn build_and_run(repo: &Path, caps: &Path, runs: &[(&str, &str)]) {
+    build(repo);
+    for (machine, arg) in runs {
+        run_ok(
+            Command::new(repo.join("app"))
+                .arg(arg)
+                .env("GCOV_PREFIX", caps.join(machine))
+                .current_dir(repo),
+            SLOW,
+        );
+    }
+}
+
+/// Builds `calc.c` at the checked-out version into `app` (fresh notes).
+fn build(repo: &Path) {
     for f in std::fs::read_dir(repo).unwrap() {
         let p = f.unwrap().path();
         if p.extension().is_some_and(|e| e == "gcno") {
@@ -303,15 +317,6 @@ fn build_and_run(repo: &Path, caps: &Path, runs: &[(&str, &str)]) {
             .current_dir(repo),
         SLOW,
     );
-    for (machine, arg) in runs {
-        run_ok(
-            Command::new(repo.join("app"))
-                .arg(arg)
-                .env("GCOV_PREFIX", caps.join(machine))
-                .current_dir(repo),
-            SLOW,
-        );
-    }
 }
 
 /// The category lines of the first block (the total) of covnet's
@@ -538,4 +543,199 @@ fn differential_report_categorises_like_genhtml_2() {
         );
     }
     assert!(html.contains("<tr><td>web</td>") && html.contains("<tr><td>client</td>"));
+    assert_file_page(&out.join("site"), "web");
+}
+
+/// The file page of `calc.c` in `site` shows every current line's
+/// category in its TLA column, hides unchanged code under "only changed
+/// code", and has the file's category table per machine (`machine` among
+/// them); the index and the differential page link to it.
+fn assert_file_page(site: &Path, machine: &str) {
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    assert!(
+        index.contains(r#"<a id="diff-link" href="diff.html">"#),
+        "{index}"
+    );
+    let diff = std::fs::read_to_string(site.join("diff.html")).unwrap();
+    let href = diff
+        .split("<td><a href=\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("diff.html links no file page: {diff}"));
+    assert!(href.starts_with("files/"), "{href}");
+    let page = std::fs::read_to_string(site.join(href)).unwrap();
+    assert!(page.contains(r#"<th title="differential category (lcov 2.x)">TLA</th>"#));
+    assert!(page.contains(r#"id="changed-only""#));
+    assert!(
+        page.contains("<tr><td>this file</td>"),
+        "file category table"
+    );
+    assert!(page.contains(&format!("<tr><td>{machine}</td><td class=\"tlaUNC\">")));
+    let v2: Vec<&str> = V2.lines().collect();
+    for (text, cat) in CURRENT_LINES {
+        let n = v2.iter().position(|l| *l == text).unwrap() + 1;
+        let row = page
+            .split(&format!("<tr id=\"L{n}\""))
+            .nth(1)
+            .and_then(|r| r.split("</tr>").next())
+            .unwrap_or_else(|| panic!("no row for line {n}"));
+        assert!(
+            row.contains(&format!(">{cat}</td>")) && row.contains(&format!("tla{cat}")),
+            "line {n} `{text}` should show {cat}: {row}"
+        );
+        let class = row
+            .strip_prefix(" class=\"")
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("");
+        assert_eq!(
+            class.split(' ').any(|c| c == "same"),
+            cat == "CBC" || cat == "UBC",
+            "line {n} ({cat}) under only changed code: {row}"
+        );
+    }
+}
+
+/// A namespace-machine spec in `repo` running `app` with `web_arg` on
+/// `web` and `client_arg` on `client`, plus `extra` TOML.
+fn spec(repo: &Path, file: &str, web_arg: &str, client_arg: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[machines.web]
+programs = ["{app}"]
+
+[machines.client]
+programs = ["{app}"]
+
+[test]
+script = '''
+start_all();
+web.succeed("app {web_arg}");
+client.succeed("app {client_arg}");
+'''
+{extra}"#,
+        app = repo.join("app").display()
+    );
+    let path = repo.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn covnet_run(repo: &Path, spec: &Path, out: &str, extra: &[&str]) -> crate::report::Run {
+    run(
+        Command::new(covnet_bin())
+            .args(["run", "--coverage", "--no-console"])
+            .args(["--backend", "namespace", "--out", out])
+            .arg(spec)
+            .args(extra)
+            .current_dir(repo),
+        SLOW,
+    )
+}
+
+/// `covnet run` takes the differential options from the spec's
+/// `[coverage]` table and from the command line: the baseline is the
+/// `coverage.json` of an earlier run of the same spec, the change a git
+/// range, and the run's reports carry the categories, per machine.
+#[test]
+fn covnet_run_reports_and_gates_differential_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("calc.c"), V1).unwrap();
+    git(&repo, &["add", "calc.c"]);
+    git(&repo, &["commit", "-qm", "baseline"]);
+    build(&repo);
+    let plain = spec(&repo, "base.toml", "10", "200", "");
+    let o = covnet_run(&repo, &plain, "base", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", o.stderr);
+
+    std::fs::write(repo.join("calc.c"), V2).unwrap();
+    git(&repo, &["commit", "-qam", "change"]);
+    build(&repo);
+    // The spec carries the comparison and the gates: coverage was lost.
+    let gated = spec(
+        &repo,
+        "gated.toml",
+        "1",
+        "3",
+        "[coverage]\nbaseline = \"base/coverage.json\"\ndiff_base = \"HEAD~1\"\nfail_on_lost_coverage = true\n",
+    );
+    let o = covnet_run(&repo, &gated, "gated", &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", o.stderr);
+    for needle in [
+        "3 line(s) lost their baseline coverage",
+        "Differential coverage (lcov 2.x categories):",
+    ] {
+        assert!(o.stderr.contains(needle), "{needle}: {}", o.stderr);
+    }
+    let read = |p: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(repo.join(p)).unwrap()).unwrap()
+    };
+    let json = read("gated/coverage.json");
+    let diff = &json["differential"];
+    for (k, n) in [
+        ("UNC", 3),
+        ("LBC", 3),
+        ("UIC", 2),
+        ("GNC", 4),
+        ("CBC", 10),
+        ("DCB", 4),
+    ] {
+        assert_eq!(diff["totals"]["lines"][k], n, "{k}: {}", diff["totals"]);
+    }
+    let machines = diff["captures"].as_array().unwrap();
+    let machine = |name: &str| machines.iter().find(|m| m["name"] == name).unwrap();
+    assert_eq!(counts(machine("web"), "lines")["LBC"], 2);
+    assert_eq!(counts(machine("client"), "lines")["LBC"], 3);
+    assert_file_page(&repo.join("gated/report"), "client");
+
+    // The command line over a spec without differential settings.
+    let current = spec(&repo, "current.toml", "1", "3", "");
+    let compare = ["--baseline", "base/coverage.json", "--diff-base", "HEAD~1"];
+    let gate = |pct: &str, out: &str| {
+        let mut args = compare.to_vec();
+        args.extend(["--fail-under-new-lines", pct]);
+        covnet_run(&repo, &current, out, &args)
+    };
+    let o = gate("57", "flags");
+    assert_eq!(o.status.code(), Some(0), "{}", o.stderr);
+    assert_eq!(
+        read("flags/coverage.json")["differential"]["totals"]["lines"]["GNC"],
+        4
+    );
+    let o = gate("60", "flags-low");
+    assert_eq!(o.status.code(), Some(3), "{}", o.stderr);
+    assert!(o.stderr.contains("4 of 7 new lines"), "{}", o.stderr);
+
+    // A gate without a change, or a missing baseline: refused before
+    // anything boots, naming the setting.
+    let o = covnet_run(&repo, &current, "refused", &["--fail-on-lost-coverage"]);
+    assert_eq!(o.status.code(), Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("need a change to judge"), "{}", o.stderr);
+    let o = covnet_run(
+        &repo,
+        &current,
+        "refused",
+        &["--baseline", "nope.json", "--diff-base", "HEAD~1"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("baseline nope.json does not exist"),
+        "{}",
+        o.stderr
+    );
+    assert!(!repo.join("refused/coverage.json").exists());
+    let bad = spec(
+        &repo,
+        "bad.toml",
+        "1",
+        "3",
+        "[coverage]\nfail_under_new_lines = 50\n",
+    );
+    let o = covnet_run(&repo, &bad, "refused", &[]);
+    assert!(
+        o.stderr.contains("[coverage] fail_under_new_lines"),
+        "{}",
+        o.stderr
+    );
 }

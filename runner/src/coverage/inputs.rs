@@ -1,0 +1,316 @@
+//! Coverage that already exists, read back: lcov tracefiles, covnet JSON
+//! reports, covnet coverage JSON, gcovr JSON and capture directories of
+//! `.gcda` files, merged into one [`Coverage`]. `covnet report` reads its
+//! inputs this way, and a differential report (`covnet report` or `covnet
+//! run`) its baseline.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use covnet_merger::capture::{CaptureDir, NotesSearch};
+use covnet_merger::model::Coverage;
+use covnet_merger::paths::SourceRewrite;
+use covnet_merger::pipeline::{self, GatherError, Notice, Request};
+
+use super::settings::Resolved;
+
+/// Why inputs could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// A path given as a tracefile is a directory that was not taken as a
+    /// capture directory.
+    #[error("failed to read {}: it is a directory, not a tracefile", path.display())]
+    Directory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file could not be opened.
+    #[error("failed to open {}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file could not be read.
+    #[error("failed to read {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid lcov tracefile.
+    #[error("failed to read tracefile {}", path.display())]
+    Lcov {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        #[source]
+        source: covnet_merger::lcov::LcovError,
+    },
+    /// The file is a covnet JSON report or gcovr JSON that does not read.
+    #[error("failed to read {}", path.display())]
+    Report {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: covnet_reporter::Error,
+    },
+    /// The file is covnet coverage JSON that does not read.
+    #[error("failed to read covnet coverage JSON {}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: covnet_merger::json::JsonError,
+    },
+    /// A path map or filter made two files one inconsistently.
+    #[error("failed to rewrite the paths of {}", path.display())]
+    Rewrite {
+        /// The input.
+        path: PathBuf,
+        /// The conflict.
+        #[source]
+        source: covnet_merger::merge::MergeError,
+    },
+    /// The input does not merge with the inputs before it.
+    #[error("failed to merge {}", path.display())]
+    Merge {
+        /// The input.
+        path: PathBuf,
+        /// The conflict.
+        #[source]
+        source: covnet_merger::merge::MergeError,
+    },
+    /// The capture directories could not be gathered.
+    #[error(transparent)]
+    Gather(#[from] GatherError),
+}
+
+/// What [`load`] read.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Every input, merged in order.
+    pub coverage: Coverage,
+    /// Some capture files were left out (with `keep_going`).
+    pub skipped: bool,
+    /// The capture directories' notices (unpaired files, …), to be told.
+    pub notices: Vec<Notice>,
+    /// Where the notes of capture directories were searched.
+    pub search: NotesSearch,
+}
+
+/// Reads and merges `inputs`: directories as capture directories (one per
+/// machine, named after the directory; each `.gcda` pairs with the `.gcno`
+/// at its build path on this host, else in `settings.build`), files as
+/// tracefiles told apart by content. `rewrite` maps and filters the source
+/// paths of all of them (tracefiles keep theirs as written, without a
+/// base).
+pub fn load(
+    inputs: &[PathBuf],
+    settings: &Resolved,
+    rewrite: &SourceRewrite,
+    keep_going: bool,
+) -> Result<Loaded, InputError> {
+    let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) = inputs.iter().partition(|p| p.is_dir());
+    let search = NotesSearch::host_then(settings.build.clone());
+    let request = Request {
+        captures: capture_dirs(&dirs),
+        search: search.clone(),
+        map: settings.map.clone(),
+        rewrite: rewrite.clone(),
+        keep_going,
+        attribute: true,
+    };
+    let mut loaded = Loaded {
+        coverage: Coverage::default(),
+        skipped: false,
+        notices: Vec::new(),
+        search,
+    };
+    let mut cov: Option<Coverage> = None;
+    if !request.captures.is_empty() {
+        let g = pipeline::gather(&request)?;
+        loaded.skipped = g.skipped_inputs();
+        loaded.notices = g.notices;
+        cov = Some(g.coverage);
+    }
+    // Parse the files side by side (a few at a time), then merge in input
+    // order.
+    let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut read: Vec<Result<Coverage, InputError>> = Vec::with_capacity(files.len());
+    for chunk in files.chunks(width) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|input| scope.spawn(move || read_file(input)))
+                .collect();
+            for (h, input) in handles.into_iter().zip(chunk) {
+                read.push(h.join().unwrap_or_else(|_| {
+                    Err(InputError::Io {
+                        path: input.to_path_buf(),
+                        source: std::io::Error::other("the reader thread panicked"),
+                    })
+                }));
+            }
+        });
+    }
+    let retrace = SourceRewrite {
+        base: None,
+        ..rewrite.clone()
+    };
+    for (input, one) in files.iter().zip(read) {
+        let one = retrace.apply(one?).map_err(|source| InputError::Rewrite {
+            path: input.to_path_buf(),
+            source,
+        })?;
+        cov = Some(match cov {
+            None => one,
+            Some(acc) => {
+                covnet_merger::merge::merge(acc, one).map_err(|source| InputError::Merge {
+                    path: input.to_path_buf(),
+                    source,
+                })?
+            }
+        });
+    }
+    loaded.coverage = cov.unwrap_or_default();
+    Ok(loaded)
+}
+
+/// Capture directories named after their last component (the whole path
+/// where two would share a name).
+pub fn capture_dirs(dirs: &[&PathBuf]) -> Vec<CaptureDir> {
+    let mut captures: Vec<CaptureDir> = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let base = dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| dir.display().to_string());
+        let name = if captures.iter().any(|c| c.name == base) {
+            dir.display().to_string()
+        } else {
+            base
+        };
+        captures.push(CaptureDir {
+            name,
+            root: dir.to_path_buf(),
+        });
+    }
+    captures
+}
+
+/// Reads one tracefile, choosing the reader by content: `{` starts a JSON
+/// document (a covnet report, covnet coverage or gcovr JSON), anything
+/// else is lcov (its `TN` sections are captures, an empty one named after
+/// the file).
+pub fn read_file(path: &Path) -> Result<Coverage, InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Err(InputError::Directory {
+            path: path.to_path_buf(),
+        });
+    }
+    let open = |source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = BufReader::new(File::open(path).map_err(open)?);
+    let mut head = [0u8; 1];
+    let first = loop {
+        if reader.read(&mut head).map_err(io)? == 0 {
+            break None;
+        }
+        if !head[0].is_ascii_whitespace() {
+            break Some(head[0]);
+        }
+    };
+    if first == Some(b'{') {
+        let mut bytes = vec![b'{'];
+        reader.read_to_end(&mut bytes).map_err(io)?;
+        let report = |source| InputError::Report {
+            path: path.to_path_buf(),
+            source,
+        };
+        let marker = format!("\"{}\"", covnet_reporter::json::FORMAT);
+        let head = bytes.get(..256).unwrap_or(&bytes);
+        if covnet_reporter::gcovr_json::looks_like(head) {
+            let mut cov = covnet_reporter::gcovr_json::read_slice(&bytes, path).map_err(report)?;
+            cov.captures.push(stem(path));
+            covnet_merger::merge::attribute_single(&mut cov);
+            return Ok(cov);
+        }
+        if head.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+            return Ok(covnet_reporter::json::read_slice(&bytes, path)
+                .map_err(report)?
+                .0);
+        }
+        return covnet_merger::json::from_slice(&bytes).map_err(|source| InputError::Json {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    // Re-open: the peeked bytes are gone from the buffered reader.
+    let file = File::open(path).map_err(open)?;
+    covnet_merger::lcov::read(BufReader::new(file), path, &stem(path)).map_err(|source| {
+        InputError::Lcov {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// An input's capture name: its file name without the extension.
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "input".to_owned(), |s| s.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use covnet_reporter::RunInfo;
+
+    #[test]
+    fn reads_lcov_json_and_gcovr_json_and_refuses_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = dir.path().join("web.info");
+        std::fs::write(
+            &info,
+            "TN:\nSF:/s/a.c\nFN:1,main\nFNDA:2,main\nDA:1,2\nDA:2,0\nend_of_record\n",
+        )
+        .unwrap();
+        let cov = read_file(&info).unwrap();
+        assert_eq!(cov.captures, ["web"]);
+        assert_eq!(cov.summary().lines_hit, 1);
+        let report = dir.path().join("r.json");
+        covnet_reporter::json::write_path(&cov, &RunInfo::now("t", vec![]), &report).unwrap();
+        assert_eq!(read_file(&report).unwrap(), cov);
+        // gcovr JSON is told apart by its version key, named after the file.
+        let gcovr = dir.path().join("web.gcovr");
+        covnet_reporter::gcovr_json::write_path(&cov, &gcovr).unwrap();
+        assert_eq!(read_file(&gcovr).unwrap(), cov);
+        assert!(matches!(
+            read_file(dir.path()),
+            Err(InputError::Directory { .. })
+        ));
+        let bad = dir.path().join("bad.info");
+        std::fs::write(&bad, "SF:/x.c\nDA:zz\n").unwrap();
+        let err = read_file(&bad).unwrap_err();
+        assert!(
+            matches!(&err, InputError::Lcov { path, .. } if path == &bad),
+            "{err}"
+        );
+    }
+}
