@@ -92,6 +92,16 @@ pub fn peek_version(data: &[u8], kind: FileKind) -> Option<Version> {
     Some(Version(endian.word(word)))
 }
 
+/// The compilation stamp of a `.gcno` or `.gcda` file (the word after the
+/// version), without parsing further; `None` if the header is not one.
+/// Notes and data files of one compilation share it, so it names a build.
+pub fn peek_stamp(data: &[u8], kind: FileKind) -> Option<u32> {
+    let first: [u8; 4] = data.get(..4)?.try_into().ok()?;
+    let endian = Endian::detect(first, kind).ok()?;
+    let word: [u8; 4] = data.get(8..12)?.try_into().ok()?;
+    Some(endian.word(word))
+}
+
 /// A gcov version word: four ASCII characters, e.g. `"B22*"` for GCC 12.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version(pub u32);
@@ -423,6 +433,19 @@ pub fn open(data: &[u8], kind: FileKind) -> Result<(Cursor<'_>, Version), ErrorK
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_are_read_in_either_byte_order() {
+        use crate::testutil::{Builder, Gcc};
+        for endian in [Endian::Little, Endian::Big] {
+            let notes = Builder::notes_header(Gcc::V12, endian, 0x1234_5678).bytes();
+            assert_eq!(peek_stamp(&notes, FileKind::Notes), Some(0x1234_5678));
+            let data = Builder::data_header(Gcc::V11, endian, 7, 9).bytes();
+            assert_eq!(peek_stamp(&data, FileKind::Data), Some(7));
+            assert_eq!(peek_stamp(&notes[..11], FileKind::Notes), None);
+            assert_eq!(peek_stamp(&data, FileKind::Notes), None, "wrong magic");
+        }
+    }
 
     #[test]
     fn version_decoding() {

@@ -70,6 +70,9 @@ pub struct Gathered {
     pub coverage: Coverage,
     /// What was left out or is worth knowing, in a stable order.
     pub notices: Vec<Notice>,
+    /// The `.gcno` files the captures were paired with, sorted: the build
+    /// this coverage is of (see [`crate::bytes::peek_stamp`]).
+    pub notes: Vec<std::path::PathBuf>,
 }
 
 impl Gathered {
@@ -206,6 +209,12 @@ pub fn gather(req: &Request) -> Result<Gathered, GatherError> {
     let mut notices: Vec<Notice> = unpaired.into_iter().map(Notice::Unpaired).collect();
     notices.extend(plan.empty.iter().cloned().map(Notice::EmptyData));
     let no_notes = plan.objects.is_empty();
+    let notes: Vec<std::path::PathBuf> = plan
+        .objects
+        .iter()
+        .filter(|o| !o.data.is_empty())
+        .map(|o| o.notes.clone())
+        .collect();
     let plan = if req.attribute {
         plan
     } else {
@@ -239,5 +248,6 @@ pub fn gather(req: &Request) -> Result<Gathered, GatherError> {
     Ok(Gathered {
         coverage: outcome.coverage,
         notices,
+        notes,
     })
 }

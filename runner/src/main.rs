@@ -16,6 +16,7 @@ mod cli {
     pub mod report;
     pub mod run;
     pub mod shell;
+    pub mod suite;
     pub mod vms;
 }
 

@@ -311,7 +311,19 @@ fn merge_captures(plan: &MergePlan, attribute: bool) -> Result<Option<Gathered>,
 
 /// Runs `covnet merge`.
 pub fn merge(args: MergeArgs) -> Result<ExitCode> {
+    let bundles = args
+        .inputs
+        .iter()
+        .filter(|p| covnet_runner::suite::bundle::is_bundle(p))
+        .count();
+    if bundles > 0 && bundles < args.inputs.len() {
+        bail!("shard bundles (directories with a manifest.json) merge only with each other\n  (hint: give only the bundles; merge other inputs into the result afterwards)");
+    }
+    let inputs = args.inputs.clone();
     let plan = args.resolve()?;
+    if bundles > 0 {
+        return merge_bundles(&inputs, &plan);
+    }
     let mut problems: Vec<String> = Vec::new();
     // Capture names in input order, so the output lists inputs as given.
     let mut parts: Vec<(usize, Coverage)> = Vec::new();
@@ -406,6 +418,55 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
         }
     }
     if !problems.is_empty() || captures_skipped {
+        return Ok(ExitCode::from(exit::PARTIAL));
+    }
+    let shortfalls = plan.thresholds.check(&summary);
+    if !shortfalls.is_empty() {
+        for s in &shortfalls {
+            writeln!(err, "error: {s}")?;
+        }
+        return Ok(ExitCode::from(exit::BELOW_THRESHOLD));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `covnet merge BUNDLE...`: the suite's coverage from its shards' bundles,
+/// exactly as one host's run of the whole suite gives it; missing or
+/// failed shards and specs are named and make the exit status 2.
+fn merge_bundles(bundles: &[PathBuf], plan: &MergePlan) -> Result<ExitCode> {
+    let merged = covnet_runner::suite::bundle::merge(bundles)?;
+    let mut total = plan
+        .rewrite
+        .apply(merged.coverage)
+        .context("failed to rewrite the merged bundles' paths")?;
+    super::markers::apply(&mut total, &plan.rules);
+    write_output(&plan.output, "tracefile", |out| {
+        lcov::write(&total, out, plan.write).map_err(Into::into)
+    })?;
+    if let Some(path) = &plan.json {
+        write_output(path, "JSON file", |out| {
+            json::write(&total, out).map_err(Into::into)
+        })?;
+    }
+    let summary = total.summary();
+    let mut err = io::stderr().lock();
+    writeln!(
+        err,
+        "merged {} bundle(s): {} spec(s), {} capture(s), {} .gcno file(s) of one build",
+        merged.manifests.len(),
+        merged
+            .manifests
+            .iter()
+            .map(|m| m.specs.len())
+            .sum::<usize>(),
+        total.captures.len(),
+        merged.build.notes.len()
+    )?;
+    print_summary(&mut err, &summary)?;
+    for n in &merged.notes {
+        writeln!(err, "warning: {n}")?;
+    }
+    if !merged.notes.is_empty() {
         return Ok(ExitCode::from(exit::PARTIAL));
     }
     let shortfalls = plan.thresholds.check(&summary);

@@ -75,19 +75,24 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         filter: settings.filter.clone(),
         base: Some(base),
     };
-    let (mut cov, skipped) = match load_inputs(&args.inputs, args.keep_going, &settings, &rewrite)?
-    {
+    let inputs::Loaded {
+        coverage: mut cov,
+        skipped,
+        notes,
+        ..
+    } = match load_inputs(&args.inputs, args.keep_going, &settings, &rewrite)? {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
     super::markers::apply(&mut cov, &settings.rules);
-    let info = RunInfo::now(
+    let mut info = RunInfo::now(
         args.title.clone(),
         args.inputs
             .iter()
             .map(|p| p.display().to_string())
             .collect(),
     );
+    info.notes = notes.clone();
     let thresholds = settings.thresholds;
     let diff_settings = args.differential.over(&Default::default());
     let delta = match differential(&diff_settings, &cov, &settings, &rewrite)? {
@@ -134,10 +139,19 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
 
-    if skipped {
-        eprintln!(
-            "warning: some capture files were left out (--keep-going): the report is incomplete"
-        );
+    for n in &notes {
+        eprintln!("warning: {n}");
+    }
+    if skipped || !notes.is_empty() {
+        if skipped {
+            eprintln!(
+                "warning: some capture files were left out (--keep-going): the report is incomplete"
+            );
+        } else {
+            eprintln!(
+                "warning: the report is incomplete (see above; the HTML report names the gaps too)"
+            );
+        }
         return Ok(ExitCode::from(exit::PARTIAL));
     }
     let mut shortfalls: Vec<String> = thresholds
@@ -170,11 +184,11 @@ fn load_inputs(
     keep_going: bool,
     settings: &Resolved,
     rewrite: &SourceRewrite,
-) -> anyhow::Result<Result<(Coverage, bool), ExitCode>> {
+) -> anyhow::Result<Result<inputs::Loaded, ExitCode>> {
     match inputs::load(inputs, settings, rewrite, keep_going) {
         Ok(l) => {
             coverage_opts::print_notices(&l.notices, &l.search, coverage_opts::Command::Standalone);
-            Ok(Ok((l.coverage, l.skipped)))
+            Ok(Ok(l))
         }
         Err(InputError::Gather(e)) => Ok(Err(ExitCode::from(coverage_opts::print_gather_error(
             &e,

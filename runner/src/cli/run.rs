@@ -21,12 +21,33 @@ use super::exit;
 /// Arguments of `covnet run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The spec file (TOML) with machines and a [test] table.
-    pub spec: PathBuf,
+    /// The spec file (TOML) with machines and a [test] table; or several
+    /// specs, directories (every spec below them) and glob patterns: a
+    /// suite, run as one (one JUnit file, one combined report, captures
+    /// named `<spec>/<machine>`).
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<PathBuf>,
     /// Output directory: failure bundle, copied files (default:
-    /// `covnet-out/<spec name>`).
+    /// `covnet-out/<spec name>`); for a suite, the shard bundle (default:
+    /// `covnet-out/suite`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Suites: specs run at once on this host (default: one per core for
+    /// namespace machines; for VMs, as many as the cores and the available
+    /// memory hold for the largest spec).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Suites: run only shard K of N: `count:K/N` deals the sorted specs
+    /// round robin, `hash:K/N` by a stable hash of each spec's name (a spec
+    /// keeps its shard when the suite grows); `K/N` is `count:K/N`. Without
+    /// it, Slurm job arrays, Kubernetes Indexed Jobs, Bazel test sharding
+    /// and GitLab parallel jobs are followed from their own variables.
+    #[arg(long, value_name = "[count:|hash:]K/N")]
+    pub partition: Option<covnet_runner::suite::partition::Partition>,
+    /// Suites: the number of shards, for engines that do not publish it
+    /// (Kubernetes Indexed Jobs: the Job's completions; also COVNET_SHARDS).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -89,6 +110,10 @@ pub fn announce_signal(r: Received) {
 
 /// Runs `covnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if super::suite::is_suite(&args) {
+        return super::suite::run(args);
+    }
+    let spec = args.specs[0].clone();
     if (args.coverage_opts.any() || args.formats.any() || args.differential.any()) && !args.coverage
     {
         anyhow::bail!(
@@ -96,7 +121,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let request = RunRequest {
-        spec: args.spec.clone(),
+        spec: spec.clone(),
         out: args.out.clone(),
         keep_going: args.keep_going,
         backend: args.backend,
@@ -175,7 +200,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!(
         "{verdict}: {} ({:.2}s){coverage}",
-        args.spec.display(),
+        spec.display(),
         outcome.elapsed.as_secs_f64()
     );
     Ok(ExitCode::from(code))
@@ -183,7 +208,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The exit code of a run, and what the verdict line adds when a passed
 /// test's coverage decides it.
-fn exit_code(v: &Verdict) -> (u8, Option<&'static str>) {
+pub fn exit_code(v: &Verdict) -> (u8, Option<&'static str>) {
     let test = match v.test {
         TestResult::Passed => exit::SUCCESS,
         TestResult::Failed | TestResult::TimedOut => exit::PARTIAL,

@@ -92,6 +92,9 @@ pub enum InputError {
     /// The capture directories could not be gathered.
     #[error(transparent)]
     Gather(#[from] GatherError),
+    /// Shard bundles could not be merged.
+    #[error(transparent)]
+    Bundles(Box<crate::suite::bundle::BundleError>),
 }
 
 /// What [`load`] read.
@@ -105,12 +108,17 @@ pub struct Loaded {
     pub notices: Vec<Notice>,
     /// Where the notes of capture directories were searched.
     pub search: NotesSearch,
+    /// What the coverage lacks: shards or specs of a suite that are
+    /// missing or failed (for the report's notes).
+    pub notes: Vec<String>,
 }
 
-/// Reads and merges `inputs`: directories as capture directories (one per
-/// machine, named after the directory; each `.gcda` pairs with the `.gcno`
-/// at its build path on this host, else in `settings.build`), files as
-/// tracefiles told apart by content. `rewrite` maps and filters the source
+/// Reads and merges `inputs`: shard bundles (directories with a
+/// manifest: merged as [`crate::suite::bundle::merge`] does, refusing
+/// bundles of different builds), other directories as capture directories
+/// (one per machine, named after the directory; each `.gcda` pairs with
+/// the `.gcno` at its build path on this host, else in `settings.build`),
+/// files as tracefiles told apart by content. `rewrite` maps and filters the source
 /// paths of all of them (tracefiles keep theirs as written, without a
 /// base).
 pub fn load(
@@ -120,6 +128,9 @@ pub fn load(
     keep_going: bool,
 ) -> Result<Loaded, InputError> {
     let (dirs, files): (Vec<&PathBuf>, Vec<&PathBuf>) = inputs.iter().partition(|p| p.is_dir());
+    let (bundles, dirs): (Vec<&PathBuf>, Vec<&PathBuf>) = dirs
+        .into_iter()
+        .partition(|d| crate::suite::bundle::is_bundle(d));
     let search = NotesSearch::host_then(settings.build.clone());
     let request = Request {
         captures: capture_dirs(&dirs),
@@ -134,13 +145,40 @@ pub fn load(
         skipped: false,
         notices: Vec::new(),
         search,
+        notes: Vec::new(),
     };
     let mut cov: Option<Coverage> = None;
+    if !bundles.is_empty() {
+        let paths: Vec<PathBuf> = bundles.into_iter().cloned().collect();
+        let merged =
+            crate::suite::bundle::merge(&paths).map_err(|e| InputError::Bundles(Box::new(e)))?;
+        loaded.notes = merged.notes;
+        let retrace = SourceRewrite {
+            base: None,
+            ..rewrite.clone()
+        };
+        cov = Some(
+            retrace
+                .apply(merged.coverage)
+                .map_err(|source| InputError::Rewrite {
+                    path: paths[0].clone(),
+                    source,
+                })?,
+        );
+    }
     if !request.captures.is_empty() {
         let g = pipeline::gather(&request)?;
         loaded.skipped = g.skipped_inputs();
         loaded.notices = g.notices;
-        cov = Some(g.coverage);
+        cov = Some(match cov {
+            None => g.coverage,
+            Some(acc) => covnet_merger::merge::merge(acc, g.coverage).map_err(|source| {
+                InputError::Merge {
+                    path: request.captures[0].root.clone(),
+                    source,
+                }
+            })?,
+        });
     }
     // Parse the files side by side (a few at a time), then merge in input
     // order.

@@ -12,6 +12,7 @@
 
 pub mod differential;
 pub mod flush;
+pub mod identity;
 pub mod inputs;
 pub mod notices;
 pub mod settings;
@@ -258,6 +259,9 @@ pub struct Merged {
     /// Whether some pulled `.gcda` file was left out (unpaired or
     /// unreadable): the run's coverage is incomplete.
     pub skipped_inputs: bool,
+    /// The `.gcno` files the captures paired with: the build measured
+    /// ([`identity::BuildIdentity`]).
+    pub objects: Vec<PathBuf>,
 }
 
 /// How a run's captures become coverage: where the notes are, and the
@@ -317,6 +321,7 @@ pub fn merge(captures: &[MachineCapture], settings: &MergeSettings) -> Result<Me
         coverage: gathered.coverage,
         notes,
         notices: gathered.notices,
+        objects: gathered.notes,
     })
 }
 

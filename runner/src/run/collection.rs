@@ -159,6 +159,14 @@ pub(crate) fn script_coverage(
     }
 }
 
+/// Writes the identity of the build measured (every paired `.gcno`) into
+/// `out`.
+fn write_identity(objects: &[std::path::PathBuf], out: &Path) -> Result<(), String> {
+    let id = coverage::identity::BuildIdentity::of(objects).map_err(|e| notices::chain(&e))?;
+    let text = serde_json::to_vec_pretty(&id).map_err(|e| e.to_string())?;
+    std::fs::write(out.join(coverage::identity::FILE), text).map_err(|e| e.to_string())
+}
+
 /// Pulls every machine's gcov data (those the script shut down were
 /// pulled before), merges it with the phases' captures and writes the
 /// reports into the output directory, telling every step as events.
@@ -275,6 +283,12 @@ pub(crate) fn collect_and_report(
         delta.as_ref(),
     )
     .map_err(CoverageError::Report)?;
+    if let Err(why) = write_identity(&merged.objects, &plan.out) {
+        notice(Diagnostic::warning(format!(
+            "the build's identity ({}) was not written: {why}; merging this run's bundle with others cannot check that they measured the same build",
+            coverage::identity::FILE
+        )));
+    }
     let extra = coverage::format_outputs(&plan.coverage().formats, &plan.out);
     let written = covnet_reporter::outputs::write_all(&merged.coverage, &info, &extra)
         .map_err(CoverageError::Report)?;

@@ -74,6 +74,11 @@ impl Interruption {
         }
     }
 
+    /// Whether `other` is a clone of this one.
+    pub fn same(&self, other: &Interruption) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     fn attach(&self, interrupter: Interrupter) {
         let mut t = self.lock();
         if let Some(reason) = t.pending.take() {

@@ -67,22 +67,22 @@ impl TestSuite {
             .count()
     }
 
-    /// Writes the suite as a JUnit XML document.
-    pub fn write_xml<W: Write>(&self, mut out: W) -> io::Result<()> {
-        let total = if self.elapsed.is_zero() {
+    /// Wall time of the suite: its own, or the sum of its cases.
+    fn total(&self) -> Duration {
+        if self.elapsed.is_zero() {
             self.cases.iter().map(|c| c.elapsed).sum()
         } else {
             self.elapsed
-        };
-        writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
-        writeln!(
-            out,
-            r#"<testsuites name="covnet" tests="{}" failures="{}" errors="{}" time="{:.3}">"#,
-            self.cases.len(),
-            self.failures(),
-            self.errors(),
-            total.as_secs_f64()
-        )?;
+        }
+    }
+
+    /// Writes the suite as a JUnit XML document.
+    pub fn write_xml<W: Write>(&self, out: W) -> io::Result<()> {
+        write_xml(std::slice::from_ref(self), out)
+    }
+
+    fn write_suite<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        let total = self.total();
         writeln!(
             out,
             r#"  <testsuite name="{}" tests="{}" failures="{}" errors="{}" skipped="0" time="{:.3}">"#,
@@ -129,10 +129,28 @@ impl TestSuite {
             }
             writeln!(out, "    </testcase>")?;
         }
-        writeln!(out, "  </testsuite>")?;
-        writeln!(out, "</testsuites>")?;
-        out.flush()
+        writeln!(out, "  </testsuite>")
     }
+}
+
+/// Writes `suites` (one per spec of a suite of specs) as one JUnit XML
+/// document, totals in `<testsuites>`.
+pub fn write_xml<W: Write>(suites: &[TestSuite], mut out: W) -> io::Result<()> {
+    let tests: usize = suites.iter().map(|s| s.cases.len()).sum();
+    let failures: usize = suites.iter().map(TestSuite::failures).sum();
+    let errors: usize = suites.iter().map(TestSuite::errors).sum();
+    let time: Duration = suites.iter().map(TestSuite::total).sum();
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(
+        out,
+        r#"<testsuites name="covnet" tests="{tests}" failures="{failures}" errors="{errors}" time="{:.3}">"#,
+        time.as_secs_f64()
+    )?;
+    for s in suites {
+        s.write_suite(&mut out)?;
+    }
+    writeln!(out, "</testsuites>")?;
+    out.flush()
 }
 
 /// Text escaped for XML attribute values and character data; characters

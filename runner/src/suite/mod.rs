@@ -4,5 +4,9 @@
 //! sharding, GitLab parallel jobs). covnet provides the shard protocol and
 //! the exact merge; the engine provides the hosts.
 
+pub mod bundle;
+pub mod discover;
 pub mod engine;
+pub mod execute;
 pub mod partition;
+pub mod report;

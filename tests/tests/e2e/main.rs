@@ -20,4 +20,5 @@ mod namespace;
 mod report;
 mod scale;
 mod service_flush;
+mod suite;
 mod vm_network;
