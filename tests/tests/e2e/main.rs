@@ -20,4 +20,5 @@ mod namespace;
 mod report;
 mod scale;
 mod service_flush;
+mod slurm;
 mod vm_network;
