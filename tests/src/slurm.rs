@@ -361,6 +361,12 @@ fn node_hardware(slurmd: &Path, dir: &Path) -> Result<(String, String)> {
 }
 
 /// The `slurm.conf` of a one-node cluster with everything under `dir`.
+///
+/// Clients and slurmd reach slurmctld at 127.0.0.1 and slurmd listens on
+/// 127.0.0.1 only (`NoInAddrAny` binds it to `NodeAddr`); slurmctld
+/// listens on its free port on every address, as `NoCtldInAddrAny` would
+/// bind it to whatever the host name resolves to, which need not be
+/// loopback. All traffic stays on loopback either way.
 fn slurm_conf(
     dir: &Path,
     node: &str,
