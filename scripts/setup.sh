@@ -20,6 +20,9 @@ packages=(
   openssh-client openssh-server
   # differential coverage: --diff-base and the e2e fixtures' history need git
   git
+  # sharded suites are tested under a real Slurm: the test starts its own
+  # munged, slurmctld and slurmd on loopback (never the system services)
+  slurm-wlm munge
 )
 
 # Root runs commands directly; anyone else through sudo.
@@ -48,6 +51,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ -z "$made_policy" ] || "${sudo_cmd[@]}" rm -f /usr/sbin/policy-rc.d
+  # Nor start them at the next boot: munge and Slurm installed here only
+  # serve the tests, which run private daemons (their own munge socket,
+  # config and ports). A machine that had them before keeps its setup.
+  if [ -d /run/systemd/system ]; then
+    for pair in munge:munge slurm-wlm:slurmctld slurm-wlm:slurmd; do
+      case " ${missing[*]} " in
+        *" ${pair%%:*} "*)
+          "${sudo_cmd[@]}" systemctl disable --now "${pair#*:}" >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 fi
 
 # The kernel image must be readable by an unprivileged covnet too.

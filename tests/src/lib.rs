@@ -1,6 +1,7 @@
 //! Harness for covnet's end-to-end tests: builds C fixtures with
 //! `gcc --coverage` at test time, runs GCC's `gcov` as the oracle, and
-//! guards VMs so that a failed test leaves nothing running.
+//! guards VMs so that a failed test leaves nothing running; starts a private
+//! Slurm cluster for the sharded-suite tests.
 #![deny(missing_docs)]
 
 pub mod budget;
@@ -9,3 +10,4 @@ pub mod gcc;
 pub mod lcov_tool;
 pub mod oracle;
 pub mod running;
+pub mod slurm;

@@ -20,5 +20,6 @@ mod namespace;
 mod report;
 mod scale;
 mod service_flush;
+mod slurm;
 mod suite;
 mod vm_network;
