@@ -28,6 +28,7 @@
 pub mod bytes;
 pub mod capture;
 pub mod demangle;
+pub mod dwarf;
 pub mod error;
 pub mod exclude;
 pub mod gcda;
