@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod blindspots;
 pub mod bytes;
 pub mod capture;
 pub mod demangle;
