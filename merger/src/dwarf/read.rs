@@ -228,9 +228,11 @@ fn file_entry_path<'d>(
         return Ok(None);
     };
     let name = string(unit, file.path_name())?;
+    // Directory 0 is the compilation directory itself (DWARF 5; "the
+    // current directory" before): joined below, not twice.
     let dir = match file.directory(header) {
-        Some(d) => Some(string(unit, d)?),
-        None => None,
+        Some(d) if file.directory_index() != 0 => Some(string(unit, d)?),
+        _ => None,
     };
     Ok(Some(join(comp_dir, dir.as_deref(), &name)))
 }
