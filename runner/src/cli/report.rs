@@ -376,9 +376,9 @@ fn capture_dirs(dirs: &[&PathBuf]) -> Vec<CaptureDir> {
     captures
 }
 
-/// Reads one input, choosing the reader by content: `{` starts a JSON
+/// Reads one input (also `covnet blindspots --coverage`), choosing the reader by content: `{` starts a JSON
 /// document (a covnet report or covnet coverage), anything else is lcov.
-fn load(path: &Path) -> anyhow::Result<Coverage> {
+pub fn load(path: &Path) -> anyhow::Result<Coverage> {
     if path.is_dir() {
         bail!(
             "failed to read {}: it is a directory, not a tracefile\n  (hint: turn capture directories into a tracefile first: covnet merge {} --build <build dir> -o all.info)",
