@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use covnet_merger::capture::NotesSearch;
+use covnet_merger::dwarf::DebugSearch;
 use covnet_merger::paths::SourceRewrite;
 
 use crate::coverage::notices::{self, Flavor};
@@ -14,6 +15,7 @@ use crate::coverage::settings::{self, SettingsError};
 use crate::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
+use crate::image::closure::SearchPaths;
 use crate::machine::Machine;
 use crate::run::network::Network;
 use crate::run::plan::RunPlan;
@@ -244,6 +246,19 @@ pub(crate) fn collect_and_report(
         .collect();
     let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
     info.notes = merged.notes.clone();
+    // What each machine ran that no capture of it covers.
+    let (blind, warnings) = coverage::blind::blind_spots(
+        &plan.spec,
+        &merged.coverage,
+        &captures,
+        &merge_settings.rewrite,
+        &SearchPaths::host(),
+        &DebugSearch::default(),
+    );
+    for d in warnings {
+        notice(d);
+    }
+    info.blind_spots = blind;
     let paths = coverage::write_reports(&merged, &info, &plan.out, settings.lcov_format)
         .map_err(CoverageError::Report)?;
     let extra = coverage::format_outputs(&plan.coverage().formats, &plan.out);
