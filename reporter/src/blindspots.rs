@@ -188,6 +188,15 @@ pub fn write_summary(machines: &[MachineBlindSpots], out: &mut impl Write) -> io
     )?;
     for m in machines {
         writeln!(out, "  {}: {}", m.machine, totals_line(&m.blind.totals()))?;
+        for b in m.blind.binaries.iter().filter(|b| !b.files.is_empty()) {
+            let lines: usize = b.files.iter().map(|f| f.lines.len()).sum();
+            writeln!(
+                out,
+                "    {}: {} source file(s), {lines} executable line(s)",
+                b.path,
+                b.files.len()
+            )?;
+        }
         let none: Vec<&str> = m.blind.without_debug().map(|b| b.path.as_str()).collect();
         if !none.is_empty() {
             writeln!(out, "    without debug information: {}", none.join(", "))?;
