@@ -10,8 +10,14 @@
 //!   "totals": { "lines": { "hit": 1, "total": 2, "percent": 50.0 }, … },
 //!   "captures": [ { "name": "web", "totals": { … }, "own": { … } } ],
 //!   "files": [ { "path": "/src/a.c", "relative": "a.c", "totals": { … },
-//!                "lines": [ { "line": 3, "count": 2, … } ], "functions": [ … ] } ] }
+//!                "lines": [ { "line": 3, "count": 2, … } ], "functions": [ … ] } ],
+//!   "blind_spots": [ { "machine": "web", "totals": { "binaries": 4, … },
+//!                      "binaries": [ … ] } ] }
 //! ```
+//!
+//! `blind_spots` (when computed: `covnet run --coverage`) is each machine's
+//! code that no capture covers ([`crate::blindspots`]); no total above
+//! includes it, and it does not read back into the model.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
