@@ -13,6 +13,13 @@
 //! end-of-sequence rows aside), which the tests check against objdump.
 //! Sequences of code the linker discarded are counted as those tools list
 //! them.
+//!
+//! Limits: `DW_AT_abstract_origin`/`DW_AT_specification` are followed
+//! within a unit only (a function whose name is in another unit, as after
+//! LTO, is left out of the functions, not of the lines); split DWARF
+//! (`-gsplit-dwarf` `.dwo` files) gives the lines of the skeleton units'
+//! line programs but no functions; relocatable objects (`.o`) are read
+//! without applying their relocations.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -98,15 +105,17 @@ impl DebugInfo {
                 }
             };
             let at = header.debug_info_offset().map_or(0, |o| o.0 as u64);
-            let bad = |section: &'static str, error| DwarfErrorKind::Dwarf {
+            let bad = |(section, offset, error): Failure| DwarfErrorKind::Dwarf {
                 section,
-                offset: at,
+                offset,
                 unit: at,
                 error,
             };
-            let unit = dwarf.unit(header).map_err(|e| bad(".debug_info", e))?;
+            let unit = dwarf
+                .unit(header)
+                .map_err(|e| bad((".debug_info", at, e)))?;
             let unit = unit.unit_ref(&dwarf);
-            read_unit(unit, &mut info).map_err(|(section, e)| bad(section, e))?;
+            read_unit(unit, at, &mut info).map_err(bad)?;
         }
         for file in info.files.values_mut() {
             file.functions.sort();
@@ -130,10 +139,12 @@ impl DebugInfo {
     }
 }
 
-type Failure = (&'static str, gimli::Error);
+/// A gimli error, the section it was met in and the offset there of what
+/// was being read (the unit, or its line program).
+type Failure = (&'static str, u64, gimli::Error);
 
-fn read_unit<'d>(unit: UnitRef<'_, R<'d>>, info: &mut DebugInfo) -> Result<(), Failure> {
-    let info_err = |e| (".debug_info", e);
+fn read_unit<'d>(unit: UnitRef<'_, R<'d>>, at: u64, info: &mut DebugInfo) -> Result<(), Failure> {
+    let info_err = |e| (".debug_info", at, e);
     let comp_dir = unit.comp_dir.map(|d| d.to_string_lossy().into_owned());
     let name = unit
         .name
@@ -157,7 +168,11 @@ fn read_unit<'d>(unit: UnitRef<'_, R<'d>>, info: &mut DebugInfo) -> Result<(), F
 
     // File table paths, by index, computed once per index.
     let mut paths: HashMap<u64, Option<String>> = HashMap::new();
-    let line_err = |e| (".debug_line", e);
+    let line_at = unit
+        .line_program
+        .as_ref()
+        .map_or(0, |p| p.header().offset().0 as u64);
+    let line_err = |e| (".debug_line", line_at, e);
     let header = unit.line_program.as_ref().map(|p| p.header().clone());
     let mut file_path = |index: u64| -> Result<Option<String>, gimli::Error> {
         if let Some(p) = paths.get(&index) {

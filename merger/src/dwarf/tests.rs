@@ -290,9 +290,17 @@ fn damaged_files_are_typed_errors_naming_the_file() {
         assert!(e.kind.hint().is_some());
     }
 
-    // Truncated anywhere: an error or a smaller result, never a panic.
+    // Truncated anywhere, or any byte flipped: an error or some result,
+    // never a panic.
     for cut in (0..data.len()).step_by(97) {
         let _ = read_slice(data.get(..cut).unwrap_or(&[]));
+    }
+    for at in (0..data.len()).step_by(13) {
+        let mut flipped = data.clone();
+        if let Some(b) = flipped.get_mut(at) {
+            *b ^= 0xff;
+        }
+        let _ = read_slice(&flipped);
     }
 }
 
