@@ -184,7 +184,7 @@ pub fn write_summary(machines: &[MachineBlindSpots], out: &mut impl Write) -> io
     }
     writeln!(
         out,
-        "  blind spots: code each machine ran that no capture covers (not in the rates above)"
+        "  blind spots: code installed on each machine (programs and the libraries they load) that none of its captures covers; not in the rates above"
     )?;
     for m in machines {
         writeln!(out, "  {}: {}", m.machine, totals_line(&m.blind.totals()))?;

@@ -246,7 +246,7 @@ pub(crate) fn collect_and_report(
         .collect();
     let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
     info.notes = merged.notes.clone();
-    // What each machine ran that no capture of it covers.
+    // What is installed on each machine that no capture of it covers.
     let (blind, warnings) = coverage::blind::blind_spots(
         &plan.spec,
         &merged.coverage,
