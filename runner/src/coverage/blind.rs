@@ -108,3 +108,27 @@ pub fn blind_spots(
     }
     (out, warnings)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_real_elf_file_once_under_its_first_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not ELF").expect("write");
+        let sh = PathBuf::from("/bin/sh");
+        let link = dir.path().join("sh-link");
+        std::os::unix::fs::symlink(std::fs::canonicalize(&sh).expect("/bin/sh"), &link)
+            .expect("symlink");
+        let got = distinct_elf_files(vec![
+            sh.clone(),
+            text,
+            link,
+            dir.path().join("absent"),
+            sh.clone(),
+        ]);
+        assert_eq!(got, [sh]);
+    }
+}
