@@ -203,7 +203,7 @@ fn compressed_sections_read_the_same_as_plain_ones() {
 }
 
 #[test]
-fn stripped_files_have_none_and_debuglink_files_are_found() {
+fn stripped_files_have_none_and_debug_files_are_found_by_link_and_build_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lib = build(dir.path(), "libutil.so", &["-g"]);
     let whole = read_slice(&std::fs::read(&lib).expect("read"))
@@ -244,6 +244,45 @@ fn stripped_files_have_none_and_debuglink_files_are_found() {
         }
         other => panic!("{other:?}"),
     }
+
+    // By build id: stripped without a link, the debug file under
+    // <root>/.build-id/xx/rest.debug (a copy with another id is not taken).
+    let with_id = build(dir.path(), "withid.so", &["-g", "-Wl,--build-id=sha1"]);
+    let id = links(&std::fs::read(&with_id).expect("read"))
+        .expect("links")
+        .build_id
+        .expect("a build id")
+        .to_vec();
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let root = dir.path().join("debug-root");
+    let by_id = root
+        .join(".build-id")
+        .join(&hex[..2])
+        .join(format!("{}.debug", &hex[2..]));
+    std::fs::create_dir_all(by_id.parent().expect("parent")).expect("mkdir");
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&with_id)
+        .arg(&by_id));
+    let no_link = dir.path().join("nolink.so");
+    run(Command::new("strip").arg("-o").arg(&no_link).arg(&with_id));
+    let search = DebugSearch { root: root.clone() };
+    match read_path(&no_link, &search).expect("reads").debug {
+        Debug::Found { from, info } => {
+            assert_eq!(from, by_id);
+            assert_eq!(info.files, whole.files);
+        }
+        other => panic!("{other:?}"),
+    }
+    let other_id = build(dir.path(), "otherid.so", &["-g", "-Wl,--build-id=0x0123"]);
+    run(Command::new("objcopy")
+        .arg("--only-keep-debug")
+        .arg(&other_id)
+        .arg(&by_id));
+    assert!(matches!(
+        read_path(&no_link, &search).expect("reads").debug,
+        Debug::Missing { .. }
+    ));
 
     // A debug file of other bytes (CRC mismatch) is not taken.
     std::fs::write(&debug, b"\x7fELF not the debug file").expect("write");
