@@ -20,6 +20,9 @@ packages=(
   openssh-client openssh-server
   # differential coverage: --diff-base and the e2e fixtures' history need git
   git
+  # blind spots: objdump --dwarf=decodedline is the DWARF tests' oracle;
+  # readelf, objcopy and strip make their stripped and split fixtures
+  binutils
 )
 
 # Root runs commands directly; anyone else through sudo.
