@@ -21,7 +21,7 @@
 # remaining targets ran.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-targets=(gcno gcda lcov json_model spec console_frames tar)
+targets=(gcno gcda lcov json_model spec console_frames tar dwarf)
 
 if [ $# -ne 2 ] || ! [[ "$2" =~ ^[0-9]+$ ]]; then
     echo "usage: $0 TARGET[,TARGET...]|all SECONDS (targets: ${targets[*]})" >&2

@@ -10,6 +10,8 @@
 #   console_frames  replies framed as guest/control.sh frames them
 #   tar             the capture trees archived by busybox tar and GNU tar
 #                   (gnu, ustar, pax)
+#   dwarf           the fixtures' objects and programs (built with -g), and
+#                   -gz and DWARF 4 objects of the C fixtures
 # plus everything in fuzz/regressions/<target>/.
 #
 # Usage: fuzz/seed.sh [CORPUS_DIR]   (default: fuzz/corpus)
@@ -29,7 +31,7 @@ covnet="$root/target/debug/covnet"
 
 work="$(mktemp -d -t covnet-seed-XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-for t in gcno gcda lcov json_model spec console_frames tar; do
+for t in gcno gcda lcov json_model spec console_frames tar dwarf; do
     mkdir -p "$out/$t"
 done
 
@@ -79,6 +81,14 @@ build() {
     tar --format=gnu -cf "$out/tar/$label$opt-gnu.tar" -C "$gcdas" .
     tar --format=ustar -cf "$out/tar/$label$opt-ustar.tar" -C "$gcdas" .
     tar --format=pax -cf "$out/tar/$label$opt-pax.tar" -C "$gcdas" .
+    cp "$dir/cprog" "$out/dwarf/$label$opt-cprog"
+    for f in "$dir"/obj/*.o; do
+        cp "$f" "$out/dwarf/$label$opt-$(basename "$f")"
+    done
+    for flags in "-gz" "-gdwarf-4"; do
+        "$cc" "$opt" -g "$flags" -I"$dir/src" -c "$dir/src/util.c" \
+            -o "$out/dwarf/$label$opt$flags-util.o"
+    done
     n=$((n + 1))
 }
 
@@ -114,13 +124,13 @@ printf '=covnet 0 end 0\n=covnet 1 out\n!!!\n=covnet 1 end 0\n' >"$cf/bad-base64
 printf '=covnet 1 end x\n' >"$cf/bad-status"
 
 # The regression corpus joins the seeds.
-for t in gcno gcda lcov json_model spec console_frames tar; do
+for t in gcno gcda lcov json_model spec console_frames tar dwarf; do
     if [ -d "$here/regressions/$t" ]; then
         cp "$here/regressions/$t"/* "$out/$t/" 2>/dev/null || true
     fi
 done
 
-for t in gcno gcda lcov json_model spec console_frames tar; do
+for t in gcno gcda lcov json_model spec console_frames tar dwarf; do
     printf '%-15s %4d files %8d bytes\n' "$t" "$(find "$out/$t" -type f | wc -l)" \
         "$(find "$out/$t" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
 done

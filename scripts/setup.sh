@@ -23,6 +23,9 @@ packages=(
   # sharded suites are tested under a real Slurm: the test starts its own
   # munged, slurmctld and slurmd on loopback (never the system services)
   slurm-wlm munge
+  # blind spots: objdump --dwarf=decodedline is the DWARF tests' oracle;
+  # readelf, objcopy and strip make their stripped and split fixtures
+  binutils
 )
 
 # Root runs commands directly; anyone else through sudo.

@@ -25,9 +25,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod blindspots;
 pub mod bytes;
 pub mod capture;
 pub mod demangle;
+pub mod dwarf;
 pub mod error;
 pub mod exclude;
 pub mod gcda;

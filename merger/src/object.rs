@@ -407,31 +407,7 @@ pub fn source_path(cwd: Option<&[u8]>, fallback: Option<&Path>, raw: &[u8]) -> S
             format!("{}/{}", base.trim_end_matches('/'), name)
         }
     };
-    normalize(&joined)
-}
-
-fn normalize(path: &str) -> String {
-    let absolute = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&p) if p != ".." => {
-                    parts.pop();
-                }
-                _ if absolute => {}
-                _ => parts.push(".."),
-            },
-            c => parts.push(c),
-        }
-    }
-    let body = parts.join("/");
-    if absolute {
-        format!("/{body}")
-    } else {
-        body
-    }
+    crate::paths::normalize(&joined)
 }
 
 #[cfg(test)]

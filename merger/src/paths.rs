@@ -214,6 +214,33 @@ impl SourceRewrite {
     }
 }
 
+/// Lexically normalises a `/`-separated path: drops empty and `.`
+/// components and resolves `..` against the component before it (never
+/// above the root of an absolute path). Symlinks are not consulted.
+pub fn normalize(path: &str) -> String {
+    let absolute = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&p) if p != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(".."),
+            },
+            c => parts.push(c),
+        }
+    }
+    let body = parts.join("/");
+    if absolute {
+        format!("/{body}")
+    } else {
+        body
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

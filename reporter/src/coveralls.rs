@@ -180,6 +180,7 @@ mod tests {
             timestamp: 1_795_615_148,
             inputs: vec![],
             notes: vec![],
+            blind_spots: vec![],
         };
         let server: String = (1..=10).map(|i| format!("line {i}\n")).collect();
         let mut out = Vec::new();

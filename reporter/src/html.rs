@@ -148,6 +148,7 @@ pub fn write_site_with(
                 stats: Stats::new(&f.summary, &f.by_capture),
             })
             .collect(),
+        blind: blind_rows(&info.blind_spots),
     };
     write_file(&dir.join("index.html"), |w| index.write_into(w))?;
     if let Some(d) = delta {
@@ -347,6 +348,51 @@ struct IndexPage<'a> {
     head: Head<'a>,
     dirs: Vec<DirRow<'a>>,
     files: Vec<FileRow<'a>>,
+    blind: Vec<BlindRow<'a>>,
+}
+
+/// One machine's blind spots on the index page.
+struct BlindRow<'a> {
+    machine: &'a str,
+    /// Its not-instrumented totals, in words.
+    summary: String,
+    binaries: Vec<BlindBinaryRow<'a>>,
+}
+
+struct BlindBinaryRow<'a> {
+    path: &'a str,
+    /// Where its debug information came from, in words.
+    debug: String,
+    missing: bool,
+    covered_files: usize,
+    files: &'a [covnet_merger::blindspots::BlindFile],
+}
+
+fn blind_rows(machines: &[covnet_merger::blindspots::MachineBlindSpots]) -> Vec<BlindRow<'_>> {
+    use covnet_merger::blindspots::DebugSource;
+    machines
+        .iter()
+        .map(|m| BlindRow {
+            machine: &m.machine,
+            summary: crate::blindspots::totals_line(&m.blind.totals()),
+            binaries: m
+                .blind
+                .binaries
+                .iter()
+                .map(|b| BlindBinaryRow {
+                    path: &b.path,
+                    debug: match &b.debug {
+                        DebugSource::Embedded => "embedded".to_owned(),
+                        DebugSource::Separate(f) => format!("from {f}"),
+                        DebugSource::Missing => "no debug information".to_owned(),
+                    },
+                    missing: b.debug == DebugSource::Missing,
+                    covered_files: b.covered_files,
+                    files: &b.files,
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 struct DirRow<'a> {

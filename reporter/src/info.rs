@@ -15,6 +15,9 @@ pub struct RunInfo {
     /// shown prominently so a partial report is never mistaken for a whole
     /// one.
     pub notes: Vec<String>,
+    /// Per machine, the code it ran that no capture covers (empty when not
+    /// computed); shown beside the covered figures, never in them.
+    pub blind_spots: Vec<covnet_merger::blindspots::MachineBlindSpots>,
 }
 
 impl RunInfo {
@@ -28,6 +31,7 @@ impl RunInfo {
             timestamp,
             inputs,
             notes: Vec::new(),
+            blind_spots: Vec::new(),
         }
     }
 
@@ -78,6 +82,7 @@ mod tests {
             timestamp,
             inputs: vec![],
             notes: vec![],
+            blind_spots: vec![],
         };
         assert_eq!(at(0).date(), "1970-01-01 00:00:00 UTC");
         assert_eq!(at(951_782_400).date(), "2000-02-29 00:00:00 UTC");

@@ -10,8 +10,14 @@
 //!   "totals": { "lines": { "hit": 1, "total": 2, "percent": 50.0 }, … },
 //!   "captures": [ { "name": "web", "totals": { … }, "own": { … } } ],
 //!   "files": [ { "path": "/src/a.c", "relative": "a.c", "totals": { … },
-//!                "lines": [ { "line": 3, "count": 2, … } ], "functions": [ … ] } ] }
+//!                "lines": [ { "line": 3, "count": 2, … } ], "functions": [ … ] } ],
+//!   "blind_spots": [ { "machine": "web", "totals": { "binaries": 4, … },
+//!                      "binaries": [ … ] } ] }
 //! ```
+//!
+//! `blind_spots` (when computed: `covnet run --coverage`) is each machine's
+//! code that no capture covers ([`crate::blindspots`]); no total above
+//! includes it, and it does not read back into the model.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -46,6 +52,10 @@ struct Report<'a, D = serde_json::Value> {
     totals: Totals,
     captures: Vec<CaptureJson<'a>>,
     files: Vec<FileJson<'a>>,
+    /// Per machine, the code it ran that no capture covers
+    /// ([`crate::blindspots`]); not part of any total above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blind_spots: Vec<crate::blindspots::MachineJson<'a>>,
     /// Differential coverage against a baseline ([`crate::diff::output::to_json`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     differential: Option<D>,
@@ -191,6 +201,7 @@ pub fn write_with<D: Serialize>(
             })
             .collect(),
         files: tree.files.iter().map(FileJson::of).collect(),
+        blind_spots: crate::blindspots::to_json(&info.blind_spots),
         differential,
     };
     serde_json::to_writer(&mut *out, &report).map_err(io::Error::from)?;
@@ -344,6 +355,8 @@ pub fn read_slice(bytes: &[u8], path: &Path) -> Result<(Coverage, RunInfo), Erro
         timestamp: report.timestamp,
         inputs: report.inputs.into_iter().map(Cow::into_owned).collect(),
         notes: report.notes.into_iter().map(Cow::into_owned).collect(),
+        // Only the counts are in the JSON: blind spots do not read back.
+        blind_spots: Vec::new(),
     };
     Ok((cov, info))
 }
@@ -364,6 +377,7 @@ mod tests {
             timestamp: 1_795_615_148,
             inputs: vec!["a.info".into()],
             notes: vec!["machine `b` crashed".into()],
+            blind_spots: vec![],
         }
     }
 
@@ -433,5 +447,28 @@ mod tests {
                 .contains("/proj/include/util.h: line 1 appears twice"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod blind_tests {
+    use super::*;
+    use crate::sample;
+
+    #[test]
+    fn blind_spots_are_their_own_field_and_the_report_still_reads_back() {
+        let cov = sample::coverage();
+        let mut info = RunInfo::now("t", vec![]);
+        info.blind_spots = crate::blindspots::tests::sample();
+        let mut out = Vec::new();
+        write(&cov, &info, &mut out).expect("in memory");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["blind_spots"][0]["machine"], "server");
+        assert_eq!(v["blind_spots"][0]["totals"]["lines"], 3);
+        assert_eq!(v["blind_spots"][0]["totals"]["binaries_without_debug"], 1);
+        // The covered totals are the coverage's alone.
+        assert_eq!(v["totals"]["lines"]["total"], cov.summary().lines_found);
+        let (back, _) = read_slice(&out, Path::new("r.json")).expect("reads back");
+        assert_eq!(back.files.len(), cov.files.len());
     }
 }

@@ -17,6 +17,8 @@
 //! - [`diff`]: differential coverage against a baseline across a unified
 //!   diff, in lcov 2.x's twelve categories (terminal, JSON, Markdown and
 //!   HTML outputs, gates);
+//! - [`blindspots`]: code installed on each machine that none of its captures covers (the
+//!   listing of `covnet blindspots`, and its part of the other outputs);
 //! - [`summary`]: the terminal table and `--fail-under-*` thresholds;
 //! - [`tree`]: paths relative to a common root and per-directory totals,
 //!   shared by the outputs above;
@@ -40,6 +42,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod blindspots;
 pub mod cobertura;
 pub mod coveralls;
 pub mod csv;

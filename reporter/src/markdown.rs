@@ -182,6 +182,7 @@ mod summary_tests {
             timestamp: 0,
             inputs: vec!["a.info".into()],
             notes: vec![],
+            blind_spots: vec![],
         };
         let t = Thresholds {
             lines: Some(60.0),

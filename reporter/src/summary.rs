@@ -66,7 +66,7 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
             )?;
         }
     }
-    Ok(())
+    crate::blindspots::write_summary(&info.blind_spots, out)
 }
 
 /// The three ratios of a summary, named for display.
@@ -189,6 +189,7 @@ mod tests {
             timestamp: 0,
             inputs: vec![],
             notes: vec![],
+            blind_spots: vec![],
         };
         let mut out = Vec::new();
         write_table(&cov(), &info, &mut out).unwrap();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli {
+    pub mod blindspots;
     pub mod collect;
     pub mod coverage_opts;
     pub mod diff_opts;
@@ -48,6 +49,8 @@ enum Command {
     Collect(cli::collect::CollectArgs),
     /// Write HTML, lcov, Cobertura, JSON and Markdown reports and check thresholds.
     Report(Box<cli::report::ReportArgs>),
+    /// List the source files and functions of ELF files (from their DWARF) that a coverage does not cover.
+    Blindspots(cli::blindspots::BlindspotsArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Summary(args) => cli::merge::summary(args),
         Command::Collect(args) => cli::collect::collect(args),
         Command::Report(args) => cli::report::report(*args),
+        Command::Blindspots(args) => cli::blindspots::blindspots(args),
     }
 }
 

@@ -30,6 +30,7 @@ pub const TARGETS: &[&str] = &[
     "spec",
     "console_frames",
     "tar",
+    "dwarf",
 ];
 
 /// Runs the body of `target` on `data`; `Err` names an unknown target.
@@ -42,6 +43,7 @@ pub fn run(target: &str, data: &[u8]) -> Result<(), String> {
         "spec" => spec(data),
         "console_frames" => console_frames(data),
         "tar" => tar(data),
+        "dwarf" => dwarf(data),
         other => return Err(format!("unknown fuzz target `{other}`")),
     }
     Ok(())
@@ -229,5 +231,26 @@ pub fn tar(data: &[u8]) {
             }
         }
         Err(e) => assert_offsets_within(&e.to_string(), data.len()),
+    }
+}
+
+/// ELF files' debug information: the links and the DWARF read without
+/// panicking; what reads has no line 0 and no empty path, and reads the
+/// same twice.
+pub fn dwarf(data: &[u8]) {
+    use covnet_merger::dwarf;
+    let _ = dwarf::links(data).map_err(|e| e.to_string());
+    match dwarf::read_slice(data) {
+        Ok(Some(info)) => {
+            for (path, file) in &info.files {
+                assert!(!path.is_empty(), "a source file without a path");
+                assert!(!file.lines.contains(&0), "{path}: line 0 counted");
+            }
+            assert_eq!(dwarf::read_slice(data).ok().flatten().as_ref(), Some(&info));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = (e.to_string(), e.hint());
+        }
     }
 }

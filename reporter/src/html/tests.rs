@@ -9,6 +9,7 @@ fn info() -> RunInfo {
         timestamp: 1_795_615_148,
         inputs: vec!["a.info".into(), "runs/b & c".into()],
         notes: vec!["machine `c <x>` crashed".into()],
+        blind_spots: vec![],
     }
 }
 
@@ -315,4 +316,41 @@ fn excluded_lines_and_branches_are_shown_as_excluded() {
         .unwrap();
     let other = read(&dir.path().join("files").join(&names[k]));
     assert!(!other.contains("legend-excluded"));
+}
+
+#[test]
+fn blind_spots_are_a_section_of_their_own_beside_the_rates() {
+    let cov = sample::coverage();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = read(&{
+        write_site(&cov, &info(), dir.path()).unwrap();
+        dir.path().join("index.html")
+    });
+    assert!(
+        !plain.contains("blind-spots"),
+        "no section when none computed"
+    );
+    let mut with = info();
+    with.blind_spots = crate::blindspots::tests::sample();
+    let dir2 = tempfile::tempdir().unwrap();
+    write_site(&cov, &with, dir2.path()).unwrap();
+    let index = read(&dir2.path().join("index.html"));
+    assert!(index.contains(r#"id="blind-spots""#));
+    assert_eq!(
+        text_after(&index, r#"<h3 class="blind-machine" data-machine="server""#),
+        "server: not instrumented: 1 source file(s), 3 executable line(s), 1 function(s); 1 of 2 ELF file(s) without debug information"
+    );
+    let r = row(&index, "/src/lib/util.c");
+    assert!(
+        r.contains("/opt/lib/libutil.so") && r.contains(r#"<td class="num">3</td>"#),
+        "{r}"
+    );
+    assert!(r.contains("util_twice"), "{r}");
+    let r = row(&index, "/lib/libc.so.6");
+    assert!(
+        r.contains("nodebug") && r.contains("no debug information"),
+        "{r}"
+    );
+    // The rates are those of the coverage alone.
+    assert_eq!(text_after(&index, r#"id="lines-pct""#), "63.6%");
 }

@@ -10,6 +10,7 @@
 //! file. The captures then merge by summing raw counters and solving once
 //! (`covnet-merger`), and `covnet-reporter` writes the report.
 
+pub mod blind;
 pub mod differential;
 pub mod flush;
 pub mod identity;

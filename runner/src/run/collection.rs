@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use covnet_merger::capture::NotesSearch;
+use covnet_merger::dwarf::DebugSearch;
 use covnet_merger::paths::SourceRewrite;
 
 use crate::coverage::differential::{self, DiffError};
@@ -15,6 +16,7 @@ use crate::coverage::settings::{self, SettingsError};
 use crate::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
+use crate::image::closure::SearchPaths;
 use crate::machine::Machine;
 use crate::run::network::Network;
 use crate::run::plan::RunPlan;
@@ -256,6 +258,19 @@ pub(crate) fn collect_and_report(
         .collect();
     let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
     info.notes = merged.notes.clone();
+    // What is installed on each machine that no capture of it covers.
+    let (blind, warnings) = coverage::blind::blind_spots(
+        &plan.spec,
+        &merged.coverage,
+        &captures,
+        &merge_settings.rewrite,
+        &SearchPaths::host(),
+        &DebugSearch::default(),
+    );
+    for d in warnings {
+        notice(d);
+    }
+    info.blind_spots = blind;
     let diff_settings = &plan.coverage().differential;
     let cwd = std::env::current_dir().unwrap_or_else(|_| plan.spec.dir());
     let delta = differential::compute(

@@ -136,6 +136,72 @@ fn webserver_example_on_namespace_machines_matches_gcov_and_attributes_machines(
     check_example(&["--backend", "namespace"])
 }
 
+/// The report states each machine's blind spots: its program is wholly
+/// instrumented (every source file its DWARF names is covered), and the
+/// C library it runs with is named, with debug information or without as
+/// this host has it (`libc6-dbg` is not part of the setup).
+fn check_blind_spots(out: &Path) -> Result<()> {
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("coverage.json"))?)?;
+    let machines = report["blind_spots"]
+        .as_array()
+        .context("coverage.json has no blind_spots")?;
+    let names: Vec<&str> = machines
+        .iter()
+        .filter_map(|m| m["machine"].as_str())
+        .collect();
+    ensure!(names == ["server", "client"], "blind spots of {names:?}");
+    let index = std::fs::read_to_string(out.join("report/index.html"))?;
+    ensure!(
+        index.contains(r#"id="blind-spots""#),
+        "no blind-spots section"
+    );
+    for (m, program) in machines.iter().zip(["server", "client"]) {
+        let binaries = m["binaries"].as_array().context("binaries")?;
+        let named = |name: &str| {
+            binaries.iter().find(|b| {
+                b["path"]
+                    .as_str()
+                    .is_some_and(|p| p.rsplit('/').next() == Some(name))
+            })
+        };
+        let prog = named(program).with_context(|| format!("{program} not examined"))?;
+        ensure!(
+            prog["debug"] == "embedded",
+            "{program} is built with -g: {prog}"
+        );
+        ensure!(
+            prog["files"].as_array().is_some_and(|f| f.is_empty())
+                && prog["covered_files"].as_u64() >= Some(1),
+            "{program} is wholly instrumented: {prog}"
+        );
+        let libc = named("libc.so.6").context("libc.so.6 not examined")?;
+        let path = libc["path"].as_str().context("libc path")?;
+        let found = covnet_merger::dwarf::read_path(
+            Path::new(path),
+            &covnet_merger::dwarf::DebugSearch::default(),
+        )?;
+        let has_debug = matches!(found.debug, covnet_merger::dwarf::Debug::Found { .. });
+        ensure!(
+            (libc["debug"] != "missing") == has_debug,
+            "{path}: debug information {has_debug} on this host, the report says {}",
+            libc["debug"]
+        );
+        if !has_debug {
+            ensure!(
+                index.contains("no debug information") && index.contains(path),
+                "the HTML names {path} as having no debug information"
+            );
+        }
+        let without = m["totals"]["binaries_without_debug"].as_u64();
+        eprintln!(
+            "{}: not instrumented: {} source files, {} lines; {without:?} ELF files without debug information",
+            m["machine"], m["totals"]["files"], m["totals"]["lines"]
+        );
+    }
+    Ok(())
+}
+
 fn check_example(backend: &[&str]) -> Result<()> {
     let ex = Example::build()?;
     let out = ex.run_with(&ex.spec(), "out1", backend)?;
@@ -230,6 +296,8 @@ fn check_example(backend: &[&str]) -> Result<()> {
         index.contains("server") && index.contains("client"),
         "per-machine view missing"
     );
+
+    check_blind_spots(&out)?;
 
     // A second run merged with the first: function entries double exactly,
     // and every count equals gcov on `gcov-tool merge` of the two runs.

@@ -1,5 +1,6 @@
 //! covnet's end-to-end tests: one binary, one module per topic.
 
+mod blindspots;
 mod browser;
 mod build_trees;
 mod cleanup;
