@@ -145,11 +145,21 @@ fn parse_one(data: &[u8], base: u64, out: &mut Vec<Record>) -> Result<usize, Llv
         return Err(bad("BinaryIdsSize", binary_ids_size));
     }
     let total = data.len() as u64;
-    let sum = |parts: &[u64]| -> Option<u64> {
-        parts
+    // The end of a part that starts at `start` and takes `parts` bytes:
+    // an overflow is a bad header, an end beyond the file a truncation.
+    let end = |start: u64, parts: &[u64], field: &'static str, value: u64| {
+        let end = parts
             .iter()
-            .try_fold(0u64, |acc, &p| acc.checked_add(p))
-            .filter(|&v| v <= total)
+            .try_fold(start, |acc, &p| acc.checked_add(p))
+            .ok_or(bad(field, value))?;
+        if end > total {
+            return Err(LlvmErrorKind::Truncated {
+                offset: base + start,
+                needed: end - start,
+                available: total.saturating_sub(start),
+            });
+        }
+        Ok(end)
     };
     let data_bytes = num_data
         .checked_mul(DATA_SIZE)
@@ -157,15 +167,31 @@ fn parse_one(data: &[u8], base: u64, out: &mut Vec<Record>) -> Result<usize, Llv
     let counter_bytes = num_counters
         .checked_mul(counter_size)
         .ok_or(bad("CountersSize", num_counters))?;
-    let data_start =
-        sum(&[HEADER_SIZE, binary_ids_size]).ok_or(bad("BinaryIdsSize", binary_ids_size))?;
-    let counters_start =
-        sum(&[data_start, data_bytes, padding_before_counters]).ok_or(bad("DataSize", num_data))?;
-    let names_start = sum(&[counters_start, counter_bytes, padding_after_counters])
-        .ok_or(bad("CountersSize", num_counters))?;
+    let data_start = end(
+        HEADER_SIZE,
+        &[binary_ids_size],
+        "BinaryIdsSize",
+        binary_ids_size,
+    )?;
+    let counters_start = end(
+        data_start,
+        &[data_bytes, padding_before_counters],
+        "DataSize",
+        num_data,
+    )?;
+    let names_start = end(
+        counters_start,
+        &[counter_bytes, padding_after_counters],
+        "CountersSize",
+        num_counters,
+    )?;
     let names_padding = (8 - names_size % 8) % 8;
-    let value_start =
-        sum(&[names_start, names_size, names_padding]).ok_or(bad("NamesSize", names_size))?;
+    let value_start = end(
+        names_start,
+        &[names_size, names_padding],
+        "NamesSize",
+        names_size,
+    )?;
 
     let counters = data
         .get(counters_start as usize..(counters_start + counter_bytes) as usize)
