@@ -29,6 +29,11 @@ use crate::machine::{Machine, MachineError, Output};
 /// Where guests write `.gcda` files (their `GCOV_PREFIX`).
 pub const GUEST_PREFIX: &str = "/covnet/gcov";
 
+/// Where guests write clang's raw profiles (their `LLVM_PROFILE_FILE`):
+/// below [`GUEST_PREFIX`], so they are pulled with the `.gcda` files, one
+/// file per process (`%p`) and instrumented binary (`%m`).
+pub const GUEST_LLVM_PROFILE: &str = "/covnet/gcov/llvm/%p-%m.profraw";
+
 /// The pid files of a machine's services, written by the guest init.
 pub const SERVICE_PIDFILES: &str = "/run/covnet/*.pid";
 
@@ -355,11 +360,16 @@ pub fn write_reports(
 }
 
 /// The guest environment that makes instrumented programs write their
-/// `.gcda` files below [`GUEST_PREFIX`], under their full build path.
+/// `.gcda` files below [`GUEST_PREFIX`], under their full build path, and
+/// clang-instrumented ones their raw profiles at [`GUEST_LLVM_PROFILE`].
 pub fn guest_env() -> Vec<(String, String)> {
     vec![
         ("GCOV_PREFIX".to_owned(), GUEST_PREFIX.to_owned()),
         ("GCOV_PREFIX_STRIP".to_owned(), "0".to_owned()),
+        (
+            "LLVM_PROFILE_FILE".to_owned(),
+            GUEST_LLVM_PROFILE.to_owned(),
+        ),
     ]
 }
 
