@@ -5,6 +5,7 @@
 //! ```toml
 //! [coverage]
 //! build = ["../server/build", "/src/client/out"]  # more trees with .gcno
+//! objects = ["build/client-clang"]     # clang -fcoverage-mapping binaries
 //! include = ["*/src/*"]
 //! exclude = ["*/tests/*"]
 //! path_map = ["/build/server=/home/me/server"]
@@ -35,6 +36,11 @@ pub struct CoverageSettings {
     /// host path and the spec's directory (absolute, resolved against the
     /// spec's directory).
     pub build: Vec<PathBuf>,
+    /// Programs and shared libraries built with clang
+    /// `-fprofile-instr-generate -fcoverage-mapping`, whose coverage
+    /// mappings the machines' `.profraw` files are read against (absolute,
+    /// resolved against the spec's directory).
+    pub objects: Vec<PathBuf>,
     /// Keep only source files matching one of these globs.
     pub include: Vec<String>,
     /// Drop source files matching one of these globs.
@@ -93,6 +99,7 @@ impl Default for CoverageSettings {
     fn default() -> Self {
         CoverageSettings {
             build: Vec::new(),
+            objects: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
             path_map: Vec::new(),
@@ -123,6 +130,8 @@ pub struct FailUnder {
 pub(super) struct RawCoverage {
     #[serde(default)]
     build: Vec<Spanned<PathBuf>>,
+    #[serde(default)]
+    objects: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
     #[serde(default)]
@@ -155,6 +164,11 @@ impl Validator<'_> {
             |field: &'static str, why: String| SpecErrorKind::InvalidCoverage { field, why };
         let build = raw
             .build
+            .iter()
+            .map(|b| self.resolve(b.get_ref()))
+            .collect();
+        let objects = raw
+            .objects
             .iter()
             .map(|b| self.resolve(b.get_ref()))
             .collect();
@@ -221,6 +235,7 @@ impl Validator<'_> {
         let strings = |v: Vec<Spanned<String>>| v.into_iter().map(Spanned::into_inner).collect();
         Ok(CoverageSettings {
             build,
+            objects,
             include: strings(raw.include),
             exclude: strings(raw.exclude),
             path_map: strings(raw.path_map),

@@ -368,3 +368,63 @@ fn a_file_instrumented_by_gcc_and_clang_is_named_not_mixed() {
         "clang-only files keep clang's counts"
     );
 }
+
+/// `covnet run --coverage` on a namespace machine running the clang-built
+/// program (and its shared library) from a script: covnet sets
+/// `LLVM_PROFILE_FILE` below the machine's coverage prefix, pulls one
+/// `.profraw` per process and binary, and the run's report equals
+/// `llvm-cov export` over those very profiles.
+#[test]
+fn run_pulls_raw_profiles_and_reports_them_as_llvm_cov_does() {
+    use covnet_tests::lcov_tool::covnet_bin;
+    use std::process::Command;
+    let b = LlvmBuild::new().expect("build the fixture with clang-16");
+    let dir = b.dir.path();
+    let spec = dir.join("spec.toml");
+    fs::write(
+        &spec,
+        format!(
+            r#"[machines.box]
+programs = ["{exe}"]
+
+[coverage]
+objects = ["prog", "libscore.so"]
+
+[test]
+script = """
+start_all();
+box.succeed("{exe} 6 5");
+box.succeed("{exe} 9");
+"""
+timeout = "2m"
+"#,
+            exe = s(&b.exe)
+        ),
+    )
+    .expect("write spec");
+    let out = dir.join("out");
+    let res = covnet_tests::gcc::run(
+        Command::new(covnet_bin().expect("covnet"))
+            .args([
+                "run",
+                "--coverage",
+                "--no-console",
+                "--backend",
+                "namespace",
+                "--out",
+            ])
+            .arg(&out)
+            .arg(&spec)
+            .current_dir(dir),
+        std::time::Duration::from_secs(300),
+    )
+    .expect("run covnet");
+    assert!(res.status.success(), "{res}");
+    // The capture mirrors the tree below the prefix /covnet/gcov.
+    let pulled = profraws(&out.join("coverage/box/llvm")).expect("the run pulled .profraw files");
+    // Two processes, each writing one profile per instrumented binary.
+    assert_eq!(pulled.len(), 4, "{pulled:?}");
+    let oracle = llvm_cov(&b.objects(), &pulled, &dir.join("oracle")).expect("llvm-cov");
+    let ours = Tracefile::read(&out.join("coverage.info")).expect("read the run's report");
+    assert_same("the run's report", &ours, &oracle.lcov);
+}
