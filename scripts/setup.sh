@@ -8,6 +8,9 @@ packages=(
   qemu-system-x86 qemu-system-data linux-image-cloud-amd64 busybox-static
   # coverage toolchains: GCC 12 (default) and GCC 11 (word-length gcov format)
   gcc g++ gcc-11 g++-11 make
+  # LLVM source-based coverage: clang 16 with its profile runtime, and
+  # llvm-profdata-16 / llvm-cov-16 as the oracle
+  clang-16 libclang-rt-16-dev llvm-16
   # peers and oracles for exactness and benchmarks
   lcov python3-pip libxml2-utils
   # gcovr 8 (below) lives in a venv of Debian's Python

@@ -9,7 +9,13 @@ use sha2::{Digest, Sha256};
 use crate::shell::{quote, Output, Shell, ShellError};
 use crate::tar;
 
-/// A `.gcda` file on the machine, relative to the collection root.
+/// The `find` test that selects coverage data files: gcc's `.gcda` and
+/// clang's raw profiles (`.profraw`, written where `LLVM_PROFILE_FILE`
+/// says, which covnet puts below the same root).
+pub const DATA_FILES: &str = r"\( -name '*.gcda' -o -name '*.profraw' \)";
+
+/// A coverage data file (`.gcda` or `.profraw`) on the machine, relative
+/// to the collection root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteFile {
     /// Path relative to the root, without a leading `./`.
@@ -192,26 +198,28 @@ impl<S: Shell> Collector<S> {
         )
     }
 
-    /// Lists the `.gcda` files with their sizes and checksums.
+    /// Lists the coverage data files (`.gcda`, `.profraw`) with their
+    /// sizes and checksums.
     pub fn list(&self) -> Result<Vec<RemoteFile>, CollectError> {
         let cmd = format!(
-            "{}find . -type f -name '*.gcda' -exec stat -c 'S %s %n' {{}} + && \
-             find . -type f -name '*.gcda' -exec sha256sum {{}} +",
+            "{}find . -type f {DATA_FILES} -exec stat -c 'S %s %n' {{}} + && \
+             find . -type f {DATA_FILES} -exec sha256sum {{}} +",
             self.cd_root()
         );
         let out = self.run(&cmd)?;
         parse_listing(&out.stdout).map_err(|line| self.error(CollectErrorKind::Listing { line }))
     }
 
-    /// Copies every `.gcda` file into `dest`, keeping its path below the root,
-    /// and verifies each against the listing's size and checksum.
+    /// Copies every coverage data file (`.gcda`, `.profraw`) into `dest`,
+    /// keeping its path below the root, and verifies each against the
+    /// listing's size and checksum.
     pub fn pull(&self, dest: &Path) -> Result<Pulled, CollectError> {
         let listed = self.list()?;
         if listed.is_empty() {
             return Ok(Pulled::default());
         }
         let cmd = format!(
-            "{}find . -type f -name '*.gcda' -exec tar -cf - {{}} +",
+            "{}find . -type f {DATA_FILES} -exec tar -cf - {{}} +",
             self.cd_root()
         );
         let out = self.run(&cmd)?;
@@ -254,10 +262,11 @@ impl<S: Shell> Collector<S> {
         Ok(pulled)
     }
 
-    /// Deletes every `.gcda` file below the root, so counting starts afresh.
+    /// Deletes every coverage data file (`.gcda`, `.profraw`) below the
+    /// root, so counting starts afresh.
     pub fn reset(&self) -> Result<(), CollectError> {
         let cmd = format!(
-            "[ -d {root} ] || exit 0; cd {root} && find . -type f -name '*.gcda' -exec rm -f {{}} +",
+            "[ -d {root} ] || exit 0; cd {root} && find . -type f {DATA_FILES} -exec rm -f {{}} +",
             root = quote(&self.root)
         );
         self.run(&cmd).map(|_| ())
@@ -493,6 +502,41 @@ mod tests {
         c.reset().unwrap();
         assert!(c.list().unwrap().is_empty());
         assert!(root.path().join("home/u/build/b.c").exists());
+    }
+
+    /// clang's raw profiles, written below the same root by
+    /// `LLVM_PROFILE_FILE`, travel with the `.gcda` files and are reset
+    /// with them.
+    #[test]
+    fn pull_takes_llvm_raw_profiles_too() {
+        let root = tree();
+        let llvm = root.path().join("llvm");
+        std::fs::create_dir_all(&llvm).unwrap();
+        std::fs::write(llvm.join("41-123_0.profraw"), b"\x81rforpl\xff").unwrap();
+        std::fs::write(llvm.join("notes.txt"), b"not data").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let c = Collector::new(
+            LocalShell::new(),
+            root.path().to_str().unwrap(),
+            Duration::from_secs(30),
+        );
+        let pulled = c.pull(dest.path()).unwrap();
+        assert_eq!(
+            pulled.files,
+            vec![
+                "home/u/build/b.gcda",
+                "home/u/build/obj dir/a.gcda",
+                "llvm/41-123_0.profraw"
+            ]
+        );
+        assert_eq!(
+            std::fs::read(dest.path().join("llvm/41-123_0.profraw")).unwrap(),
+            b"\x81rforpl\xff"
+        );
+        assert!(!dest.path().join("llvm/notes.txt").exists());
+        c.reset().unwrap();
+        assert!(c.list().unwrap().is_empty());
+        assert!(llvm.join("notes.txt").exists());
     }
 
     #[test]

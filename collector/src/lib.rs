@@ -2,7 +2,8 @@
 //!
 //! The collector knows nothing of QEMU: it drives a [`Shell`] (a VM's
 //! console, the local machine, `ssh HOST sh`) to flush, list, pull and reset
-//! the `.gcda` files under a machine's `GCOV_PREFIX` tree. Pulls travel as a
+//! the `.gcda` files (and clang's `.profraw` raw profiles) under a
+//! machine's `GCOV_PREFIX` tree. Pulls travel as a
 //! tar stream and every file is verified against a size and SHA-256 listing
 //! made on the machine.
 //!

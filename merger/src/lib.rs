@@ -8,6 +8,10 @@
 //! as `gcov` on `gcov-tool merge` output would; lcov tracefiles merge by
 //! adding counts, as `lcov -a` does.
 //!
+//! [`llvm`] reads clang's source-based coverage natively: raw profiles
+//! (`.profraw`) and the coverage mapping of the instrumented binaries,
+//! evaluated into the same model as `llvm-cov export` computes it.
+//!
 //! Tested with real compilers: the GCC majors in
 //! [`bytes::TESTED_GCC_MAJORS`] (compiled, run and compared with their own
 //! `gcov` at test time). The other versions are read by the same layout
@@ -38,6 +42,7 @@ pub mod graph;
 pub mod json;
 pub mod lcov;
 pub mod lines;
+pub mod llvm;
 pub mod merge;
 pub mod model;
 pub mod object;

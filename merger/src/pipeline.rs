@@ -110,6 +110,10 @@ pub enum GatherError {
     /// Inputs could not be read or solved (without keep-going).
     #[error("failed to read {} input(s)", .0.len())]
     Unreadable(Vec<CaptureError>),
+    /// An LLVM binary (or, without keep-going, a raw profile) could not
+    /// be read.
+    #[error("failed to read LLVM coverage")]
+    Llvm(#[source] crate::llvm::InputError),
     /// Nothing at all: no `.gcda`, no `.gcno`, or everything filtered out.
     #[error("no source file has coverage: {why}")]
     Empty {

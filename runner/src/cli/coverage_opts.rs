@@ -95,6 +95,7 @@ impl CoverageOpts {
             } else {
                 self.build.clone()
             },
+            objects: spec.objects.clone(),
             include: list(&self.include, &spec.include),
             exclude: list(&self.exclude, &spec.exclude),
             path_map: list(&self.path_map, &spec.path_map),

@@ -8,6 +8,14 @@
 //! objects are merged like `lcov -a` (counts added). Each input keeps its
 //! name for attribution (`--per-capture`, `--json`).
 //!
+//! With `--object BINARY` (programs and shared libraries built with clang
+//! `-fprofile-instr-generate -fcoverage-mapping`), the `.profraw` files in
+//! the capture directories, and those given as inputs, are read against
+//! the binaries' coverage mappings as `llvm-cov export --instr-profile`
+//! reads the `llvm-profdata merge` of them; a source file that gcc's and
+//! clang's instrumentation both cover keeps gcc's counts, with a warning,
+//! instead of adding counts of two different kinds.
+//!
 //! Arguments are parsed in two stages: clap fills [`MergeArgs`], then
 //! [`MergeArgs::resolve`] validates them and looks at the inputs on disk.
 
@@ -20,6 +28,7 @@ use anyhow::{bail, Context, Result};
 use covnet_merger::capture::{CaptureDir, NotesSearch};
 use covnet_merger::json;
 use covnet_merger::lcov::{self, WriteOptions};
+use covnet_merger::llvm;
 use covnet_merger::merge::{self, merge as merge_coverage};
 use covnet_merger::model::{Coverage, Summary};
 use covnet_merger::paths::{PathMap, SourceRewrite};
@@ -37,8 +46,15 @@ pub struct MergeArgs {
     /// `.json` files: covnet coverage JSON, or gcovr JSON, told apart by
     /// gcovr's `gcovr/format_version` key) to merge. Relative source paths
     /// in tracefiles are resolved against the current directory.
-    #[arg(required = true, value_name = "CAPTURE_DIR|TRACEFILE")]
+    /// A capture directory may also hold `.profraw` files, and a
+    /// `.profraw` file is an input of its own; both need `--object`.
+    #[arg(required = true, value_name = "CAPTURE_DIR|TRACEFILE|FILE.profraw")]
     pub inputs: Vec<PathBuf>,
+    /// A program or shared library built with clang
+    /// -fprofile-instr-generate -fcoverage-mapping whose coverage mapping
+    /// the `.profraw` files are read against (repeatable).
+    #[arg(long = "object", value_name = "BINARY")]
+    pub objects: Vec<PathBuf>,
     /// Build trees, path maps, filters, thresholds, lcov dialect.
     #[command(flatten)]
     pub coverage: CoverageOpts,
@@ -72,6 +88,7 @@ pub struct SummaryArgs {
 #[derive(Debug)]
 enum Input {
     Captures(CaptureDir),
+    Profraw { path: PathBuf, name: String },
     Tracefile { path: PathBuf, name: Name },
     Json { path: PathBuf, name: Name },
 }
@@ -89,6 +106,7 @@ struct Name {
 #[derive(Debug)]
 struct MergePlan {
     inputs: Vec<Input>,
+    objects: Vec<PathBuf>,
     search: NotesSearch,
     output: PathBuf,
     json: Option<PathBuf>,
@@ -189,6 +207,17 @@ impl MergeArgs {
                     name,
                     root: path.clone(),
                 })
+            } else if path.extension().is_some_and(|e| e == "profraw") {
+                if self.objects.is_empty() {
+                    bail!(
+                        "raw profile {} given without --object\n(hint: pass the instrumented programs and shared libraries with --object BINARY)",
+                        path.display()
+                    );
+                }
+                Input::Profraw {
+                    path: path.clone(),
+                    name,
+                }
             } else if path.extension().is_some_and(|e| e == "json") {
                 Input::Json {
                     path: path.clone(),
@@ -206,6 +235,7 @@ impl MergeArgs {
         let base = std::env::current_dir().context("failed to get the current directory")?;
         Ok(MergePlan {
             inputs,
+            objects: self.objects,
             search: NotesSearch::host_then(settings.build),
             output: self.output,
             json: self.json,
@@ -309,6 +339,103 @@ fn merge_captures(plan: &MergePlan, attribute: bool) -> Result<Option<Gathered>,
     .map(Some)
 }
 
+/// Reads the LLVM profiles of `plan` (in its capture directories and
+/// given as files) against its `--object` binaries; `None` without
+/// `--object`. The flag is true when profiles were skipped
+/// (`--keep-going`). Files that `gcov` (the capture directories' gcc
+/// coverage) covers too are left out with a warning.
+fn merge_llvm(
+    plan: &MergePlan,
+    attribute: bool,
+    gcov: Option<&Coverage>,
+) -> Result<Option<(Coverage, bool)>> {
+    if plan.objects.is_empty() {
+        return Ok(None);
+    }
+    let mut sets = Vec::new();
+    let mut skipped = false;
+    for input in &plan.inputs {
+        match input {
+            Input::Captures(c) => {
+                let (profiles, errors) = llvm::find_profiles(&c.root);
+                for e in errors {
+                    if !plan.keep_going {
+                        return Err(e.into());
+                    }
+                    eprintln!("warning: skipped: {}", chain(&e));
+                    skipped = true;
+                }
+                sets.push(llvm::ProfileSet {
+                    name: c.name.clone(),
+                    profiles,
+                });
+            }
+            Input::Profraw { path, name } => sets.push(llvm::ProfileSet {
+                name: name.clone(),
+                profiles: vec![path.clone()],
+            }),
+            _ => {}
+        }
+    }
+    let gathered = match llvm::gather(&plan.objects, &sets, plan.keep_going, attribute) {
+        Ok(g) => g,
+        Err(e) => {
+            let hint = match &e {
+                llvm::InputError::Invalid(i) => i.kind.hint(),
+                _ => None,
+            };
+            let hint = hint.map(|h| format!("\n(hint: {h})")).unwrap_or_default();
+            let err = anyhow::Error::new(e).context(format!("failed to read LLVM coverage{hint}"));
+            return Err(err);
+        }
+    };
+    for e in &gathered.skipped {
+        eprintln!("warning: skipped: {}", chain(e));
+        skipped = true;
+    }
+    if gathered.profiles_read == 0 {
+        eprintln!("warning: no .profraw file was read: the --object binaries count as never run");
+    }
+    let dropped = &gathered.dropped;
+    if !dropped.hash_mismatch.is_empty() {
+        eprintln!(
+            "warning: {} function(s) left out, as llvm-cov leaves them out: the profiles hold them with another structural hash (another build): {}",
+            dropped.hash_mismatch.len(),
+            dropped.hash_mismatch.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    if !dropped.unevaluable.is_empty() {
+        eprintln!(
+            "warning: {} function(s) left out, as llvm-cov leaves them out: their mapping refers to counters the profiles lack: {}",
+            dropped.unevaluable.len(),
+            dropped.unevaluable.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut cov = plan
+        .rewrite
+        .apply(gathered.coverage)
+        .context("failed to merge LLVM coverage")?;
+    if let Some(g) = gcov {
+        for file in llvm::set_aside_mixed(g, &mut cov) {
+            eprintln!(
+                "warning: {file} is instrumented both by gcc --coverage and by clang -fprofile-instr-generate: gcc's counts are reported, clang's left out rather than added to them"
+            );
+        }
+    }
+    Ok(Some((cov, skipped)))
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(&format!(": {c}"));
+        source = c.source();
+    }
+    s
+}
+
 /// Runs `covnet merge`.
 pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     let bundles = args
@@ -330,7 +457,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     // Tracefiles first: they are quick to read, so a bad one fails fast.
     for (pos, input) in plan.inputs.iter().enumerate() {
         let (path, name, is_json) = match input {
-            Input::Captures(_) => continue,
+            Input::Captures(_) | Input::Profraw { .. } => continue,
             Input::Tracefile { path, name } => (path, name, false),
             Input::Json { path, name } => (path, name, true),
         };
@@ -349,6 +476,8 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     let attribute = plan.write.per_capture || plan.json.is_some();
     let captures = match merge_captures(&plan, attribute) {
         Ok(c) => c,
+        // Capture directories of .profraw files only: nothing for gcov.
+        Err(GatherError::Empty { .. }) if !plan.objects.is_empty() => None,
         Err(e) => {
             return Ok(ExitCode::from(coverage_opts::print_gather_error(
                 &e,
@@ -361,6 +490,8 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     }
     let captures_skipped = captures.as_ref().is_some_and(Gathered::skipped_inputs);
     let captures = captures.map(|g| g.coverage);
+    let llvm = merge_llvm(&plan, attribute, captures.as_ref())?;
+    let llvm_skipped = llvm.as_ref().is_some_and(|(_, skipped)| *skipped);
     let mut names: Vec<String> = Vec::new();
     let mut push_name = |n: &String| {
         if !names.contains(n) {
@@ -370,6 +501,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     for (pos, input) in plan.inputs.iter().enumerate() {
         match input {
             Input::Captures(c) => push_name(&c.name),
+            Input::Profraw { name, .. } => push_name(name),
             _ => {
                 for (_, cov) in parts.iter().filter(|(p, _)| *p == pos) {
                     cov.captures.iter().for_each(&mut push_name);
@@ -392,6 +524,12 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     };
     if let Some(c) = captures {
         total = merge_coverage(total, strip(c)).context("failed to merge captures")?;
+    }
+    if let Some((c, _)) = llvm {
+        total = merge_coverage(total, strip(c)).context("failed to merge LLVM coverage")?;
+    }
+    if !plan.objects.is_empty() && total.files.is_empty() {
+        bail!("no source file has coverage: every input was empty or filtered out");
     }
     for (_, cov) in parts {
         total = merge_coverage(total, strip(cov)).context("failed to merge tracefiles")?;
@@ -417,7 +555,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
             }
         }
     }
-    if !problems.is_empty() || captures_skipped {
+    if !problems.is_empty() || captures_skipped || llvm_skipped {
         return Ok(ExitCode::from(exit::PARTIAL));
     }
     let shortfalls = plan.thresholds.check(&summary);

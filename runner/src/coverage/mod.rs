@@ -33,6 +33,11 @@ use crate::machine::{Machine, MachineError, Output};
 /// Where guests write `.gcda` files (their `GCOV_PREFIX`).
 pub const GUEST_PREFIX: &str = "/covnet/gcov";
 
+/// Where guests write clang's raw profiles (their `LLVM_PROFILE_FILE`):
+/// below [`GUEST_PREFIX`], so they are pulled with the `.gcda` files, one
+/// file per process (`%p`) and instrumented binary (`%m`).
+pub const GUEST_LLVM_PROFILE: &str = "/covnet/gcov/llvm/%p-%m.profraw";
+
 /// The pid files of a machine's services, written by the guest init.
 pub const SERVICE_PIDFILES: &str = "/run/covnet/*.pid";
 
@@ -276,6 +281,10 @@ pub struct MergeSettings {
     pub map: PathMap,
     /// Source-path rewriting and filters.
     pub rewrite: SourceRewrite,
+    /// clang-instrumented binaries whose coverage mappings the captures'
+    /// `.profraw` files are read against (none: `.profraw` files are not
+    /// read).
+    pub objects: Vec<PathBuf>,
 }
 
 /// Merges the successful captures as `settings` says, keeping going past
@@ -308,22 +317,97 @@ pub fn merge(captures: &[MachineCapture], settings: &MergeSettings) -> Result<Me
             Err(why) => notes.push(format!("{}: {why}", c.name)),
         }
     }
-    let gathered = pipeline::gather(&Request {
-        captures: dirs,
+    let gcov = pipeline::gather(&Request {
+        captures: dirs.clone(),
         search: settings.search.clone(),
         map: settings.map.clone(),
         rewrite: settings.rewrite.clone(),
         keep_going: true,
         attribute: true,
-    })?;
+    });
+    let gathered = match gcov {
+        Ok(g) => g,
+        // Machines with clang-built programs only: nothing for gcov.
+        Err(GatherError::Empty { .. }) if !settings.objects.is_empty() => Default::default(),
+        Err(e) => return Err(e),
+    };
     notes.extend(gathered.notices.iter().map(ToString::to_string));
+    let mut skipped_inputs = gathered.skipped_inputs();
+    let mut coverage = gathered.coverage;
+    if !settings.objects.is_empty() {
+        let llvm = merge_llvm(&dirs, settings, &coverage, &mut notes)?;
+        skipped_inputs |= llvm.1;
+        coverage = covnet_merger::merge::merge(coverage, llvm.0).map_err(|e| {
+            GatherError::Unreadable(vec![covnet_merger::capture::CaptureError::Merge(e)])
+        })?;
+        if coverage.files.is_empty() {
+            return Err(GatherError::Empty {
+                why: "neither the .gcda nor the .profraw files cover any source file".to_owned(),
+            });
+        }
+    }
     Ok(Merged {
-        skipped_inputs: gathered.skipped_inputs(),
-        coverage: gathered.coverage,
+        skipped_inputs,
+        coverage,
         notes,
         notices: gathered.notices,
         objects: gathered.notes,
     })
+}
+
+/// Reads the captures' `.profraw` files against `settings.objects` (as
+/// `llvm-cov export` over `llvm-profdata merge` does), keeping going past
+/// bad profiles; files that `gcov` covers too keep gcc's counts. Problems
+/// become notes; the flag says whether profiles were left out.
+fn merge_llvm(
+    dirs: &[CaptureDir],
+    settings: &MergeSettings,
+    gcov: &Coverage,
+    notes: &mut Vec<String>,
+) -> Result<(Coverage, bool), GatherError> {
+    use covnet_merger::llvm;
+    let mut sets = Vec::new();
+    let mut skipped = false;
+    for d in dirs {
+        let (profiles, errors) = llvm::find_profiles(&d.root);
+        for e in errors {
+            notes.push(format!("{}: skipped: {}", d.name, notices::chain(&e)));
+            skipped = true;
+        }
+        sets.push(llvm::ProfileSet {
+            name: d.name.clone(),
+            profiles,
+        });
+    }
+    let g = llvm::gather(&settings.objects, &sets, true, true).map_err(GatherError::Llvm)?;
+    for e in &g.skipped {
+        notes.push(format!("skipped: {}", notices::chain(e)));
+        skipped = true;
+    }
+    for (why, names) in [
+        (
+            "another structural hash (another build)",
+            &g.dropped.hash_mismatch,
+        ),
+        ("counters the profiles lack", &g.dropped.unevaluable),
+    ] {
+        if !names.is_empty() {
+            notes.push(format!(
+                "{} function(s) left out, as llvm-cov leaves them out, for {why}: {}",
+                names.len(),
+                names.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let mut cov = settings.rewrite.apply(g.coverage).map_err(|e| {
+        GatherError::Unreadable(vec![covnet_merger::capture::CaptureError::Merge(e)])
+    })?;
+    for file in llvm::set_aside_mixed(gcov, &mut cov) {
+        notes.push(format!(
+            "{file} is instrumented both by gcc --coverage and by clang -fprofile-instr-generate: gcc's counts are reported, clang's left out rather than added to them"
+        ));
+    }
+    Ok((cov, skipped))
 }
 
 /// Where [`write_reports`] put a run's coverage.
@@ -366,11 +450,16 @@ pub fn write_reports(
 }
 
 /// The guest environment that makes instrumented programs write their
-/// `.gcda` files below [`GUEST_PREFIX`], under their full build path.
+/// `.gcda` files below [`GUEST_PREFIX`], under their full build path, and
+/// clang-instrumented ones their raw profiles at [`GUEST_LLVM_PROFILE`].
 pub fn guest_env() -> Vec<(String, String)> {
     vec![
         ("GCOV_PREFIX".to_owned(), GUEST_PREFIX.to_owned()),
         ("GCOV_PREFIX_STRIP".to_owned(), "0".to_owned()),
+        (
+            "LLVM_PROFILE_FILE".to_owned(),
+            GUEST_LLVM_PROFILE.to_owned(),
+        ),
     ]
 }
 

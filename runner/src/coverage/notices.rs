@@ -118,6 +118,17 @@ pub fn gather_error_diagnostic(e: &GatherError, flavor: Flavor) -> (Diagnostic, 
             Diagnostic::error(format!("no coverage to report: {why}\n  (hint: check that the programs were built with --coverage, ran, and that --include/--exclude keep some files)")),
             GatherEnd::NothingToReport,
         ),
+        GatherError::Llvm(inner) => {
+            let hint = match inner {
+                covnet_merger::llvm::InputError::Invalid(i) => i.kind.hint(),
+                _ => None,
+            }
+            .unwrap_or("[coverage] objects names the clang-instrumented programs and libraries");
+            (
+                Diagnostic::error(format!("{}\n  (hint: {hint})", chain(e))),
+                GatherEnd::Failed,
+            )
+        }
         other => (
             Diagnostic::error(format!(
                 "{}\n  (hint: --build names directories holding the .gcno files)",

@@ -216,6 +216,7 @@ pub(crate) fn collect_and_report(
             filter: settings.filter.clone(),
             base: None,
         },
+        objects: plan.coverage().objects.clone(),
     };
     let notice = |d: Diagnostic| events.send(RunEvent::Notice(d));
     for c in &captures {

@@ -5,6 +5,7 @@
 //! ```toml
 //! [coverage]
 //! build = ["../server/build", "/src/client/out"]  # more trees with .gcno
+//! objects = ["build/client-clang"]     # clang -fcoverage-mapping binaries
 //! include = ["*/src/*"]
 //! exclude = ["*/tests/*"]
 //! path_map = ["/build/server=/home/me/server"]
@@ -40,6 +41,11 @@ pub struct CoverageSettings {
     /// host path and the spec's directory (absolute, resolved against the
     /// spec's directory).
     pub build: Vec<PathBuf>,
+    /// Programs and shared libraries built with clang
+    /// `-fprofile-instr-generate -fcoverage-mapping`, whose coverage
+    /// mappings the machines' `.profraw` files are read against (absolute,
+    /// resolved against the spec's directory).
+    pub objects: Vec<PathBuf>,
     /// Keep only source files matching one of these globs.
     pub include: Vec<String>,
     /// Drop source files matching one of these globs.
@@ -134,6 +140,7 @@ impl Default for CoverageSettings {
     fn default() -> Self {
         CoverageSettings {
             build: Vec::new(),
+            objects: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),
             path_map: Vec::new(),
@@ -165,6 +172,8 @@ pub struct FailUnder {
 pub(super) struct RawCoverage {
     #[serde(default)]
     build: Vec<Spanned<PathBuf>>,
+    #[serde(default)]
+    objects: Vec<Spanned<PathBuf>>,
     #[serde(default)]
     include: Vec<Spanned<String>>,
     #[serde(default)]
@@ -212,6 +221,11 @@ impl Validator<'_> {
         let differential = self.differential(&raw)?;
         let build = raw
             .build
+            .iter()
+            .map(|b| self.resolve(b.get_ref()))
+            .collect();
+        let objects = raw
+            .objects
             .iter()
             .map(|b| self.resolve(b.get_ref()))
             .collect();
@@ -278,6 +292,7 @@ impl Validator<'_> {
         let strings = |v: Vec<Spanned<String>>| v.into_iter().map(Spanned::into_inner).collect();
         Ok(CoverageSettings {
             build,
+            objects,
             include: strings(raw.include),
             exclude: strings(raw.exclude),
             path_map: strings(raw.path_map),

@@ -15,6 +15,7 @@ mod formats;
 mod fuzz_regressions;
 mod isolation;
 mod lcov_peer;
+mod llvm;
 mod markers;
 mod merge_cli;
 mod namespace;
