@@ -572,7 +572,10 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
 /// exactly as one host's run of the whole suite gives it; missing or
 /// failed shards and specs are named and make the exit status 2.
 fn merge_bundles(bundles: &[PathBuf], plan: &MergePlan) -> Result<ExitCode> {
-    let merged = covnet_runner::suite::bundle::merge(bundles)?;
+    // Attribution only where an output shows it: otherwise memory grows
+    // with the lines, not with lines times captures.
+    let attribute = plan.write.per_capture || plan.json.is_some();
+    let merged = covnet_runner::suite::bundle::merge(bundles, attribute)?;
     let mut total = plan
         .rewrite
         .apply(merged.coverage)
@@ -597,7 +600,12 @@ fn merge_bundles(bundles: &[PathBuf], plan: &MergePlan) -> Result<ExitCode> {
             .iter()
             .map(|m| m.specs.len())
             .sum::<usize>(),
-        total.captures.len(),
+        merged
+            .manifests
+            .iter()
+            .flat_map(|m| &m.specs)
+            .map(|s| s.captures.len())
+            .sum::<usize>(),
         merged.build.notes.len()
     )?;
     print_summary(&mut err, &summary)?;

@@ -150,8 +150,8 @@ pub fn load(
     let mut cov: Option<Coverage> = None;
     if !bundles.is_empty() {
         let paths: Vec<PathBuf> = bundles.into_iter().cloned().collect();
-        let merged =
-            crate::suite::bundle::merge(&paths).map_err(|e| InputError::Bundles(Box::new(e)))?;
+        let merged = crate::suite::bundle::merge(&paths, true)
+            .map_err(|e| InputError::Bundles(Box::new(e)))?;
         loaded.notes = merged.notes;
         let retrace = SourceRewrite {
             base: None,

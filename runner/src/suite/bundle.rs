@@ -272,9 +272,12 @@ pub fn read_identity(spec_dir: &Path) -> Result<Option<BuildIdentity>, BundleErr
 /// whose `coverage.json` exists is read, its captures renamed
 /// `<id>/<capture>`, and merged into the total. Specs without coverage
 /// are skipped (their absence is the caller's to report). `Ok(None)`
-/// when no spec had coverage.
+/// when no spec had coverage. Without `attribute`, each spec's per-capture
+/// counts are dropped before it joins the total (memory per line, not per
+/// line and capture).
 pub fn fold<'a>(
     specs: impl IntoIterator<Item = (&'a str, PathBuf)>,
+    attribute: bool,
 ) -> Result<Option<Coverage>, BundleError> {
     let mut total: Option<Coverage> = None;
     for (id, dir) in specs {
@@ -294,6 +297,9 @@ pub fn fold<'a>(
         drop(bytes);
         for c in &mut cov.captures {
             *c = format!("{id}/{c}");
+        }
+        if !attribute {
+            cov = covnet_merger::merge::without_attribution(cov);
         }
         total = Some(match total {
             None => cov,
@@ -333,8 +339,8 @@ impl MergedBundles {
 /// Merges shard bundles into the suite's coverage: refuses bundles of
 /// different suites or builds, names missing shards, specs and failures,
 /// and folds every spec's coverage in suite order (as a one-host run of
-/// the suite does).
-pub fn merge(bundles: &[PathBuf]) -> Result<MergedBundles, BundleError> {
+/// the suite does); `attribute` keeps the per-capture counts.
+pub fn merge(bundles: &[PathBuf], attribute: bool) -> Result<MergedBundles, BundleError> {
     let manifests: Vec<Manifest> = bundles
         .iter()
         .map(|b| Manifest::read(b))
@@ -425,7 +431,7 @@ pub fn merge(bundles: &[PathBuf]) -> Result<MergedBundles, BundleError> {
         let (i, s) = ran.get(id.as_str())?;
         Some((s.id.as_str(), bundles[*i].join(&s.id)))
     });
-    let coverage = fold(order)?.ok_or(BundleError::NoCoverage)?;
+    let coverage = fold(order, attribute)?.ok_or(BundleError::NoCoverage)?;
     Ok(MergedBundles {
         coverage,
         notes,
@@ -511,7 +517,7 @@ mod tests {
             &manifest(&suite, 1, 3, &[("a", "passed")]),
             &[("/x.c", 1)],
         );
-        let m = merge(&[b2.clone(), b1.clone()]).unwrap();
+        let m = merge(&[b2.clone(), b1.clone()], true).unwrap();
         assert_eq!(m.coverage.captures, ["a/m", "b/m"], "suite order");
         assert_eq!(m.coverage.files["/x.c"].lines[&1].count, 3);
         assert_eq!(m.coverage.files["/x.c"].lines[&1].by_capture, [1, 2]);
@@ -521,7 +527,10 @@ mod tests {
         assert!(m.notes[2].contains("spec `c` did not run"));
         assert!(!m.complete());
 
-        let e = merge(&[b1.clone(), b1.clone()]).unwrap_err();
+        let plain = merge(&[b2.clone(), b1.clone()], false).unwrap();
+        assert!(plain.coverage.captures.is_empty());
+        assert_eq!(plain.coverage.files["/x.c"].lines[&1].count, 3);
+        let e = merge(&[b1.clone(), b1.clone()], true).unwrap_err();
         assert!(matches!(e, BundleError::SpecTwice { .. }), "{e}");
         let other = bundle(
             t.path(),
@@ -529,7 +538,7 @@ mod tests {
             &manifest(&["a", "z"], 2, 2, &[("z", "passed")]),
             &[],
         );
-        let e = merge(&[b1.clone(), other]).unwrap_err();
+        let e = merge(&[b1.clone(), other], true).unwrap_err();
         assert!(matches!(e, BundleError::DifferentSuites { .. }), "{e}");
     }
 
@@ -548,7 +557,7 @@ mod tests {
         m2.build.notes.push(notes(2));
         let b1 = bundle(t.path(), "s1", &m1, &[("/x.c", 1)]);
         let b2 = bundle(t.path(), "s2", &m2, &[("/x.c", 1)]);
-        let e = merge(&[b1, b2]).unwrap_err().to_string();
+        let e = merge(&[b1, b2], true).unwrap_err().to_string();
         assert!(
             e.contains("different builds") && e.contains("/b/x.gcno"),
             "{e}"

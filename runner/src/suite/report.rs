@@ -116,7 +116,7 @@ pub fn write(out: &Path, s: &SuiteOutputs<'_>) -> Result<SuiteReport, SuiteRepor
     }
     let coverage = if s.coverage {
         let order = s.runs.iter().map(|r| (r.spec.id.as_str(), r.out.clone()));
-        let cov = bundle::fold(order)?;
+        let cov = bundle::fold(order, true)?;
         match &cov {
             Some(c) => {
                 let mut info = covnet_reporter::RunInfo::now(

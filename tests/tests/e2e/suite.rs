@@ -465,3 +465,69 @@ fn engines_shard_the_suite_from_their_own_variables() {
     assert_ok(&f.covnet(&args, &[]), "bazel merge");
     assert_eq!(f.read("bazel.info"), one, "bazel: merged hash shards");
 }
+
+/// The suite submitted to a real Slurm (a private cluster on loopback,
+/// `covnet_tests::slurm`) as a job array of 4 tasks, each a covnet that
+/// finds its shard in the array's variables; the 4 bundles merge into
+/// exactly the one-host run.
+#[test]
+fn a_suite_as_a_slurm_job_array_merges_into_the_one_host_run() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = Fixture::new();
+    assert_ok(&f.run_suite("one", &[], &[]), "one host");
+    let cluster = covnet_tests::slurm::Cluster::start(&f.path("slurm")).expect("Slurm starts");
+    let script = f.path("shard.sh");
+    // Indices 7-10: the shard is the index minus SLURM_ARRAY_TASK_MIN.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec {} run suite --coverage --no-console --backend namespace --out shard-$SLURM_ARRAY_TASK_ID\n",
+            covnet_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let job = cluster
+        .submit_array(&script, "7-10", f.dir.path())
+        .expect("sbatch --array");
+    let end = cluster.wait(&job, SLOW).expect("the array ends");
+    end.check().expect("every shard passes");
+    let mut shards = Vec::new();
+    let mut specs = 0;
+    for task in 7..=10 {
+        let out = format!("shard-{task}");
+        let m = f.json(&format!("{out}/manifest.json"));
+        assert_eq!(m["partition"]["shard"], task - 6, "{m}");
+        assert_eq!(m["partition"]["total"], 4);
+        assert_eq!(m["partition"]["kind"], "hash");
+        assert!(m["protocol"]
+            .as_str()
+            .unwrap()
+            .starts_with("Slurm job array"));
+        let log = std::fs::read_to_string(job.output(task)).unwrap();
+        assert!(
+            log.contains(&format!(
+                "shard {}/4 (hash slicing) by Slurm job array",
+                task - 6
+            )),
+            "{log}"
+        );
+        specs += m["specs"].as_array().unwrap().len();
+        shards.push(out);
+    }
+    cluster.shutdown().expect("Slurm stops");
+    assert_eq!(specs, SPECS.len(), "every spec in exactly one shard");
+    let mut args = vec!["merge"];
+    args.extend(shards.iter().map(String::as_str));
+    args.extend(["--per-capture", "-o", "slurm.info"]);
+    assert_ok(&f.covnet(&args, &[]), "merge of the Slurm shards");
+    assert_eq!(
+        f.read("slurm.info"),
+        f.read("one/coverage-per-machine.info")
+    );
+    let mut args = vec!["merge"];
+    args.extend(shards.iter().map(String::as_str));
+    args.extend(["-o", "slurm-all.info"]);
+    assert_ok(&f.covnet(&args, &[]), "merge of the Slurm shards");
+    assert_eq!(f.read("slurm-all.info"), f.read("one/coverage.info"));
+}
