@@ -287,17 +287,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     "FAILED"
                 };
+                let note = note.map(|n| format!(", but {n}")).unwrap_or_default();
                 (
                     c,
-                    format!(
-                        "{v}{}",
-                        note.map(|n| format!(", but {n}")).unwrap_or_default()
-                    ),
+                    format!("{v}: {} ({:.2}s){note}", r.spec.id, r.elapsed.as_secs_f64()),
                 )
             }
-            Err(e) => (exit::FAILURE, format!("NOT RUN: {e}")),
+            Err(e) => (exit::FAILURE, format!("NOT RUN: {}: {e}", r.spec.id)),
         };
-        eprintln!("{verdict}: {} ({:.2}s)", r.spec.id, r.elapsed.as_secs_f64());
+        eprintln!("{verdict}");
         code = worse(code, c);
     }
     if interrupted {

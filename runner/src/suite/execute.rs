@@ -152,7 +152,7 @@ fn run_one(
         elapsed: Duration::ZERO,
     };
     if let Some(reason) = interruption.stopped() {
-        run.outcome = Err(format!("not run: {reason}"));
+        run.outcome = Err(format!("the suite was stopped: {reason}"));
         return run;
     }
     // A rerun into the same directory must not bring back the last run's

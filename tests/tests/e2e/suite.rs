@@ -531,3 +531,72 @@ fn a_suite_as_a_slurm_job_array_merges_into_the_one_host_run() {
     assert_ok(&f.covnet(&args, &[]), "merge of the Slurm shards");
     assert_eq!(f.read("slurm-all.info"), f.read("one/coverage.info"));
 }
+
+/// SIGTERM to a suite stops every running spec's machines, starts no
+/// further spec, still writes the JUnit and the manifest, and exits 130
+/// with nothing left running.
+#[test]
+fn a_signal_stops_the_running_specs_and_starts_no_more() {
+    use covnet_tests::running::{alive, children_of, run_dirs_in, wait_until, CovnetRun};
+    let dir = tempfile::tempdir().unwrap();
+    let suite = dir.path().join("suite");
+    std::fs::create_dir(&suite).unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::write(
+            suite.join(format!("{name}.toml")),
+            "[defaults]\nbackend = \"namespace\"\ncommand_timeout = \"10m\"\n[machines.m]\n[test]\ntimeout = \"15m\"\nscript = '''\nstart_all();\nprint(\"READY\");\nm.succeed(\"sleep 900\");\n'''\n",
+        )
+        .unwrap();
+    }
+    let base = dir.path().join("runs");
+    std::fs::create_dir(&base).unwrap();
+    let mut run = CovnetRun::spawn(
+        &["run", "suite", "-j", "2", "--no-console", "--out", "out"],
+        dir.path(),
+        &base,
+    )
+    .expect("covnet starts");
+    let limit = Duration::from_secs(120);
+    let ready = |run: &CovnetRun, spec: &str| {
+        run.stderr()
+            .lines()
+            .any(|l| l.starts_with(&format!("[{spec}] ")) && l.ends_with("] READY"))
+    };
+    wait_until("a and b run", limit, || ready(&run, "a") && ready(&run, "b"))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", run.stderr()));
+    let children = children_of(run.pid());
+    assert!(children.len() >= 2, "two machines' inits: {children:?}");
+    run.signal(libc::SIGTERM).expect("SIGTERM");
+    let status = run.wait(limit).expect("covnet ends");
+    let stderr = run.stderr();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    wait_until("the machines are gone", limit, || {
+        !children.iter().any(|&p| alive(p))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{stderr}"));
+    assert!(
+        run_dirs_in(&base).is_empty(),
+        "run directories left: {stderr}"
+    );
+    assert!(
+        stderr.contains("NOT RUN: c: the suite was stopped: SIGTERM received"),
+        "{stderr}"
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let results: Vec<&str> = manifest["specs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["interrupted", "interrupted", "not run"],
+        "{stderr}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testsuite ").count(), 3, "{junit}");
+}
