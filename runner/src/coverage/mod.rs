@@ -4,8 +4,9 @@
 //!
 //! With coverage on, every machine's programs run with
 //! `GCOV_PREFIX=`[`GUEST_PREFIX`], so `.gcda` files land below it under
-//! their full build path. Collecting a machine stops its services with
-//! SIGTERM (so they write their data; survivors are named), pulls the tree
+//! their full build path. Collecting a machine stops its services (those
+//! covnet can flush dump their counts first, then all get SIGTERM so the
+//! rest write theirs at exit; survivors are named), pulls the tree
 //! through the machine's shell into `<dest>/<capture>/` and verifies every
 //! file. The captures then merge by summing raw counters and solving once
 //! (`covnet-merger`), and `covnet-reporter` writes the report.
@@ -87,7 +88,8 @@ pub struct MachineCapture {
 pub struct Collected {
     /// The files pulled (the collector's own record).
     pub pulled: covnet_collector::Pulled,
-    /// Services that did not exit after SIGTERM: their counts are missing.
+    /// Services that were not flushed and did not exit after SIGTERM:
+    /// their counts are missing.
     pub survivors: Vec<String>,
     /// Services left running that could not be flushed, with why: their
     /// counts so far are only in a later capture.
@@ -149,7 +151,8 @@ impl From<covnet_collector::CollectError> for CollectFailure {
 /// How to collect.
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
-    /// Stop services with SIGTERM first, so they write their data.
+    /// Stop services first: flush those covnet can flush, then SIGTERM
+    /// all, so they write their data.
     pub stop_services: bool,
     /// Delete the machines' `.gcda` files after pulling (phases).
     pub reset: bool,
@@ -220,8 +223,21 @@ fn pull(
     let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout);
     let mut got = Collected::default();
     if opts.stop_services {
+        // Flushable services dump first: SIGTERM kills a program without a
+        // handler that calls `exit` before libgcov writes anything. One
+        // that does exit then adds what ran since to the same files.
+        let flushed = collector.signal_flush(
+            SERVICE_PIDFILES,
+            crate::coverage::flush::FLUSH_SIGNAL,
+            FLUSH_GRACE,
+        )?;
         let report = collector.flush(SERVICE_PIDFILES, FLUSH_GRACE)?;
-        got.survivors = report.survivors;
+        // A flushed service that ignores SIGTERM has written its counts.
+        got.survivors = report
+            .survivors
+            .into_iter()
+            .filter(|s| !flushed.stopped.contains(s))
+            .collect();
     } else {
         // Services keep running: those with a flush thread (covnet's
         // preloaded shim, or covnet_flush.c) write their counts so far.
