@@ -97,14 +97,73 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// How many `.gcda` files were pulled.
+    /// How many files were pulled (`.gcda` and `.profraw`).
     pub fn files(&self) -> usize {
         self.pulled.files.len()
+    }
+
+    /// How many of each kind were pulled.
+    pub fn kinds(&self) -> DataFiles {
+        DataFiles::of(&self.pulled.files)
     }
 
     /// Their total size in bytes.
     pub fn bytes(&self) -> u64 {
         self.pulled.bytes
+    }
+}
+
+/// How many coverage data files of each kind: gcc's `.gcda` and clang's
+/// `.profraw` (said as such, so a clang-only machine is not "2 .gcda").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataFiles {
+    /// `.gcda` files.
+    pub gcda: usize,
+    /// `.profraw` files.
+    pub profraw: usize,
+}
+
+impl DataFiles {
+    /// Counts the files among `paths` by extension.
+    pub fn of<S: AsRef<str>>(paths: &[S]) -> DataFiles {
+        let mut n = DataFiles::default();
+        for p in paths {
+            if p.as_ref().ends_with(".profraw") {
+                n.profraw += 1;
+            } else if p.as_ref().ends_with(".gcda") {
+                n.gcda += 1;
+            }
+        }
+        n
+    }
+}
+
+impl std::ops::Add for DataFiles {
+    type Output = DataFiles;
+
+    fn add(self, other: DataFiles) -> DataFiles {
+        DataFiles {
+            gcda: self.gcda + other.gcda,
+            profraw: self.profraw + other.profraw,
+        }
+    }
+}
+
+impl std::iter::Sum for DataFiles {
+    fn sum<I: Iterator<Item = DataFiles>>(iter: I) -> DataFiles {
+        iter.fold(DataFiles::default(), std::ops::Add::add)
+    }
+}
+
+/// `3 .gcda file(s)`, `2 .profraw file(s)`, `1 .gcda and 2 .profraw
+/// file(s)`; without any `.profraw`, always the first form.
+impl std::fmt::Display for DataFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.gcda, self.profraw) {
+            (g, 0) => write!(f, "{g} .gcda file(s)"),
+            (0, p) => write!(f, "{p} .profraw file(s)"),
+            (g, p) => write!(f, "{g} .gcda and {p} .profraw file(s)"),
+        }
     }
 }
 
@@ -506,4 +565,44 @@ pub fn coveralls_warning(written: &covnet_reporter::outputs::Written) -> Option<
         "the Coveralls JSON leaves out {} source file(s) it could not read or match (first: {first}: {why})\n  (hint: run covnet where the source paths resolve, or rewrite them with --path-map)",
         written.coveralls_missing.len()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataFiles;
+
+    #[test]
+    fn data_files_say_their_kinds() {
+        let n = DataFiles::of(&[
+            "a/x.gcda",
+            "llvm/1-2_0.profraw",
+            "b/y.gcda",
+            ".covnet-flush-7",
+        ]);
+        assert_eq!(
+            n,
+            DataFiles {
+                gcda: 2,
+                profraw: 1
+            }
+        );
+        assert_eq!(n.to_string(), "2 .gcda and 1 .profraw file(s)");
+        let none: [&str; 0] = [];
+        assert_eq!(DataFiles::of(&none).to_string(), "0 .gcda file(s)");
+        assert_eq!(
+            DataFiles {
+                gcda: 0,
+                profraw: 3
+            }
+            .to_string(),
+            "3 .profraw file(s)"
+        );
+        assert_eq!(
+            [n, n].into_iter().sum::<DataFiles>(),
+            DataFiles {
+                gcda: 4,
+                profraw: 2
+            }
+        );
+    }
 }

@@ -651,6 +651,13 @@ fn check(backend: &str) {
     );
 
     // The terminal summary and the HTML show all of it.
+    for needle in [
+        "server: collected 1 .gcda file(s)",
+        "client: collected 2 .profraw file(s)",
+        "merged 1 .gcda and 2 .profraw file(s) from 2 capture(s)",
+    ] {
+        assert!(o.stderr.contains(needle), "{backend}: {needle:?}\n{o}");
+    }
     assert!(
         o.stderr.contains(&format!(
             "{}: 3 source file(s), {library_lines} executable line(s)",
