@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::coverage::{CollectFailure, Collected, ReportPaths};
+use crate::coverage::{CollectFailure, Collected, DataFiles, ReportPaths};
 use crate::diag::Diagnostic;
 use crate::machine::{EventSink, MachineEvent};
 
@@ -138,8 +138,8 @@ pub enum RunEvent {
     MergeEnd {
         /// Captures merged (failed ones included).
         captures: usize,
-        /// `.gcda` files pulled over all captures.
-        files: usize,
+        /// Data files pulled over all captures.
+        files: DataFiles,
         /// Source files in the merged coverage, or why there is none.
         result: Result<usize, String>,
     },
@@ -346,9 +346,9 @@ impl<W: Write> TerminalReporter<W> {
                 if let Ok(p) = result {
                     writeln!(
                         self.out,
-                        "{} {capture}: collected {} .gcda file(s), {} bytes",
+                        "{} {capture}: collected {}, {} bytes",
                         self.stamp(),
-                        p.files(),
+                        p.kinds(),
                         p.bytes()
                     )?;
                 }
@@ -360,12 +360,12 @@ impl<W: Write> TerminalReporter<W> {
             } => match result {
                 Ok(sources) => writeln!(
                     self.out,
-                    "{} coverage: merged {files} .gcda file(s) from {captures} capture(s) into {sources} source file(s)",
+                    "{} coverage: merged {files} from {captures} capture(s) into {sources} source file(s)",
                     self.stamp()
                 )?,
                 Err(_) => writeln!(
                     self.out,
-                    "\ncoverage: {files} .gcda file(s) pulled from {captures} capture(s)"
+                    "\ncoverage: {files} pulled from {captures} capture(s)"
                 )?,
             },
             RunEvent::CoverageSummary { table } => writeln!(self.out, "\n{table}")?,
@@ -483,9 +483,23 @@ mod tests {
                     ..Collected::default()
                 }),
             },
+            RunEvent::CollectEnd {
+                capture: "client".into(),
+                machine: "client".into(),
+                result: Ok(Collected {
+                    pulled: covnet_collector::Pulled {
+                        files: vec!["llvm/1-2_0.profraw".into(), "llvm/3-2_0.profraw".into()],
+                        bytes: 900,
+                    },
+                    ..Collected::default()
+                }),
+            },
             RunEvent::MergeEnd {
                 captures: 2,
-                files: 4,
+                files: DataFiles {
+                    gcda: 4,
+                    profraw: 0,
+                },
                 result: Err("nothing paired".into()),
             },
             RunEvent::Notice(Diagnostic::notice("gcc 13.1 is untested")),
@@ -501,6 +515,10 @@ mod tests {
         ]);
         assert!(
             text.contains("server: collected 3 .gcda file(s), 3000 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("client: collected 2 .profraw file(s), 900 bytes"),
             "{text}"
         );
         assert!(

@@ -4,8 +4,9 @@
 //!
 //! With coverage on, every machine's programs run with
 //! `GCOV_PREFIX=`[`GUEST_PREFIX`], so `.gcda` files land below it under
-//! their full build path. Collecting a machine stops its services with
-//! SIGTERM (so they write their data; survivors are named), pulls the tree
+//! their full build path. Collecting a machine stops its services (those
+//! covnet can flush dump their counts first, then all get SIGTERM so the
+//! rest write theirs at exit; survivors are named), pulls the tree
 //! through the machine's shell into `<dest>/<capture>/` and verifies every
 //! file. The captures then merge by summing raw counters and solving once
 //! (`covnet-merger`), and `covnet-reporter` writes the report.
@@ -87,7 +88,8 @@ pub struct MachineCapture {
 pub struct Collected {
     /// The files pulled (the collector's own record).
     pub pulled: covnet_collector::Pulled,
-    /// Services that did not exit after SIGTERM: their counts are missing.
+    /// Services that were not flushed and did not exit after SIGTERM:
+    /// their counts are missing.
     pub survivors: Vec<String>,
     /// Services left running that could not be flushed, with why: their
     /// counts so far are only in a later capture.
@@ -95,14 +97,73 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// How many `.gcda` files were pulled.
+    /// How many files were pulled (`.gcda` and `.profraw`).
     pub fn files(&self) -> usize {
         self.pulled.files.len()
+    }
+
+    /// How many of each kind were pulled.
+    pub fn kinds(&self) -> DataFiles {
+        DataFiles::of(&self.pulled.files)
     }
 
     /// Their total size in bytes.
     pub fn bytes(&self) -> u64 {
         self.pulled.bytes
+    }
+}
+
+/// How many coverage data files of each kind: gcc's `.gcda` and clang's
+/// `.profraw` (said as such, so a clang-only machine is not "2 .gcda").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataFiles {
+    /// `.gcda` files.
+    pub gcda: usize,
+    /// `.profraw` files.
+    pub profraw: usize,
+}
+
+impl DataFiles {
+    /// Counts the files among `paths` by extension.
+    pub fn of<S: AsRef<str>>(paths: &[S]) -> DataFiles {
+        let mut n = DataFiles::default();
+        for p in paths {
+            if p.as_ref().ends_with(".profraw") {
+                n.profraw += 1;
+            } else if p.as_ref().ends_with(".gcda") {
+                n.gcda += 1;
+            }
+        }
+        n
+    }
+}
+
+impl std::ops::Add for DataFiles {
+    type Output = DataFiles;
+
+    fn add(self, other: DataFiles) -> DataFiles {
+        DataFiles {
+            gcda: self.gcda + other.gcda,
+            profraw: self.profraw + other.profraw,
+        }
+    }
+}
+
+impl std::iter::Sum for DataFiles {
+    fn sum<I: Iterator<Item = DataFiles>>(iter: I) -> DataFiles {
+        iter.fold(DataFiles::default(), std::ops::Add::add)
+    }
+}
+
+/// `3 .gcda file(s)`, `2 .profraw file(s)`, `1 .gcda and 2 .profraw
+/// file(s)`; without any `.profraw`, always the first form.
+impl std::fmt::Display for DataFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.gcda, self.profraw) {
+            (g, 0) => write!(f, "{g} .gcda file(s)"),
+            (0, p) => write!(f, "{p} .profraw file(s)"),
+            (g, p) => write!(f, "{g} .gcda and {p} .profraw file(s)"),
+        }
     }
 }
 
@@ -149,7 +210,8 @@ impl From<covnet_collector::CollectError> for CollectFailure {
 /// How to collect.
 #[derive(Debug, Clone)]
 pub struct CollectOptions {
-    /// Stop services with SIGTERM first, so they write their data.
+    /// Stop services first: flush those covnet can flush, then SIGTERM
+    /// all, so they write their data.
     pub stop_services: bool,
     /// Delete the machines' `.gcda` files after pulling (phases).
     pub reset: bool,
@@ -220,8 +282,21 @@ fn pull(
     let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout);
     let mut got = Collected::default();
     if opts.stop_services {
+        // Flushable services dump first: SIGTERM kills a program without a
+        // handler that calls `exit` before libgcov writes anything. One
+        // that does exit then adds what ran since to the same files.
+        let flushed = collector.signal_flush(
+            SERVICE_PIDFILES,
+            crate::coverage::flush::FLUSH_SIGNAL,
+            FLUSH_GRACE,
+        )?;
         let report = collector.flush(SERVICE_PIDFILES, FLUSH_GRACE)?;
-        got.survivors = report.survivors;
+        // A flushed service that ignores SIGTERM has written its counts.
+        got.survivors = report
+            .survivors
+            .into_iter()
+            .filter(|s| !flushed.stopped.contains(s))
+            .collect();
     } else {
         // Services keep running: those with a flush thread (covnet's
         // preloaded shim, or covnet_flush.c) write their counts so far.
@@ -490,4 +565,44 @@ pub fn coveralls_warning(written: &covnet_reporter::outputs::Written) -> Option<
         "the Coveralls JSON leaves out {} source file(s) it could not read or match (first: {first}: {why})\n  (hint: run covnet where the source paths resolve, or rewrite them with --path-map)",
         written.coveralls_missing.len()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataFiles;
+
+    #[test]
+    fn data_files_say_their_kinds() {
+        let n = DataFiles::of(&[
+            "a/x.gcda",
+            "llvm/1-2_0.profraw",
+            "b/y.gcda",
+            ".covnet-flush-7",
+        ]);
+        assert_eq!(
+            n,
+            DataFiles {
+                gcda: 2,
+                profraw: 1
+            }
+        );
+        assert_eq!(n.to_string(), "2 .gcda and 1 .profraw file(s)");
+        let none: [&str; 0] = [];
+        assert_eq!(DataFiles::of(&none).to_string(), "0 .gcda file(s)");
+        assert_eq!(
+            DataFiles {
+                gcda: 0,
+                profraw: 3
+            }
+            .to_string(),
+            "3 .profraw file(s)"
+        );
+        assert_eq!(
+            [n, n].into_iter().sum::<DataFiles>(),
+            DataFiles {
+                gcda: 4,
+                profraw: 2
+            }
+        );
+    }
 }

@@ -13,7 +13,7 @@ use covnet_merger::paths::SourceRewrite;
 use crate::coverage::differential::{self, DiffError};
 use crate::coverage::notices::{self, Flavor};
 use crate::coverage::settings::{self, SettingsError};
-use crate::coverage::{self, CollectOptions, MachineCapture, MergeSettings};
+use crate::coverage::{self, CollectOptions, DataFiles, MachineCapture, MergeSettings};
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
 use crate::image::closure::SearchPaths;
@@ -113,16 +113,16 @@ pub(crate) fn script_coverage(
             .iter()
             .filter_map(|c| c.outcome.as_ref().err().map(|e| format!("{}: {e}", c.name)))
             .collect();
-        let files: usize = got
+        let files: DataFiles = got
             .iter()
             .filter_map(|c| c.outcome.as_ref().ok())
-            .map(|p| p.files())
+            .map(|p| p.kinds())
             .sum();
         if let Ok(mut all) = phases_all.captures.lock() {
             all.extend(got);
         }
         if failed.is_empty() {
-            Ok(format!("phase `{phase}`: {files} .gcda files"))
+            Ok(format!("phase `{phase}`: {files}"))
         } else {
             Err(failed.join("; "))
         }
@@ -143,7 +143,7 @@ pub(crate) fn script_coverage(
             return Err(format!("{name}: nothing collected"));
         };
         let result = match &got.outcome {
-            Ok(p) => Ok(format!("{name}: {} .gcda files", p.files())),
+            Ok(p) => Ok(format!("{name}: {}", p.kinds())),
             Err(e) => Err(format!("{name}: {e}")),
         };
         if let Ok(mut all) = phases.captures.lock() {
@@ -224,10 +224,10 @@ pub(crate) fn collect_and_report(
             notice(Diagnostic::warning(format!("{}: {why}", c.name)));
         }
     }
-    let files: usize = captures
+    let files: DataFiles = captures
         .iter()
         .filter_map(|c| c.outcome.as_ref().ok())
-        .map(|p| p.files())
+        .map(|p| p.kinds())
         .sum();
     let mut merged = match coverage::merge(&captures, &merge_settings) {
         Ok(m) => m,

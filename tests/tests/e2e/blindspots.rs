@@ -167,7 +167,7 @@ impl Fixture {
 /// Distinct executable lines per file name as `objdump
 /// --dwarf=decodedline` lists them (rows `name line 0xaddr [view] [x]`;
 /// end-of-sequence rows have line `-`; line 0 is no line).
-fn objdump_lines(elf: &Path) -> BTreeMap<String, u64> {
+pub(crate) fn objdump_lines(elf: &Path) -> BTreeMap<String, u64> {
     let o = lcov_tool::run_ok(Command::new("objdump").arg("--dwarf=decodedline").arg(elf))
         .expect("objdump (binutils, bash scripts/setup.sh)");
     let mut lines: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();

@@ -18,6 +18,7 @@ mod lcov_peer;
 mod llvm;
 mod markers;
 mod merge_cli;
+mod mixed;
 mod namespace;
 mod report;
 mod scale;
