@@ -48,7 +48,8 @@ if [ ! -f "$spec_json" ] || [ "$spec_json" -ot "$work/corpus/.size" ]; then
   rm -f "$work"/m*.info
 fi
 python3 bench/bundles/make.py "$work/b" "$spec_json" "$bundles" >&2
-inputs_mb=$(du -L -c -m "$work"/b/*/*/coverage.json | tail -1 | cut -f1)
+# Every bundle's file counted (make.py hard-links one file into all).
+inputs_mb=$(python3 -c 'import glob, os, sys; print(round(sum(os.path.getsize(p) for p in glob.glob(sys.argv[1] + "/b/*/*/coverage.json")) / 1e6))' "$work")
 total_captures=$((bundles * captures))
 
 measure() { bench_measure "$work" "$@"; }
@@ -78,8 +79,11 @@ $inputs_mb MB of JSON in all. $runs runs each, interleaved; medians.
 | \`covnet merge BUNDLE... -o all.info\` | $pw | $pc | $((pr / 1024)) | ${plain_w[*]} |
 | \`covnet merge BUNDLE... --per-capture -o all.info\` ($tn test names) | $qw | $qc | $((qr / 1024)) | ${per_w[*]} |
 
-Bundles are folded one spec at a time: without attribution the peak is
-the total plus one spec's coverage, whatever the number of bundles; with
-\`--per-capture\` every line carries a count per capture, so the total
-grows with the captures (the per-capture tracefile names $tn of them).
+Bundles are read one spec at a time. Without attribution each spec joins
+the total at once: the peak is the total plus one spec's coverage,
+whatever the number of bundles. With \`--per-capture\` every line carries
+a count per capture, so the total grows with the captures (the
+per-capture tracefile names $tn of them), and partial totals of equal
+size are merged pairwise (a binary counter) so that merging costs
+lines x captures per level, not per spec.
 MD

@@ -279,7 +279,20 @@ pub fn fold<'a>(
     specs: impl IntoIterator<Item = (&'a str, PathBuf)>,
     attribute: bool,
 ) -> Result<Option<Coverage>, BundleError> {
-    let mut total: Option<Coverage> = None;
+    // Adjacent partial totals merge when they hold as many specs (a
+    // binary counter): merging costs lines times captures, so a linear
+    // fold of many attributed specs would cost that for every spec, this
+    // only for every level. Order is kept: captures stay in suite order.
+    // Without attribution each spec joins the total at once (memory: the
+    // total and one spec).
+    let mut stack: Vec<(u32, String, Coverage)> = Vec::new();
+    let join = |left: (u32, String, Coverage), right: (u32, String, Coverage)| {
+        let (level, first, a) = left;
+        let (_, id, b) = right;
+        covnet_merger::merge::merge(a, b)
+            .map(|c| (level + 1, first, c))
+            .map_err(|source| BundleError::Merge { spec: id, source })
+    };
     for (id, dir) in specs {
         let path = dir.join("coverage.json");
         let bytes = match std::fs::read(&path) {
@@ -301,17 +314,26 @@ pub fn fold<'a>(
         if !attribute {
             cov = covnet_merger::merge::without_attribution(cov);
         }
-        total = Some(match total {
-            None => cov,
-            Some(acc) => {
-                covnet_merger::merge::merge(acc, cov).map_err(|source| BundleError::Merge {
-                    spec: id.to_owned(),
-                    source,
-                })?
+        stack.push((0, id.to_owned(), cov));
+        while stack.len() >= 2 {
+            let n = stack.len();
+            if attribute && stack[n - 2].0 != stack[n - 1].0 {
+                break;
             }
+            let (Some(right), Some(left)) = (stack.pop(), stack.pop()) else {
+                break;
+            };
+            stack.push(join(left, right)?);
+        }
+    }
+    let mut total: Option<(u32, String, Coverage)> = None;
+    while let Some(left) = stack.pop() {
+        total = Some(match total {
+            None => left,
+            Some(right) => join(left, right)?,
         });
     }
-    Ok(total)
+    Ok(total.map(|(_, _, c)| c))
 }
 
 /// Bundles merged: the suite's coverage and what is missing from it.
@@ -540,6 +562,50 @@ mod tests {
         );
         let e = merge(&[b1.clone(), other], true).unwrap_err();
         assert!(matches!(e, BundleError::DifferentSuites { .. }), "{e}");
+    }
+
+    #[test]
+    fn the_fold_equals_merging_one_spec_after_the_other() {
+        let t = tempfile::tempdir().unwrap();
+        let mut specs = Vec::new();
+        let mut linear: Option<Coverage> = None;
+        for i in 0..7i64 {
+            let id = format!("s{i}");
+            let lcov: String = (0..=i % 3)
+                .map(|f| {
+                    format!(
+                        "TN:a\nSF:/f{f}.c\nFN:1,g{f}\nFNDA:{i},g{f}\nDA:1,{i}\nDA:{},{}\nBRDA:1,0,0,{i}\nBRDA:1,0,1,-\nend_of_record\nTN:b\nSF:/f{f}.c\nDA:1,1\nend_of_record\n",
+                        2 + i,
+                        i * 2
+                    )
+                })
+                .collect();
+            let mut cov =
+                covnet_merger::lcov::read(lcov.as_bytes(), Path::new("x.info"), "m").unwrap();
+            let dir = t.path().join(&id);
+            std::fs::create_dir_all(&dir).unwrap();
+            covnet_reporter::json::write_path(
+                &cov,
+                &covnet_reporter::RunInfo::now("t", vec![]),
+                &dir.join("coverage.json"),
+            )
+            .unwrap();
+            for c in &mut cov.captures {
+                *c = format!("{id}/{c}");
+            }
+            linear = Some(match linear {
+                None => cov,
+                Some(acc) => covnet_merger::merge::merge(acc, cov).unwrap(),
+            });
+            specs.push((id, dir));
+        }
+        let linear = linear.unwrap();
+        let order = || specs.iter().map(|(id, dir)| (id.as_str(), dir.clone()));
+        assert_eq!(fold(order(), true).unwrap().unwrap(), linear);
+        assert_eq!(
+            fold(order(), false).unwrap().unwrap(),
+            covnet_merger::merge::without_attribution(linear)
+        );
     }
 
     #[test]
