@@ -73,11 +73,13 @@ pub(super) fn run(
     crate::rundir::restrict_socket(&socket)
         .map_err(|e| interp(format!("cannot restrict {}: {e}", socket.display())))?;
 
+    // A socket pair as the process's stdout and stderr (a pipe, for the
+    // MSRV).
     let (out_read, out_write) =
-        io::pipe().map_err(|e| interp(format!("cannot create a pipe: {e}")))?;
+        UnixStream::pair().map_err(|e| interp(format!("cannot create a socket pair: {e}")))?;
     let out_write2 = out_write
         .try_clone()
-        .map_err(|e| interp(format!("cannot create a pipe: {e}")))?;
+        .map_err(|e| interp(format!("cannot create a socket pair: {e}")))?;
     let mut cmd = Command::new(PYTHON);
     cmd.args(["-B", "-s", "-m", "covnet"])
         .arg(&script)
@@ -87,8 +89,8 @@ pub(super) fn run(
         .env("COVNET_SOCKET", &socket)
         .current_dir(&state.ctx.input_dir)
         .stdin(Stdio::null())
-        .stdout(out_write)
-        .stderr(out_write2);
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(out_write)))
+        .stderr(Stdio::from(std::os::fd::OwnedFd::from(out_write2)));
     let child = OwnedChild::spawn(cmd, "python3 test script").map_err(|e| {
         interp(format!(
             "{}\n  (hint: covnet runs Python test scripts with the host's `python3`; scripts/setup.sh installs it)",
@@ -135,7 +137,7 @@ struct Process {
 impl Process {
     /// Forwards the process's own output (tracebacks of the module, a
     /// `print` to stderr) as events, keeping its tail.
-    fn forward_output(&self, pipe: io::PipeReader, state: &Arc<State>) {
+    fn forward_output(&self, pipe: UnixStream, state: &Arc<State>) {
         let tail = self.output.clone();
         let events = state.ctx.events.clone();
         std::thread::Builder::new()

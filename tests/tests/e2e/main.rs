@@ -19,6 +19,7 @@ mod llvm;
 mod markers;
 mod merge_cli;
 mod namespace;
+mod python;
 mod report;
 mod scale;
 mod service_flush;
