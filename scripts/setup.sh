@@ -11,8 +11,9 @@ packages=(
   # LLVM source-based coverage: clang 16 with its profile runtime, and
   # llvm-profdata-16 / llvm-cov-16 as the oracle
   clang-16 libclang-rt-16-dev llvm-16
-  # peers and oracles for exactness and benchmarks
-  lcov python3-pip libxml2-utils
+  # peers and oracles for exactness and benchmarks; python3 also runs
+  # Python test scripts (covnet run with a *.py script)
+  lcov python3 python3-pip libxml2-utils
   # gcovr 8 (below) lives in a venv of Debian's Python
   python3-venv
   # tests: processes, sockets, network namespaces, browser

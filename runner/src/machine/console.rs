@@ -555,6 +555,8 @@ struct LogState {
 pub struct ConsoleLog {
     shared: Arc<(Mutex<LogState>, Condvar)>,
     stop: Arc<AtomicBool>,
+    /// The console connection's write side, once connected.
+    writer: Arc<Mutex<Option<UnixStream>>>,
 }
 
 /// Why a wait on the console log ended without a match.
@@ -616,6 +618,7 @@ impl ConsoleLog {
         let log = ConsoleLog {
             shared: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            writer: Arc::new(Mutex::new(None)),
         };
         let thread_log = log.clone();
         let machine = machine.to_owned();
@@ -649,6 +652,12 @@ impl ConsoleLog {
             }
         };
         let mut stream = stream;
+        match stream.try_clone() {
+            Ok(w) => *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(w),
+            Err(err) => crate::diag::warn(format!(
+                "{machine}: serial console input is unavailable: {err}"
+            )),
+        }
         // Short read timeouts let the thread notice `stop`.
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
@@ -711,8 +720,24 @@ impl ConsoleLog {
     }
 
     fn close(&self) {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.state().closed = true;
         self.shared.1.notify_all();
+    }
+
+    /// Writes `data` to the console, as typed on it; fails before the
+    /// console connected or after it closed. Blocks at most `timeout`.
+    pub fn send(&self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stream) = guard.as_ref() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the serial console is not connected",
+            ));
+        };
+        stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        (&*stream).write_all(data)?;
+        (&*stream).flush()
     }
 
     /// Asks the reader thread to finish (it notices within ~200 ms).
@@ -1093,6 +1118,7 @@ mod tests {
         let short = ConsoleLog {
             shared: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
             stop: Arc::new(AtomicBool::new(false)),
+            writer: Arc::new(Mutex::new(None)),
         };
         assert_eq!(
             short.wait_for(&re, Duration::from_millis(50)),

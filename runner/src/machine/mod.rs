@@ -74,6 +74,34 @@ pub trait Machine: Send + Sync {
 
     /// Takes all the machine's network links down (`false`) or up (`true`).
     fn set_link(&self, up: bool) -> Result<(), MachineError>;
+
+    /// Writes `data` to the machine's serial console, as typed on it: a
+    /// guest program reading `/dev/console` gets it.
+    fn send_console(&self, data: &[u8]) -> Result<(), MachineError> {
+        let _ = data;
+        Err(MachineError::Unsupported {
+            machine: self.name().to_owned(),
+            op: "write to the serial console".to_owned(),
+            why: "this machine's backend has no console input".to_owned(),
+        })
+    }
+
+    /// The whole serial console log so far (every boot), lines joined
+    /// with `\n`.
+    fn console_text(&self) -> String {
+        self.console_lines(usize::MAX).join("\n")
+    }
+
+    /// Forwards host port `host_port` on 127.0.0.1 to `guest_port` in the
+    /// guest, from now on.
+    fn forward_port(&self, host_port: u16, guest_port: u16) -> Result<(), MachineError> {
+        let _ = (host_port, guest_port);
+        Err(MachineError::Unsupported {
+            machine: self.name().to_owned(),
+            op: "forward a port".to_owned(),
+            why: "only VMs (backend = \"vm\") have host port forwards".to_owned(),
+        })
+    }
 }
 
 /// Something that happened to a machine, for terminal reporters and logs.
@@ -343,6 +371,16 @@ pub enum MachineError {
         /// What went wrong.
         detail: String,
     },
+    /// The machine's backend cannot do this.
+    #[error("machine `{machine}`: cannot {op}: {why}")]
+    Unsupported {
+        /// Machine name.
+        machine: String,
+        /// The operation attempted.
+        op: String,
+        /// Why not.
+        why: String,
+    },
     /// Changing the network link state failed.
     #[error("machine `{machine}`: failed to set link {}: {detail}", if *up { "up" } else { "down" })]
     Link {
@@ -370,6 +408,7 @@ impl MachineError {
             | MachineError::Guest { machine, .. }
             | MachineError::Pattern { machine, .. }
             | MachineError::Stop { machine, .. }
+            | MachineError::Unsupported { machine, .. }
             | MachineError::Link { machine, .. } => machine,
         }
     }

@@ -266,6 +266,21 @@ impl OwnedChild {
     }
 }
 
+impl OwnedChild {
+    /// SIGKILL to what is left of a spawned child's process group once the
+    /// leader is gone: the processes it started that stayed in the group.
+    /// Safe against pid reuse: a pid is not reused while a process group
+    /// of that id has members, and only then is a signal sent.
+    pub fn kill_stragglers(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        if !group_members(self.pid).is_empty() {
+            let _ = sys::killpg(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
 impl Drop for OwnedChild {
     fn drop(&mut self) {
         if matches!(self.try_wait(), Ok(Some(_))) {

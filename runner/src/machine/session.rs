@@ -47,6 +47,9 @@ pub const SERVICE_STOP_GRACE: Duration = Duration::from_secs(5);
 /// 17 minutes.
 pub const COPY_FROM_LIMIT: usize = 64 * 1024 * 1024;
 
+/// Longest a write to the serial console may block.
+const CONSOLE_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often boot waits look for the control socket.
 const CONNECT_POLL: Duration = Duration::from_millis(10);
 
@@ -115,6 +118,22 @@ pub trait Backend: Send + Sync {
     /// Extra lines for error reports after the console's (QEMU's log).
     fn log_tail(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Forwards host port `host_port` to guest port `guest_port` of the
+    /// running machine `machine`.
+    fn forward_port(
+        &self,
+        machine: &str,
+        host_port: u16,
+        guest_port: u16,
+    ) -> Result<(), MachineError> {
+        let _ = (host_port, guest_port);
+        Err(MachineError::Unsupported {
+            machine: machine.to_owned(),
+            op: "forward a port".to_owned(),
+            why: "namespace machines have no host port forwards (they need a VM: backend = \"vm\")"
+                .to_owned(),
+        })
     }
 }
 
@@ -567,6 +586,32 @@ impl<B: Backend> Machine for Session<B> {
             return Err(self.guest_err(op, out.status, &out.stderr));
         }
         Ok(out.stdout)
+    }
+
+    fn send_console(&self, data: &[u8]) -> Result<(), MachineError> {
+        let log = lock(&self.console)
+            .as_ref()
+            .filter(|_| self.exited().is_none())
+            .map(|c| c.log.clone())
+            .ok_or_else(|| self.not_running("write to the serial console"))?;
+        log.send(data, CONSOLE_SEND_TIMEOUT)
+            .map_err(|e| self.io_err("write to the serial console", e))
+    }
+
+    fn console_text(&self) -> String {
+        match std::fs::read(&self.console_log) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes)
+                .trim_end_matches('\n')
+                .replace("\r\n", "\n"),
+            Err(_) => self.console_lines(usize::MAX).join("\n"),
+        }
+    }
+
+    fn forward_port(&self, host_port: u16, guest_port: u16) -> Result<(), MachineError> {
+        if self.exited().is_some() || lock(&self.console).is_none() {
+            return Err(self.not_running(&format!("forward port {host_port} to {guest_port}")));
+        }
+        self.backend.forward_port(&self.name, host_port, guest_port)
     }
 
     fn console_lines(&self, last: usize) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! shutdown hooks, the final collection from every machine, the merge,
 //! the reports and the thresholds, each step told as events.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -127,6 +127,47 @@ pub(crate) fn script_coverage(
             Err(failed.join("; "))
         }
     });
+    // A reboot loses the guest's data like a shutdown, but the machine
+    // comes back: its first boot is a phase of its own (`boot-1`, ...) and
+    // the final collection still takes what follows.
+    let boots = Arc::new(Mutex::new(BTreeMap::<String, u32>::new()));
+    let (dest_boot, phases_boot, machines_boot, events_boot) = (
+        dest.to_owned(),
+        phases.clone(),
+        machines.clone(),
+        events.clone(),
+    );
+    let before_reboot: CollectHook = Arc::new(move |name: &str| {
+        let Some(m) = machines_boot.iter().find(|m| m.name() == name) else {
+            return Err(format!("no machine `{name}`"));
+        };
+        let n = match boots.lock() {
+            Ok(mut b) => {
+                let n = b.entry(name.to_owned()).or_insert(0);
+                *n += 1;
+                *n
+            }
+            Err(_) => 1,
+        };
+        let opts = CollectOptions {
+            stop_services: true,
+            reset: true,
+            command_timeout: timeout,
+            phase: Some(format!("boot-{n}")),
+        };
+        let Some(got) = collect_all(std::slice::from_ref(m), &dest_boot, &opts, &events_boot).pop()
+        else {
+            return Err(format!("{name}: nothing collected"));
+        };
+        let result = match &got.outcome {
+            Ok(p) => Ok(format!("{name}: boot {n}: {} .gcda files", p.files())),
+            Err(e) => Err(format!("{name}: {e}")),
+        };
+        if let Ok(mut all) = phases_boot.captures.lock() {
+            all.push(got);
+        }
+        result
+    });
     let dest_one = dest.to_owned();
     let before_shutdown: CollectHook = Arc::new(move |name: &str| {
         let Some(m) = machines.iter().find(|m| m.name() == name) else {
@@ -157,6 +198,7 @@ pub(crate) fn script_coverage(
     ScriptCoverage {
         collect,
         before_shutdown,
+        before_reboot,
         per_subtest,
     }
 }

@@ -143,7 +143,12 @@ pub fn execute(
         Ok(()) => TestResult::Passed,
         Err(f) => {
             let text = match (f, f.position()) {
-                (ScriptFailure::Step(_) | ScriptFailure::Script { .. }, Some(p)) => {
+                (
+                    ScriptFailure::Step(_)
+                    | ScriptFailure::Script { .. }
+                    | ScriptFailure::Traced { .. },
+                    Some(p),
+                ) => {
                     format!("{f}\n  at {}", plan.script_location(p.line, p.column))
                 }
                 _ => f.to_string(),

@@ -142,6 +142,7 @@ impl RunPlan {
                 keep_going: request.keep_going,
                 file,
                 coverage: None,
+                language: test.language,
             },
             out,
             request: request.clone(),

@@ -3,14 +3,14 @@
 //! operation registered as a method of the machine variables.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, NativeCallContext, INT};
 
-use super::{script_position, ScriptFailure, State, StepFailureRef};
+use super::{script_position, ScriptFailure, State, StepFailureRef, SubtestEnd};
 use crate::events::RunEvent;
 use crate::net::faults::{parse_delay, parse_rate, FaultError, LinkFaults};
-use crate::script::driver::{start_nodes, Node, StepError, StepErrorKind};
+use crate::script::driver::{start_nodes, Node, ServiceVerb, StepError, StepErrorKind};
 
 /// True for names usable as Rhai variables (and not keywords).
 pub(super) fn is_identifier(name: &str) -> bool {
@@ -99,15 +99,7 @@ pub(super) fn build_engine(state: &Arc<State>) -> Engine {
 
     {
         let s = state.clone();
-        engine.on_print(move |text| {
-            s.ctx.events.send(RunEvent::Print {
-                text: text.to_owned(),
-            });
-            if let Ok(mut o) = s.output.lock() {
-                o.push_str(text);
-                o.push('\n');
-            }
-        });
+        engine.on_print(move |text| s.print(text));
     }
     {
         let s = state.clone();
@@ -142,6 +134,7 @@ pub(super) fn build_engine(state: &Arc<State>) -> Engine {
     register_commands(&mut engine, state);
     register_waits(&mut engine, state);
     register_actions(&mut engine, state);
+    register_services(&mut engine, state);
     engine
 }
 
@@ -214,51 +207,29 @@ fn register_globals(engine: &mut Engine, state: &Arc<State>) {
     engine.register_fn(
         "subtest",
         move |ctx: NativeCallContext, name: &str, f: FnPtr| -> RhaiResult<Dynamic> {
-            s.ctx.events.send(RunEvent::SubtestStart {
-                name: name.to_owned(),
-            });
-            let started = Instant::now();
+            let started = s.start_subtest(name);
             let result = f.call_within_context::<Dynamic>(&ctx, ());
-            let elapsed = started.elapsed();
-            if s.coverage.as_ref().is_some_and(|c| c.per_subtest) {
-                // What the subtest ran is its own capture, failed or not.
-                if let Err(e) = s.collect_coverage(name) {
-                    if result.is_ok() {
-                        return Err(s.fail(&ctx, e));
-                    }
-                }
-            }
-            match result {
-                Ok(v) => {
-                    s.record(name, elapsed, None);
-                    s.ctx.events.send(RunEvent::SubtestEnd {
-                        name: name.to_owned(),
-                        result: Ok(elapsed),
-                    });
-                    Ok(v)
-                }
+            let (value, failure) = match result {
+                Ok(v) => (Some(v), None),
                 Err(err) => {
                     let failure = s.describe(&err);
-                    s.record(name, elapsed, Some(&failure));
-                    s.ctx.events.send(RunEvent::SubtestEnd {
-                        name: name.to_owned(),
-                        result: Err(failure.to_string()),
-                    });
-                    let interrupted = s.ctx.interrupted().is_some();
-                    if s.keep_going && !interrupted && !failure.is_infrastructure() {
-                        if let Ok(mut failed) = s.failed_subtests.lock() {
-                            failed.push(name.to_owned());
-                        }
-                        return Ok(Dynamic::UNIT);
-                    }
-                    // Re-raise with the full error kept for the final report.
-                    s.failure_recorded
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    Err(match failure {
-                        ScriptFailure::Step(step) => s.fail(&ctx, step),
-                        _ => err,
-                    })
+                    (None, Some((err, failure)))
                 }
+            };
+            let (err, failure) = match failure {
+                Some((err, failure)) => (Some(err), Some(failure)),
+                None => (None, None),
+            };
+            match s.end_subtest(name, started, failure) {
+                SubtestEnd::Passed => Ok(value.unwrap_or(Dynamic::UNIT)),
+                SubtestEnd::Swallowed => Ok(Dynamic::UNIT),
+                SubtestEnd::CoverageFailed(e) => Err(s.fail(&ctx, e)),
+                // Re-raise with the full error kept for the final report.
+                SubtestEnd::Raise(ScriptFailure::Step(step)) => Err(s.fail(&ctx, step)),
+                SubtestEnd::Raise(other) => Err(err.unwrap_or_else(|| {
+                    EvalAltResult::ErrorRuntime(other.to_string().into(), ctx.call_position())
+                        .into()
+                })),
             }
         },
     );
@@ -317,26 +288,20 @@ fn register_commands(engine: &mut Engine, state: &Arc<State>) {
         state,
         "execute",
         command_timeout,
-        |n, cmd: &ImmutableString, t| {
-            let out = n.execute_within(cmd, t)?;
-            let mut map = rhai::Map::new();
-            map.insert("status".into(), Dynamic::from(INT::from(out.status)));
-            map.insert("stdout".into(), Dynamic::from(out.stdout_lossy()));
-            map.insert("stderr".into(), Dynamic::from(out.stderr_lossy()));
-            Ok(map)
-        },
+        |n, cmd: &ImmutableString, t| n.execute_within(cmd, t).map(|o| output_map(&o)),
     );
 }
 
-fn port_arg(n: &Node, port: INT) -> Result<u16, StepError> {
+/// A TCP port argument of step `step`.
+pub(super) fn port_arg(n: &Node, step: &str, port: INT) -> Result<u16, StepError> {
     u16::try_from(port)
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| StepError {
             machine: Some(n.name().to_owned()),
-            step: format!("wait_for_open_port({port})"),
-            kind: Box::new(StepErrorKind::BadTimeout {
-                value: format!("{port} is not a TCP port (1..=65535)"),
+            step: format!("{step}({port})"),
+            kind: Box::new(StepErrorKind::BadArgument {
+                what: format!("{port} is not a TCP port (1..=65535)"),
             }),
             console: Vec::new(),
             position: None,
@@ -353,8 +318,9 @@ fn register_waits(engine: &mut Engine, state: &Arc<State>) {
     for (name, op) in until {
         register_timed(engine, state, name, wait_timeout, op);
     }
-    let waits: [(&'static str, TextOp<()>); 3] = [
+    let waits: [(&'static str, TextOp<()>); 4] = [
         ("wait_for_service", |n, name, t| n.wait_for_service(name, t)),
+        ("wait_for_unit", |n, name, t| n.wait_for_service(name, t)),
         ("wait_for_file", |n, path, t| n.wait_for_file(path, t)),
         ("wait_for_console_text", |n, text, t| {
             n.wait_for_console_text(text, t)
@@ -368,7 +334,90 @@ fn register_waits(engine: &mut Engine, state: &Arc<State>) {
         state,
         "wait_for_open_port",
         wait_timeout,
-        |n, port: &INT, t| n.wait_for_open_port(port_arg(n, *port)?, t),
+        |n, port: &INT, t| n.wait_for_open_port(port_arg(n, "wait_for_open_port", *port)?, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_closed_port",
+        wait_timeout,
+        |n, port: &INT, t| n.wait_for_closed_port(port_arg(n, "wait_for_closed_port", *port)?, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_open_unix_socket",
+        wait_timeout,
+        |n, path: &ImmutableString, t| n.wait_for_open_unix_socket(path, false, t),
+    );
+    register_timed(
+        engine,
+        state,
+        "wait_for_open_unix_datagram_socket",
+        wait_timeout,
+        |n, path: &ImmutableString, t| n.wait_for_open_unix_socket(path, true, t),
+    );
+    // wait_until_tty_matches(tty, pattern[, timeout])
+    let s = state.clone();
+    engine.register_fn(
+        "wait_until_tty_matches",
+        move |ctx: NativeCallContext, node: Node, tty: &str, pattern: &str| -> RhaiResult<()> {
+            node.wait_until_tty_matches(tty, pattern, s.ctx.timeouts.wait)
+                .map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "wait_until_tty_matches",
+        move |ctx: NativeCallContext,
+              node: Node,
+              tty: &str,
+              pattern: &str,
+              timeout: Dynamic|
+              -> RhaiResult<()> {
+            let t = s.timeout(&ctx, Some(&node), "wait_until_tty_matches()", &timeout)?;
+            node.wait_until_tty_matches(tty, pattern, t)
+                .map_err(|e| s.fail(&ctx, e))
+        },
+    );
+}
+
+/// An execute-like result as a Rhai map: `status`, `stdout`, `stderr`.
+fn output_map(out: &crate::machine::Output) -> rhai::Map {
+    let mut map = rhai::Map::new();
+    map.insert("status".into(), Dynamic::from(INT::from(out.status)));
+    map.insert("stdout".into(), Dynamic::from(out.stdout_lossy()));
+    map.insert("stderr".into(), Dynamic::from(out.stderr_lossy()));
+    map
+}
+
+fn register_services(engine: &mut Engine, state: &Arc<State>) {
+    register_timed(
+        engine,
+        state,
+        "systemctl",
+        command_timeout,
+        |n, query: &ImmutableString, t| n.systemctl(query, t).map(|o| output_map(&o)),
+    );
+    register_timed(
+        engine,
+        state,
+        "start_job",
+        command_timeout,
+        |n, name: &ImmutableString, t| {
+            n.control_service(ServiceVerb::Start, name, t)
+                .map(|o| output_map(&o))
+        },
+    );
+    register_timed(
+        engine,
+        state,
+        "stop_job",
+        command_timeout,
+        |n, name: &ImmutableString, t| {
+            n.control_service(ServiceVerb::Stop, name, t)
+                .map(|o| output_map(&o))
+        },
     );
 }
 
@@ -387,11 +436,63 @@ fn register_actions(engine: &mut Engine, state: &Arc<State>) {
         engine.register_fn(
             name,
             move |ctx: NativeCallContext, node: Node| -> RhaiResult<()> {
-                if name == "shutdown" {
-                    s.collect_before_shutdown(&node)
-                        .map_err(|e| s.fail(&ctx, e))?;
-                }
-                action(&node).map_err(|e| s.fail(&ctx, e))
+                let result = match name {
+                    "shutdown" => s.shutdown(&node),
+                    _ => action(&node),
+                };
+                result.map_err(|e| s.fail(&ctx, e))
+            },
+        );
+    }
+    let s = state.clone();
+    engine.register_fn(
+        "reboot",
+        move |ctx: NativeCallContext, node: Node| -> RhaiResult<()> {
+            s.reboot(&node).map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    let s = state.clone();
+    engine.register_fn(
+        "forward_port",
+        move |ctx: NativeCallContext, node: Node, host: INT, guest: INT| -> RhaiResult<()> {
+            let port = |p: INT| port_arg(&node, "forward_port", p);
+            let (h, g) = (port(host), port(guest));
+            h.and_then(|h| g.map(|g| (h, g)))
+                .and_then(|(h, g)| node.forward_port(h, g))
+                .map_err(|e| s.fail(&ctx, e))
+        },
+    );
+    for text_op in ["send_console", "send_chars"] {
+        let s = state.clone();
+        engine.register_fn(
+            text_op,
+            move |ctx: NativeCallContext, node: Node, text: &str| -> RhaiResult<()> {
+                node.send_console(text).map_err(|e| s.fail(&ctx, e))
+            },
+        );
+    }
+    engine.register_fn("get_console_text", |node: Node| node.console_text());
+    for call in [
+        "screenshot",
+        "send_key",
+        "wait_for_x",
+        "wait_for_text",
+        "get_screen_text",
+        "wait_for_window",
+        "send_monitor_command",
+    ] {
+        let s = state.clone();
+        engine.register_fn(
+            call,
+            move |ctx: NativeCallContext, node: Node| -> RhaiResult<()> {
+                Err(s.fail(&ctx, node.unsupported(call)))
+            },
+        );
+        let s = state.clone();
+        engine.register_fn(
+            call,
+            move |ctx: NativeCallContext, node: Node, _arg: Dynamic| -> RhaiResult<()> {
+                Err(s.fail(&ctx, node.unsupported(call)))
             },
         );
     }
@@ -464,19 +565,21 @@ fn register_actions(engine: &mut Engine, state: &Arc<State>) {
                 .map_err(|e| s.fail(&ctx, e))
         },
     );
-    let s = state.clone();
-    engine.register_fn(
-        "copy_to_vm",
-        move |ctx: NativeCallContext, node: Node, host: &str, guest: &str| -> RhaiResult<()> {
-            node.copy_to_vm(host, guest).map_err(|e| s.fail(&ctx, e))
-        },
-    );
+    for name in ["copy_to_vm", "copy_from_host"] {
+        let s = state.clone();
+        engine.register_fn(
+            name,
+            move |ctx: NativeCallContext, node: Node, host: &str, guest: &str| -> RhaiResult<()> {
+                node.copy_to_vm(host, guest).map_err(|e| s.fail(&ctx, e))
+            },
+        );
+    }
 }
 
 /// The link faults of a script's `m.set_link(#{...})` map: `loss`
 /// (percent), `delay` and `jitter` (duration strings or seconds), `rate`
 /// (a string like "1mbit" or bits/s). Missing keys are perfect.
-fn link_faults(map: &rhai::Map) -> Result<LinkFaults, FaultError> {
+pub(super) fn link_faults(map: &rhai::Map) -> Result<LinkFaults, FaultError> {
     let mut f = LinkFaults::default();
     for (key, value) in map {
         let wrong = |expected| FaultError::WrongType {

@@ -557,12 +557,8 @@ impl Node {
     /// Fails at once when the service's process has died.
     pub fn wait_for_service(&self, name: &str, timeout: Duration) -> Result<(), StepError> {
         self.step(format!("wait_for_service(`{name}`)"), || {
-            let Some(service) = self.services.iter().find(|s| s.name == name) else {
-                return Err(StepErrorKind::UnknownService {
-                    name: name.to_owned(),
-                    known: self.services.iter().map(|s| s.name.clone()).collect(),
-                });
-            };
+            let service = self.service(name)?;
+            let name = service.name.as_str();
             let deadline = Instant::now() + timeout;
             let cmd = service_state_command(name);
             self.poll(&format!("service `{name}` to run"), timeout, |t| {
@@ -593,6 +589,164 @@ impl Node {
                 }
             }
         })
+    }
+
+    /// The spec's service `name` (a NixOS unit name `name.service` too).
+    fn service(&self, name: &str) -> Result<&ServiceCheck, StepErrorKind> {
+        let bare = name.strip_suffix(".service").unwrap_or(name);
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .or_else(|| self.services.iter().find(|s| s.name == bare))
+            .ok_or_else(|| StepErrorKind::UnknownService {
+                name: name.to_owned(),
+                known: self.services.iter().map(|s| s.name.clone()).collect(),
+            })
+    }
+
+    /// Controls the spec's service `name` as init runs it: `Start` launches
+    /// it again the way init did (same script, environment and log), `Stop`
+    /// sends SIGTERM to its process group and SIGKILL after
+    /// [`SERVICE_STOP_GRACE`](crate::machine::session::SERVICE_STOP_GRACE),
+    /// `Restart` does both, `Status` tells. The output is `systemctl`'s
+    /// convention: status 0 when the service runs afterwards (for `Stop`:
+    /// when it is stopped), 3 when not, with a line saying so (and the
+    /// log's tail for a service that died).
+    pub fn control_service(
+        &self,
+        verb: ServiceVerb,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Output, StepError> {
+        self.step(format!("{verb}_job(`{name}`)"), || {
+            let service = self.service(name)?;
+            let cmd = service_control_command(verb, &service.name);
+            Ok(self.machine.execute(&cmd, timeout)?)
+        })
+    }
+
+    /// `systemctl("restart web")`: `start`, `stop`, `restart` or `status`
+    /// of a spec service, as [`Node::control_service`].
+    pub fn systemctl(&self, query: &str, timeout: Duration) -> Result<Output, StepError> {
+        let mut words = query.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let unit = words.next();
+        let parsed = match (ServiceVerb::parse(verb), unit, words.next()) {
+            (Some(v), Some(u), None) => Some((v, u)),
+            _ => None,
+        };
+        match parsed {
+            Some((verb, unit)) => self.control_service(verb, unit, timeout),
+            None => Err(self.error(
+                &format!("systemctl(`{query}`)"),
+                StepErrorKind::Unsupported {
+                    why: "covnet's systemctl takes `start|stop|restart|status <service>` \
+                          for one of the spec's services (there is no systemd in the guest)"
+                        .to_owned(),
+                },
+            )),
+        }
+    }
+
+    /// Waits until nothing listens on TCP `port` in the guest.
+    pub fn wait_for_closed_port(&self, port: u16, timeout: Duration) -> Result<(), StepError> {
+        self.step(format!("wait_for_closed_port({port})"), || {
+            let cmd = port_listening_command(port);
+            self.poll(&format!("TCP port {port} to close"), timeout, |t| {
+                let out = self.machine.execute(&cmd, t)?;
+                Ok(if out.success() {
+                    Attempt::NotYet(None)
+                } else {
+                    Attempt::Done(())
+                })
+            })
+        })
+    }
+
+    /// Waits until a unix socket is bound at `path` in the guest: listening
+    /// for a stream socket, bound for a datagram one.
+    pub fn wait_for_open_unix_socket(
+        &self,
+        path: &str,
+        datagram: bool,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        self.step(format!("wait_for_open_unix_socket(`{path}`)"), || {
+            let cmd = unix_socket_command(path, datagram);
+            self.poll(&format!("unix socket {path} to open"), timeout, |t| {
+                let out = self.machine.execute(&cmd, t)?;
+                Ok(if out.success() {
+                    Attempt::Done(())
+                } else {
+                    Attempt::NotYet(None)
+                })
+            })
+        })
+    }
+
+    /// NixOS's `wait_until_tty_matches(tty, regex)`: covnet machines have one
+    /// console, the serial console, named `ttyS0` (NixOS's `"1"`, the first
+    /// virtual console, means it too); other ttys fail, saying why.
+    pub fn wait_until_tty_matches(
+        &self,
+        tty: &str,
+        pattern: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        if !matches!(
+            tty,
+            "1" | "ttyS0" | "console" | "/dev/console" | "/dev/ttyS0"
+        ) {
+            return Err(self.error(
+                &format!("wait_until_tty_matches(`{tty}`, `{pattern}`)"),
+                StepErrorKind::Unsupported {
+                    why: format!(
+                        "tty `{tty}`: a covnet machine has only its serial console \
+                         (`ttyS0`, also accepted as \"1\")"
+                    ),
+                },
+            ));
+        }
+        self.step(
+            format!("wait_until_tty_matches(`{tty}`, `{pattern}`)"),
+            || Ok(self.machine.wait_for_console_text(pattern, timeout)?),
+        )
+    }
+
+    /// Types `text` on the machine's serial console: a guest program
+    /// reading `/dev/console` gets it.
+    pub fn send_console(&self, text: &str) -> Result<(), StepError> {
+        self.step(format!("send_console({text:?})"), || {
+            Ok(self.machine.send_console(text.as_bytes())?)
+        })
+    }
+
+    /// Everything the serial console showed since the machine first booted.
+    pub fn console_text(&self) -> String {
+        self.machine.console_text()
+    }
+
+    /// Forwards host port `host_port` (on 127.0.0.1) to guest port
+    /// `guest_port` from now on (VMs).
+    pub fn forward_port(&self, host_port: u16, guest_port: u16) -> Result<(), StepError> {
+        self.step(format!("forward_port({host_port}, {guest_port})"), || {
+            Ok(self.machine.forward_port(host_port, guest_port)?)
+        })
+    }
+
+    /// A NixOS driver call covnet's machines cannot support (a screen, a
+    /// keyboard): always fails, saying why.
+    pub fn unsupported(&self, call: &str) -> StepError {
+        self.error(
+            &format!("{call}()"),
+            StepErrorKind::Unsupported {
+                why: format!(
+                    "`{call}` needs a graphical display, which covnet machines do not have \
+                     (they have a serial console: use wait_for_console_text, \
+                     get_console_text and send_chars)"
+                ),
+            },
+        )
     }
 
     /// Copies guest file `guest` to host path `host` (relative paths land
@@ -765,8 +919,99 @@ pub fn service_state_command(name: &str) -> String {
     let log = shell_quote(&format!("/var/log/{name}.log"));
     format!(
         "test -s {pid} || exit 1; \
-         kill -0 \"$(cat {pid})\" 2>/dev/null && exit 0; \
+         p=$(cat {pid}); kill -0 \"$p\" 2>/dev/null && \
+         ! grep -qs '^State:[[:space:]]*Z' \"/proc/$p/status\" && exit 0; \
          tail -n 20 {log} 2>/dev/null; exit 3"
+    )
+}
+
+/// What [`Node::control_service`] does to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceVerb {
+    /// Launch it again, as init did (nothing when it runs).
+    Start,
+    /// SIGTERM to its process group, SIGKILL after a grace period.
+    Stop,
+    /// Stop, then start.
+    Restart,
+    /// Tell whether it runs.
+    Status,
+}
+
+impl ServiceVerb {
+    /// `start`, `stop`, `restart` or `status`.
+    pub fn parse(word: &str) -> Option<ServiceVerb> {
+        Some(match word {
+            "start" => ServiceVerb::Start,
+            "stop" => ServiceVerb::Stop,
+            "restart" => ServiceVerb::Restart,
+            "status" => ServiceVerb::Status,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ServiceVerb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ServiceVerb::Start => "start",
+            ServiceVerb::Stop => "stop",
+            ServiceVerb::Restart => "restart",
+            ServiceVerb::Status => "status",
+        })
+    }
+}
+
+/// A guest shell command doing `verb` to service `name` (see
+/// [`Node::control_service`]); services are launched as `guest/init.sh`
+/// launches them, from `/covnet/services/NN-<name>.sh`.
+pub fn service_control_command(verb: ServiceVerb, name: &str) -> String {
+    let q = shell_quote(name);
+    let pid = shell_quote(&format!("/run/covnet/{name}.pid"));
+    let log = shell_quote(&format!("/var/log/{name}.log"));
+    let grace = crate::machine::session::SERVICE_STOP_GRACE.as_secs() * 10;
+    let alive = "alive() { kill -0 \"$1\" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' \"/proc/$1/status\"; }";
+    let running = format!("running() {{ test -s {pid} && alive \"$(cat {pid})\"; }}");
+    let stop = format!(
+        "do_stop() {{ if running; then p=$(cat {pid}); kill -TERM -- \"-$p\" 2>/dev/null || kill -TERM \"$p\"; \
+         n=0; while alive \"$p\" && [ $n -lt {grace} ]; do sleep 0.1; n=$((n + 1)); done; \
+         alive \"$p\" && {{ kill -KILL -- \"-$p\" 2>/dev/null || kill -KILL \"$p\"; }}; fi; rm -f {pid}; }}"
+    );
+    let start = format!(
+        "do_start() {{ running && return 0; s=$(ls /covnet/services/*-{name}.sh 2>/dev/null | head -n 1); \
+         [ -n \"$s\" ] || {{ echo \"no service script for \"{q}; return 1; }}; \
+         (cd / && exec setsid /bin/sh \"$s\") </dev/null >>{log} 2>&1 & echo $! >{pid}; }}"
+    );
+    let status = format!(
+        "do_status() {{ if running; then echo {q}\": active (running), pid $(cat {pid})\"; return 0; fi; \
+         if test -s {pid}; then echo {q}\": failed (its process is gone); its log ends:\"; tail -n 20 {log} 2>/dev/null; \
+         else echo {q}\": inactive (stopped)\"; fi; return 3; }}"
+    );
+    let body = match verb {
+        ServiceVerb::Start => "do_start || exit 1; do_status",
+        ServiceVerb::Stop => {
+            "do_stop; if running; then do_status; exit 1; fi; echo {q}': inactive (stopped)'"
+        }
+        ServiceVerb::Restart => "do_stop; do_start || exit 1; do_status",
+        ServiceVerb::Status => "do_status",
+    }
+    .replace("{q}", &q);
+    format!("{alive}\n{running}\n{stop}\n{start}\n{status}\n{body}")
+}
+
+/// A guest shell command exiting 0 when a unix socket is bound at `path`:
+/// a listening stream socket, or a bound datagram socket, as
+/// `/proc/net/unix` lists them.
+pub fn unix_socket_command(path: &str, datagram: bool) -> String {
+    // Flags 00010000 is __SO_ACCEPTCON (listening); type 0001 stream, 0002 dgram.
+    let cond = if datagram {
+        "$5 == \"0002\""
+    } else {
+        "$5 == \"0001\" && $4 == \"00010000\""
+    };
+    format!(
+        "awk -v p={} 'BEGIN {{ f = 1 }} NR > 1 && {cond} && $8 == p {{ f = 0 }} END {{ exit f }}' /proc/net/unix",
+        shell_quote(path)
     )
 }
 

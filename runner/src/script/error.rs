@@ -116,6 +116,19 @@ pub enum StepErrorKind {
         /// Why.
         reason: String,
     },
+    /// A script passed an argument of the wrong kind.
+    #[error("bad argument: {what}")]
+    BadArgument {
+        /// What is wrong.
+        what: String,
+    },
+    /// A call covnet's machines cannot carry out (a NixOS driver call for
+    /// a screen, an unknown tty or `systemctl` verb).
+    #[error("not supported: {why}")]
+    Unsupported {
+        /// Why, and what to use instead.
+        why: String,
+    },
     /// A network fault (link setting, partition) could not be applied.
     #[error(transparent)]
     Fault(#[from] crate::net::faults::FaultError),

@@ -24,6 +24,7 @@ mod api;
 pub mod driver;
 mod error;
 pub mod junit;
+mod python;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ use crate::script::driver::{
     parse_timeout, Node, RunContext, ScriptPosition, StepError, StepErrorKind,
 };
 use crate::script::junit::{Outcome, TestCase};
+pub use crate::spec::ScriptLanguage;
 
 /// How to run a script.
 #[derive(Debug, Clone)]
@@ -54,6 +56,8 @@ pub struct ScriptOptions {
     pub file: Option<PathBuf>,
     /// How `collect_coverage()` collects (`None`: coverage is off).
     pub coverage: Option<ScriptCoverage>,
+    /// What the script is written in.
+    pub language: ScriptLanguage,
 }
 
 /// Collects every machine's coverage as one named phase; returns a line
@@ -68,6 +72,10 @@ pub struct ScriptCoverage {
     /// Called with a machine's name before `m.shutdown()` powers it off
     /// (its data lives in guest memory).
     pub before_shutdown: CollectHook,
+    /// Called with a machine's name before `m.reboot()`: its data so far,
+    /// as a phase of its own, without leaving it out of the final
+    /// collection.
+    pub before_reboot: CollectHook,
     /// Also collect after every subtest, as a phase named after it.
     pub per_subtest: bool,
 }
@@ -87,6 +95,7 @@ impl Default for ScriptOptions {
             keep_going: false,
             file: None,
             coverage: None,
+            language: ScriptLanguage::Rhai,
         }
     }
 }
@@ -127,6 +136,19 @@ pub enum ScriptFailure {
         /// Their names, in order.
         failed: Vec<String>,
     },
+    /// A failure in a Python script, with the Python traceback.
+    Traced {
+        /// The failure itself.
+        failure: Box<ScriptFailure>,
+        /// Python's traceback, as `traceback.format_exception` gives it.
+        traceback: String,
+    },
+    /// The script's interpreter (`python3`) could not run it to its end:
+    /// missing, killed, or gone without reporting.
+    Interpreter {
+        /// What happened, with the tail of its output.
+        detail: String,
+    },
 }
 
 impl ScriptFailure {
@@ -135,7 +157,8 @@ impl ScriptFailure {
     pub fn is_infrastructure(&self) -> bool {
         match self {
             ScriptFailure::Step(e) => e.is_infrastructure(),
-            ScriptFailure::Interrupted { .. } => true,
+            ScriptFailure::Interrupted { .. } | ScriptFailure::Interpreter { .. } => true,
+            ScriptFailure::Traced { failure, .. } => failure.is_infrastructure(),
             _ => false,
         }
     }
@@ -147,6 +170,7 @@ impl ScriptFailure {
             ScriptFailure::Parse { position, .. } | ScriptFailure::Script { position, .. } => {
                 *position
             }
+            ScriptFailure::Traced { failure, .. } => failure.position(),
             _ => None,
         }
     }
@@ -172,6 +196,16 @@ impl fmt::Display for ScriptFailure {
             ScriptFailure::Interrupted { reason } => write!(f, "test run interrupted: {reason}"),
             ScriptFailure::Subtests { failed } => {
                 write!(f, "{} subtest(s) failed: {}", failed.len(), failed.join(", "))
+            }
+            ScriptFailure::Traced { failure, traceback } => {
+                write!(f, "{failure}\n  python traceback:")?;
+                for line in traceback.trim_end().lines() {
+                    write!(f, "\n  | {line}")?;
+                }
+                Ok(())
+            }
+            ScriptFailure::Interpreter { detail } => {
+                write!(f, "the test script's interpreter failed: {detail}")
             }
         }
     }
@@ -237,6 +271,29 @@ impl State {
             })
     }
 
+    /// `m.shutdown()`: coverage first (with coverage on), then a graceful
+    /// power-off.
+    fn shutdown(&self, node: &Node) -> Result<(), StepError> {
+        self.collect_before_shutdown(node)?;
+        node.shutdown()
+    }
+
+    /// `m.reboot()`: coverage of the boot that ends (with coverage on), a
+    /// graceful power-off, and a boot; init starts the services again.
+    fn reboot(&self, node: &Node) -> Result<(), StepError> {
+        if let Some(cov) = self.coverage.as_ref().filter(|_| node.is_running()) {
+            (cov.before_reboot)(node.name()).map_err(|detail| StepError {
+                machine: Some(node.name().to_owned()),
+                step: "reboot()".to_owned(),
+                kind: Box::new(StepErrorKind::Coverage { detail }),
+                console: Vec::new(),
+                position: None,
+            })?;
+        }
+        node.shutdown()?;
+        node.start()
+    }
+
     /// `collect_coverage(phase)`: every machine's data so far, as a phase.
     fn collect_coverage(&self, phase: &str) -> Result<(), StepError> {
         let step = format!("collect_coverage({phase:?})");
@@ -277,13 +334,7 @@ impl State {
             err.position = script_position(pos);
         }
         let summary = err.summary();
-        let id = match self.failures.lock() {
-            Ok(mut f) => {
-                f.push(Some(err));
-                f.len() - 1
-            }
-            Err(_) => usize::MAX,
-        };
+        let id = self.keep_failure(err);
         EvalAltResult::ErrorRuntime(Dynamic::from(StepFailureRef { id, summary }), pos).into()
     }
 
@@ -301,33 +352,114 @@ impl State {
         step: &str,
         value: &Dynamic,
     ) -> Result<Duration, Box<EvalAltResult>> {
-        let parsed = if let Some(i) = value.clone().try_cast::<INT>() {
-            u64::try_from(i)
-                .map(Duration::from_secs)
-                .map_err(|_| StepErrorKind::BadTimeout {
-                    value: i.to_string(),
-                })
+        let value = if let Some(i) = value.clone().try_cast::<INT>() {
+            TimeoutValue::Int(i)
         } else if let Some(x) = value.clone().try_cast::<rhai::FLOAT>() {
-            parse_timeout(&x.to_string())
+            TimeoutValue::Float(x)
         } else if let Some(s) = value.clone().try_cast::<ImmutableString>() {
-            parse_timeout(&s)
+            TimeoutValue::Text(s.to_string())
         } else {
-            Err(StepErrorKind::BadTimeout {
-                value: format!("{value} ({})", value.type_name()),
-            })
+            TimeoutValue::Other(format!("{value} ({})", value.type_name()))
         };
-        parsed.map_err(|kind| {
-            self.fail(
-                ctx,
-                StepError {
-                    machine: node.map(|n| n.name().to_owned()),
-                    step: step.to_owned(),
-                    kind: Box::new(kind),
-                    console: Vec::new(),
-                    position: None,
-                },
-            )
+        self.timeout_value(node, step, value)
+            .map_err(|e| self.fail(ctx, e))
+    }
+
+    /// A script's timeout argument as a duration, or the step's error.
+    fn timeout_value(
+        &self,
+        node: Option<&Node>,
+        step: &str,
+        value: TimeoutValue,
+    ) -> Result<Duration, StepError> {
+        value.duration().map_err(|kind| StepError {
+            machine: node.map(|n| n.name().to_owned()),
+            step: step.to_owned(),
+            kind: Box::new(kind),
+            console: Vec::new(),
+            position: None,
         })
+    }
+
+    /// A subtest begins.
+    fn start_subtest(&self, name: &str) -> Instant {
+        self.ctx.events.send(RunEvent::SubtestStart {
+            name: name.to_owned(),
+        });
+        Instant::now()
+    }
+
+    /// A subtest ended, with `failure` if it failed: per-subtest coverage,
+    /// its JUnit case, its event, and whether the failure goes on up.
+    fn end_subtest(
+        &self,
+        name: &str,
+        started: Instant,
+        failure: Option<ScriptFailure>,
+    ) -> SubtestEnd {
+        let elapsed = started.elapsed();
+        if self.coverage.as_ref().is_some_and(|c| c.per_subtest) {
+            // What the subtest ran is its own capture, failed or not.
+            if let Err(e) = self.collect_coverage(name) {
+                if failure.is_none() {
+                    return SubtestEnd::CoverageFailed(e);
+                }
+            }
+        }
+        let Some(failure) = failure else {
+            self.record(name, elapsed, None);
+            self.ctx.events.send(RunEvent::SubtestEnd {
+                name: name.to_owned(),
+                result: Ok(elapsed),
+            });
+            return SubtestEnd::Passed;
+        };
+        self.record(name, elapsed, Some(&failure));
+        self.ctx.events.send(RunEvent::SubtestEnd {
+            name: name.to_owned(),
+            result: Err(failure.to_string()),
+        });
+        let interrupted = self.ctx.interrupted().is_some();
+        if self.keep_going && !interrupted && !failure.is_infrastructure() {
+            if let Ok(mut failed) = self.failed_subtests.lock() {
+                failed.push(name.to_owned());
+            }
+            return SubtestEnd::Swallowed;
+        }
+        self.failure_recorded
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        SubtestEnd::Raise(failure)
+    }
+
+    /// Keeps a step failure for the final report; returns its id.
+    fn keep_failure(&self, err: StepError) -> usize {
+        match self.failures.lock() {
+            Ok(mut f) => {
+                f.push(Some(err));
+                f.len() - 1
+            }
+            Err(_) => usize::MAX,
+        }
+    }
+
+    /// Puts a failure taken with [`State::take_failure`] back.
+    fn put_back_failure(&self, id: usize, err: StepError) {
+        if let Ok(mut f) = self.failures.lock() {
+            if let Some(slot) = f.get_mut(id) {
+                *slot = Some(err);
+            }
+        }
+    }
+
+    /// `print` from the script: an event and the current case's output.
+    fn print(&self, text: &str) {
+        self.ctx.events.send(RunEvent::Print {
+            text: text.to_owned(),
+        });
+        if let Ok(mut o) = self.output.lock() {
+            o.push_str(text);
+            o.push('\n');
+        }
     }
 
     /// Describes an error that left a subtest or the script.
@@ -391,6 +523,48 @@ impl State {
     }
 }
 
+/// How a subtest's end goes on.
+enum SubtestEnd {
+    /// It passed.
+    Passed,
+    /// It failed and the script goes on (`keep_going`).
+    Swallowed,
+    /// It failed and the failure ends the script.
+    Raise(ScriptFailure),
+    /// It passed but collecting its coverage failed.
+    CoverageFailed(StepError),
+}
+
+/// A timeout as a script gives it: seconds or a duration string.
+#[derive(Debug, Clone, PartialEq)]
+enum TimeoutValue {
+    /// Whole seconds.
+    Int(i64),
+    /// Seconds.
+    Float(f64),
+    /// `"30s"`, `"2m"`, `"1.5"`.
+    Text(String),
+    /// Anything else, described.
+    Other(String),
+}
+
+impl TimeoutValue {
+    fn duration(self) -> Result<Duration, StepErrorKind> {
+        match self {
+            TimeoutValue::Int(i) => {
+                u64::try_from(i)
+                    .map(Duration::from_secs)
+                    .map_err(|_| StepErrorKind::BadTimeout {
+                        value: i.to_string(),
+                    })
+            }
+            TimeoutValue::Float(x) => parse_timeout(&x.to_string()),
+            TimeoutValue::Text(s) => parse_timeout(&s),
+            TimeoutValue::Other(value) => Err(StepErrorKind::BadTimeout { value }),
+        }
+    }
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_owned()
 }
@@ -442,8 +616,13 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
         })
     };
 
-    let engine = api::build_engine(&state);
-    let result = run_in_engine(&engine, &state, source);
+    let result = match options.language {
+        ScriptLanguage::Rhai => {
+            let engine = api::build_engine(&state);
+            run_in_engine(&engine, &state, source)
+        }
+        ScriptLanguage::Python => python::run(&state, source, options),
+    };
     drop(done_tx);
     let timed_out = watchdog.join().unwrap_or(false);
 
@@ -473,7 +652,9 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
         .failure_recorded
         .load(std::sync::atomic::Ordering::SeqCst);
     match &result {
-        Err(ScriptFailure::Step(_) | ScriptFailure::Script { .. }) if recorded => {}
+        Err(
+            ScriptFailure::Step(_) | ScriptFailure::Script { .. } | ScriptFailure::Traced { .. },
+        ) if recorded => {}
         Err(ScriptFailure::Subtests { .. }) | Ok(()) => state.record("script", elapsed, None),
         Err(f) => state.record("script", elapsed, Some(f)),
     }
@@ -943,5 +1124,264 @@ mod tests {
             std::fs::read_to_string(dir.path().join("sub/out.txt")).expect("copied"),
             "data"
         );
+    }
+
+    fn py() -> ScriptOptions {
+        ScriptOptions {
+            language: ScriptLanguage::Python,
+            ..ScriptOptions::default()
+        }
+    }
+
+    #[test]
+    fn python_machines_are_globals_and_steps_return_output() {
+        let (report, events) = run(
+            &["server", "web-1"],
+            r#"
+start_all()
+out = server.succeed("echo hello")
+assert out == "hello\n", out
+status, text = machine("web-1").execute("echo out; echo err >&2; exit 3")
+assert (status, text) == (3, "out\n"), (status, text)
+assert server.fail("echo no >&2; false") == "no\n"
+assert [m.name for m in machines] == ["server", "web-1"]
+print("name", server.name)
+"#,
+            &py(),
+        );
+        assert!(report.result.is_ok(), "{}", report.result.unwrap_err());
+        assert!(
+            events.contains(&RunEvent::Print {
+                text: "name server".into()
+            }),
+            "{events:?}"
+        );
+        assert_eq!(report.cases.len(), 1);
+        assert_eq!(report.cases[0].outcome, Outcome::Passed);
+    }
+
+    #[test]
+    fn python_step_failure_is_the_rhai_one_with_the_python_line_and_traceback() {
+        let rhai =
+            "start_all();\nlet x = 1;\nclient.succeed(\"echo out; echo bad >&2; exit 4\");\n";
+        let python = "start_all()\nx = 1\nclient.succeed(\"echo out; echo bad >&2; exit 4\")\n";
+        let (r, _) = run(&["client"], rhai, &ScriptOptions::default());
+        let (p, _) = run(&["client"], python, &py());
+        let (Err(ScriptFailure::Step(r)), Err(pf @ ScriptFailure::Traced { .. })) =
+            (r.result, &p.result)
+        else {
+            panic!("expected step failures, got {:?}", p.result);
+        };
+        let ScriptFailure::Traced { failure, traceback } = pf else {
+            unreachable!()
+        };
+        let ScriptFailure::Step(e) = &**failure else {
+            panic!("expected a step inside, got {failure:?}");
+        };
+        assert_eq!(e.position.map(|p| p.line), Some(3));
+        assert_eq!(e.position.map(|p| p.column), Some(1));
+        // Same text but for the column (Rhai points at the method call).
+        assert_eq!(
+            e.to_string(),
+            r.to_string()
+                .replace("line 3, column 8", "line 3, column 1")
+        );
+        assert!(traceback.contains("line 3"), "{traceback}");
+        assert!(
+            traceback.contains("covnet.StepFailure: machine `client`"),
+            "{traceback}"
+        );
+        let text = pf.to_string();
+        assert!(
+            text.contains("\n  python traceback:\n  | Traceback"),
+            "{text}"
+        );
+        assert!(!pf.is_infrastructure());
+        assert_eq!(pf.position().map(|p| p.line), Some(3));
+    }
+
+    #[test]
+    fn python_subtests_are_context_managers_with_junit_cases_and_keep_going() {
+        let source = r#"
+start_all()
+with subtest("first"):
+    a.succeed("exit 1")
+with subtest("second"):
+    a.succeed("true")
+"#;
+        let options = ScriptOptions {
+            keep_going: true,
+            ..py()
+        };
+        let (report, _) = run(&["a"], source, &options);
+        match &report.result {
+            Err(ScriptFailure::Subtests { failed }) => assert_eq!(failed, &["first"]),
+            other => panic!("expected subtest failure, got {other:?}"),
+        }
+        let names: Vec<&str> = report.cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["first", "second", "script"]);
+        assert!(matches!(report.cases[0].outcome, Outcome::Failed { .. }));
+        assert_eq!(report.cases[1].outcome, Outcome::Passed);
+
+        // Without keep_going the first failure ends the script, once, with
+        // its position inside the block.
+        let (report, _) = run(&["a"], source, &py());
+        assert_eq!(
+            report
+                .result
+                .as_ref()
+                .err()
+                .and_then(|f| f.position())
+                .map(|p| p.line),
+            Some(4)
+        );
+        assert!(
+            matches!(&report.result, Err(ScriptFailure::Traced { failure, .. }) if matches!(**failure, ScriptFailure::Step(_))),
+            "{:?}",
+            report.result
+        );
+        assert_eq!(report.cases.len(), 1);
+        let Outcome::Failed { detail, .. } = &report.cases[0].outcome else {
+            panic!("{:?}", report.cases[0].outcome);
+        };
+        assert!(
+            detail.contains("succeed(`exit 1`) failed at script line 4"),
+            "{detail}"
+        );
+
+        // A caught failure does not fail the script.
+        let (report, _) = run(
+            &["a"],
+            "a.start()\ntry:\n    a.succeed('exit 2')\nexcept StepFailure as e:\n    print('caught', e)\n",
+            &py(),
+        );
+        assert!(report.result.is_ok(), "{:?}", report.result);
+    }
+
+    #[test]
+    fn python_exceptions_and_syntax_errors_have_positions() {
+        let (report, _) = run(&["a"], "x = 1\nassert x == 2, 'x is not 2'\n", &py());
+        match &report.result {
+            Err(ScriptFailure::Traced { failure, traceback }) => {
+                assert!(
+                    matches!(&**failure, ScriptFailure::Script { message, position }
+                        if message == "AssertionError: x is not 2" && position.map(|p| p.line) == Some(2)),
+                    "{failure:?}"
+                );
+                assert!(traceback.contains("AssertionError"), "{traceback}");
+            }
+            other => panic!("expected a script failure, got {other:?}"),
+        }
+        let (report, _) = run(&["a"], "x = 1\ny = (\n", &py());
+        assert!(
+            matches!(&report.result, Err(ScriptFailure::Parse { position: Some(p), .. }) if p.line == 2),
+            "{:?}",
+            report.result
+        );
+    }
+
+    #[test]
+    fn python_graphical_calls_fail_saying_why() {
+        for call in [
+            "a.screenshot('x')",
+            "a.send_key('ctrl-alt-delete')",
+            "a.wait_for_x()",
+        ] {
+            let (report, _) = run(&["a"], &format!("a.start()\n{call}\n"), &py());
+            let text = report.result.expect_err(call).to_string();
+            assert!(text.contains("needs a graphical display"), "{text}");
+            assert!(text.contains("line 2"), "{text}");
+        }
+        let (report, _) = run(
+            &["a"],
+            "a.start();\na.screenshot(\"x\");\n",
+            &ScriptOptions::default(),
+        );
+        let text = report.result.expect_err("rhai").to_string();
+        assert!(text.contains("needs a graphical display"), "{text}");
+    }
+
+    /// Reads the pids a script wrote, one per line.
+    fn pids(path: &std::path::Path) -> Vec<u32> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn python_that_hangs_raises_or_is_killed_leaves_nothing_running() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pids");
+        let prologue = format!(
+            "import os, subprocess\nchild = subprocess.Popen(['sleep', '300'])\nwith open({:?}, 'w') as f:\n    f.write(f'{{os.getpid()}}\\n{{child.pid}}\\n')\nstart_all()\n",
+            pidfile.display().to_string()
+        );
+        let short = ScriptOptions {
+            timeout: Duration::from_secs(3),
+            ..py()
+        };
+        type Check = fn(&ScriptFailure) -> bool;
+        let cases: [(&str, &str, &ScriptOptions, Check); 4] = [
+            ("hang in python", "while True:\n    pass\n", &short, |f| {
+                matches!(f, ScriptFailure::TimedOut { .. })
+            }),
+            ("hang in a step", "a.succeed('sleep 30')\n", &short, |f| {
+                matches!(f, ScriptFailure::TimedOut { .. })
+            }),
+            ("raise", "raise RuntimeError('boom')\n", &short, |f| {
+                f.to_string().contains("RuntimeError: boom")
+            }),
+            ("killed", "os.kill(os.getpid(), 9)\n", &short, |f| {
+                matches!(f, ScriptFailure::Interpreter { detail } if detail.contains("signal: 9"))
+                    && f.is_infrastructure()
+            }),
+        ];
+        for (what, body, options, check) in cases {
+            let _ = std::fs::remove_file(&pidfile);
+            let (report, _) = run(&["a"], &format!("{prologue}{body}"), options);
+            let failure = report.result.expect_err(what);
+            assert!(check(&failure), "{what}: {failure}");
+            let got = pids(&pidfile);
+            assert_eq!(got.len(), 2, "{what}: the script ran and wrote its pids");
+            for pid in got {
+                assert!(
+                    !crate::machine::process::pid_alive(pid),
+                    "{what}: pid {pid} outlived the run"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn python_interrupted_run_ends_and_kills_python() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, _rx) = channel();
+        let nodes = nodes(&["a"], tx, dir.path());
+        let ctx = nodes[0].context().clone();
+        let pidfile = dir.path().join("pid");
+        let source = format!(
+            "import os\nwith open({:?}, 'w') as f:\n    f.write(str(os.getpid()))\nsleep(60)\n",
+            pidfile.display().to_string()
+        );
+        let interrupter = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !pidfile.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ctx.interrupt("Ctrl-C");
+            pidfile
+        });
+        let report = run_script(&nodes, &source, &py());
+        let pidfile = interrupter.join().expect("interrupter");
+        assert!(
+            matches!(&report.result, Err(f) if f.to_string().contains("interrupted: Ctrl-C")),
+            "{:?}",
+            report.result
+        );
+        let pid = pids(&pidfile);
+        assert_eq!(pid.len(), 1);
+        assert!(!crate::machine::process::pid_alive(pid[0]));
     }
 }

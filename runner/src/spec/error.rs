@@ -283,6 +283,12 @@ pub enum SpecErrorKind {
     /// `[test]` with both or neither of `script` and `script_file`.
     #[error("[test] needs exactly one of `script` and `script_file`")]
     ScriptChoice,
+    /// `language` other than `rhai` or `python`.
+    #[error("[test] language `{name}` is unknown (expected \"rhai\" or \"python\")")]
+    UnknownLanguage {
+        /// The name given.
+        name: String,
+    },
     /// A script file that does not exist.
     #[error("script file {} not found", path.display())]
     ScriptFileNotFound {

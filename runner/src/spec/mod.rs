@@ -263,8 +263,10 @@ pub enum Ready {
 /// The test (`[test]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Test {
-    /// The Rhai script.
+    /// The test script.
     pub script: Script,
+    /// What the script is written in.
+    pub language: ScriptLanguage,
     /// Time limit of the whole script.
     pub timeout: Duration,
 }
@@ -276,6 +278,17 @@ pub enum Script {
     Inline(String),
     /// Absolute path of a script file (checked to exist).
     File(PathBuf),
+}
+
+/// The language of a test script: `language` in `[test]`, else the
+/// script file's extension (`.py` is Python), else Rhai.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScriptLanguage {
+    /// Rhai, run in covnet's embedded engine.
+    #[default]
+    Rhai,
+    /// Python, run by the host's `python3` with covnet's `covnet` module.
+    Python,
 }
 
 impl Spec {
@@ -754,6 +767,13 @@ timeout = "5m"
         let t = spec.test.unwrap();
         assert_eq!(t.script, Script::Inline("start_all();".into()));
         assert_eq!(t.timeout, DEFAULT_TEST_TIMEOUT);
+        assert_eq!(t.language, ScriptLanguage::Rhai);
+        let spec = parse("[machines.a]\n[test]\nscript = \"start_all()\"\nlanguage = \"python\"\n")
+            .unwrap();
+        assert_eq!(spec.test.unwrap().language, ScriptLanguage::Python);
+        let e = err("[machines.a]\n[test]\nscript = \"x\"\nlanguage = \"lua\"\n");
+        assert!(matches!(e.kind, SpecErrorKind::UnknownLanguage { .. }));
+        assert_eq!(loc(&e).0, 4);
         let e = err("[defaults]\ncommand_timeout = \"0s\"\n[machines.a]\n");
         assert!(matches!(
             e.kind,

@@ -129,5 +129,6 @@ pub(super) struct RawReady {
 pub(super) struct RawTest {
     pub(super) script: Option<String>,
     pub(super) script_file: Option<Spanned<PathBuf>>,
+    pub(super) language: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<humantime_serde::Serde<Duration>>>,
 }

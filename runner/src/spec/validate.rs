@@ -579,11 +579,36 @@ impl Validator<'_> {
             }
             _ => return Err(self.err(Some(&span), SpecErrorKind::ScriptChoice)),
         };
+        let language = match t.language {
+            Some(l) => match l.get_ref().as_str() {
+                "rhai" => ScriptLanguage::Rhai,
+                "python" => ScriptLanguage::Python,
+                other => {
+                    let lspan = l.span();
+                    return Err(self.err(
+                        Some(&lspan),
+                        SpecErrorKind::UnknownLanguage {
+                            name: other.to_owned(),
+                        },
+                    ));
+                }
+            },
+            None => match &script {
+                Script::File(p) if p.extension().is_some_and(|e| e == "py") => {
+                    ScriptLanguage::Python
+                }
+                _ => ScriptLanguage::Rhai,
+            },
+        };
         let timeout = match t.timeout {
             Some(d) => self.nonzero(d, "timeout")?,
             None => DEFAULT_TEST_TIMEOUT,
         };
-        Ok(Test { script, timeout })
+        Ok(Test {
+            script,
+            language,
+            timeout,
+        })
     }
 }
 

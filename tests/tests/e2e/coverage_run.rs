@@ -35,7 +35,13 @@ impl Example {
         let dir = tmp.path().join("webserver");
         let src = workspace().join("examples/webserver");
         std::fs::create_dir_all(dir.join("src"))?;
-        for f in ["Makefile", "spec.toml", "test.rhai"] {
+        for f in [
+            "Makefile",
+            "spec.toml",
+            "test.rhai",
+            "spec-python.toml",
+            "test.py",
+        ] {
             std::fs::copy(src.join(f), dir.join(f)).with_context(|| format!("copy {f}"))?;
         }
         for e in std::fs::read_dir(src.join("src"))? {

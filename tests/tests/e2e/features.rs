@@ -590,7 +590,7 @@ b.succeed("prog 3");
 
 /// The `<testcase>` elements of a JUnit file: name and whether it has a
 /// `<failure>`; the file must be well-formed XML (xmllint).
-fn junit_cases(path: &Path) -> Vec<(String, bool)> {
+pub(crate) fn junit_cases(path: &Path) -> Vec<(String, bool)> {
     lcov_tool::run_ok(Command::new("xmllint").arg("--noout").arg(path))
         .expect("xmllint accepts the JUnit file (libxml2-utils, scripts/setup.sh)");
     let xml = std::fs::read_to_string(path).expect("JUnit file written");

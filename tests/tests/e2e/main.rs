@@ -20,6 +20,7 @@ mod markers;
 mod merge_cli;
 mod mixed;
 mod namespace;
+mod python;
 mod report;
 mod scale;
 mod service_flush;

@@ -188,6 +188,7 @@ impl Namespaces {
             host_files,
             files: cfg.files.clone(),
             control_tty: PathBuf::new(),
+            console_tty: None,
         };
         Ok(Namespaces {
             root: run_dir.file(&format!("{name}-root")),
@@ -219,7 +220,7 @@ impl Namespaces {
     fn console_bridge(
         &self,
         serial: &Path,
-    ) -> Result<(TtyBridge, std::os::fd::OwnedFd), MachineError> {
+    ) -> Result<(TtyBridge, std::os::fd::OwnedFd, PathBuf), MachineError> {
         let (console_master, console_slave_path) =
             ns::open_pty().map_err(|e| self.io_err("open the console pty", e))?;
         let console_slave = ns::open_slave(&console_slave_path)
@@ -235,12 +236,17 @@ impl Namespaces {
             None,
         )
         .map_err(|e| self.io_err("start the console bridge", e))?;
-        Ok((bridge, console_slave))
+        Ok((bridge, console_slave, console_slave_path))
     }
 
-    fn child_config(&self, control_tty: PathBuf) -> Result<ChildConfig, MachineError> {
+    fn child_config(
+        &self,
+        control_tty: PathBuf,
+        console_tty: PathBuf,
+    ) -> Result<ChildConfig, MachineError> {
         let mut inputs = self.inputs.clone();
         inputs.control_tty = control_tty;
+        inputs.console_tty = Some(console_tty);
         let steps = rootfs::plan(&self.root, &inputs)
             .map_err(|e| self.io_err("plan the root file system", std::io::Error::other(e)))?;
         let nics = self
@@ -302,7 +308,7 @@ impl Backend for Namespaces {
         }
         // Serial console: init's output goes to a pty bridged into the
         // session's console log.
-        let (console_bridge, console_slave) = self.console_bridge(&sockets.serial)?;
+        let (console_bridge, console_slave, console_tty) = self.console_bridge(&sockets.serial)?;
 
         // Control shell: a pty that is the guest's /dev/hvc0.
         let (ctl_master, ctl_slave_path) =
@@ -321,7 +327,7 @@ impl Backend for Namespaces {
         )
         .map_err(|e| self.io_err("start the control bridge", e))?;
 
-        let child = self.child_config(ctl_slave_path)?;
+        let child = self.child_config(ctl_slave_path, console_tty)?;
         let spawned =
             ns::spawn(child, console_slave, self.ids).map_err(|err| MachineError::Spawn {
                 machine: self.cfg.name.clone(),

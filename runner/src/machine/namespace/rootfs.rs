@@ -155,6 +155,9 @@ pub struct Inputs {
     pub files: Vec<(String, Vec<u8>, u32)>,
     /// Host path of the pty slave that becomes the guest's `/dev/hvc0`.
     pub control_tty: PathBuf,
+    /// Host path of the serial console's pty slave (init's output), which
+    /// becomes the guest's `/dev/console`, as on a VM.
+    pub console_tty: Option<PathBuf>,
 }
 
 /// An input path that cannot be used in the plan.
@@ -259,6 +262,14 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         dir: false,
         writable: true,
     });
+    if let Some(tty) = &inputs.console_tty {
+        p.steps.push(Step::Bind {
+            source: cstr(tty.as_os_str(), tty)?,
+            target: p.guest("/dev/console")?,
+            dir: false,
+            writable: true,
+        });
+    }
     for (link, target) in [
         ("/dev/stdin", "/proc/self/fd/0"),
         ("/dev/stdout", "/proc/self/fd/1"),
@@ -377,6 +388,7 @@ mod tests {
             ],
             files: vec![("/srv/www/index.html".into(), b"hi".to_vec(), 0o644)],
             control_tty: "/dev/pts/7".into(),
+            console_tty: Some("/dev/pts/8".into()),
         }
     }
 
@@ -466,6 +478,12 @@ mod tests {
         assert!(steps.contains(&Step::Bind {
             source: c("/dev/pts/7"),
             target: c("/r/dev/hvc0"),
+            dir: false,
+            writable: true
+        }));
+        assert!(steps.contains(&Step::Bind {
+            source: c("/dev/pts/8"),
+            target: c("/r/dev/console"),
             dir: false,
             writable: true
         }));

@@ -10,6 +10,7 @@
 
 pub mod accel;
 pub mod qemu;
+pub mod qmp;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -144,6 +145,9 @@ impl VmConfig {
         }
     }
 }
+
+/// Longest a QMP command may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Host paths of one VM besides the session's sockets.
 #[derive(Debug, Clone)]
@@ -326,6 +330,40 @@ impl Backend for Qemu {
 
     fn pid(&self) -> Option<u32> {
         lock(&self.child).as_ref().map(OwnedChild::pid)
+    }
+
+    fn forward_port(
+        &self,
+        machine: &str,
+        host_port: u16,
+        guest_port: u16,
+    ) -> Result<(), MachineError> {
+        let op = format!("forward host port {host_port} to guest port {guest_port}");
+        if self.cfg.forwards.is_empty() {
+            return Err(MachineError::Unsupported {
+                machine: machine.to_owned(),
+                op,
+                why: "the VM has no port-forward NIC, which a VM gets when its spec lists a \
+                      `forward` (QEMU cannot hot-plug one: guests boot with acpi=off)\n  \
+                      (hint: add `forward = [\"<host port>:<guest port>\"]` to the machine)"
+                    .to_owned(),
+            });
+        }
+        let rule = format!("hostfwd_add fwd tcp:127.0.0.1:{host_port}-:{guest_port}");
+        match qmp::human_command(&self.paths.qmp, &rule, QMP_TIMEOUT) {
+            Ok(reply) if reply.trim().is_empty() => Ok(()),
+            Ok(reply) => Err(MachineError::Guest {
+                machine: machine.to_owned(),
+                op,
+                status: 1,
+                stderr: format!("QEMU: {}", reply.trim()),
+            }),
+            Err(source) => Err(MachineError::Io {
+                machine: machine.to_owned(),
+                what: format!("{op} over QMP"),
+                source,
+            }),
+        }
     }
 
     fn exited(&self) -> Option<Option<String>> {

@@ -1,0 +1,89 @@
+//! A minimal QMP client: one connection per command to the socket QEMU
+//! serves (`-qmp unix:...,server=on,wait=off`), capabilities negotiated,
+//! one human-monitor command run, its reply returned. Every read and write
+//! has a deadline.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Runs the human-monitor command `command_line` (e.g. `hostfwd_add ...`)
+/// and returns its output (empty on success for most commands).
+pub fn human_command(socket: &Path, command_line: &str, timeout: Duration) -> io::Result<String> {
+    let deadline = Instant::now() + timeout;
+    let stream = UnixStream::connect(socket)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    // The greeting.
+    read_reply(&mut reader, deadline, true)?;
+    send(
+        &mut writer,
+        &serde_json::json!({"execute": "qmp_capabilities"}),
+        deadline,
+    )?;
+    read_reply(&mut reader, deadline, false)?;
+    send(
+        &mut writer,
+        &serde_json::json!({
+            "execute": "human-monitor-command",
+            "arguments": {"command-line": command_line},
+        }),
+        deadline,
+    )?;
+    let reply = read_reply(&mut reader, deadline, false)?;
+    Ok(reply.as_str().unwrap_or_default().to_owned())
+}
+
+fn left(deadline: Instant) -> io::Result<Duration> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "QEMU did not answer on QMP in time",
+        ));
+    }
+    Ok(d)
+}
+
+fn send(w: &mut UnixStream, value: &serde_json::Value, deadline: Instant) -> io::Result<()> {
+    w.set_write_timeout(Some(left(deadline)?))?;
+    w.write_all(format!("{value}\n").as_bytes())
+}
+
+/// Reads lines up to the greeting (`greeting`) or the command's `return`
+/// (skipping asynchronous events); a QMP `error` is an error.
+fn read_reply(
+    r: &mut BufReader<UnixStream>,
+    deadline: Instant,
+    greeting: bool,
+) -> io::Result<serde_json::Value> {
+    loop {
+        r.get_ref().set_read_timeout(Some(left(deadline)?))?;
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "QEMU closed the QMP connection",
+            ));
+        }
+        let value: serde_json::Value = serde_json::from_str(line.trim())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("QMP: {e}")))?;
+        if greeting {
+            if value.get("QMP").is_some() {
+                return Ok(value);
+            }
+            continue;
+        }
+        if let Some(ret) = value.get("return") {
+            return Ok(ret.clone());
+        }
+        if let Some(err) = value.get("error") {
+            let desc = err
+                .get("desc")
+                .and_then(|d| d.as_str())
+                .unwrap_or("unknown error");
+            return Err(io::Error::other(format!("QMP error: {desc}")));
+        }
+    }
+}
