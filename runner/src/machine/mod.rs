@@ -14,6 +14,7 @@ pub mod console;
 pub mod namespace;
 pub mod process;
 pub mod session;
+pub mod terminal;
 pub mod vm;
 
 use std::fmt;
@@ -74,6 +75,17 @@ pub trait Machine: Send + Sync {
 
     /// Takes all the machine's network links down (`false`) or up (`true`).
     fn set_link(&self, up: bool) -> Result<(), MachineError>;
+
+    /// Opens an interactive terminal session: a login shell on a pty in
+    /// the guest whose `TERM` is `term` (see [`terminal`]). The default
+    /// says the machine has none.
+    fn open_terminal(&self, term: &str) -> Result<terminal::Terminal, MachineError> {
+        let _ = term;
+        Err(MachineError::Terminal {
+            machine: self.name().to_owned(),
+            detail: "this kind of machine has no interactive terminal".into(),
+        })
+    }
 }
 
 /// Something that happened to a machine, for terminal reporters and logs.
@@ -343,6 +355,14 @@ pub enum MachineError {
         /// What went wrong.
         detail: String,
     },
+    /// An interactive terminal session could not be opened.
+    #[error("machine `{machine}`: cannot open a terminal: {detail}")]
+    Terminal {
+        /// Machine name.
+        machine: String,
+        /// Why.
+        detail: String,
+    },
     /// Changing the network link state failed.
     #[error("machine `{machine}`: failed to set link {}: {detail}", if *up { "up" } else { "down" })]
     Link {
@@ -370,6 +390,7 @@ impl MachineError {
             | MachineError::Guest { machine, .. }
             | MachineError::Pattern { machine, .. }
             | MachineError::Stop { machine, .. }
+            | MachineError::Terminal { machine, .. }
             | MachineError::Link { machine, .. } => machine,
         }
     }
