@@ -174,13 +174,13 @@ fn relay(stream: &std::os::unix::net::UnixStream, signals: &tty::Signals) -> any
     loop {
         let ready = tty::poll_readable(&[stdin_fd, stream.as_raw_fd(), signals.fd()])
             .context("failed to wait for input")?;
-        if ready.get(2).copied().unwrap_or(false) {
-            for sig in signals.drain() {
-                if sig == libc::SIGWINCH {
-                    send_size(stream).context("failed to send the window size")?;
-                } else {
-                    return Ok(End::Signal(sig));
-                }
+        // Signals first, whatever poll said: a resize must reach the guest
+        // before keys typed after it (the handler may run after poll).
+        for sig in signals.drain() {
+            if sig == libc::SIGWINCH {
+                send_size(stream).context("failed to send the window size")?;
+            } else {
+                return Ok(End::Signal(sig));
             }
         }
         if ready.first().copied().unwrap_or(false) {

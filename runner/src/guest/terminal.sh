@@ -7,8 +7,9 @@
 # "covnet-terminal <TERM>"; from then on it speaks telnet to a busybox
 # telnetd in inetd mode on the port. telnetd gives the session a pty
 # (window size from the host's NAWS messages) running /covnet/login.sh,
-# and ends when that exits (-K) or when the host disconnects (the port
-# then reads end of file, and the session's shell gets SIGHUP). While no
+# and ends when every program on the pty has closed it (not -K, which
+# can drop the last output, the exit status) or when the host disconnects
+# (the port then reads end of file, and the session's shell gets SIGHUP). While no
 # host is connected a read of the port ends at once: look once a second.
 
 dev=
@@ -31,7 +32,7 @@ fi
 exec <>"$dev" >&0 2>/dev/null
 while :; do
 	if IFS=' ' read -r word term && [ "$word" = covnet-terminal ]; then
-		TERM=${term:-vt100} telnetd -i -K -f /dev/null -l /covnet/login.sh
+		TERM=${term:-vt100} telnetd -i -f /dev/null -l /covnet/login.sh
 	else
 		sleep 1
 	fi

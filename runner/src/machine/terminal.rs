@@ -2,11 +2,13 @@
 //! running a login shell, reached as a byte stream that speaks telnet.
 //!
 //! Both backends end in the same guest program: busybox `telnetd` in
-//! inetd mode (`-i -K`), which allocates the session's pty in the guest,
+//! inetd mode (`-i`), which allocates the session's pty in the guest,
 //! runs `/covnet/login.sh` on it, applies window sizes sent as telnet NAWS
 //! messages (`TIOCSWINSZ`, so the foreground job gets `SIGWINCH`) and
 //! ends when the shell exits or its input ends (the shell then gets
-//! `SIGHUP`). Line editing, `vi`, `top` and Ctrl-C (a plain `0x03` byte
+//! `SIGHUP`). Not `-K` (end when the login program exits): that can drop
+//! the session's last output, the exit status; the host ends the session
+//! when it has read the status. Line editing, `vi`, `top` and Ctrl-C (a plain `0x03` byte
 //! the guest pty turns into `SIGINT` for its foreground job) all happen in
 //! the guest.
 //!
@@ -35,15 +37,7 @@ pub const EXIT_MARKER: &[u8] = b"\x1ecovnet-exit:";
 pub const MARKER_END: u8 = 0x1e;
 
 /// The `telnetd` command line of a session (guest paths).
-pub const TELNETD_ARGS: &[&str] = &[
-    "telnetd",
-    "-i",
-    "-K",
-    "-f",
-    "/dev/null",
-    "-l",
-    "/covnet/login.sh",
-];
+pub const TELNETD_ARGS: &[&str] = &["telnetd", "-i", "-f", "/dev/null", "-l", "/covnet/login.sh"];
 
 const IAC: u8 = 255;
 const SB: u8 = 250;
