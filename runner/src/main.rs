@@ -18,6 +18,7 @@ mod cli {
     pub mod run;
     pub mod shell;
     pub mod suite;
+    pub mod tty;
     pub mod vms;
 }
 

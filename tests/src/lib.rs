@@ -11,5 +11,6 @@ pub mod fuzz_bodies;
 pub mod gcc;
 pub mod lcov_tool;
 pub mod oracle;
+pub mod pty;
 pub mod running;
 pub mod slurm;

@@ -30,7 +30,9 @@ for d in ${COVNET_TMPFS-/run /tmp}; do
 	mount -t tmpfs -o "nosuid,nodev,mode=$mode" tmpfs "$d"
 done
 mkdir -p /dev/pts /dev/shm /run/covnet /var/log
-mount -t devpts -o nosuid,noexec devpts /dev/pts
+mount -t devpts -o nosuid,noexec,ptmxmode=0666 devpts /dev/pts
+# Ptys (`covnet shell`): a namespace machine's /dev has no ptmx node.
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
 ln -sf /proc/self/fd /dev/fd
 
 for m in $COVNET_MODULES; do
@@ -88,6 +90,14 @@ done
 read -r up _ </proc/uptime
 say "${COVNET_NAME:-guest} up after ${up}s"
 echo "covnet-init-done"
+
+# The terminal port of `covnet shell` (VMs; a namespace machine's sessions
+# are started from the host, inside its namespaces).
+if [ -z "$COVNET_NAMESPACE" ] && [ -x /covnet/terminal.sh ]; then
+	# Not with `&`: a background job of a shell without job control
+	# ignores SIGINT, and so would the session's programs (Ctrl-C).
+	start-stop-daemon -S -b -q -x /covnet/terminal.sh
+fi
 
 if [ -x /covnet/control.sh ]; then
 	exec /covnet/control.sh

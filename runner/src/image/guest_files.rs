@@ -16,6 +16,12 @@ use crate::spec::{FileSource, Machine, Service, Spec};
 pub const INIT_SH: &str = include_str!("../guest/init.sh");
 /// The control shell launcher, installed as `/covnet/control.sh`.
 pub const CONTROL_SH: &str = crate::machine::console::CONTROL_SH;
+/// The terminal port loop of VMs, installed as `/covnet/terminal.sh`
+/// (see [`crate::machine::terminal`]).
+pub const TERMINAL_SH: &str = include_str!("../guest/terminal.sh");
+/// The program of every `covnet shell` session, installed as
+/// `/covnet/login.sh`.
+pub const LOGIN_SH: &str = include_str!("../guest/login.sh");
 /// `/etc/passwd` of every guest: root and nobody.
 pub const PASSWD: &[u8] =
     b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
@@ -83,7 +89,7 @@ impl GuestFile {
 pub struct Generated {
     /// Service ids in start order (`NN-<name>`), for `COVNET_SERVICES`.
     pub service_ids: Vec<String>,
-    /// `/init`, `/covnet/control.sh`, the service scripts, `/etc/hosts`,
+    /// `/init`, `/covnet/control.sh`, the terminal scripts, the service scripts, `/etc/hosts`,
     /// `passwd`, `group`, `hostname`, then the machine's own files, which
     /// may replace covnet's `/etc` files and so come last.
     pub files: Vec<GuestFile>,
@@ -95,6 +101,8 @@ pub fn generate(spec: &Spec, machine: &Machine, control: &[u8]) -> Generated {
     let mut files = vec![
         GuestFile::bytes("/init", 0o755, INIT_SH),
         GuestFile::bytes("/covnet/control.sh", 0o755, control),
+        GuestFile::bytes("/covnet/terminal.sh", 0o755, TERMINAL_SH),
+        GuestFile::bytes("/covnet/login.sh", 0o755, LOGIN_SH),
     ];
     let mut service_ids = Vec::new();
     for (i, s) in machine.services.iter().enumerate() {

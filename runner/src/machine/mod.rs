@@ -14,6 +14,7 @@ pub mod console;
 pub mod namespace;
 pub mod process;
 pub mod session;
+pub mod terminal;
 pub mod vm;
 
 use std::fmt;
@@ -100,6 +101,17 @@ pub trait Machine: Send + Sync {
             machine: self.name().to_owned(),
             op: "forward a port".to_owned(),
             why: "only VMs (backend = \"vm\") have host port forwards".to_owned(),
+        })
+    }
+
+    /// Opens an interactive terminal session: a login shell on a pty in
+    /// the guest whose `TERM` is `term` (see [`terminal`]). The default
+    /// says the machine has none.
+    fn open_terminal(&self, term: &str) -> Result<terminal::Terminal, MachineError> {
+        let _ = term;
+        Err(MachineError::Terminal {
+            machine: self.name().to_owned(),
+            detail: "this kind of machine has no interactive terminal".into(),
         })
     }
 }
@@ -381,6 +393,14 @@ pub enum MachineError {
         /// Why not.
         why: String,
     },
+    /// An interactive terminal session could not be opened.
+    #[error("machine `{machine}`: cannot open a terminal: {detail}")]
+    Terminal {
+        /// Machine name.
+        machine: String,
+        /// Why.
+        detail: String,
+    },
     /// Changing the network link state failed.
     #[error("machine `{machine}`: failed to set link {}: {detail}", if *up { "up" } else { "down" })]
     Link {
@@ -409,6 +429,7 @@ impl MachineError {
             | MachineError::Pattern { machine, .. }
             | MachineError::Stop { machine, .. }
             | MachineError::Unsupported { machine, .. }
+            | MachineError::Terminal { machine, .. }
             | MachineError::Link { machine, .. } => machine,
         }
     }

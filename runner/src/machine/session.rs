@@ -31,6 +31,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
+use super::terminal::Terminal;
 use super::{
     ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
 };
@@ -115,6 +116,9 @@ pub trait Backend: Send + Sync {
     /// Ends the process (SIGTERM and `grace` first when given) and all the
     /// backend runs beside it. `None` when nothing ran, else how it ended.
     fn stop(&self, grace: Option<Duration>) -> Option<Result<String, String>>;
+    /// Opens a terminal session (see [`super::terminal`]) of the running
+    /// machine `name`.
+    fn open_terminal(&self, name: &str, term: &str) -> Result<Terminal, MachineError>;
     /// Extra lines for error reports after the console's (QEMU's log).
     fn log_tail(&self) -> Vec<String> {
         Vec::new()
@@ -697,6 +701,16 @@ impl<B: Backend> Machine for Session<B> {
                 .map_err(|err| link_err(err.to_string()))?;
         }
         Ok(())
+    }
+
+    fn open_terminal(&self, term: &str) -> Result<Terminal, MachineError> {
+        if self.exited().is_some() {
+            return Err(MachineError::NotRunning {
+                machine: self.name_owned(),
+                op: "open a terminal".into(),
+            });
+        }
+        self.backend.open_terminal(&self.name, term)
     }
 }
 

@@ -1,18 +1,23 @@
 //! Interactive access to a running machine: a unix-socket proxy in the run
 //! directory that `covnet shell` connects to.
 //!
-//! `covnet vms` serves one socket per machine ([`ShellProxy`]); the client
-//! ([`ShellClient`]) sends one request per command line and gets its exit
-//! status and output back. The protocol is one JSON object per line:
+//! `covnet vms` serves one socket per machine ([`ShellProxy`]). A
+//! connection starts with one JSON line and is then one of two kinds:
 //!
-//! - request: `{"command": "...", "cwd": "/root", "timeout_secs": 600}`
-//! - reply: `{"status": 0, "stdout": "<base64>", "stderr": "<base64>", "cwd": "/root"}`
-//!   or `{"error": "..."}`.
+//! - commands ([`ShellClient`]): one request per command line, one reply
+//!   with its exit status and output.
+//!   - request: `{"command": "...", "cwd": "/root", "timeout_secs": 600}`
+//!   - reply: `{"status": 0, "stdout": "<base64>", "stderr": "<base64>", "cwd": "/root"}`
+//!     or `{"error": "..."}`.
 //!
-//! Each command runs in a fresh guest shell; the working directory is
-//! carried from one command to the next (so `cd` works), other shell state
-//! (variables, functions) is not. Full-screen programs need a terminal and
-//! do not work.
+//!   Each command runs in a fresh guest shell; the working directory is
+//!   carried from one command to the next (so `cd` works), other shell
+//!   state (variables, functions) is not.
+//! - a terminal ([`open_terminal`]): request `{"terminal": "<TERM>"}`,
+//!   reply `{"terminal": true}` or `{"error": "..."}`; from then on the
+//!   connection carries the bytes of the machine's terminal session both
+//!   ways unchanged (telnet, see [`crate::machine::terminal`]) until either
+//!   side closes it.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -26,6 +31,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::machine::terminal::Terminal;
 use crate::machine::Machine;
 use crate::script::driver::shell_quote;
 
@@ -61,6 +67,30 @@ pub struct Request {
     pub cwd: String,
     /// How long it may run.
     pub timeout_secs: u64,
+}
+
+/// The first line of a terminal connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalRequest {
+    /// The session's `TERM`.
+    pub terminal: String,
+}
+
+/// The answer to a [`TerminalRequest`] when the session is open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalReply {
+    /// Always true.
+    pub terminal: bool,
+}
+
+/// Either kind of request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum AnyRequest {
+    Terminal(TerminalRequest),
+    Command(Request),
 }
 
 /// The answer to a [`Request`].
@@ -259,8 +289,23 @@ fn serve_connection(machine: &dyn Machine, stream: UnixStream, stop: &AtomicBool
         if !line.ends_with('\n') {
             continue;
         }
-        let reply = match serde_json::from_str::<Request>(line.trim_end()) {
-            Ok(req) => answer(machine, &req),
+        let reply = match serde_json::from_str::<AnyRequest>(line.trim_end()) {
+            Ok(AnyRequest::Command(req)) => answer(machine, &req),
+            Ok(AnyRequest::Terminal(req)) => match machine.open_terminal(&req.terminal) {
+                Ok(term) => {
+                    let ok = serde_json::to_string(&TerminalReply { terminal: true })
+                        .unwrap_or_default();
+                    if writer.write_all(format!("{ok}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                    let pending = reader.buffer().to_vec();
+                    relay(reader.into_inner(), &term, &pending, stop);
+                    return;
+                }
+                Err(e) => Reply::Failed {
+                    error: e.to_string(),
+                },
+            },
             Err(e) => Reply::Failed {
                 error: format!("malformed request: {e}"),
             },
@@ -273,6 +318,89 @@ fn serve_connection(machine: &dyn Machine, stream: UnixStream, stop: &AtomicBool
         if writer.write_all(text.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// Copies bytes between a client connection (whose reads time out every
+/// [`STOP_POLL`]) and a terminal session until either side ends or the
+/// proxy stops; `pending` are client bytes already read.
+fn relay(client: UnixStream, term: &Terminal, pending: &[u8], stop: &AtomicBool) {
+    let (Ok(mut to_client), Ok(mut from_term), Ok(mut to_term)) = (
+        client.try_clone(),
+        term.stream().try_clone(),
+        term.stream().try_clone(),
+    ) else {
+        return;
+    };
+    let out = std::thread::spawn(move || {
+        let _ = io::copy(&mut from_term, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Write);
+    });
+    let mut client = client;
+    let mut buf = vec![0u8; 16 * 1024];
+    if to_term.write_all(pending).is_ok() {
+        while !stop.load(Ordering::SeqCst) {
+            match io::Read::read(&mut client, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to_term.write_all(buf.get(..n).unwrap_or(&[])).is_err() {
+                        break;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if out.is_finished() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    // Ends the session's stream, so the copy thread sees end of file.
+    let _ = term.stream().shutdown(std::net::Shutdown::Both);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = out.join();
+}
+
+/// Opens a terminal session on a machine's proxy socket: the returned
+/// stream carries the session's telnet bytes both ways.
+pub fn open_terminal(socket: &Path, term: &str) -> Result<UnixStream, ShellProxyError> {
+    let stream = UnixStream::connect(socket).map_err(|source| ShellProxyError::Connect {
+        path: socket.to_owned(),
+        source,
+    })?;
+    let mut writer = stream.try_clone()?;
+    let mut text = serde_json::to_string(&TerminalRequest {
+        terminal: term.to_owned(),
+    })
+    .map_err(|e| ShellProxyError::Malformed(e.to_string()))?;
+    text.push('\n');
+    writer.write_all(text.as_bytes())?;
+    // Read the reply byte by byte: what follows it is session output.
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let mut reader = &stream;
+    loop {
+        match io::Read::read(&mut reader, &mut byte)? {
+            0 => return Err(ShellProxyError::Closed),
+            _ if byte[0] == b'\n' => break,
+            _ => line.push(byte[0]),
+        }
+    }
+    let line = String::from_utf8_lossy(&line);
+    if let Ok(TerminalReply { terminal: true }) = serde_json::from_str(&line) {
+        return Ok(stream);
+    }
+    match serde_json::from_str::<Reply>(&line) {
+        Ok(Reply::Failed { error }) => Err(ShellProxyError::Remote(error)),
+        _ => Err(ShellProxyError::Malformed(line.into_owned())),
     }
 }
 

@@ -26,4 +26,5 @@ mod scale;
 mod service_flush;
 mod slurm;
 mod suite;
+mod terminal;
 mod vm_network;

@@ -26,6 +26,7 @@ use crate::image::closure::{self, SearchPaths};
 use crate::image::initramfs::{busybox_applets, DEFAULT_BUSYBOX};
 use crate::machine::process::OwnedChild;
 use crate::machine::session::{self, lock, Backend, Control, Session, Setup, Sockets};
+use crate::machine::terminal::{self, Terminal};
 use crate::machine::{EventSink, MachineError};
 use crate::net::switch::Switch;
 use crate::rundir::RunDir;
@@ -369,6 +370,46 @@ impl Backend for Namespaces {
 
     fn pid(&self) -> Option<u32> {
         lock(&self.running).as_ref().map(|r| r.init.pid())
+    }
+
+    /// Starts the session's `telnetd` inside the machine's namespaces
+    /// (util-linux `nsenter` into init's user, mount, PID, network, UTS
+    /// and IPC namespaces and root; as the machine's root) on one end of
+    /// a socket pair: any number of sessions at once.
+    fn open_terminal(&self, name: &str, term: &str) -> Result<Terminal, MachineError> {
+        let pid = self.pid().ok_or_else(|| MachineError::NotRunning {
+            machine: name.to_owned(),
+            op: "open a terminal".into(),
+        })?;
+        let (host_end, guest_end) =
+            UnixStream::pair().map_err(|e| self.io_err("create the terminal socket pair", e))?;
+        let guest_out = guest_end
+            .try_clone()
+            .map_err(|e| self.io_err("create the terminal socket pair", e))?;
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("TERM", terminal::sanitize_term(term))
+            .arg(format!("--target={pid}"))
+            .args([
+                "--user", "--mount", "--pid", "--net", "--uts", "--ipc", "--root", "--wd", "--",
+            ])
+            // busybox sits at its host path in the machine's root.
+            .arg(&self.cfg.busybox)
+            .args(terminal::TELNETD_ARGS)
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                guest_end,
+            )))
+            .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+                guest_out,
+            )))
+            .stderr(std::process::Stdio::null());
+        let child = cmd.spawn().map_err(|source| MachineError::Spawn {
+            machine: name.to_owned(),
+            program: "nsenter (util-linux; hint: run scripts/setup.sh)".into(),
+            source,
+        })?;
+        Ok(Terminal::new(host_end, Some(child), None))
     }
 
     fn exited(&self) -> Option<Option<String>> {

@@ -14,13 +14,17 @@ pub mod qmp;
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::process::{OwnedChild, ProcessError};
 use super::session::{self, lock, Backend, Control, Session, Setup, Sockets};
+use super::terminal::{self, Terminal};
 use super::{EventSink, MachineError};
 use crate::net::switch::Switch;
 use accel::Accel;
@@ -154,6 +158,7 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 struct Paths {
     serial: PathBuf,
     control: PathBuf,
+    terminal: PathBuf,
     qmp: PathBuf,
     qemu_log: PathBuf,
     /// (NIC socket, switch port socket) per NIC.
@@ -166,6 +171,8 @@ pub struct Qemu {
     cfg: VmConfig,
     paths: Paths,
     child: Mutex<Option<OwnedChild>>,
+    /// Set while a terminal session holds the one terminal port.
+    terminal_busy: Arc<AtomicBool>,
 }
 
 /// A QEMU virtual machine.
@@ -193,6 +200,7 @@ impl Session<Qemu> {
             let paths = Paths {
                 serial: sockets.serial.clone(),
                 control: session::socket(run_dir, name, "ctl.sock")?,
+                terminal: session::socket(run_dir, name, "term.sock")?,
                 qmp: session::socket(run_dir, name, "qmp.sock")?,
                 qemu_log: run_dir.file(&format!("{name}-qemu.log")),
                 nics: sockets.nics.clone(),
@@ -201,6 +209,7 @@ impl Session<Qemu> {
                 cfg: cfg.clone(),
                 paths,
                 child: Mutex::new(None),
+                terminal_busy: Arc::new(AtomicBool::new(false)),
             })
         })
     }
@@ -237,6 +246,7 @@ impl Qemu {
             append: qemu::kernel_cmdline(&self.kernel_params()),
             serial_socket: self.paths.serial.clone(),
             control_socket: self.paths.control.clone(),
+            terminal_socket: self.paths.terminal.clone(),
             qmp_socket: self.paths.qmp.clone(),
             nics: self
                 .cfg
@@ -299,7 +309,11 @@ impl Backend for Qemu {
     }
 
     fn stale_files(&self) -> Vec<PathBuf> {
-        vec![self.paths.control.clone(), self.paths.qmp.clone()]
+        vec![
+            self.paths.control.clone(),
+            self.paths.terminal.clone(),
+            self.paths.qmp.clone(),
+        ]
     }
 
     fn launch(&self, _sockets: &Sockets) -> Result<Control, MachineError> {
@@ -363,6 +377,36 @@ impl Backend for Qemu {
                 what: format!("{op} over QMP"),
                 source,
             }),
+        }
+    }
+
+    /// Connects to the terminal port (one session at a time: the port is
+    /// a single byte stream) and asks the guest for a session.
+    fn open_terminal(&self, name: &str, term: &str) -> Result<Terminal, MachineError> {
+        if self
+            .terminal_busy
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(MachineError::Terminal {
+                machine: name.to_owned(),
+                detail: "a VM has one terminal port and another `covnet shell` session uses it\n  \
+                         (hint: run single commands with `covnet shell -c`)"
+                    .into(),
+            });
+        }
+        let busy = Arc::clone(&self.terminal_busy);
+        let connect = || -> std::io::Result<UnixStream> {
+            let mut stream = UnixStream::connect(&self.paths.terminal)?;
+            stream.write_all(terminal::start_line(term).as_bytes())?;
+            Ok(stream)
+        };
+        match connect() {
+            Ok(stream) => Ok(Terminal::new(stream, None, Some(busy))),
+            Err(e) => {
+                busy.store(false, Ordering::SeqCst);
+                Err(self.io_err("connect to the terminal port", e))
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::machine::terminal::TERMINAL_PORT_NAME;
 use crate::machine::vm::accel::Accel;
 
 /// The fast-boot firmware shipped by Debian's `qemu-system-data`.
@@ -109,6 +110,8 @@ pub struct QemuConfig {
     pub serial_socket: PathBuf,
     /// Socket QEMU serves for the control port.
     pub control_socket: PathBuf,
+    /// Socket QEMU serves for the terminal port (`covnet shell`).
+    pub terminal_socket: PathBuf,
     /// Socket QEMU serves for QMP.
     pub qmp_socket: PathBuf,
     /// VLAN NICs in guest order.
@@ -228,6 +231,20 @@ pub fn control_port_args(socket: &Path) -> Vec<OsString> {
     ]
 }
 
+/// The terminal port of `covnet shell` sessions: a second
+/// `virtserialport` ([`TERMINAL_PORT_NAME`], port 2) on the same bus, on a
+/// socket chardev QEMU serves; the guest sees the host connect and
+/// disconnect (see [`crate::machine::terminal`]).
+pub fn terminal_port_args(socket: &Path) -> Vec<OsString> {
+    vec![
+        "-chardev".into(),
+        keyed_path("socket,id=terminal,path=", socket, ",server=on,wait=off"),
+        "-device".into(),
+        format!("virtserialport,bus=vser0.0,nr=2,chardev=terminal,name={TERMINAL_PORT_NAME}")
+            .into(),
+    ]
+}
+
 /// QMP on a socket QEMU serves.
 pub fn qmp_args(socket: &Path) -> Vec<OsString> {
     vec![
@@ -283,6 +300,7 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<OsString> {
     args.extend(kernel_args(&cfg.kernel, &cfg.initrd, &cfg.append));
     args.extend(serial_args(&cfg.serial_socket));
     args.extend(control_port_args(&cfg.control_socket));
+    args.extend(terminal_port_args(&cfg.terminal_socket));
     args.extend(qmp_args(&cfg.qmp_socket));
     for nic in &cfg.nics {
         args.extend(nic_args(nic));
@@ -460,6 +478,7 @@ mod tests {
             append: "console=ttyS0".into(),
             serial_socket: "/r/s".into(),
             control_socket: "/r/c".into(),
+            terminal_socket: "/r/t".into(),
             qmp_socket: "/r/q".into(),
             nics: vec![Nic {
                 index: 0,
@@ -481,6 +500,8 @@ mod tests {
              -device virtio-serial-pci,id=vser0 \
              -chardev socket,id=control,path=/r/c,server=on,wait=off \
              -device virtserialport,bus=vser0.0,nr=1,chardev=control,name=covnet.control \
+             -chardev socket,id=terminal,path=/r/t,server=on,wait=off \
+             -device virtserialport,bus=vser0.0,nr=2,chardev=terminal,name=covnet.terminal \
              -qmp unix:/r/q,server=on,wait=off \
              -netdev dgram,id=net0,local.type=unix,local.path=/r/n0,remote.type=unix,remote.path=/r/p0 \
              -device virtio-net-pci,netdev=net0,mac=52:54:00:01:01:00,romfile="
