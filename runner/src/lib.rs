@@ -19,4 +19,5 @@ pub mod run;
 pub mod rundir;
 pub mod script;
 pub mod spec;
+pub mod stop;
 pub mod suite;

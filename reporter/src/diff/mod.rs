@@ -18,7 +18,7 @@ pub mod output;
 pub mod udiff;
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use covnet_merger::model::{Branch, Coverage, FileCoverage, FunctionCoverage};
 use rayon::prelude::*;
@@ -237,18 +237,7 @@ impl Pick {
 
 /// Lexically normalised `root/path` (no file system access).
 fn resolve(root: &Path, path: &str) -> String {
-    let joined = root.join(path);
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            c => out.push(c),
-        }
-    }
-    out.to_string_lossy().into_owned()
+    covnet_merger::paths::normalize(&root.join(path).to_string_lossy())
 }
 
 /// The file of `files` that diff path `path` names: `root/path`, else the

@@ -534,6 +534,29 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     for (_, cov) in parts {
         total = merge_coverage(total, strip(cov)).context("failed to merge tracefiles")?;
     }
+    let incomplete = !problems.is_empty() || captures_skipped || llvm_skipped;
+    finish(total, &plan, |err| {
+        if !problems.is_empty() {
+            writeln!(err, "warning: some inputs were skipped (--keep-going):")?;
+            for p in &problems {
+                write!(err, "{p}")?;
+                if !p.ends_with('\n') {
+                    writeln!(err)?;
+                }
+            }
+        }
+        Ok(incomplete)
+    })
+}
+
+/// Applies the markers, writes the tracefile (and JSON), prints the
+/// summary, then what `notes` prints (returning whether the result is
+/// incomplete: exit 2), then checks the thresholds (exit 3).
+fn finish(
+    mut total: Coverage,
+    plan: &MergePlan,
+    notes: impl FnOnce(&mut dyn Write) -> io::Result<bool>,
+) -> Result<ExitCode> {
     super::markers::apply(&mut total, &plan.rules);
     write_output(&plan.output, "tracefile", |out| {
         lcov::write(&total, out, plan.write).map_err(Into::into)
@@ -546,16 +569,7 @@ pub fn merge(args: MergeArgs) -> Result<ExitCode> {
     let summary = total.summary();
     let mut err = io::stderr().lock();
     print_summary(&mut err, &summary)?;
-    if !problems.is_empty() {
-        writeln!(err, "warning: some inputs were skipped (--keep-going):")?;
-        for p in &problems {
-            write!(err, "{p}")?;
-            if !p.ends_with('\n') {
-                writeln!(err)?;
-            }
-        }
-    }
-    if !problems.is_empty() || captures_skipped || llvm_skipped {
+    if notes(&mut err)? {
         return Ok(ExitCode::from(exit::PARTIAL));
     }
     let shortfalls = plan.thresholds.check(&summary);
@@ -576,53 +590,29 @@ fn merge_bundles(bundles: &[PathBuf], plan: &MergePlan) -> Result<ExitCode> {
     // with the lines, not with lines times captures.
     let attribute = plan.write.per_capture || plan.json.is_some();
     let merged = covnet_runner::suite::bundle::merge(bundles, attribute)?;
-    let mut total = plan
+    let captures: usize = merged
+        .manifests
+        .iter()
+        .flat_map(|m| &m.specs)
+        .map(|s| s.captures.len())
+        .sum();
+    let specs: usize = merged.manifests.iter().map(|m| m.specs.len()).sum();
+    let total = plan
         .rewrite
         .apply(merged.coverage)
         .context("failed to rewrite the merged bundles' paths")?;
-    super::markers::apply(&mut total, &plan.rules);
-    write_output(&plan.output, "tracefile", |out| {
-        lcov::write(&total, out, plan.write).map_err(Into::into)
-    })?;
-    if let Some(path) = &plan.json {
-        write_output(path, "JSON file", |out| {
-            json::write(&total, out).map_err(Into::into)
-        })?;
-    }
-    let summary = total.summary();
-    let mut err = io::stderr().lock();
-    writeln!(
-        err,
-        "merged {} bundle(s): {} spec(s), {} capture(s), {} .gcno file(s) of one build",
-        merged.manifests.len(),
-        merged
-            .manifests
-            .iter()
-            .map(|m| m.specs.len())
-            .sum::<usize>(),
-        merged
-            .manifests
-            .iter()
-            .flat_map(|m| &m.specs)
-            .map(|s| s.captures.len())
-            .sum::<usize>(),
-        merged.build.notes.len()
-    )?;
-    print_summary(&mut err, &summary)?;
-    for n in &merged.notes {
-        writeln!(err, "warning: {n}")?;
-    }
-    if !merged.notes.is_empty() {
-        return Ok(ExitCode::from(exit::PARTIAL));
-    }
-    let shortfalls = plan.thresholds.check(&summary);
-    if !shortfalls.is_empty() {
-        for s in &shortfalls {
-            writeln!(err, "error: {s}")?;
+    finish(total, plan, |err| {
+        writeln!(
+            err,
+            "merged {} bundle(s): {specs} spec(s), {captures} capture(s), {} .gcno file(s) of one build",
+            merged.manifests.len(),
+            merged.build.notes.len()
+        )?;
+        for n in &merged.notes {
+            writeln!(err, "warning: {n}")?;
         }
-        return Ok(ExitCode::from(exit::BELOW_THRESHOLD));
-    }
-    Ok(ExitCode::SUCCESS)
+        Ok(!merged.notes.is_empty())
+    })
 }
 
 /// Formats a rate the way `lcov --summary` does (never 0.0% for some hits,

@@ -108,35 +108,49 @@ pub fn announce_signal(r: Received) {
     }
 }
 
+impl RunArgs {
+    /// The request for one spec's run, writing into `out`.
+    pub fn request(&self, spec: PathBuf, out: Option<PathBuf>) -> RunRequest {
+        RunRequest {
+            spec,
+            out,
+            keep_going: self.keep_going,
+            backend: self.backend,
+            accel: self.accel,
+            keep_run_dir: self.keep_run_dir,
+            pcap: self.pcap,
+            coverage: self.coverage,
+            coverage_per_subtest: self.coverage_per_subtest,
+        }
+    }
+
+    /// A spec's `[coverage]` table with the command line's options on top.
+    pub fn coverage_settings(
+        &self,
+        spec: &covnet_runner::spec::CoverageSettings,
+    ) -> covnet_runner::spec::CoverageSettings {
+        let mut c = self.coverage_opts.over(spec);
+        c.formats = self.formats.over(&c.formats);
+        c.differential = self.differential.over(&c.differential);
+        c
+    }
+}
+
 /// Runs `covnet run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if super::suite::is_suite(&args) {
-        return super::suite::run(args);
-    }
-    let spec = args.specs[0].clone();
     if (args.coverage_opts.any() || args.formats.any() || args.differential.any()) && !args.coverage
     {
         anyhow::bail!(
             "coverage options (--build, --path-map, --include, --exclude, --fail-under-*, --lcov-format, --sonarqube, --coveralls, --gcovr-json, --csv, --baseline, --diff, --diff-base, --fail-on-lost-coverage) need --coverage"
         );
     }
-    let request = RunRequest {
-        spec: spec.clone(),
-        out: args.out.clone(),
-        keep_going: args.keep_going,
-        backend: args.backend,
-        accel: args.accel,
-        keep_run_dir: args.keep_run_dir,
-        pcap: args.pcap,
-        coverage: args.coverage,
-        coverage_per_subtest: args.coverage_per_subtest,
-    };
-    let plan = RunPlan::with_coverage(&request, |spec| {
-        let mut c = args.coverage_opts.over(spec);
-        c.formats = args.formats.over(&c.formats);
-        c.differential = args.differential.over(&c.differential);
-        c
-    })?;
+    if super::suite::is_suite(&args) {
+        return super::suite::run(args);
+    }
+    let spec = args.specs[0].clone();
+
+    let request = args.request(spec.clone(), args.out.clone());
+    let plan = RunPlan::with_coverage(&request, |c| args.coverage_settings(c))?;
 
     let (events, rx) = events::channel();
     let reporter = TerminalReporter::new(std::io::stderr(), !args.no_console).spawn(rx);

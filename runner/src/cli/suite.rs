@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use covnet_runner::diag;
 use covnet_runner::events::{self, EventSender, RunEvent, TerminalReporter};
 use covnet_runner::run::network::watch_signals;
-use covnet_runner::run::{RunRequest, TestResult};
+use covnet_runner::run::TestResult;
 use covnet_runner::spec::Spec;
 use covnet_runner::suite::discover::{self, SuiteSpec};
 use covnet_runner::suite::engine::{self, Protocol};
@@ -162,25 +162,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let template = RunRequest {
-        spec: PathBuf::new(),
-        out: None,
-        keep_going: args.keep_going,
-        backend: args.backend,
-        accel: args.accel,
-        keep_run_dir: args.keep_run_dir,
-        pcap: args.pcap,
-        coverage: args.coverage,
-        coverage_per_subtest: args.coverage_per_subtest,
-    };
-    let coverage = |spec: &covnet_runner::spec::CoverageSettings| {
-        let mut c = args.coverage_opts.over(spec);
-        c.formats = args.formats.over(&c.formats);
-        c.differential = args.differential.over(&c.differential);
-        c
-    };
+    let coverage = |spec: &covnet_runner::spec::CoverageSettings| args.coverage_settings(spec);
     let plan = SuitePlan {
-        template,
+        template: args.request(PathBuf::new(), None),
         coverage: &coverage,
         out: out.clone(),
         jobs,

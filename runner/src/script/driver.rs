@@ -94,8 +94,7 @@ pub struct RunContext {
     /// Relative host paths given to `copy_from_vm` are resolved against
     /// this directory (the run's output directory).
     pub output_dir: PathBuf,
-    interrupted: AtomicBool,
-    reason: std::sync::Mutex<Option<String>>,
+    stop: crate::stop::Stop,
     switch: std::sync::OnceLock<Arc<crate::net::switch::Switch>>,
     /// The fault seed was printed.
     seed_shown: AtomicBool,
@@ -114,8 +113,7 @@ impl RunContext {
             timeouts,
             input_dir,
             output_dir,
-            interrupted: AtomicBool::new(false),
-            reason: std::sync::Mutex::new(None),
+            stop: crate::stop::Stop::default(),
             switch: std::sync::OnceLock::new(),
             seed_shown: AtomicBool::new(false),
         }
@@ -222,24 +220,12 @@ impl RunContext {
     /// Marks the run interrupted: every step still to come, and every
     /// polling wait on its next pass, fails with `reason`.
     pub fn interrupt(&self, reason: &str) {
-        if let Ok(mut r) = self.reason.lock() {
-            r.get_or_insert_with(|| reason.to_owned());
-        }
-        self.interrupted.store(true, Ordering::SeqCst);
+        self.stop.request(reason);
     }
 
     /// Why the run was interrupted, if it was.
     pub fn interrupted(&self) -> Option<String> {
-        if !self.interrupted.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(
-            self.reason
-                .lock()
-                .ok()
-                .and_then(|r| r.clone())
-                .unwrap_or_else(|| "interrupted".to_owned()),
-        )
+        self.stop.requested()
     }
 
     /// Sleeps `d`, waking early (with an error) if the run is interrupted.

@@ -6,7 +6,7 @@
 //! and partitions slice the suite by them, so they must not depend on the
 //! host or the order of the arguments.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
 
@@ -219,17 +219,7 @@ fn absolute(p: &Path) -> PathBuf {
     } else {
         std::env::current_dir().unwrap_or_default().join(p)
     };
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            c => out.push(c),
-        }
-    }
-    out
+    PathBuf::from(covnet_merger::paths::normalize(&joined.to_string_lossy()))
 }
 
 /// The deepest directory holding every path (their parent for one path).

@@ -3,7 +3,7 @@
 //! at a time this host can take.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,18 +32,14 @@ pub struct SpecRun {
 /// further spec starts. Cheap to clone; safe to call from any thread.
 #[derive(Clone, Default)]
 pub struct SuiteInterruption {
-    stopped: Arc<AtomicBool>,
-    reason: Arc<Mutex<Option<String>>>,
+    stop: Arc<crate::stop::Stop>,
     running: Arc<Mutex<Vec<Interruption>>>,
 }
 
 impl SuiteInterruption {
     /// Interrupts every running spec with `reason` and starts no more.
     pub fn interrupt(&self, reason: &str) {
-        self.stopped.store(true, Ordering::SeqCst);
-        if let Ok(mut r) = self.reason.lock() {
-            r.get_or_insert_with(|| reason.to_owned());
-        }
+        self.stop.request(reason);
         if let Ok(running) = self.running.lock() {
             for i in running.iter() {
                 i.interrupt(reason);
@@ -52,16 +48,7 @@ impl SuiteInterruption {
     }
 
     fn stopped(&self) -> Option<String> {
-        if !self.stopped.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(
-            self.reason
-                .lock()
-                .ok()
-                .and_then(|r| r.clone())
-                .unwrap_or_else(|| "interrupted".to_owned()),
-        )
+        self.stop.requested()
     }
 
     /// A spec's own interruption, registered while it runs.
