@@ -134,6 +134,11 @@ pub enum RunEvent {
         /// What was pulled, or why nothing could be.
         result: Result<Collected, CollectFailure>,
     },
+    /// Merging the run's captures into one coverage began.
+    MergeStart {
+        /// Captures to merge (failed ones included).
+        captures: usize,
+    },
     /// The run's captures were merged into one coverage.
     MergeEnd {
         /// Captures merged (failed ones included).
@@ -148,6 +153,10 @@ pub enum RunEvent {
         /// The table, as the reporter formats it.
         table: String,
     },
+    /// Writing the coverage reports (and the checks that go with them)
+    /// began; it ends with [`RunEvent::ReportWritten`], or, when writing
+    /// failed, with a notice and the run's end.
+    ReportStart,
     /// The coverage reports were written.
     ReportWritten {
         /// Where each report is.
@@ -337,7 +346,8 @@ impl<W: Write> TerminalReporter<W> {
                 Err(_) => writeln!(self.out, "{} script FAILED", self.stamp())?,
             },
             RunEvent::Notice(d) => writeln!(self.out, "{d}")?,
-            RunEvent::CollectStart { .. } => {}
+            // Starts of steps whose end is told: nothing to print.
+            RunEvent::CollectStart { .. } | RunEvent::MergeStart { .. } | RunEvent::ReportStart => {}
             RunEvent::CollectEnd {
                 capture, result, ..
             } => {
