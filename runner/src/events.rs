@@ -927,4 +927,34 @@ mod tests {
             "{screen:#?}"
         );
     }
+
+    #[test]
+    fn a_hold_keeps_live_lines_off_until_dropped() {
+        let tty = Tty::default();
+        let live = live::Live::new(tty.clone(), || Some((24, 100)));
+        let slot = live.slot("", false);
+        let mut r = TerminalReporter::live(slot.clone(), false);
+        r.handle(&RunEvent::ImageStart {
+            machine: "a".into(),
+        })
+        .expect("write");
+        assert!(tty.screen().last().is_some_and(|l| is_live(l)));
+        let hold = live.hold();
+        assert!(
+            !tty.screen().iter().any(|l| is_live(l)),
+            "{:?}",
+            tty.screen()
+        );
+        r.handle(&RunEvent::Print { text: "hi".into() })
+            .expect("write");
+        slot.tick().expect("tick");
+        let screen = tty.screen();
+        assert!(!screen.iter().any(|l| is_live(l)), "{screen:?}");
+        assert!(
+            screen.last().is_some_and(|l| l.ends_with("] hi")),
+            "{screen:?}"
+        );
+        drop(hold);
+        assert!(tty.screen().last().is_some_and(|l| is_live(l)));
+    }
 }

@@ -94,6 +94,8 @@ struct Area {
     /// Live lines on the screen now; the cursor is at the end of the last.
     drawn: usize,
     last_draw: Option<Instant>,
+    /// Live [`Hold`]s: while there are some, nothing is drawn.
+    holds: usize,
 }
 
 impl Live {
@@ -111,7 +113,29 @@ impl Live {
                 next_id: 0,
                 drawn: 0,
                 last_draw: None,
+                holds: 0,
             })),
+        }
+    }
+
+    /// Prints `line` above the live lines (for messages from outside the
+    /// event stream, such as a signal's arrival).
+    pub fn println(&self, line: &str) -> io::Result<()> {
+        let slot = self.slot("", false);
+        let mut out = slot.clone();
+        writeln!(out, "{line}")?;
+        out.flush()
+    }
+
+    /// Erases the live lines and draws none until the returned hold is
+    /// dropped: for output that does not go through the area (a banner on
+    /// stdout, which shares the terminal).
+    pub fn hold(&self) -> Hold {
+        let mut area = lock(&self.area);
+        area.holds += 1;
+        let _ = area.refresh(None);
+        Hold {
+            area: Arc::clone(&self.area),
         }
     }
 
@@ -135,6 +159,25 @@ impl Live {
                 id,
             }),
         }
+    }
+}
+
+/// Keeps a [`Live`] area from drawing while it lives.
+pub struct Hold {
+    area: Arc<Mutex<Area>>,
+}
+
+impl fmt::Debug for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hold").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut area = lock(&self.area);
+        area.holds = area.holds.saturating_sub(1);
+        let _ = area.refresh(None);
     }
 }
 
@@ -263,7 +306,11 @@ impl Area {
                 }
             }
         }
-        let lines = self.live_lines();
+        let lines = if self.holds > 0 {
+            Vec::new()
+        } else {
+            self.live_lines()
+        };
         if !lines.is_empty() {
             buf.extend_from_slice(lines.join("\n").as_bytes());
             self.drawn = lines.len();
