@@ -93,6 +93,8 @@ struct Area {
     next_id: u64,
     /// Live lines on the screen now; the cursor is at the end of the last.
     drawn: usize,
+    /// The live lines on the screen now.
+    shown: Vec<String>,
     last_draw: Option<Instant>,
     /// Live [`Hold`]s: while there are some, nothing is drawn.
     holds: usize,
@@ -112,6 +114,7 @@ impl Live {
                 slots: Vec::new(),
                 next_id: 0,
                 drawn: 0,
+                shown: Vec::new(),
                 last_draw: None,
                 holds: 0,
             })),
@@ -283,6 +286,17 @@ impl Area {
     /// Erases the live lines, prints the whole lines `id` has pending
     /// (each with its prefix), draws the live lines again: one write.
     fn refresh(&mut self, id: Option<u64>) -> io::Result<()> {
+        let lines = if self.holds > 0 {
+            Vec::new()
+        } else {
+            self.live_lines()
+        };
+        let printing = id
+            .and_then(|id| self.slots.iter().find(|s| s.id == id))
+            .is_some_and(|s| s.pending.contains(&b'\n'));
+        if !printing && lines == self.shown {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         if self.drawn > 0 {
             buf.push(b'\r');
@@ -306,16 +320,12 @@ impl Area {
                 }
             }
         }
-        let lines = if self.holds > 0 {
-            Vec::new()
-        } else {
-            self.live_lines()
-        };
         if !lines.is_empty() {
             buf.extend_from_slice(lines.join("\n").as_bytes());
             self.drawn = lines.len();
             self.last_draw = Some(Instant::now());
         }
+        self.shown = lines;
         if buf.is_empty() {
             return Ok(());
         }
