@@ -10,13 +10,17 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::coverage::{CollectFailure, Collected, DataFiles, ReportPaths};
 use crate::diag::Diagnostic;
 use crate::machine::{EventSink, MachineEvent};
+
+pub mod live;
+
+use live::{LiveSlot, TICK};
 
 /// The life-cycle state of one machine, as shown by the reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +138,11 @@ pub enum RunEvent {
         /// What was pulled, or why nothing could be.
         result: Result<Collected, CollectFailure>,
     },
+    /// Merging the run's captures into one coverage began.
+    MergeStart {
+        /// Captures to merge (failed ones included).
+        captures: usize,
+    },
     /// The run's captures were merged into one coverage.
     MergeEnd {
         /// Captures merged (failed ones included).
@@ -148,6 +157,10 @@ pub enum RunEvent {
         /// The table, as the reporter formats it.
         table: String,
     },
+    /// Writing the coverage reports (and the checks that go with them)
+    /// began; it ends with [`RunEvent::ReportWritten`], or, when writing
+    /// failed, with a notice and the run's end.
+    ReportStart,
     /// The coverage reports were written.
     ReportWritten {
         /// Where each report is.
@@ -197,7 +210,8 @@ pub fn channel() -> (EventSender, Receiver<RunEvent>) {
 
 /// Renders run events as terminal lines: console lines prefixed with the
 /// machine name, machine state changes with a one-line overview of every
-/// machine's state, steps, subtests and results.
+/// machine's state, steps, subtests and results; on a terminal, also the
+/// long steps in progress as live lines (see [`live`]).
 #[derive(Debug)]
 pub struct TerminalReporter<W: Write> {
     out: W,
@@ -206,6 +220,18 @@ pub struct TerminalReporter<W: Write> {
     order: Vec<String>,
     width: usize,
     show_console: bool,
+    live: Option<LiveSlot>,
+}
+
+impl TerminalReporter<LiveSlot> {
+    /// A reporter printing through `slot` of a terminal's live area: the
+    /// same lines as [`TerminalReporter::new`], with the steps in progress
+    /// as live lines under them.
+    pub fn live(slot: LiveSlot, show_console: bool) -> Self {
+        let mut r = TerminalReporter::new(slot.clone(), show_console);
+        r.live = Some(slot);
+        r
+    }
 }
 
 impl<W: Write> TerminalReporter<W> {
@@ -219,6 +245,7 @@ impl<W: Write> TerminalReporter<W> {
             order: Vec::new(),
             width: 0,
             show_console,
+            live: None,
         }
     }
 
@@ -337,7 +364,8 @@ impl<W: Write> TerminalReporter<W> {
                 Err(_) => writeln!(self.out, "{} script FAILED", self.stamp())?,
             },
             RunEvent::Notice(d) => writeln!(self.out, "{d}")?,
-            RunEvent::CollectStart { .. } => {}
+            // Starts of steps whose end is told: nothing to print.
+            RunEvent::CollectStart { .. } | RunEvent::MergeStart { .. } | RunEvent::ReportStart => {}
             RunEvent::CollectEnd {
                 capture, result, ..
             } => {
@@ -380,6 +408,9 @@ impl<W: Write> TerminalReporter<W> {
                 elapsed.as_secs_f64()
             )?,
         }
+        if let Some(live) = &self.live {
+            live.track(event);
+        }
         self.out.flush()
     }
 
@@ -388,14 +419,24 @@ impl<W: Write> TerminalReporter<W> {
     where
         W: Send + 'static,
     {
-        std::thread::spawn(move || {
-            while let Ok(ev) = events.recv() {
-                if self.handle(&ev).is_err() {
-                    // The terminal is gone (closed pipe): keep draining so
-                    // senders never notice, but stop writing.
-                    while events.recv().is_ok() {}
-                    return;
-                }
+        std::thread::spawn(move || loop {
+            // Live lines are redrawn every tick while no event comes.
+            let written = match &self.live {
+                Some(live) => match events.recv_timeout(TICK) {
+                    Ok(ev) => self.handle(&ev),
+                    Err(RecvTimeoutError::Timeout) => live.tick(),
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match events.recv() {
+                    Ok(ev) => self.handle(&ev),
+                    Err(_) => return,
+                },
+            };
+            if written.is_err() {
+                // The terminal is gone (closed pipe): keep draining so
+                // senders never notice, but stop writing.
+                while events.recv().is_ok() {}
+                return;
             }
         })
     }
@@ -558,5 +599,364 @@ mod tests {
             RunEvent::Machine(MachineEvent::Stopped { machine, .. }) => assert_eq!(machine, "m"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// A fake terminal: what is written to it, shared.
+    #[derive(Clone, Default)]
+    struct Tty(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Tty {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("tty").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Tty {
+        fn bytes(&self) -> Vec<u8> {
+            self.0.lock().expect("tty").clone()
+        }
+
+        /// The screen after every byte written so far: a tiny terminal
+        /// knowing `\r`, `\n`, cursor up (`ESC [ n A`) and erase to the
+        /// end of the screen (`ESC [ J`), the only controls live lines use.
+        fn screen(&self) -> Vec<String> {
+            let text = String::from_utf8(self.bytes()).expect("utf-8");
+            let mut lines: Vec<Vec<char>> = vec![Vec::new()];
+            let (mut row, mut col) = (0usize, 0usize);
+            let mut chars = text.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\r' => col = 0,
+                    '\n' => {
+                        row += 1;
+                        col = 0;
+                    }
+                    '\x1b' => {
+                        assert_eq!(chars.next(), Some('['), "{text:?}");
+                        let mut n = String::new();
+                        while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                            n.push(d);
+                        }
+                        match chars.next() {
+                            Some('A') => {
+                                let n: usize = n.parse().unwrap_or(1);
+                                row = row.checked_sub(n).expect("cursor above the screen");
+                            }
+                            Some('J') => {
+                                lines.truncate(row + 1);
+                                if let Some(l) = lines.get_mut(row) {
+                                    l.truncate(col);
+                                }
+                            }
+                            other => panic!("unexpected control {other:?} in {text:?}"),
+                        }
+                    }
+                    c => {
+                        while lines.len() <= row {
+                            lines.push(Vec::new());
+                        }
+                        let line = &mut lines[row];
+                        while line.len() <= col {
+                            line.push(' ');
+                        }
+                        line[col] = c;
+                        col += 1;
+                    }
+                }
+                while lines.len() <= row {
+                    lines.push(Vec::new());
+                }
+            }
+            if lines.last().is_some_and(Vec::is_empty) {
+                lines.pop();
+            }
+            lines.into_iter().map(|l| l.into_iter().collect()).collect()
+        }
+    }
+
+    /// Lines with every `[  1.23s]` stamp made equal.
+    fn unstamped<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let stamp = regex::Regex::new(r"\[\s*\d+\.\d\ds\]").expect("regex");
+        lines
+            .into_iter()
+            .map(|l| stamp.replace_all(l, "[stamp]").into_owned())
+            .collect()
+    }
+
+    fn is_live(line: &str) -> bool {
+        line.chars().any(|c| live::SPINNER.contains(&c))
+    }
+
+    /// A run's events, from the start to the end, with coverage.
+    fn whole_run() -> Vec<RunEvent> {
+        let step = |what: &str| (Some("a".to_owned()), what.to_owned());
+        let (m, what) = step("wait_for_open_port(80)");
+        vec![
+            RunEvent::RunStart {
+                run_dir: "/tmp/r".into(),
+                machines: vec!["a".into()],
+            },
+            RunEvent::ImageStart {
+                machine: "a".into(),
+            },
+            RunEvent::ImageEnd {
+                machine: "a".into(),
+                result: Ok(Duration::from_secs(1)),
+            },
+            RunEvent::Machine(MachineEvent::Booting {
+                machine: "a".into(),
+                accel: "tcg".into(),
+            }),
+            RunEvent::Machine(MachineEvent::ConsoleLine {
+                machine: "a".into(),
+                line: "booted".into(),
+            }),
+            RunEvent::Machine(MachineEvent::Ready {
+                machine: "a".into(),
+                boot_time: Duration::from_secs(2),
+            }),
+            RunEvent::SubtestStart { name: "web".into() },
+            RunEvent::StepStart {
+                machine: m.clone(),
+                what: what.clone(),
+            },
+            RunEvent::StepEnd {
+                machine: m,
+                what,
+                result: Ok(Duration::from_secs(1)),
+            },
+            RunEvent::SubtestEnd {
+                name: "web".into(),
+                result: Ok(Duration::from_secs(1)),
+            },
+            RunEvent::ScriptEnd {
+                result: Ok(Duration::from_secs(3)),
+            },
+            RunEvent::CollectStart {
+                capture: "a".into(),
+                machine: "a".into(),
+            },
+            RunEvent::CollectEnd {
+                capture: "a".into(),
+                machine: "a".into(),
+                result: Ok(Collected::default()),
+            },
+            RunEvent::MergeStart { captures: 1 },
+            RunEvent::MergeEnd {
+                captures: 1,
+                files: DataFiles::default(),
+                result: Ok(2),
+            },
+            RunEvent::ReportStart,
+            RunEvent::CoverageSummary {
+                table: "lines 100%".into(),
+            },
+            RunEvent::ReportWritten {
+                paths: ReportPaths {
+                    html: "/o/report/index.html".into(),
+                    lcov: "/o/coverage.info".into(),
+                    lcov_per_capture: "/o/coverage-per-machine.info".into(),
+                    cobertura: "/o/cobertura.xml".into(),
+                    json: "/o/coverage.json".into(),
+                },
+            },
+            RunEvent::Machine(MachineEvent::Stopped {
+                machine: "a".into(),
+                how: "exit status: 0".into(),
+            }),
+            RunEvent::RunEnd {
+                elapsed: Duration::from_secs(5),
+            },
+        ]
+    }
+
+    /// The live line each event of [`whole_run`] leaves, if any.
+    fn live_after(ev: &RunEvent) -> Option<&'static str> {
+        match ev {
+            RunEvent::ImageStart { .. } => Some("a: building image"),
+            RunEvent::Machine(MachineEvent::Booting { .. })
+            | RunEvent::Machine(MachineEvent::ConsoleLine { .. }) => Some("a: booting"),
+            RunEvent::SubtestStart { .. } => Some("subtest `web`"),
+            RunEvent::StepStart { .. } => Some("a: wait_for_open_port(80)"),
+            RunEvent::StepEnd { .. } => Some("subtest `web`"),
+            RunEvent::CollectStart { .. } => Some("a: pulling coverage"),
+            RunEvent::MergeStart { .. } => Some("coverage: merging 1 capture(s)"),
+            RunEvent::ReportStart | RunEvent::CoverageSummary { .. } => {
+                Some("coverage: writing reports")
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn live_lines_follow_the_steps_and_leave_the_plain_lines() {
+        let tty = Tty::default();
+        let live = live::Live::new(tty.clone(), || Some((24, 100)));
+        let slot = live.slot("", false);
+        let mut r = TerminalReporter::live(slot.clone(), true);
+        for ev in whole_run() {
+            r.handle(&ev).expect("write to the fake tty");
+            let screen = tty.screen();
+            let live: Vec<&String> = screen.iter().filter(|l| is_live(l)).collect();
+            match live_after(&ev) {
+                Some(label) => {
+                    // The innermost step is the last live line, at the bottom.
+                    let last = screen.last().expect("a screen");
+                    assert!(is_live(last), "after {ev:?}: {screen:#?}");
+                    assert!(
+                        last.ends_with(&format!("s {label}")),
+                        "after {ev:?}: {screen:#?}"
+                    );
+                    assert!(live.len() <= 2, "after {ev:?}: {screen:#?}");
+                }
+                None => assert!(live.is_empty(), "after {ev:?}: {screen:#?}"),
+            }
+        }
+        drop((r, slot));
+        let raw = String::from_utf8(tty.bytes()).expect("utf-8");
+        assert!(
+            raw.contains("\x1b[J"),
+            "live lines were never erased: {raw:?}"
+        );
+        // Erased, the live lines leave exactly the plain lines.
+        let plain = render(&whole_run());
+        let screen = tty.screen();
+        assert_eq!(
+            unstamped(screen.iter().map(String::as_str)),
+            unstamped(plain.lines())
+        );
+    }
+
+    #[test]
+    fn a_live_line_shows_the_time_so_far() {
+        let tty = Tty::default();
+        let live = live::Live::new(tty.clone(), || Some((24, 100)));
+        let slot = live.slot("", false);
+        let mut r = TerminalReporter::live(slot.clone(), false);
+        r.handle(&RunEvent::StepStart {
+            machine: Some("a".into()),
+            what: "wait_until_succeeds(`true`)".into(),
+        })
+        .expect("write");
+        let secs = |screen: Vec<String>| -> f64 {
+            let last = screen.last().cloned().unwrap_or_default();
+            let word = last.split(' ').nth(1).unwrap_or_default();
+            word.strip_suffix('s')
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("no elapsed time in {last:?}"))
+        };
+        let first = secs(tty.screen());
+        std::thread::sleep(live::TICK * 2);
+        slot.tick().expect("tick");
+        // Only lower bounds: the step is at least as old as the sleep.
+        let later = secs(tty.screen());
+        assert!(later >= 0.2 && later >= first, "{:?}", tty.screen());
+        let frames = tty.screen().join("\n");
+        assert!(
+            frames.ends_with("a: wait_until_succeeds(`true`)"),
+            "{frames}"
+        );
+    }
+
+    #[test]
+    fn suites_get_one_live_line_per_spec_and_prefixed_lines() {
+        let tty = Tty::default();
+        let live = live::Live::new(tty.clone(), || Some((24, 100)));
+        let suite = TerminalReporter::live(live.slot("[suite] ", true), false);
+        let mut specs: Vec<_> = ["[one] ", "[two] "]
+            .into_iter()
+            .map(|p| TerminalReporter::live(live.slot(p, true), false))
+            .collect();
+        for r in &mut specs {
+            for ev in whole_run().iter().take(8) {
+                r.handle(ev).expect("write");
+            }
+        }
+        let screen = tty.screen();
+        let live_lines: Vec<&String> = screen.iter().filter(|l| is_live(l)).collect();
+        assert_eq!(live_lines.len(), 2, "{screen:#?}");
+        assert!(live_lines[0].starts_with("[one] "), "{screen:#?}");
+        assert!(
+            live_lines[1].starts_with("[two] ") && live_lines[1].ends_with(" (+1 more)"),
+            "{screen:#?}"
+        );
+        drop(specs);
+        drop(suite);
+        let screen = tty.screen();
+        assert!(!screen.iter().any(|l| is_live(l)), "{screen:#?}");
+        let plain = render(&whole_run()[..8]);
+        let mut expected = Vec::new();
+        for p in ["[one] ", "[two] "] {
+            expected.extend(
+                plain
+                    .lines()
+                    .filter(|l| !l.contains(" | "))
+                    .map(|l| format!("{p}{l}")),
+            );
+        }
+        assert_eq!(
+            unstamped(screen.iter().map(String::as_str)),
+            unstamped(expected.iter().map(String::as_str))
+        );
+    }
+
+    #[test]
+    fn live_lines_fit_the_terminal() {
+        let tty = Tty::default();
+        let live = live::Live::new(tty.clone(), || Some((6, 30)));
+        let mut r = TerminalReporter::live(live.slot("", false), false);
+        for i in 0..12 {
+            r.handle(&RunEvent::ImageStart {
+                machine: format!("machine-with-a-long-name-{i}"),
+            })
+            .expect("write");
+        }
+        let screen = tty.screen();
+        let live_lines: Vec<&String> = screen.iter().filter(|l| is_live(l)).collect();
+        assert_eq!(live_lines.len(), 3, "{screen:#?}");
+        assert_eq!(
+            screen.last().map(String::as_str),
+            Some("… and 9 more step(s)"),
+            "{screen:#?}"
+        );
+        // The live lines never wrap (the plain lines above may).
+        assert!(
+            screen.iter().rev().take(4).all(|l| l.chars().count() < 30),
+            "{screen:#?}"
+        );
+    }
+
+    #[test]
+    fn a_hold_keeps_live_lines_off_until_dropped() {
+        let tty = Tty::default();
+        let live = live::Live::new(tty.clone(), || Some((24, 100)));
+        let slot = live.slot("", false);
+        let mut r = TerminalReporter::live(slot.clone(), false);
+        r.handle(&RunEvent::ImageStart {
+            machine: "a".into(),
+        })
+        .expect("write");
+        assert!(tty.screen().last().is_some_and(|l| is_live(l)));
+        let hold = live.hold();
+        assert!(
+            !tty.screen().iter().any(|l| is_live(l)),
+            "{:?}",
+            tty.screen()
+        );
+        r.handle(&RunEvent::Print { text: "hi".into() })
+            .expect("write");
+        slot.tick().expect("tick");
+        let screen = tty.screen();
+        assert!(!screen.iter().any(|l| is_live(l)), "{screen:?}");
+        assert!(
+            screen.last().is_some_and(|l| l.ends_with("] hi")),
+            "{screen:?}"
+        );
+        drop(hold);
+        assert!(tty.screen().last().is_some_and(|l| is_live(l)));
     }
 }

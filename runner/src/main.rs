@@ -14,6 +14,7 @@ mod cli {
     pub mod format_opts;
     pub mod markers;
     pub mod merge;
+    pub mod progress;
     pub mod report;
     pub mod run;
     pub mod shell;

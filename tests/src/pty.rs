@@ -4,6 +4,7 @@
 use std::io::{Read as _, Write as _};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ pub struct PtyChild {
     child: Child,
     master: std::fs::File,
     output: Arc<Mutex<Vec<u8>>>,
+    /// Set once the pty's last writer is gone and everything was read.
+    ended: Arc<AtomicBool>,
     /// Output before this offset was already matched by a wait.
     seen: usize,
     status: Option<ExitStatus>,
@@ -82,6 +85,8 @@ impl PtyChild {
         let mut reader = master.try_clone()?;
         let output = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&output);
+        let ended = Arc::new(AtomicBool::new(false));
+        let end = Arc::clone(&ended);
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
             // EIO once the last slave holder is gone: the end.
@@ -93,11 +98,13 @@ impl PtyChild {
                     s.extend_from_slice(b);
                 }
             }
+            end.store(true, Ordering::SeqCst);
         });
         Ok(PtyChild {
             child,
             master,
             output,
+            ended,
             seen: 0,
             status: None,
         })
@@ -157,6 +164,25 @@ impl PtyChild {
         Ok(self.status)
     }
 
+    /// Waits up to `timeout` for the program to exit and for everything it
+    /// (and whatever else held the pty) wrote; returns the exit status and
+    /// the whole output.
+    pub fn finish(&mut self, timeout: Duration) -> Result<(ExitStatus, Vec<u8>)> {
+        let (timeout, cut) = capped(timeout);
+        let deadline = Instant::now() + timeout;
+        let status = self.wait(timeout)?;
+        while !self.ended.load(Ordering::SeqCst) {
+            if Instant::now() >= deadline {
+                bail!(
+                    "the pty was still open {timeout:?}{cut} after start ({status}); output:\n{}",
+                    String::from_utf8_lossy(&self.output()).escape_debug()
+                );
+            }
+            thread::sleep(POLL);
+        }
+        Ok((status, self.output()))
+    }
+
     /// Waits up to `timeout` for the program to exit.
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let (timeout, cut) = capped(timeout);
@@ -183,4 +209,72 @@ impl Drop for PtyChild {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The screen a terminal shows after `bytes`, as lines: a small emulator
+/// knowing carriage return, line feed, cursor up (`ESC [ n A`), erase to
+/// the end of the screen (`ESC [ J`) and erase the line (`ESC [ 2 K`);
+/// any other control sequence is an error.
+pub fn screen(bytes: &[u8]) -> Result<Vec<String>> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => col = 0,
+            '\n' => {
+                row += 1;
+                col = 0;
+            }
+            '\x1b' => {
+                if chars.next() != Some('[') {
+                    bail!("an escape that is no CSI sequence in {text:?}");
+                }
+                let mut n = String::new();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    n.push(d);
+                }
+                match chars.next() {
+                    Some('A') => {
+                        let up: usize = n.parse().unwrap_or(1);
+                        row = row.saturating_sub(up);
+                    }
+                    Some('J') => {
+                        lines.truncate(row + 1);
+                        if let Some(l) = lines.get_mut(row) {
+                            l.truncate(col);
+                        }
+                    }
+                    Some('K') if n == "2" => {
+                        if let Some(l) = lines.get_mut(row) {
+                            l.clear();
+                        }
+                    }
+                    other => bail!("unexpected control sequence {n}{other:?} in {text:?}"),
+                }
+            }
+            c => {
+                while lines.len() <= row {
+                    lines.push(Vec::new());
+                }
+                if let Some(line) = lines.get_mut(row) {
+                    while line.len() <= col {
+                        line.push(' ');
+                    }
+                    if let Some(cell) = line.get_mut(col) {
+                        *cell = c;
+                    }
+                }
+                col += 1;
+            }
+        }
+        while lines.len() <= row {
+            lines.push(Vec::new());
+        }
+    }
+    while lines.last().is_some_and(Vec::is_empty) {
+        lines.pop();
+    }
+    Ok(lines.into_iter().map(|l| l.into_iter().collect()).collect())
 }

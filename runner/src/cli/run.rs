@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use covnet_runner::diag;
-use covnet_runner::events::{self, RunEvent, TerminalReporter};
+use covnet_runner::events::{self, RunEvent};
 use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::run::network::{watch_signals, Received};
 use covnet_runner::run::{CoverageOutcome, Interruption, RunPlan, RunRequest, TestResult, Verdict};
@@ -17,6 +17,7 @@ use covnet_runner::spec::Backend;
 
 use super::coverage_opts::{self, CoverageOpts};
 use super::exit;
+use super::progress;
 
 /// Arguments of `covnet run`.
 #[derive(Args, Debug)]
@@ -66,6 +67,11 @@ pub struct RunArgs {
     /// Don't echo the guests' serial consoles.
     #[arg(long)]
     pub no_console: bool,
+    /// Don't draw live progress (steps in progress with their elapsed
+    /// time) on a terminal; print only the timestamped lines, as when
+    /// stderr is not a terminal or `TERM=dumb`.
+    #[arg(long)]
+    pub no_progress: bool,
     /// Keep the run directory (sockets, console logs) for inspection.
     #[arg(long)]
     pub keep_run_dir: bool,
@@ -99,12 +105,12 @@ pub struct RunArgs {
 /// for a second signal, covnet exits at once).
 pub fn announce_signal(r: Received) {
     if r.again {
-        eprintln!("covnet: second {}, exiting now", r.name);
+        progress::eprintln(&format!("covnet: second {}, exiting now", r.name));
     } else {
-        eprintln!(
+        progress::eprintln(&format!(
             "covnet: {} received, stopping all machines (send it again to exit at once)",
             r.name
-        );
+        ));
     }
 }
 
@@ -153,7 +159,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = RunPlan::with_coverage(&request, |c| args.coverage_settings(c))?;
 
     let (events, rx) = events::channel();
-    let reporter = TerminalReporter::new(std::io::stderr(), !args.no_console).spawn(rx);
+    let reporter = progress::spawn_reporter(args.no_progress, !args.no_console, rx);
     // Diagnostics from where no event stream is at hand join this one.
     let diagnostics = {
         let events = events.clone();

@@ -170,16 +170,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs,
     };
 
-    // The suite's own diagnostics, and each spec's events, prefixed.
+    // The suite's own diagnostics, and each spec's events, prefixed; on a
+    // terminal, with one live line per running spec.
+    let live = super::progress::stderr(args.no_progress);
+    let reporter = |prefix: String, show_console: bool, rx| match &live {
+        Some(live) => TerminalReporter::live(live.slot(&prefix, true), show_console).spawn(rx),
+        None => TerminalReporter::new(
+            Prefixed {
+                prefix,
+                pending: Vec::new(),
+            },
+            show_console,
+        )
+        .spawn(rx),
+    };
     let (suite_events, suite_rx) = events::channel();
-    let suite_reporter = TerminalReporter::new(
-        Prefixed {
-            prefix: "[suite] ".into(),
-            pending: Vec::new(),
-        },
-        false,
-    )
-    .spawn(suite_rx);
+    let suite_reporter = reporter("[suite] ".into(), false, suite_rx);
     let diagnostics = {
         let events = suite_events.clone();
         diag::set_sink(move |d| events.send(RunEvent::Notice(d)))
@@ -197,14 +203,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let show_console = !args.no_console;
     let events_for = |spec: &SuiteSpec| -> EventSender {
         let (tx, rx) = events::channel();
-        let handle = TerminalReporter::new(
-            Prefixed {
-                prefix: format!("[{}] ", spec.id),
-                pending: Vec::new(),
-            },
-            show_console,
-        )
-        .spawn(rx);
+        let handle = reporter(format!("[{}] ", spec.id), show_console, rx);
         if let Ok(mut r) = reporters.lock() {
             r.push(handle);
         }

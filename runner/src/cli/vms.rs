@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use covnet_runner::events::{self, TerminalReporter};
+use covnet_runner::events;
 use covnet_runner::machine::vm::accel::AccelRequest;
 use covnet_runner::run::network::{watch_signals, Network, NetworkOptions};
 use covnet_runner::run::shell_proxy::{default_run_link, ShellProxy, SOCKET_SUFFIX};
@@ -31,6 +31,10 @@ pub struct VmsArgs {
     /// Don't echo the guests' serial consoles.
     #[arg(long)]
     pub no_console: bool,
+    /// Don't draw live progress (image builds and boots in progress) on a
+    /// terminal; print only the timestamped lines.
+    #[arg(long)]
+    pub no_progress: bool,
     /// Directory for files copied out of machines (default: `covnet-out/vms`).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -46,7 +50,7 @@ pub fn vms(args: VmsArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("failed to create output directory {}", out.display()))?;
     let (events, rx) = events::channel();
-    let reporter = TerminalReporter::new(std::io::stderr(), !args.no_console).spawn(rx);
+    let reporter = super::progress::spawn_reporter(args.no_progress, !args.no_console, rx);
     let result = serve(&args, &spec, &out, events);
     let _ = reporter.join();
     result
@@ -102,6 +106,9 @@ fn serve(
     }
     let link = default_run_link();
     let linked = point_link(&link, &run_dir);
+    // The banner goes to stdout, on the same terminal as the live lines:
+    // none are drawn from here on (the boots are over).
+    let _no_live_lines = super::progress::hold();
 
     println!(
         "covnet vms: {} machine(s) running, run directory {}",

@@ -271,6 +271,9 @@ pub(crate) fn collect_and_report(
         .filter_map(|c| c.outcome.as_ref().ok())
         .map(|p| p.kinds())
         .sum();
+    events.send(RunEvent::MergeStart {
+        captures: captures.len(),
+    });
     let mut merged = match coverage::merge(&captures, &merge_settings) {
         Ok(m) => m,
         Err(e) => {
@@ -289,6 +292,7 @@ pub(crate) fn collect_and_report(
         files,
         result: Ok(merged.coverage.files.len()),
     });
+    events.send(RunEvent::ReportStart);
     for d in notices::apply_markers(&mut merged.coverage, &settings.rules) {
         notice(d);
     }
