@@ -812,7 +812,10 @@ fn guest_programs_start_with_umask_022() {
     net.start_all();
     assert_eq!(net.succeed("a", "umask"), "0022\n");
     assert_eq!(
-        net.succeed("a", "echo x >/tmp/f && mkdir /tmp/d && stat -c %a /tmp/f /tmp/d"),
+        net.succeed(
+            "a",
+            "echo x >/tmp/f && mkdir /tmp/d && stat -c %a /tmp/f /tmp/d"
+        ),
         "644\n755\n"
     );
     // The service wrote its umask at boot; the shell's command timeout
