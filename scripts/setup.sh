@@ -30,6 +30,12 @@ packages=(
   # blind spots: objdump --dwarf=decodedline is the DWARF tests' oracle;
   # readelf, objcopy and strip make their stripped and split fixtures
   binutils
+  # examples/nixos-*: ports of NixOS tests run these Debian daemons and
+  # clients in the guests (nginx, Knot DNS with its khost, ss for sshd)
+  nginx knot knot-host
+  # their scripts are checked against the originals by reverse-applying
+  # the recorded diff (nixpkgs' text is not committed)
+  patch
 )
 
 # Root runs commands directly; anyone else through sudo.

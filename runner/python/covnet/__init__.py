@@ -378,9 +378,16 @@ def _main(path, display):
         return
     env = {"__name__": "__main__", "__file__": display, "__builtins__": builtins}
     env.update({n: globals()[n] for n in __all__})
+    usable = lambda var: var.isidentifier() and not keyword.iskeyword(var)
     for m in machines:
-        if m.name.isidentifier() and not keyword.iskeyword(m.name):
+        if usable(m.name):
             env[m.name] = m
+    # As NixOS's driver names them: `server-lazy` is `server_lazy` (unless
+    # that is another machine's or the API's name).
+    for m in machines:
+        alias = m.name.replace("-", "_")
+        if alias != m.name and usable(alias) and alias not in env:
+            env[alias] = m
     sys.stdout = _Printer()
     try:
         exec(code, env)

@@ -20,6 +20,7 @@ mod markers;
 mod merge_cli;
 mod mixed;
 mod namespace;
+mod nixos_ports;
 mod progress;
 mod python;
 mod report;

@@ -799,6 +799,36 @@ fn two_vlans_give_two_interfaces() {
     assert_ne!(out.status, 0, "VLANs are not separate");
 }
 
+/// Init, its services and the control shell start with umask 022, as PID 1
+/// of a VM does (the root itself is built with umask 0): a file a command
+/// creates is 0644, not world-writable (sshd refuses such an
+/// `authorized_keys`).
+#[test]
+fn guest_programs_start_with_umask_022() {
+    let net = NsNet::new(
+        "[machines.a]\n[[machines.a.services]]\nname = \"u\"\n\
+         command = \"umask >/tmp/service-umask.new && mv /tmp/service-umask.new /tmp/service-umask && exec sleep 1000\"\n",
+    );
+    net.start_all();
+    assert_eq!(net.succeed("a", "umask"), "0022\n");
+    assert_eq!(
+        net.succeed(
+            "a",
+            "echo x >/tmp/f && mkdir /tmp/d && stat -c %a /tmp/f /tmp/d"
+        ),
+        "644\n755\n"
+    );
+    // The service wrote its umask at boot; the shell's command timeout
+    // bounds the wait.
+    assert_eq!(
+        net.succeed(
+            "a",
+            "while [ ! -e /tmp/service-umask ]; do sleep 0.05; done; cat /tmp/service-umask"
+        ),
+        "0022\n"
+    );
+}
+
 /// A command that outlives its timeout is killed (with what it started)
 /// and reported; the shell keeps working; exit statuses and stderr come
 /// back exactly.

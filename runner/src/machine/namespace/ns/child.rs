@@ -122,6 +122,11 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
         }
+        // The root was built with umask 0 (exact modes); init starts with
+        // the kernel's umask for PID 1, 022, as in a VM: files that guest
+        // programs create get the modes they get there (sshd refuses a
+        // world-writable authorized_keys).
+        libc::umask(0o022);
         libc::execve(a.cfg.program.as_ptr(), a.argv.as_ptr(), a.env.as_ptr());
         Err((Stage::Exec, errno()))
     }
