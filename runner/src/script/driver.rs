@@ -559,21 +559,36 @@ impl Node {
                 }
             })?;
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match &service.ready {
-                None => Ok(()),
-                Some(Ready::Port(port)) => self.wait_port(port.get(), remaining),
-                Some(Ready::File(path)) => self.wait_file(path, remaining),
-                Some(Ready::Command(cmd)) => {
-                    self.poll(&format!("`{cmd}` to succeed"), remaining, |t| {
-                        let out = self.machine.execute(cmd, t)?;
-                        Ok(if out.success() {
-                            Attempt::Done(())
-                        } else {
-                            Attempt::NotYet(Some(out))
-                        })
-                    })
+            let (what, check) = match &service.ready {
+                None => return Ok(()),
+                Some(Ready::Port(port)) => (
+                    format!("TCP port {port} to listen"),
+                    port_listening_command(port.get()),
+                ),
+                Some(Ready::File(path)) => (
+                    format!("file {path} to exist"),
+                    format!("test -e {}", shell_quote(path)),
+                ),
+                Some(Ready::Command(cmd)) => (format!("`{cmd}` to succeed"), cmd.clone()),
+            };
+            let shows_output = matches!(service.ready, Some(Ready::Command(_)));
+            // Each pass asks whether the service still runs, so one that
+            // dies while its readiness is awaited fails the wait at once.
+            self.poll(&what, remaining, |t| {
+                let state = self.machine.execute(&cmd, t)?;
+                if state.status == 3 {
+                    return Err(StepErrorKind::ServiceDied {
+                        name: name.to_owned(),
+                        log: state.stdout_lossy(),
+                    });
                 }
-            }
+                let out = self.machine.execute(&check, t)?;
+                Ok(if out.success() {
+                    Attempt::Done(())
+                } else {
+                    Attempt::NotYet(shows_output.then_some(out))
+                })
+            })
         })
     }
 

@@ -1170,3 +1170,34 @@ fn machine_root_holds_no_host_privileges() {
     drop(net);
     assert!(!run_dir.exists(), "{} was not removed", run_dir.display());
 }
+
+/// A service that dies while its readiness is awaited fails the wait at
+/// once, saying it died and showing its log, instead of waiting out the
+/// timeout for a port that will never open.
+#[test]
+fn a_service_dying_before_it_is_ready_fails_the_wait_saying_so() {
+    require_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dies.toml");
+    std::fs::write(
+        &path,
+        "[defaults]\nbackend = \"namespace\"\ncommand_timeout = \"10m\"\n[machines.m]\n[[machines.m.services]]\nname = \"flaky\"\ncommand = \"sh -c 'echo starting up; sleep 1; echo giving up; exit 4'\"\nready = { port = 8080 }\n[test]\ntimeout = \"15m\"\nscript = '''\nstart_all();\nm.wait_for_service(\"flaky\");\n'''\n",
+    )
+    .expect("write spec");
+    let out = covnet_cli(
+        &[
+            "run",
+            path.to_str().expect("utf-8"),
+            "--no-console",
+            "--out",
+            dir.path().join("out").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("service `flaky` is not running") && out.stderr.contains("giving up"),
+        "{}",
+        out.stderr
+    );
+}

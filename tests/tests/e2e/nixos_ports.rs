@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use sha2::Digest as _;
 use covnet_tests::lcov_tool;
+use sha2::Digest as _;
 
 use crate::features::junit_cases;
 
