@@ -468,3 +468,57 @@ fn script_phases_and_shutdown_keep_their_own_captures() -> Result<()> {
     );
     Ok(())
 }
+
+/// `reboot()` keeps the first boot's coverage: it is collected as the
+/// phase `boot-1` before the machine goes down, and what the second boot
+/// runs is in the final capture.
+fn reboot_keeps_the_first_boots_coverage(backend: &str) -> Result<()> {
+    let ex = Example::build()?;
+    let spec = ex.dir.join("reboot.toml");
+    let text = std::fs::read_to_string(ex.spec())?.replace(
+        "script_file = \"test.rhai\"",
+        "script = '''\nstart_all();\nserver.wait_for_service(\"webserver\");\nclient.succeed(\"client server 80 get /hello\");\nserver.reboot();\nserver.wait_for_service(\"webserver\");\nclient.succeed(\"client server 80 get /hello\");\nclient.succeed(\"client server 80 get /hello\");\n'''",
+    );
+    ensure!(text.contains("reboot"), "the example spec changed shape");
+    std::fs::write(&spec, text)?;
+    let out = ex.run_with(&spec, &format!("reboot-{backend}"), &["--backend", backend])?;
+    let per = per_test_functions(&out.join("coverage-per-machine.info"))?;
+    let calls = |capture: &str, f: &str| {
+        per.get(capture)
+            .and_then(|fs| fs.get(f))
+            .copied()
+            .unwrap_or(0)
+    };
+    // One server process per boot; one request before the reboot, two
+    // after.
+    ensure!(
+        calls("server_boot_1", "main") == 1,
+        "server@boot-1: {per:?}"
+    );
+    ensure!(
+        calls("server", "main") == 1,
+        "server after the reboot: {per:?}"
+    );
+    let requests = |c: &str| calls(c, "http_parse");
+    ensure!(
+        requests("server_boot_1") >= 1 && requests("server") > requests("server_boot_1"),
+        "requests per boot: {per:?}"
+    );
+    let all = per_test_functions(&out.join("coverage.info"))?;
+    let total_main: i64 = all.values().filter_map(|f| f.get("main")).sum();
+    ensure!(
+        total_main >= 2,
+        "the combined report holds both boots: {all:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn reboot_keeps_the_first_boots_coverage_on_vms() -> Result<()> {
+    reboot_keeps_the_first_boots_coverage("vm")
+}
+
+#[test]
+fn reboot_keeps_the_first_boots_coverage_on_namespace_machines() -> Result<()> {
+    reboot_keeps_the_first_boots_coverage("namespace")
+}

@@ -32,33 +32,65 @@ fn covnet_run(dir: &Path, spec: &Path, out: &Path, extra: &[&str]) -> Result<Out
     )
 }
 
-/// The example run with `spec`, with coverage and JUnit: (JUnit cases,
-/// combined tracefile).
-fn example_run(
-    ex: &Example,
-    spec: &str,
-    out: &str,
-    backend: &str,
-) -> Result<(Vec<(String, bool)>, Tracefile)> {
+/// What a run of the example gave.
+struct ExampleRun {
+    /// JUnit cases (name, failed).
+    cases: Vec<(String, bool)>,
+    /// The combined tracefile.
+    cov: Tracefile,
+    /// The test names of the per-machine tracefile, sorted.
+    captures: Vec<String>,
+}
+
+/// The example run with `spec`, with coverage per subtest and JUnit.
+fn example_run(ex: &Example, spec: &str, out: &str, backend: &str) -> Result<ExampleRun> {
     let out = ex.dir.join(out);
     let junit = out.join("junit.xml");
     let o = covnet_run(
         &ex.dir,
         &ex.dir.join(spec),
         &out,
-        &["--coverage", "--backend", backend, "--junit", s(&junit)],
+        &[
+            "--coverage",
+            "--coverage-per-subtest",
+            "--backend",
+            backend,
+            "--junit",
+            s(&junit),
+        ],
     )?;
     ensure!(o.status.success(), "covnet run {spec} failed:\n{o}");
-    Ok((
-        junit_cases(&junit),
-        Tracefile::read(&out.join("coverage.info"))?,
-    ))
+    let per = std::fs::read_to_string(out.join("coverage-per-machine.info"))?;
+    let mut captures: Vec<String> = per
+        .lines()
+        .filter_map(|l| l.strip_prefix("TN:"))
+        .map(str::to_owned)
+        .collect();
+    captures.sort();
+    captures.dedup();
+    Ok(ExampleRun {
+        cases: junit_cases(&junit),
+        cov: Tracefile::read(&out.join("coverage.info"))?,
+        captures,
+    })
 }
 
 fn python_matches_rhai(backend: &str) -> Result<()> {
     let ex = Example::build()?;
-    let (rhai_cases, rhai_cov) = example_run(&ex, "spec.toml", "rhai", backend)?;
-    let (py_cases, py_cov) = example_run(&ex, "spec-python.toml", "python", backend)?;
+    let rhai = example_run(&ex, "spec.toml", "rhai", backend)?;
+    let py = example_run(&ex, "spec-python.toml", "python", backend)?;
+    let (rhai_cases, rhai_cov, rhai_caps) = (rhai.cases, rhai.cov, rhai.captures);
+    let (py_cases, py_cov, py_caps) = (py.cases, py.cov, py.captures);
+    // Per-subtest coverage alike: the same `<machine>@<subtest>` captures
+    // (lcov test names: `client_client_scenario`).
+    ensure!(
+        rhai_caps.iter().any(|c| c == "client_client_scenario"),
+        "Rhai per-subtest captures: {rhai_caps:?}"
+    );
+    ensure!(
+        py_caps == rhai_caps,
+        "Python captures {py_caps:?} vs Rhai {rhai_caps:?}"
+    );
     let expected: Vec<(String, bool)> = ["client scenario", "pages by hand", "script"]
         .iter()
         .map(|n| ((*n).to_owned(), false))
