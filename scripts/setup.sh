@@ -29,6 +29,10 @@ packages=(
   # blind spots: objdump --dwarf=decodedline is the DWARF tests' oracle;
   # readelf, objcopy and strip make their stripped and split fixtures
   binutils
+  # examples/subversion/build.sh: httpd and Subversion from Debian's source
+  # packages (dpkg-source), against Debian's APR, serf and friends
+  dpkg-dev libapr1-dev libaprutil1-dev libpcre2-dev libexpat1-dev
+  libserf-dev libsqlite3-dev libutf8proc-dev liblz4-dev zlib1g-dev
 )
 
 # Root runs commands directly; anyone else through sudo.
