@@ -23,5 +23,6 @@ mod report;
 mod scale;
 mod service_flush;
 mod slurm;
+mod subversion;
 mod suite;
 mod vm_network;

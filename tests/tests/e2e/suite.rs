@@ -562,8 +562,10 @@ fn a_signal_stops_the_running_specs_and_starts_no_more() {
             .lines()
             .any(|l| l.starts_with(&format!("[{spec}] ")) && l.ends_with("] READY"))
     };
-    wait_until("a and b run", limit, || ready(&run, "a") && ready(&run, "b"))
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", run.stderr()));
+    wait_until("a and b run", limit, || {
+        ready(&run, "a") && ready(&run, "b")
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", run.stderr()));
     let children = children_of(run.pid());
     assert!(children.len() >= 2, "two machines' inits: {children:?}");
     run.signal(libc::SIGTERM).expect("SIGTERM");
