@@ -80,11 +80,14 @@ fn stage(build: &Path, namespace: bool) -> Result<(tempfile::TempDir, PathBuf)> 
     Ok((tmp, spec))
 }
 
+/// A machine's name and its objects.
+type MachineObjects = (&'static str, Vec<Object>);
+
 /// The objects of both machines' captures in `out` (their `.gcda` files at
 /// the mirrored build path, the notes where gcc left them), and, per
 /// machine, the same objects with that machine's data only: its section of
 /// `coverage-per-machine.info` lists every file of the run.
-fn objects(out: &Path) -> Result<(Vec<Object>, Vec<(&'static str, Vec<Object>)>)> {
+fn objects(out: &Path) -> Result<(Vec<Object>, Vec<MachineObjects>)> {
     let capture = |m: &str| out.join("coverage").join(m);
     let (server, client) = (capture("server"), capture("client"));
     let all = oracle::mirrored(&[&server, &client])?;
