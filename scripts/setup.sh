@@ -36,6 +36,10 @@ packages=(
   # their scripts are checked against the originals by reverse-applying
   # the recorded diff (nixpkgs' text is not committed)
   patch
+  # examples/subversion/build.sh: httpd and Subversion from Debian's source
+  # packages (dpkg-source), against Debian's APR, serf and friends
+  dpkg-dev libapr1-dev libaprutil1-dev libpcre2-dev libexpat1-dev
+  libserf-dev libsqlite3-dev libutf8proc-dev liblz4-dev zlib1g-dev
 )
 
 # Root runs commands directly; anyone else through sudo.

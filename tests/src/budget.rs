@@ -22,6 +22,8 @@ pub const VM_NETWORK_LIMIT: Duration = Duration::from_secs(240);
 pub const CLEANUP_LIMIT: Duration = Duration::from_secs(300);
 /// Limit of `scale::*`.
 pub const SCALE_LIMIT: Duration = Duration::from_secs(360);
+/// Limit of `subversion::*`.
+pub const SUBVERSION_LIMIT: Duration = Duration::from_secs(1200);
 
 /// Time kept between the end of a test's own deadlines and the runner's
 /// limit: enough to print what was waited for and tear down.
@@ -61,6 +63,8 @@ pub fn limit_for(name: &str) -> Duration {
         CLEANUP_LIMIT
     } else if name.starts_with("scale::") {
         SCALE_LIMIT
+    } else if name.starts_with("subversion::") {
+        SUBVERSION_LIMIT
     } else {
         DEFAULT_LIMIT
     }
@@ -170,6 +174,7 @@ mod tests {
         assert_eq!(limit_of(&config, Some("^cleanup::")), CLEANUP_LIMIT);
         assert_eq!(limit_of(&config, Some("^isolation::")), CLEANUP_LIMIT);
         assert_eq!(limit_of(&config, Some("^scale::")), SCALE_LIMIT);
+        assert_eq!(limit_of(&config, Some("^subversion::")), SUBVERSION_LIMIT);
         assert_eq!(limit_for("vm_network::web"), VM_NETWORK_LIMIT);
         assert_eq!(
             limit_for("exactness::system_gcc_c_matches_gcov"),

@@ -81,7 +81,7 @@ impl Example {
 }
 
 /// Per test name (capture), per (file, line): the `DA` count.
-fn per_test_lines(info: &Path) -> Result<BTreeMap<String, LineCounts>> {
+pub(crate) fn per_test_lines(info: &Path) -> Result<BTreeMap<String, LineCounts>> {
     let text = std::fs::read_to_string(info)?;
     let mut out: BTreeMap<String, LineCounts> = BTreeMap::new();
     let (mut tn, mut sf) = (String::new(), String::new());

@@ -27,6 +27,7 @@ mod report;
 mod scale;
 mod service_flush;
 mod slurm;
+mod subversion;
 mod suite;
 mod terminal;
 mod vm_network;
