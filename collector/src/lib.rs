@@ -3,9 +3,9 @@
 //! The collector knows nothing of QEMU: it drives a [`Shell`] (a VM's
 //! console, the local machine, `ssh HOST sh`) to flush, list, pull and reset
 //! the `.gcda` files (and clang's `.profraw` raw profiles) under a
-//! machine's `GCOV_PREFIX` tree. Pulls travel as a
-//! tar stream and every file is verified against a size and SHA-256 listing
-//! made on the machine.
+//! machine's `GCOV_PREFIX` tree. Pulls travel as a tar stream (gzipped on
+//! the machine when a sample compresses, unless turned off) and every file
+//! is verified against a size and SHA-256 listing made on the machine.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -43,22 +43,60 @@ pub enum TarError {
 
 const BLOCK: usize = 512;
 
+/// What could be read of a tar stream that may be cut short or damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial<'a> {
+    /// The regular files read whole before the stream ended or broke.
+    pub entries: Vec<Entry<'a>>,
+    /// Why reading stopped early, if it did.
+    pub broken: Option<Broken>,
+}
+
+/// Where and why a tar stream broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// What was wrong.
+    pub error: TarError,
+    /// The entry whose header was read but whose data broke off, if the
+    /// stream broke inside a file's data (as written by the archiver).
+    pub path: Option<String>,
+}
+
 /// Reads every regular file of a tar stream (or of several concatenated
 /// ones). Directories, links and other entry types are skipped.
 pub fn entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, TarError> {
+    let partial = read_partial(bytes);
+    match partial.broken {
+        Some(broken) => Err(broken.error),
+        None => Ok(partial.entries),
+    }
+}
+
+/// Like [`entries`], but keeps the files read before a break and says
+/// where it happened, so a damaged transfer can be reported by file.
+pub fn read_partial(bytes: &[u8]) -> Partial<'_> {
     let mut out = Vec::new();
+    let broken = read_into(bytes, &mut out).err();
+    Partial {
+        entries: out,
+        broken,
+    }
+}
+
+fn read_into<'a>(bytes: &'a [u8], out: &mut Vec<Entry<'a>>) -> Result<(), Broken> {
+    let plain = |error| Broken { error, path: None };
     let mut offset = 0usize;
     let mut long_name: Option<String> = None;
     loop {
         let Some(header) = bytes.get(offset..offset + BLOCK) else {
             if offset == bytes.len() {
                 // A stream without the two zero blocks: tolerated.
-                return Ok(out);
+                return Ok(());
             }
-            return Err(TarError::Truncated {
+            return Err(plain(TarError::Truncated {
                 offset,
                 needed: (offset + BLOCK - bytes.len()) as u64,
-            });
+            }));
         };
         if header.iter().all(|&b| b == 0) {
             // End-of-archive blocks; `find -exec tar {} +` may concatenate
@@ -66,15 +104,20 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, TarError> {
             offset += BLOCK;
             continue;
         }
-        verify_checksum(header, offset)?;
-        let size = octal(field(header, 124, 12), offset, "size")?;
+        verify_checksum(header, offset).map_err(plain)?;
+        let size = octal(field(header, 124, 12), offset, "size").map_err(plain)?;
         let kind = header.get(156).copied().unwrap_or(0);
         let data_start = offset + BLOCK;
         let available = bytes.len().saturating_sub(data_start) as u64;
         if size > available {
-            return Err(TarError::Truncated {
-                offset: data_start,
-                needed: size - available,
+            let path = matches!(kind, b'0' | 0 | b'7')
+                .then(|| long_name.take().unwrap_or_else(|| header_path(header)));
+            return Err(Broken {
+                error: TarError::Truncated {
+                    offset: data_start,
+                    needed: size - available,
+                },
+                path,
             });
         }
         // size <= available <= usize::MAX, so these conversions hold.
@@ -97,7 +140,7 @@ pub fn entries(bytes: &[u8]) -> Result<Vec<Entry<'_>>, TarError> {
         }
         if next > bytes.len() {
             // The padding of the last entry is missing: accept what we have.
-            return Ok(out);
+            return Ok(());
         }
         offset = next;
     }
@@ -267,6 +310,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_stream_cut_inside_a_file_names_that_file() {
+        let dir = sample_tree();
+        let bytes = tar_of(dir.path(), &["busybox", "tar"]);
+        let whole = entries(&bytes).unwrap();
+        let mut named = 0;
+        for cut in 0..bytes.len() {
+            let partial = read_partial(&bytes[..cut]);
+            // Whatever came back whole is exactly what was sent.
+            for e in &partial.entries {
+                assert!(whole.contains(e), "{cut}: {e:?}");
+            }
+            if let Some(Broken {
+                path: Some(path), ..
+            }) = &partial.broken
+            {
+                let file = whole.iter().find(|e| &e.path == path);
+                assert!(
+                    file.is_some_and(|e| !partial.entries.contains(e)),
+                    "{cut}: {path}"
+                );
+                named += 1;
+            }
+        }
+        assert!(named > 0, "no cut named the file it broke in");
     }
 
     #[test]

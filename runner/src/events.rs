@@ -520,6 +520,7 @@ mod tests {
                     pulled: covnet_collector::Pulled {
                         files: vec!["a.gcda".into(), "b.gcda".into(), "c.gcda".into()],
                         bytes: 3000,
+                        ..Default::default()
                     },
                     ..Collected::default()
                 }),
@@ -531,6 +532,7 @@ mod tests {
                     pulled: covnet_collector::Pulled {
                         files: vec!["llvm/1-2_0.profraw".into(), "llvm/3-2_0.profraw".into()],
                         bytes: 900,
+                        ..Default::default()
                     },
                     ..Collected::default()
                 }),

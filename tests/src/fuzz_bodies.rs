@@ -186,35 +186,33 @@ pub fn console_frames(data: &[u8]) {
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine as _;
 
-    let mut pending = data.to_vec();
-    let mut decoder = ReplyDecoder::new(1);
-    while let Some(line) = take_line(&mut pending) {
+    let mut lines = data.to_vec();
+    while let Some(line) = take_line(&mut lines) {
         assert!(!line.contains(&b'\n'));
         let _ = parse_end_id(&line);
-        match decoder.line(&line) {
-            Ok(None) => {}
-            Ok(Some(reply)) => {
-                let framed = format!(
-                    "=covnet 7 out\n{}\n=covnet 7 err\n{}\n=covnet 7 end {}\n",
-                    B64.encode(&reply.out),
+    }
+    let mut pending = data.to_vec();
+    let mut decoder = ReplyDecoder::new(1);
+    match decoder.feed(&mut pending) {
+        Ok(None) => {}
+        Ok(Some(reply)) => {
+            let mut again = format!("=covnet 7 raw {}\n", reply.out.len()).into_bytes();
+            again.extend_from_slice(&reply.out);
+            again.extend_from_slice(
+                format!(
+                    "=covnet 7 err\n{}\n=covnet 7 end {}\n",
                     B64.encode(&reply.err),
                     reply.status
-                );
-                let mut again = framed.into_bytes();
-                let mut d = ReplyDecoder::new(7);
-                let mut back = None;
-                while let Some(l) = take_line(&mut again) {
-                    if let Some(r) = d.line(&l).expect("own framing decodes") {
-                        back = Some(r);
-                    }
-                }
-                assert_eq!(back.as_ref(), Some(&reply));
-                return;
-            }
-            Err(e) => {
-                let _ = e.to_string();
-                return;
-            }
+                )
+                .as_bytes(),
+            );
+            let mut d = ReplyDecoder::new(7);
+            let back = d.feed(&mut again).expect("own framing decodes");
+            assert_eq!(back.as_ref(), Some(&reply));
+            assert!(again.is_empty());
+        }
+        Err(e) => {
+            let _ = e.to_string();
         }
     }
 }

@@ -279,7 +279,12 @@ fn pull(
     dir: &Path,
     opts: &CollectOptions,
 ) -> Result<Collected, CollectFailure> {
-    let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout);
+    // No gzip on covnet's own machines: their channel is local, and
+    // busybox's `gzip -1` in a TCG guest (about 7 MiB/s on mostly-zero
+    // .gcda) is slower than sending the tar stream raw (about 12 MiB/s),
+    // see bench/RESULTS.md "collect". `covnet collect --ssh` compresses.
+    let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout)
+        .with_compression(false);
     let mut got = Collected::default();
     if opts.stop_services {
         // Flushable services dump first: SIGTERM kills a program without a

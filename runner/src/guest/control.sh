@@ -15,8 +15,10 @@
 #        followed by exactly <length> bytes of base64 data
 #   <id> POWEROFF <grace-seconds>
 # Every reply except KILL's is
-#   =covnet <id> out \n <base64 lines> =covnet <id> err \n <base64 lines>
-#   =covnet <id> end <status>
+#   =covnet <id> raw <length> \n <exactly length bytes of stdout, as they are>
+#   =covnet <id> err \n <base64 lines> =covnet <id> end <status>
+# (the raw section only when stdout is not empty: binary-safe, no base64
+# cost in a TCG guest; the host reads it by length, never as lines)
 # (PING, PUT and POWEROFF send only the err section on failure and end).
 # At start the shell announces itself with "=covnet 0 end 0".
 #
@@ -63,8 +65,14 @@ fi
 
 # reply_files ID STATUS OUTFILE ERRFILE
 reply_files() {
-	echo "=covnet $1 out"
-	[ -s "$3" ] && base64 "$3"
+	if [ -s "$3" ]; then
+		# Exactly the announced bytes, even if a background child of the
+		# command still appends to the file; in 64 KiB blocks (busybox's
+		# head -c copies byte by byte, in 4 KiB writes).
+		n=$(wc -c <"$3")
+		echo "=covnet $1 raw $((n))"
+		dd if="$3" bs=65536 iflag=count_bytes,fullblock count="$((n))" 2>/dev/null
+	fi
 	echo "=covnet $1 err"
 	[ -s "$4" ] && base64 "$4"
 	echo "=covnet $1 end $2"

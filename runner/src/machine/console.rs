@@ -2,8 +2,8 @@
 //!
 //! - [`ControlChannel`]: the framed root-shell protocol spoken with
 //!   `guest/control.sh` over the `covnet.control` virtio-serial port. Commands
-//!   and data go as base64; replies carry stdout, stderr and the exit status
-//!   apart and exact. Every call has a deadline; a command that outlives its
+//!   and uploaded data go as base64; replies carry stdout (raw bytes behind a
+//!   length), stderr (base64) and the exit status apart and exact. Every call has a deadline; a command that outlives its
 //!   timeout is killed in the guest through the channel, and if even that
 //!   gets no answer the channel is marked dead.
 //! - [`ConsoleLog`]: the serial console (`ttyS0`), read line by line into a
@@ -26,6 +26,9 @@ use crate::machine::{ConsoleTail, EventSink, MachineError, MachineEvent, Output}
 
 /// The guest side of the protocol, installed at `/covnet/control.sh`.
 pub const CONTROL_SH: &str = include_str!("../guest/control.sh");
+
+/// Bytes read from the control socket at a time.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Largest file chunk sent in one `PUT` request (before base64).
 pub const PUT_CHUNK: usize = 256 * 1024;
@@ -122,16 +125,21 @@ pub enum FrameError {
     },
 }
 
-/// Pure decoder of the lines the guest sends back for one request: no IO,
+/// Pure decoder of the bytes the guest sends back for one request: no IO,
 /// so the framing can be tested and fuzzed on its own. Lines that are not
 /// part of the reply (stale replies, echo before the guest set raw mode)
-/// are skipped.
+/// are skipped, and so are the raw sections of other requests' replies.
 #[derive(Debug)]
 pub struct ReplyDecoder {
     prefix: Vec<u8>,
     section: Section,
+    out: Vec<u8>,
     out_b64: Vec<u8>,
     err_b64: Vec<u8>,
+    /// Bytes of a raw section still to come.
+    raw_left: usize,
+    /// Whether that raw section is this request's stdout (else skipped).
+    raw_ours: bool,
 }
 
 impl ReplyDecoder {
@@ -140,18 +148,62 @@ impl ReplyDecoder {
         ReplyDecoder {
             prefix: format!("=covnet {id} ").into_bytes(),
             section: Section::None,
+            out: Vec::new(),
             out_b64: Vec::new(),
             err_b64: Vec::new(),
+            raw_left: 0,
+            raw_ours: false,
         }
     }
 
-    /// Feeds one line (without its line end); returns the reply once its
-    /// `end` marker arrived.
-    pub fn line(&mut self, line: &[u8]) -> Result<Option<Reply>, FrameError> {
+    /// Consumes what it can of `pending` (bytes received so far, in
+    /// order); returns the reply once its `end` marker arrived, leaving
+    /// the bytes after it in `pending`. A partial line or raw section
+    /// stays for the next call.
+    pub fn feed(&mut self, pending: &mut Vec<u8>) -> Result<Option<Reply>, FrameError> {
+        let mut pos = 0;
+        let result = loop {
+            let rest = pending.get(pos..).unwrap_or(&[]);
+            if self.raw_left > 0 {
+                let take = self.raw_left.min(rest.len());
+                if take == 0 {
+                    break Ok(None);
+                }
+                if self.raw_ours {
+                    self.out.extend_from_slice(rest.get(..take).unwrap_or(&[]));
+                }
+                self.raw_left -= take;
+                pos += take;
+                continue;
+            }
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                break Ok(None);
+            };
+            let mut line = rest.get(..nl).unwrap_or(&[]);
+            if let Some(l) = line.strip_suffix(b"\r") {
+                line = l;
+            }
+            pos += nl + 1;
+            match self.line(line) {
+                Ok(None) => {}
+                done => break done,
+            }
+        };
+        pending.drain(..pos.min(pending.len()));
+        result
+    }
+
+    /// Takes one line (without its line end).
+    fn line(&mut self, line: &[u8]) -> Result<Option<Reply>, FrameError> {
         if let Some(rest) = line.strip_prefix(self.prefix.as_slice()) {
             match rest {
                 b"out" => self.section = Section::Out,
                 b"err" => self.section = Section::Err,
+                _ if rest.starts_with(b"raw ") => {
+                    self.raw_left = raw_length(line)?;
+                    self.raw_ours = true;
+                    self.section = Section::None;
+                }
                 _ => {
                     let status = rest
                         .strip_prefix(b"end ")
@@ -164,16 +216,25 @@ impl ReplyDecoder {
                         B64.decode(data)
                             .map_err(|cause| FrameError::Base64 { section, cause })
                     };
+                    let mut out = std::mem::take(&mut self.out);
+                    out.extend(decode(&self.out_b64, "stdout")?);
                     return Ok(Some(Reply {
-                        out: decode(&self.out_b64, "stdout")?,
+                        out,
                         err: decode(&self.err_b64, "stderr")?,
                         status,
                     }));
                 }
             }
         } else if line.starts_with(b"=covnet ") {
-            // A marker of another request: not ours.
+            // A marker of another request: not ours. Its raw section, if
+            // any, is skipped whole so that its bytes are never read as
+            // lines.
             self.section = Section::None;
+            let mut words = line.split(|&b| b == b' ');
+            if words.nth(2) == Some(b"raw") {
+                self.raw_left = raw_length(line)?;
+                self.raw_ours = false;
+            }
         } else {
             let data = line.iter().copied().filter(|b| !b.is_ascii_whitespace());
             match self.section {
@@ -184,6 +245,17 @@ impl ReplyDecoder {
         }
         Ok(None)
     }
+}
+
+/// The length of an `=covnet <id> raw <length>` marker.
+fn raw_length(line: &[u8]) -> Result<usize, FrameError> {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .ok_or_else(|| FrameError::Marker {
+            line: String::from_utf8_lossy(line).into_owned(),
+        })
 }
 
 /// Takes the next complete line out of `pending`, without its `\n` and one
@@ -285,26 +357,34 @@ impl ControlChannel {
             if let Some(line) = take_line(&mut self.pending) {
                 return Ok(line);
             }
+            self.fill(deadline, during)?;
+        }
+    }
+
+    /// Appends what the socket has (waiting for at least one byte, up to
+    /// `deadline`) to `pending`.
+    fn fill(&mut self, deadline: Instant, during: &str) -> Result<(), ChannelError> {
+        loop {
             let Some(left) = remaining(deadline) else {
                 return Err(ChannelError::Timeout {
                     during: during.to_owned(),
                     after: Duration::ZERO,
                 });
             };
-            let mut chunk = [0u8; 64 * 1024];
-            let read = self
-                .stream
-                .set_read_timeout(Some(left))
-                .and_then(|()| self.stream.read(&mut chunk));
+            let start = self.pending.len();
+            self.pending.resize(start + READ_CHUNK, 0);
+            let read = self.stream.set_read_timeout(Some(left)).and_then(|()| {
+                self.stream
+                    .read(self.pending.get_mut(start..).unwrap_or(&mut []))
+            });
+            self.pending.truncate(start + *read.as_ref().unwrap_or(&0));
             match read {
                 Ok(0) => {
                     return Err(ChannelError::Closed {
                         during: during.to_owned(),
                     })
                 }
-                Ok(n) => self
-                    .pending
-                    .extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                Ok(_) => return Ok(()),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if is_timeout(&err) => {
                     return Err(ChannelError::Timeout {
@@ -327,8 +407,8 @@ impl ControlChannel {
         }
     }
 
-    /// Reads lines until the reply to `id` is complete. Lines that are not
-    /// part of it (stale replies, echo before the guest set raw mode) are
+    /// Reads until the reply to `id` is complete. Lines that are not part
+    /// of it (stale replies, echo before the guest set raw mode) are
     /// skipped.
     fn await_reply(
         &mut self,
@@ -338,14 +418,16 @@ impl ControlChannel {
     ) -> Result<Reply, ChannelError> {
         let mut decoder = ReplyDecoder::new(id);
         loop {
-            let line = self.read_line(deadline, during)?;
-            let decoded = decoder.line(&line).map_err(|e| ChannelError::Protocol {
-                during: during.to_owned(),
-                detail: e.to_string(),
-            })?;
+            let decoded = decoder
+                .feed(&mut self.pending)
+                .map_err(|e| ChannelError::Protocol {
+                    during: during.to_owned(),
+                    detail: e.to_string(),
+                })?;
             if let Some(reply) = decoded {
                 return Ok(reply);
             }
+            self.fill(deadline, during)?;
         }
     }
 
@@ -1032,20 +1114,13 @@ mod tests {
         let mut pending =
             b"junk\r\n=covnet 3 out\nYWI=\n=covnet 3 err\n=covnet 3 end 2\npart".to_vec();
         let mut d = ReplyDecoder::new(3);
-        let mut reply = None;
-        while let Some(line) = take_line(&mut pending) {
-            if let Some(r) = d.line(&line).expect("valid frame") {
-                reply = Some(r);
-            }
-        }
+        let reply = d.feed(&mut pending).expect("valid frame").expect("reply");
         assert_eq!(pending, b"part");
-        let reply = reply.expect("reply");
         assert_eq!((reply.out.as_slice(), reply.status), (&b"ab"[..], 2));
         assert_eq!(parse_end_id(b"=covnet 3 end 2"), Some(3));
         let mut d = ReplyDecoder::new(1);
-        d.line(b"=covnet 1 out").expect("marker");
-        d.line(b"YW?=").expect("data");
-        let err = d.line(b"=covnet 1 end 0").expect_err("bad base64");
+        let mut bad = b"=covnet 1 out\nYW?=\n=covnet 1 end 0\n".to_vec();
+        let err = d.feed(&mut bad).expect_err("bad base64");
         assert!(
             matches!(
                 err,
@@ -1057,6 +1132,42 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("offset 2"), "{err}");
+        let mut bad = b"=covnet 1 raw x\n".to_vec();
+        let err = ReplyDecoder::new(1).feed(&mut bad).expect_err("bad length");
+        assert!(matches!(err, FrameError::Marker { .. }), "{err}");
+    }
+
+    /// Raw sections are taken by length, whatever bytes they hold and
+    /// however they are split across reads; another request's raw section
+    /// is skipped whole, even when it looks like a reply to this one.
+    #[test]
+    fn raw_sections_are_read_by_length_and_foreign_ones_skipped() {
+        let payload: Vec<u8> = b"=covnet 5 end 9\n\r\n"
+            .iter()
+            .copied()
+            .chain(0..=255u8)
+            .collect();
+        let mut stream = format!("=covnet 4 raw {}\n", payload.len()).into_bytes();
+        stream.extend_from_slice(&payload);
+        stream.extend_from_slice(b"=covnet 4 end 0\n");
+        stream.extend_from_slice(format!("=covnet 5 raw {}\n", payload.len()).as_bytes());
+        stream.extend_from_slice(&payload);
+        stream.extend_from_slice(b"=covnet 5 err\nZQ==\n=covnet 5 end 1\nnext");
+        for split in [1, 7, 100, stream.len()] {
+            let mut d = ReplyDecoder::new(5);
+            let mut pending = Vec::new();
+            let mut reply = None;
+            for chunk in stream.chunks(split) {
+                pending.extend_from_slice(chunk);
+                if let Some(r) = d.feed(&mut pending).expect("valid") {
+                    reply = Some(r);
+                    break;
+                }
+            }
+            let reply = reply.expect("reply");
+            assert_eq!(reply.out, payload, "split {split}");
+            assert_eq!((reply.err.as_slice(), reply.status), (&b"e"[..], 1));
+        }
     }
 
     #[test]
