@@ -270,13 +270,20 @@ impl OwnedChild {
     /// SIGKILL to what is left of a spawned child's process group once the
     /// leader is gone: the processes it started that stayed in the group.
     /// Safe against pid reuse: a pid is not reused while a process group
-    /// of that id has members, and only then is a signal sent.
+    /// of that id has members, and only then is a signal sent. Returns once
+    /// they are gone (SIGKILL is delivered asynchronously), or after
+    /// [`REAP_DEADLINE`].
     pub fn kill_stragglers(&self) {
         if self.child.is_none() {
             return;
         }
-        if !group_members(self.pid).is_empty() {
-            let _ = sys::killpg(self.pid, libc::SIGKILL);
+        if group_members(self.pid).is_empty() {
+            return;
+        }
+        let _ = sys::killpg(self.pid, libc::SIGKILL);
+        let deadline = Instant::now() + REAP_DEADLINE;
+        while !group_members(self.pid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 }
