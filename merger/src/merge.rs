@@ -263,6 +263,26 @@ fn remap_vec<T: Count>(v: Vec<T>, map: &[usize], n: usize) -> Vec<T> {
     if v.len() == n && map.len() == n && map.iter().enumerate().all(|(i, &j)| i == j) {
         return v;
     }
+    // Few captures (the usual case): move the values within the vector's
+    // own buffer (growing it in place where the allocator can) instead of
+    // allocating another.
+    const FEW: usize = 8;
+    if v.len() <= FEW && n <= FEW {
+        let mut old = [T::ZERO; FEW];
+        let len = v.len();
+        if let Some(dst) = old.get_mut(..len) {
+            dst.copy_from_slice(&v);
+        }
+        let mut v = v;
+        v.clear();
+        v.resize(n, T::ZERO);
+        for (i, &x) in old.iter().take(len).enumerate() {
+            if let Some(slot) = map.get(i).and_then(|&j| v.get_mut(j)) {
+                *slot = slot.add(x).unwrap_or(*slot);
+            }
+        }
+        return v;
+    }
     let mut out = vec![T::ZERO; n];
     for (i, x) in v.into_iter().enumerate() {
         if let Some(slot) = map.get(i).and_then(|&j| out.get_mut(j)) {

@@ -78,12 +78,7 @@ pub fn write_site_with(
                     root,
                     captures: &cov.captures,
                     stats: Stats::new(&f.summary, &f.by_capture),
-                    machines: machine_rows(
-                        &cov.captures,
-                        &f.by_capture,
-                        &f.own,
-                        &unique_lines([f.coverage], ncap),
-                    ),
+                    machines: machine_rows(&cov.captures, &f.by_capture, &f.own, &f.unique),
                     unique_toggle: true,
                     diff: delta.is_some(),
                 },
@@ -111,7 +106,12 @@ pub fn write_site_with(
         })
         .collect::<Result<_, Error>>()?;
 
-    let unique = unique_lines(tree.files.iter().map(|f| f.coverage), ncap);
+    let mut unique = vec![0; ncap];
+    for f in &tree.files {
+        for (u, n) in unique.iter_mut().zip(&f.unique) {
+            *u += n;
+        }
+    }
     let index = IndexPage {
         head: Head {
             version: VERSION,
@@ -219,27 +219,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-/// For each capture, the lines that it alone hit.
-fn unique_lines<'a>(
-    files: impl IntoIterator<Item = &'a covnet_merger::model::FileCoverage>,
-    ncap: usize,
-) -> Vec<u64> {
-    let mut out = vec![0; ncap];
-    if ncap < 2 {
-        return out;
-    }
-    for f in files {
-        for l in f.lines.values() {
-            if let Some(i) = only_capture(l) {
-                if let Some(n) = out.get_mut(i) {
-                    *n += 1;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The capture that alone hit `line`, if exactly one did.

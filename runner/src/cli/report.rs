@@ -85,6 +85,9 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     super::markers::apply(&mut cov, &settings.rules);
+    // The model is read to the end of the command: leave its memory to the
+    // exit instead of freeing it allocation by allocation.
+    let cov = std::mem::ManuallyDrop::new(cov);
     let mut info = RunInfo::now(
         args.title.clone(),
         args.inputs
