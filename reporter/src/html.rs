@@ -459,18 +459,33 @@ impl askama::filters::HtmlSafe for SourceBody<'_> {}
 
 impl fmt::Display for SourceBody<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Rows go into one buffer (plain pushes, no formatting machinery),
+        // written out in one piece: the page's biggest part.
+        let mut out = String::with_capacity(self.text.map_or(0, str::len) * 4 + 4096);
+        self.render(&mut out);
+        f.write_str(&out)
+    }
+}
+
+impl SourceBody<'_> {
+    /// Appends every row to `out`.
+    fn render(&self, out: &mut String) {
         let lines = &self.file.lines;
         let mut next = 1u32; // first line number not yet written
         if let Some(l) = lines.get(&0) {
-            self.row(f, 0, "", Some(l))?;
+            self.row(out, 0, "", Some(l));
         }
         if let Some(text) = self.text {
             let body = text.strip_suffix('\n').unwrap_or(text);
             if !body.is_empty() || text.ends_with('\n') {
+                // Lines come in order: walk the map alongside the text.
+                let mut counts = lines.range(1..).peekable();
                 for (i, t) in body.split('\n').enumerate() {
                     let Ok(no) = u32::try_from(i + 1) else { break };
                     let t = t.strip_suffix('\r').unwrap_or(t);
-                    self.row(f, no, t, lines.get(&no))?;
+                    while counts.next_if(|(&n, _)| n < no).is_some() {}
+                    let line = counts.next_if(|(&n, _)| n == no).map(|(_, l)| l);
+                    self.row(out, no, t, line);
                     next = no.saturating_add(1);
                 }
             }
@@ -482,47 +497,49 @@ impl fmt::Display for SourceBody<'_> {
             .chain(self.file.excluded_lines.range(next..).copied())
             .collect();
         for no in rest {
-            self.row(f, no, "", lines.get(&no))?;
+            self.row(out, no, "", lines.get(&no));
         }
-        Ok(())
     }
-}
 
-impl SourceBody<'_> {
     fn multi(&self) -> bool {
         self.captures.len() > 1
     }
 
     /// A line whose data an exclusion marker or regex dropped: no count,
     /// no hit/miss class (the machine filter leaves it alone: no `data-c`).
-    fn excluded_row(&self, f: &mut fmt::Formatter<'_>, no: u32, text: &str) -> fmt::Result {
-        write!(
-            f,
-            r#"<tr id="L{no}" class="e{}"><td>{no}</td><td class="c"></td><td class="k" title="excluded">⊘</td><td></td>"#,
-            self.same(no)
-        )?;
+    fn excluded_row(&self, out: &mut String, no: u32, text: &str) {
+        out.push_str(r#"<tr id="L"#);
+        push_int(out, no);
+        out.push_str(r#"" class="e"#);
+        out.push_str(self.same(no));
+        out.push_str(r#""><td>"#);
+        push_int(out, no);
+        out.push_str(r#"</td><td class="c"></td><td class="k" title="excluded">⊘</td><td></td>"#);
         if self.multi() {
-            f.write_str("<td></td>")?;
+            out.push_str("<td></td>");
         }
-        self.tla_cell(f, no)?;
-        f.write_str("<td>")?;
-        escape(f, text)?;
-        f.write_str("</td></tr>\n")
+        self.tla_cell(out, no);
+        out.push_str("<td>");
+        escape(out, text);
+        out.push_str("</td></tr>\n");
     }
 
     /// The category of line `no` (nothing without differential coverage).
-    fn tla_cell(&self, f: &mut fmt::Formatter<'_>, no: u32) -> fmt::Result {
+    fn tla_cell(&self, out: &mut String, no: u32) {
         let Some(delta) = self.tla else {
-            return Ok(());
+            return;
         };
         match delta.and_then(|d| d.lines.get(&no)) {
-            Some(c) => write!(
-                f,
-                r#"<td class="tla tla{0}" title="{1}">{0}</td>"#,
-                c.code(),
-                c.describe()
-            ),
-            None => f.write_str(r#"<td class="tla"></td>"#),
+            Some(c) => {
+                out.push_str(r#"<td class="tla tla"#);
+                out.push_str(c.code());
+                out.push_str(r#"" title=""#);
+                out.push_str(c.describe());
+                out.push_str(r#"">"#);
+                out.push_str(c.code());
+                out.push_str("</td>");
+            }
+            None => out.push_str(r#"<td class="tla"></td>"#),
         }
     }
 
@@ -538,31 +555,32 @@ impl SourceBody<'_> {
         }
     }
 
-    fn row(
-        &self,
-        f: &mut fmt::Formatter<'_>,
-        no: u32,
-        text: &str,
-        line: Option<&LineCoverage>,
-    ) -> fmt::Result {
+    fn row(&self, out: &mut String, no: u32, text: &str, line: Option<&LineCoverage>) {
         let Some(l) = line else {
             if self.file.excluded_lines.contains(&no) {
-                return self.excluded_row(f, no, text);
+                return self.excluded_row(out, no, text);
             }
+            out.push_str(r#"<tr id="L"#);
+            push_int(out, no);
             let same = self.same(no);
             if same.is_empty() {
-                write!(f, r#"<tr id="L{no}">"#)?;
+                out.push_str(r#"">"#);
             } else {
-                write!(f, r#"<tr id="L{no}" class="{}">"#, same.trim_start())?;
+                out.push_str(r#"" class=""#);
+                out.push_str(same.trim_start());
+                out.push_str(r#"">"#);
             }
-            write!(f, "<td>{no}</td><td></td><td></td><td></td>")?;
+            out.push_str("<td>");
+            push_int(out, no);
+            out.push_str("</td><td></td><td></td><td></td>");
             if self.multi() {
-                f.write_str("<td></td>")?;
+                out.push_str("<td></td>");
             }
-            self.tla_cell(f, no)?;
-            f.write_str("<td>")?;
-            escape(f, text)?;
-            return f.write_str("</td></tr>\n");
+            self.tla_cell(out, no);
+            out.push_str("<td>");
+            escape(out, text);
+            out.push_str("</td></tr>\n");
+            return;
         };
         let partial =
             l.unexecuted_block || l.branches.iter().any(|b| b.taken.is_none_or(|t| t <= 0));
@@ -577,26 +595,30 @@ impl SourceBody<'_> {
         } else {
             ""
         };
-        write!(
-            f,
-            r#"<tr id="L{no}" class="{class}{unique}{}""#,
-            self.same(no)
-        )?;
+        out.push_str(r#"<tr id="L"#);
+        push_int(out, no);
+        out.push_str(r#"" class=""#);
+        out.push_str(class);
+        out.push_str(unique);
+        out.push_str(self.same(no));
+        out.push('"');
         if self.multi() {
-            f.write_str(r#" data-c=""#)?;
-            join_counts(f, l.by_capture.iter().map(|&c| Some(c)))?;
-            f.write_str("\"")?;
+            out.push_str(r#" data-c=""#);
+            join_counts(out, l.by_capture.iter().map(|&c| Some(c)));
+            out.push('"');
         }
         if l.unexecuted_block {
-            f.write_str(r#" data-u="1""#)?;
+            out.push_str(r#" data-u="1""#);
         }
-        write!(
-            f,
-            r#"><td>{no}</td><td class="c">{}</td><td class="k">{mark}</td><td>"#,
-            l.count
-        )?;
+        out.push_str("><td>");
+        push_int(out, no);
+        out.push_str(r#"</td><td class="c">"#);
+        push_int(out, l.count);
+        out.push_str(r#"</td><td class="k">"#);
+        out.push_str(mark);
+        out.push_str("</td><td>");
         if self.file.excluded_branch_lines.contains(&no) {
-            f.write_str(r#"<span class="br e" title="branches excluded by a marker or regex">excluded</span>"#)?;
+            out.push_str(r#"<span class="br e" title="branches excluded by a marker or regex">excluded</span>"#);
         }
         for b in &l.branches {
             let (class, what) = match b.taken {
@@ -604,34 +626,47 @@ impl SourceBody<'_> {
                 Some(_) => ("n", "never taken"),
                 None => ("x", "never reached"),
             };
-            write!(
-                f,
-                r#"<span class="br {class}" title="block {} branch {}: {what}"#,
-                b.block, b.branch
-            )?;
+            out.push_str(r#"<span class="br "#);
+            out.push_str(class);
+            out.push_str(r#"" title="block "#);
+            push_int(out, b.block);
+            out.push_str(" branch ");
+            push_int(out, b.branch);
+            out.push_str(": ");
+            out.push_str(what);
             if let Some(t) = b.taken.filter(|&t| t > 0) {
-                write!(f, " {t} times")?;
+                out.push(' ');
+                push_int(out, t);
+                out.push_str(" times");
             }
-            f.write_str(r#"" data-t=""#)?;
-            join_counts(f, std::iter::once(b.taken))?;
-            f.write_str("\"")?;
+            out.push_str(r#"" data-t=""#);
+            join_counts(out, std::iter::once(b.taken));
+            out.push('"');
             if self.multi() {
-                f.write_str(r#" data-c=""#)?;
-                join_counts(f, b.by_capture.iter().copied())?;
-                f.write_str("\"")?;
+                out.push_str(r#" data-c=""#);
+                join_counts(out, b.by_capture.iter().copied());
+                out.push('"');
             }
             match b.taken {
-                Some(t) if t > 0 => write!(f, ">✓{t}</span>")?,
-                Some(t) => write!(f, ">✗{t}</span>")?,
-                None => f.write_str(">–</span>")?,
+                Some(t) if t > 0 => {
+                    out.push_str(">✓");
+                    push_int(out, t);
+                    out.push_str("</span>");
+                }
+                Some(t) => {
+                    out.push_str(">✗");
+                    push_int(out, t);
+                    out.push_str("</span>");
+                }
+                None => out.push_str(">–</span>"),
             }
         }
-        f.write_str("</td>")?;
+        out.push_str("</td>");
         if self.multi() {
-            f.write_str(r#"<td class="w">"#)?;
+            out.push_str(r#"<td class="w">"#);
             if let Some(i) = only {
-                f.write_str("only ")?;
-                escape(f, self.captures.get(i).map_or("?", String::as_str))?;
+                out.push_str("only ");
+                escape(out, self.captures.get(i).map_or("?", String::as_str));
             } else {
                 let hit = || {
                     self.captures
@@ -641,45 +676,67 @@ impl SourceBody<'_> {
                         .map(|(n, _)| n)
                 };
                 if hit().count() == self.captures.len() {
-                    f.write_str("all")?;
+                    out.push_str("all");
                 } else {
                     for (i, name) in hit().enumerate() {
                         if i > 0 {
-                            f.write_str(", ")?;
+                            out.push_str(", ");
                         }
-                        escape(f, name)?;
+                        escape(out, name);
                     }
                 }
             }
-            f.write_str("</td>")?;
+            out.push_str("</td>");
         }
-        self.tla_cell(f, no)?;
-        f.write_str("<td>")?;
-        escape(f, text)?;
-        f.write_str("</td></tr>\n")
+        self.tla_cell(out, no);
+        out.push_str("<td>");
+        escape(out, text);
+        out.push_str("</td></tr>\n");
+    }
+}
+
+/// Appends `v` in decimal (what `{v}` writes, without the formatting
+/// machinery).
+fn push_int(out: &mut String, v: impl Into<i64>) {
+    let v: i64 = v.into();
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            // `n % 10` is a digit: the cast cannot truncate.
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    for &d in buf.get(i..).unwrap_or_default() {
+        out.push(char::from(d));
     }
 }
 
 /// Writes counts separated by commas, `-` for a branch block that never ran.
-fn join_counts(
-    f: &mut fmt::Formatter<'_>,
-    values: impl Iterator<Item = Option<i64>>,
-) -> fmt::Result {
+fn join_counts(out: &mut String, values: impl Iterator<Item = Option<i64>>) {
     for (i, v) in values.enumerate() {
         if i > 0 {
-            f.write_str(",")?;
+            out.push(',');
         }
         match v {
-            Some(v) => write!(f, "{v}")?,
-            None => f.write_str("-")?,
+            Some(v) => push_int(out, v),
+            None => out.push('-'),
         }
     }
-    Ok(())
 }
 
 /// HTML-escapes `s` (text and attribute values), in the entity forms
 /// askama uses, writing unescaped runs in one piece.
-fn escape(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+fn escape(out: &mut String, s: &str) {
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
         let entity = match b {
@@ -691,11 +748,11 @@ fn escape(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
             _ => continue,
         };
         // `i` is at an ASCII byte, so both slices are on char boundaries.
-        f.write_str(s.get(start..i).unwrap_or_default())?;
-        f.write_str(entity)?;
+        out.push_str(s.get(start..i).unwrap_or_default());
+        out.push_str(entity);
         start = i + 1;
     }
-    f.write_str(s.get(start..).unwrap_or_default())
+    out.push_str(s.get(start..).unwrap_or_default());
 }
 
 fn join(values: &[i64]) -> String {

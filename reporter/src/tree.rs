@@ -192,7 +192,7 @@ impl DirEntry {
 /// In one pass over `file`: its totals ([`FileCoverage::summary`]), its
 /// totals per capture ([`capture_summary`] of each of `ncap`) and the
 /// lines each capture alone hit ([`FileEntry::unique`]).
-fn summaries(file: &FileCoverage, ncap: usize) -> (Summary, Vec<Summary>, Vec<u64>) {
+pub(crate) fn summaries(file: &FileCoverage, ncap: usize) -> (Summary, Vec<Summary>, Vec<u64>) {
     let mut s = Summary::default();
     let mut by = vec![Summary::default(); ncap];
     let mut unique = vec![0u64; ncap];
