@@ -25,6 +25,10 @@ mod cli {
 
 use cli::exit;
 
+/// mimalloc: the report's model is millions of small vectors.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Run tests on networks of VMs and report the code coverage of all machines together.
 #[derive(Parser, Debug)]
 #[command(name = "covnet", version, about, propagate_version = true)]
