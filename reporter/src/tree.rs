@@ -328,6 +328,42 @@ mod tests {
         }
     }
 
+    /// The one-pass sums equal the separate ones: the file's own summary,
+    /// each capture's, and the lines only one capture hit.
+    #[test]
+    fn one_pass_summaries_match_the_separate_sums() {
+        let mut f = FileCoverage::default();
+        f.lines.insert(1, line(3, &[1, 2, 0]));
+        f.lines.insert(2, line(4, &[0, 4, 0]));
+        f.lines.insert(3, line(0, &[0, 0, 0]));
+        f.lines.insert(4, line(5, &[0, 0])); // short vector: not hit
+        let mut branchy = line(2, &[0, 0, 2]);
+        branchy.branches = vec![
+            Branch {
+                taken: Some(2),
+                by_capture: vec![None, Some(0), Some(2)],
+                ..Default::default()
+            },
+            Branch {
+                taken: None,
+                by_capture: vec![None, None, None],
+                ..Default::default()
+            },
+        ];
+        f.lines.insert(5, branchy);
+        f.functions = vec![FunctionCoverage {
+            count: 7,
+            by_capture: vec![7, 0, 0],
+            ..Default::default()
+        }];
+        let (sum, by, unique) = summaries(&f, 3);
+        assert_eq!(sum, f.summary());
+        let each: Vec<Summary> = (0..3).map(|i| capture_summary(&f, i)).collect();
+        assert_eq!(by, each);
+        assert_eq!(unique, vec![0, 1, 1]);
+        assert_eq!(summaries(&f, 1).2, vec![0], "one capture: nothing unique");
+    }
+
     #[test]
     fn per_directory_and_capture_totals() {
         let mut cov = Coverage {
