@@ -3,13 +3,14 @@
 //! assets (`covnet.css`, `covnet.js`). Offline: no CDN, no framework.
 //!
 //! Templates (askama, in `reporter/templates/`) use only `if` and `for`;
-//! their structs borrow the model and the [`Tree`]. Pages are rendered and
-//! written in parallel, each straight into its file.
+//! their structs borrow the model and the [`Tree`]. Pages are rendered in
+//! parallel and written by one thread, a few at a time in flight (never
+//! the whole site in memory).
 
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use askama::Template;
 use covnet_merger::model::{Coverage, FunctionCoverage, LineCoverage, Summary};
@@ -60,51 +61,29 @@ pub fn write_site_with(
     let root = root_label(&tree.root);
     let ncap = cov.captures.len();
 
-    let found: Vec<bool> = tree
-        .files
-        .par_iter()
-        .zip(names.par_iter())
-        .map(|(f, name)| {
-            let source = std::fs::read(f.path).ok();
-            let text = source.as_deref().map(String::from_utf8_lossy);
-            let file_delta = delta.and_then(|d| d.files.get(f.path));
-            let page = FilePage {
-                head: Head {
-                    version: VERSION,
-                    page_title: &f.rel,
-                    info,
-                    date: &date,
-                    assets: "../",
-                    root,
-                    captures: &cov.captures,
-                    stats: Stats::new(&f.summary, &f.by_capture),
-                    machines: machine_rows(&cov.captures, &f.by_capture, &f.own, &f.unique),
-                    unique_toggle: true,
-                    diff: delta.is_some(),
-                },
-                categories: file_delta.map(|d| diff::html::file_table(d, &cov.captures)),
-                multi: ncap > 1,
-                functions: f
-                    .coverage
-                    .functions
-                    .iter()
-                    .map(|fun| FnRow::new(fun, &cov.captures))
-                    .collect(),
-                has_excluded: !f.coverage.excluded_lines.is_empty()
-                    || !f.coverage.excluded_branch_lines.is_empty(),
-                source_found: text.is_some(),
-                path: f.path,
-                body: SourceBody {
-                    file: f.coverage,
-                    text: text.as_deref(),
-                    captures: &cov.captures,
-                    tla: delta.map(|_| file_delta),
-                },
-            };
-            write_file(&files_dir.join(name), |w| page.write_into(w))?;
-            Ok(text.is_some())
-        })
-        .collect::<Result<_, Error>>()?;
+    // Pages are rendered side by side but created and written by one
+    // thread: creating and filling files in one directory from several
+    // threads makes them contend in the kernel (spinning on the
+    // directory's lock; measured on two cores: 0.8-1.2 s of system time
+    // for 2,000 pages instead of 0.2 s). The channel bounds the rendered
+    // pages held in memory.
+    let (pages, rendered) = std::sync::mpsc::sync_channel::<(PathBuf, String)>(PAGES_IN_FLIGHT);
+    let (found, written) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<(), Error> {
+            for (path, html) in rendered {
+                write_file(&path, |w| w.write_all(html.as_bytes()))?;
+            }
+            Ok(())
+        });
+        let found = render_pages(&tree, &names, cov, info, &date, delta, &files_dir, pages);
+        let written = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (found, written)
+    });
+    // A failed write closes the channel: its error is the one to report.
+    written?;
+    let found = found?;
 
     let mut unique = vec![0; ncap];
     for f in &tree.files {
@@ -171,6 +150,77 @@ pub fn write_site_with(
             .map(|(f, _)| f.path.to_owned())
             .collect(),
     })
+}
+
+/// Rendered pages the writer thread may be behind by.
+const PAGES_IN_FLIGHT: usize = 8;
+
+/// Renders every file page (in parallel) and sends it, with its path, to
+/// the writer; says which sources were found.
+#[allow(clippy::too_many_arguments)]
+fn render_pages(
+    tree: &Tree<'_>,
+    names: &[String],
+    cov: &Coverage,
+    info: &RunInfo,
+    date: &str,
+    delta: Option<&Differential>,
+    files_dir: &Path,
+    pages: std::sync::mpsc::SyncSender<(PathBuf, String)>,
+) -> Result<Vec<bool>, Error> {
+    let root = root_label(&tree.root);
+    let ncap = cov.captures.len();
+    tree.files
+        .par_iter()
+        .zip(names.par_iter())
+        .map_with(pages, |pages, (f, name)| {
+            let source = std::fs::read(f.path).ok();
+            let text = source.as_deref().map(String::from_utf8_lossy);
+            let file_delta = delta.and_then(|d| d.files.get(f.path));
+            let page = FilePage {
+                head: Head {
+                    version: VERSION,
+                    page_title: &f.rel,
+                    info,
+                    date,
+                    assets: "../",
+                    root,
+                    captures: &cov.captures,
+                    stats: Stats::new(&f.summary, &f.by_capture),
+                    machines: machine_rows(&cov.captures, &f.by_capture, &f.own, &f.unique),
+                    unique_toggle: true,
+                    diff: delta.is_some(),
+                },
+                categories: file_delta.map(|d| diff::html::file_table(d, &cov.captures)),
+                multi: ncap > 1,
+                functions: f
+                    .coverage
+                    .functions
+                    .iter()
+                    .map(|fun| FnRow::new(fun, &cov.captures))
+                    .collect(),
+                has_excluded: !f.coverage.excluded_lines.is_empty()
+                    || !f.coverage.excluded_branch_lines.is_empty(),
+                source_found: text.is_some(),
+                path: f.path,
+                body: SourceBody {
+                    file: f.coverage,
+                    text: text.as_deref(),
+                    captures: &cov.captures,
+                    tla: delta.map(|_| file_delta),
+                },
+            };
+            let path = files_dir.join(name);
+            let mut html = String::with_capacity(text.as_deref().map_or(0, str::len) * 5 + 8192);
+            page.render_into(&mut html).map_err(|e| Error::Write {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+            // A closed channel means the writer failed; its error wins.
+            let _ = pages.send((path, html));
+            Ok(text.is_some())
+        })
+        .collect()
 }
 
 fn root_label(root: &str) -> &str {
