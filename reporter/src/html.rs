@@ -62,11 +62,11 @@ pub fn write_site_with(
     let ncap = cov.captures.len();
 
     // Pages are rendered side by side but created and written by one
-    // thread: creating and filling files in one directory from several
-    // threads makes them contend in the kernel (spinning on the
-    // directory's lock; measured on two cores: 0.8-1.2 s of system time
-    // for 2,000 pages instead of 0.2 s). The channel bounds the rendered
-    // pages held in memory.
+    // thread, so that the renderers never wait on each other in the
+    // kernel (file creation in one directory takes its lock). The channel
+    // bounds the rendered pages held in memory. Whether it lowers system
+    // time is not settled: single runs did (0.2 s against 0.8-1.2 s for
+    // 2,000 pages), the bench of bench/RESULTS.md did not.
     let (pages, rendered) = std::sync::mpsc::sync_channel::<(PathBuf, String)>(PAGES_IN_FLIGHT);
     let (found, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(), Error> {
