@@ -276,6 +276,12 @@ pub fn scan(text: &str, rules: &Rules) -> Exclusions {
     if rules.is_off() {
         return ex;
     }
+    // Every lcov and gcovr marker holds `_EXCL_`: without one in the file
+    // and without regexes, nothing is excluded (one search, not seven a
+    // line).
+    if rules.line_regex.is_none() && rules.branch_regex.is_none() && !text.contains("_EXCL_") {
+        return ex;
+    }
     let mut lcov_lines = LcovSection {
         start: "LCOV_EXCL_START",
         stop: "LCOV_EXCL_STOP",

@@ -129,7 +129,11 @@ pub struct Reader<R> {
 #[derive(Default)]
 struct OpenRecord {
     source: String,
-    lines: BTreeMap<u32, LineCoverage>,
+    /// `DA` counts in ascending line order (the usual order), built into
+    /// the lines map in one go by [`OpenRecord::finish`] (densely packed).
+    da: Vec<(u32, i64)>,
+    /// `DA` lines that came out of order and are not in `da`.
+    da_late: BTreeMap<u32, i64>,
     /// Functions in order of appearance; `(name, start_line)` is the key.
     functions: Vec<FunctionCoverage>,
     by_name: HashMap<String, usize>,
@@ -198,6 +202,13 @@ impl<R: BufRead> Reader<R> {
         raw: &[u8],
         open: &mut Option<OpenRecord>,
     ) -> Result<Option<Record>, LcovError> {
+        if let (Some(value), Some(rec)) = (raw.strip_prefix(b"DA:"), open.as_mut()) {
+            let value = value.strip_suffix(b"\n").unwrap_or(value);
+            let value = value.strip_suffix(b"\r").unwrap_or(value);
+            if let Some(res) = rec.da_fast(value) {
+                return res.map(|()| None).map_err(|k| self.err(k));
+            }
+        }
         let text = std::str::from_utf8(raw).map_err(|_| self.err(LcovErrorKind::InvalidUtf8))?;
         let text = text.trim_end_matches(['\n', '\r']);
         let trimmed = text.trim();
@@ -287,6 +298,17 @@ fn static_key(key: &str) -> &'static str {
     KEYS.iter().find(|k| **k == key).copied().unwrap_or("?")
 }
 
+/// A non-empty run of ASCII digits as an `i64` (`None` on anything else
+/// or on overflow).
+fn parse_decimal(digits: &[u8]) -> Option<i64> {
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    digits.iter().try_fold(0i64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
+    })
+}
+
 fn parse_u64(key: &'static str, s: &str) -> Result<u64, LcovErrorKind> {
     s.trim().parse().map_err(|_| LcovErrorKind::BadNumber {
         key,
@@ -328,12 +350,40 @@ impl OpenRecord {
         let mut fields = value.splitn(3, ',');
         let line = parse_u32("DA", fields.next().unwrap_or(""))?;
         let count = parse_i64("DA", fields.next().ok_or_else(|| missing("DA", value))?)?;
-        let entry = self.lines.entry(line).or_default();
-        entry.count = entry
-            .count
-            .checked_add(count)
-            .ok_or(LcovErrorKind::Overflow)?;
+        self.add_da(line, count)
+    }
+
+    /// Adds `count` to line `line` (duplicate `DA` lines add up).
+    fn add_da(&mut self, line: u32, count: i64) -> Result<(), LcovErrorKind> {
+        // Lines in `da_late` are all below the last of `da`.
+        if self.da.last().is_none_or(|&(last, _)| last < line) {
+            self.da.push((line, count));
+            return Ok(());
+        }
+        if let Ok(i) = self.da.binary_search_by_key(&line, |&(l, _)| l) {
+            if let Some((_, c)) = self.da.get_mut(i) {
+                *c = c.checked_add(count).ok_or(LcovErrorKind::Overflow)?;
+            }
+            return Ok(());
+        }
+        let c = self.da_late.entry(line).or_insert(0);
+        *c = c.checked_add(count).ok_or(LcovErrorKind::Overflow)?;
         Ok(())
+    }
+
+    /// `DA:<line>,<count>` without a checksum, in plain decimal: the
+    /// common case, parsed without splitting and trimming. `None` when
+    /// the value is anything else (the general path then reads it).
+    fn da_fast(&mut self, value: &[u8]) -> Option<Result<(), LcovErrorKind>> {
+        let comma = value.iter().position(|&b| b == b',')?;
+        let line = parse_decimal(value.get(..comma)?)?;
+        let line = u32::try_from(line).ok()?;
+        let count = value.get(comma + 1..)?;
+        let count = match count.strip_prefix(b"-") {
+            Some(digits) => parse_decimal(digits)?.checked_neg()?,
+            None => parse_decimal(count)?,
+        };
+        Some(self.add_da(line, count))
     }
 
     fn add_function(
@@ -519,15 +569,35 @@ impl OpenRecord {
                 }
             }
         }
+        // Both runs are sorted by line: merge them into the map's bulk
+        // build (sorted input packs the tree's nodes full).
+        let mut late = std::mem::take(&mut self.da_late).into_iter().peekable();
+        let mut da = std::mem::take(&mut self.da).into_iter().peekable();
+        let mut lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
+            let take_late = match (da.peek(), late.peek()) {
+                (Some(&(a, _)), Some(&(b, _))) => b < a,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            let (line, count) = if take_late { late.next() } else { da.next() }?;
+            Some((
+                line,
+                LineCoverage {
+                    count,
+                    ..LineCoverage::default()
+                },
+            ))
+        })
+        .collect();
         for ((line, _, _), branch) in self.branches {
-            self.lines.entry(line).or_default().branches.push(branch);
+            lines.entry(line).or_default().branches.push(branch);
         }
         let mut functions = self.functions;
         functions.sort_by(|a, b| {
             (a.start_line, a.start_column, &a.name).cmp(&(b.start_line, b.start_column, &b.name))
         });
         Ok(FileCoverage {
-            lines: self.lines,
+            lines,
             functions,
             ..FileCoverage::default()
         })
@@ -866,6 +936,41 @@ mod tests {
         let mut again = Vec::new();
         write(&back, &mut again, WriteOptions::default()).unwrap();
         assert_eq!(String::from_utf8(again).unwrap(), out);
+    }
+
+    /// `DA` lines are kept in a sorted run plus a map of the ones that
+    /// came out of order: every order and repetition reads the same, and
+    /// an overflow is reported at the line that caused it.
+    #[test]
+    fn da_lines_in_any_order_add_up() {
+        let text = "SF:a.c\nDA:5,1\nDA:9,2\nDA:3,4\nDA:9,8\nDA:3,16\nDA:7,32\nDA:12,-64\n\
+                    DA:1,128\nDA: 7 ,256\nBRDA:2,0,0,1\nend_of_record\n";
+        let cov = read_str(text).unwrap();
+        let got: Vec<(u32, i64, usize)> = cov.files["a.c"]
+            .lines
+            .iter()
+            .map(|(&l, c)| (l, c.count, c.branches.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 128, 0),
+                (2, 0, 1),
+                (3, 20, 0),
+                (5, 1, 0),
+                (7, 288, 0),
+                (9, 10, 0),
+                (12, -64, 0)
+            ]
+        );
+        for text in [
+            "SF:a.c\nDA:2,1\nDA:1,9223372036854775807\nDA:1,1\nend_of_record\n",
+            "SF:a.c\nDA:1,9223372036854775807\nDA:2,1\nDA:1,1\nend_of_record\n",
+        ] {
+            let err = read_str(text).unwrap_err();
+            assert_eq!(err.line, 4, "{text}");
+            assert!(matches!(err.kind, LcovErrorKind::Overflow), "{text}");
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 use crate::model::{Branch, Coverage, FileCoverage, FunctionCoverage, LineCoverage};
 
 /// What overflowed while merging.
@@ -72,61 +74,66 @@ pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
     if a.files.is_empty() && a.captures.is_empty() {
         return Ok(b);
     }
-    let n;
-    if a.captures != b.captures {
-        let mut names = a.captures.clone();
-        let map_b: Vec<usize> = b
-            .captures
-            .iter()
-            .map(|c| match names.iter().position(|x| x == c) {
-                Some(i) => i,
-                None => {
-                    names.push(c.clone());
-                    names.len() - 1
-                }
-            })
-            .collect();
-        n = names.len();
-        let map_a: Vec<usize> = (0..a.captures.len()).collect();
-        if n != a.captures.len() {
-            a.files = std::mem::take(&mut a.files)
-                .into_iter()
-                .map(|(p, f)| (p, remap_file(f, &map_a, n)))
-                .collect();
-        }
-        a.captures = names;
-        for (path, file) in b.files {
-            let file = remap_file(file, &map_b, n);
-            insert_file(&mut a, path, file, n)?;
-        }
-    } else {
-        n = a.captures.len();
-        for (path, file) in b.files {
-            insert_file(&mut a, path, file, n)?;
-        }
+    let mut names = a.captures.clone();
+    let map_b: Vec<usize> = b
+        .captures
+        .iter()
+        .map(|c| match names.iter().position(|x| x == c) {
+            Some(i) => i,
+            None => {
+                names.push(c.clone());
+                names.len() - 1
+            }
+        })
+        .collect();
+    let n = names.len();
+    let remap_a = n != a.captures.len();
+    let remap_b = a.captures != b.captures;
+    let map_a: Vec<usize> = (0..a.captures.len()).collect();
+    a.captures = names;
+    // Both file maps are sorted by path: pair them up in one walk, then
+    // merge the pairs side by side (each file is independent).
+    let mut pairs: Vec<(String, Option<FileCoverage>, Option<FileCoverage>)> =
+        Vec::with_capacity(a.files.len().max(b.files.len()));
+    let mut fa = std::mem::take(&mut a.files).into_iter().peekable();
+    let mut fb = b.files.into_iter().peekable();
+    loop {
+        let order = match (fa.peek(), fb.peek()) {
+            (Some((x, _)), Some((y, _))) => x.cmp(y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        let pair = match order {
+            std::cmp::Ordering::Less => fa.next().map(|(p, f)| (p, Some(f), None)),
+            std::cmp::Ordering::Greater => fb.next().map(|(p, f)| (p, None, Some(f))),
+            std::cmp::Ordering::Equal => fa
+                .next()
+                .zip(fb.next())
+                .map(|((p, x), (_, y))| (p, Some(x), Some(y))),
+        };
+        pairs.extend(pair);
     }
+    let merged: Vec<Result<(String, FileCoverage), MergeError>> = pairs
+        .into_par_iter()
+        .map(|(path, x, y)| {
+            let x = x.map(|f| if remap_a { remap_file(f, &map_a, n) } else { f });
+            let y = y.map(|f| if remap_b { remap_file(f, &map_b, n) } else { f });
+            let file = match (x, y) {
+                (Some(x), Some(y)) => merge_file(x, y, n).map_err(|kind| MergeError {
+                    file: path.clone(),
+                    kind,
+                })?,
+                (Some(f), None) | (None, Some(f)) => f,
+                (None, None) => FileCoverage::default(),
+            };
+            Ok((path, file))
+        })
+        .collect();
+    // Sorted by path: the map is built in one go. The first error in path
+    // order is the one reported, as a sequential merge would.
+    a.files = merged.into_iter().collect::<Result<_, _>>()?;
     Ok(a)
-}
-
-fn insert_file(
-    a: &mut Coverage,
-    path: String,
-    file: FileCoverage,
-    n: usize,
-) -> Result<(), MergeError> {
-    match a.files.remove(&path) {
-        Some(prev) => {
-            let merged = merge_file(prev, file, n).map_err(|kind| MergeError {
-                file: path.clone(),
-                kind,
-            })?;
-            a.files.insert(path, merged);
-        }
-        None => {
-            a.files.insert(path, file);
-        }
-    }
-    Ok(())
 }
 
 /// Merges two files whose `by_capture` vectors both follow the same list of
@@ -261,6 +268,26 @@ fn remap_vec<T: Count>(v: Vec<T>, map: &[usize], n: usize) -> Vec<T> {
         return Vec::new();
     }
     if v.len() == n && map.len() == n && map.iter().enumerate().all(|(i, &j)| i == j) {
+        return v;
+    }
+    // Few captures (the usual case): move the values within the vector's
+    // own buffer (growing it in place where the allocator can) instead of
+    // allocating another.
+    const FEW: usize = 8;
+    if v.len() <= FEW && n <= FEW {
+        let mut old = [T::ZERO; FEW];
+        let len = v.len();
+        if let Some(dst) = old.get_mut(..len) {
+            dst.copy_from_slice(&v);
+        }
+        let mut v = v;
+        v.clear();
+        v.resize(n, T::ZERO);
+        for (i, &x) in old.iter().take(len).enumerate() {
+            if let Some(slot) = map.get(i).and_then(|&j| v.get_mut(j)) {
+                *slot = slot.add(x).unwrap_or(*slot);
+            }
+        }
         return v;
     }
     let mut out = vec![T::ZERO; n];

@@ -5,13 +5,27 @@ use std::io::{self, Write};
 
 use covnet_merger::model::{Coverage, Summary};
 
-use crate::tree::capture_summary;
+use crate::tree::summaries;
 use crate::{Percent, RunInfo};
 
 /// Writes the summary table: totals of lines, functions and branches and,
 /// when the coverage has several captures, one row group per capture.
 pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result<()> {
-    let total = cov.summary();
+    // One pass over the model for the totals and the per-capture totals.
+    let ncap = cov.captures.len();
+    let mut total = Summary::default();
+    let mut per: Vec<Summary> = vec![Summary::default(); ncap];
+    let mut own: Vec<Summary> = vec![Summary::default(); ncap];
+    for f in cov.files.values() {
+        let (sum, seen, _) = summaries(f, ncap);
+        total.add(&sum);
+        for (i, ((s, o), seen)) in per.iter_mut().zip(own.iter_mut()).zip(&seen).enumerate() {
+            s.add(seen);
+            if f.owned_by_capture(i) {
+                o.add(seen);
+            }
+        }
+    }
     writeln!(
         out,
         "{} ({} files, {})",
@@ -28,18 +42,8 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
         writeln!(out, "  {name:<10} {:>12} {:>12} {:>9}", p.hit, p.found, p)?;
     }
     if cov.captures.len() > 1 {
-        // Each machine's share of the whole, and of its own code.
-        let mut per: Vec<Summary> = vec![Summary::default(); cov.captures.len()];
-        let mut own: Vec<Summary> = vec![Summary::default(); cov.captures.len()];
-        for f in cov.files.values() {
-            for (i, (s, o)) in per.iter_mut().zip(own.iter_mut()).enumerate() {
-                let seen = capture_summary(f, i);
-                s.add(&seen);
-                if f.owned_by_capture(i) {
-                    o.add(&seen);
-                }
-            }
-        }
+        // Each machine's share of the whole (`per`), and of its own code
+        // (`own`).
         let width = cov
             .captures
             .iter()

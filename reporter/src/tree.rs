@@ -47,6 +47,9 @@ pub struct FileEntry<'a> {
     /// Its totals per capture where the capture had the file (its own
     /// code), zero where it did not.
     pub own: Vec<Summary>,
+    /// Per capture, the lines that it alone hit (all zero with fewer than
+    /// two captures).
+    pub unique: Vec<u64>,
 }
 
 impl FileEntry<'_> {
@@ -81,7 +84,7 @@ impl<'a> Tree<'a> {
             .files
             .par_iter()
             .map(|(path, fc)| {
-                let by_capture: Vec<Summary> = (0..ncap).map(|i| capture_summary(fc, i)).collect();
+                let (summary, by_capture, unique) = summaries(fc, ncap);
                 let own = by_capture
                     .iter()
                     .enumerate()
@@ -98,9 +101,10 @@ impl<'a> Tree<'a> {
                     rel: relative(path, &root).to_owned(),
                     dir: 0,
                     coverage: fc,
-                    summary: fc.summary(),
+                    summary,
                     by_capture,
                     own,
+                    unique,
                 }
             })
             .collect();
@@ -183,6 +187,54 @@ impl DirEntry {
             ..DirEntry::default()
         }
     }
+}
+
+/// In one pass over `file`: its totals ([`FileCoverage::summary`]), its
+/// totals per capture ([`capture_summary`] of each of `ncap`) and the
+/// lines each capture alone hit ([`FileEntry::unique`]).
+pub(crate) fn summaries(file: &FileCoverage, ncap: usize) -> (Summary, Vec<Summary>, Vec<u64>) {
+    let mut s = Summary::default();
+    let mut by = vec![Summary::default(); ncap];
+    let mut unique = vec![0u64; ncap];
+    let nlines = file.lines.len() as u64;
+    let nfuns = file.functions.len() as u64;
+    let mut branches = 0u64;
+    for line in file.lines.values() {
+        s.lines_hit += u64::from(line.count > 0);
+        let mut hit_by = None;
+        let mut hits = 0usize;
+        for (i, (c, &n)) in by.iter_mut().zip(&line.by_capture).enumerate() {
+            if n > 0 {
+                c.lines_hit += 1;
+                hits += 1;
+                hit_by = Some(i);
+            }
+        }
+        if ncap > 1 && hits == 1 {
+            if let Some(u) = hit_by.and_then(|i| unique.get_mut(i)) {
+                *u += 1;
+            }
+        }
+        for b in &line.branches {
+            branches += 1;
+            s.branches_hit += u64::from(b.taken.is_some_and(|t| t > 0));
+            for (c, t) in by.iter_mut().zip(&b.by_capture) {
+                c.branches_hit += u64::from(t.is_some_and(|t| t > 0));
+            }
+        }
+    }
+    for f in &file.functions {
+        s.functions_hit += u64::from(f.count > 0);
+        for (c, &n) in by.iter_mut().zip(&f.by_capture) {
+            c.functions_hit += u64::from(n > 0);
+        }
+    }
+    for t in std::iter::once(&mut s).chain(by.iter_mut()) {
+        t.lines_found = nlines;
+        t.functions_found = nfuns;
+        t.branches_found = branches;
+    }
+    (s, by, unique)
 }
 
 /// Totals of `file` as capture `capture` saw it: every instrumented line,
@@ -274,6 +326,42 @@ mod tests {
             by_capture: by.to_vec(),
             ..Default::default()
         }
+    }
+
+    /// The one-pass sums equal the separate ones: the file's own summary,
+    /// each capture's, and the lines only one capture hit.
+    #[test]
+    fn one_pass_summaries_match_the_separate_sums() {
+        let mut f = FileCoverage::default();
+        f.lines.insert(1, line(3, &[1, 2, 0]));
+        f.lines.insert(2, line(4, &[0, 4, 0]));
+        f.lines.insert(3, line(0, &[0, 0, 0]));
+        f.lines.insert(4, line(5, &[0, 0])); // short vector: not hit
+        let mut branchy = line(2, &[0, 0, 2]);
+        branchy.branches = vec![
+            Branch {
+                taken: Some(2),
+                by_capture: vec![None, Some(0), Some(2)],
+                ..Default::default()
+            },
+            Branch {
+                taken: None,
+                by_capture: vec![None, None, None],
+                ..Default::default()
+            },
+        ];
+        f.lines.insert(5, branchy);
+        f.functions = vec![FunctionCoverage {
+            count: 7,
+            by_capture: vec![7, 0, 0],
+            ..Default::default()
+        }];
+        let (sum, by, unique) = summaries(&f, 3);
+        assert_eq!(sum, f.summary());
+        let each: Vec<Summary> = (0..3).map(|i| capture_summary(&f, i)).collect();
+        assert_eq!(by, each);
+        assert_eq!(unique, vec![0, 1, 1]);
+        assert_eq!(summaries(&f, 1).2, vec![0], "one capture: nothing unique");
     }
 
     #[test]

@@ -25,6 +25,14 @@ mod cli {
 
 use cli::exit;
 
+/// mimalloc: the report's model is millions of small vectors.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in the `mi_option_e` enum of the mimalloc that
+/// the locked libmimalloc-sys builds (v3; its Rust bindings lack the name).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// Run tests on networks of VMs and report the code coverage of all machines together.
 #[derive(Parser, Debug)]
 #[command(name = "covnet", version, about, propagate_version = true)]
@@ -56,6 +64,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Never hand freed memory back to the OS: covnet is short-lived, and
+    // memory purged 10 ms after a free (mimalloc's default) is faulted in
+    // and zeroed again on the next allocation (on the report corpus: 1,800
+    // page faults instead of 550, 0.6 s more CPU time).
+    // SAFETY: sets one integer option of the allocator; no thread is
+    // running yet and the option is valid for the pinned mimalloc.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     match run() {
         Ok(code) => code,
         Err(err) => {
