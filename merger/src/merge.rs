@@ -75,17 +75,7 @@ pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
         return Ok(b);
     }
     let mut names = a.captures.clone();
-    let map_b: Vec<usize> = b
-        .captures
-        .iter()
-        .map(|c| match names.iter().position(|x| x == c) {
-            Some(i) => i,
-            None => {
-                names.push(c.clone());
-                names.len() - 1
-            }
-        })
-        .collect();
+    let map_b = unite_names(&mut names, &b.captures);
     let n = names.len();
     let remap_a = n != a.captures.len();
     let remap_b = a.captures != b.captures;
@@ -381,12 +371,10 @@ pub(crate) fn align_file(file: FileCoverage, n: usize) -> FileCoverage {
     remap_file(file, &identity, n)
 }
 
-/// Unites captures that carry the same name (their per-capture counts add).
-pub fn dedup_captures(mut cov: Coverage) -> Coverage {
-    let mut names: Vec<String> = Vec::new();
-    let map: Vec<usize> = cov
-        .captures
-        .iter()
+/// Adds each of `new` to `names` unless it is there already; gives each
+/// one's index in `names`.
+fn unite_names(names: &mut Vec<String>, new: &[String]) -> Vec<usize> {
+    new.iter()
         .map(|c| match names.iter().position(|x| x == c) {
             Some(i) => i,
             None => {
@@ -394,7 +382,13 @@ pub fn dedup_captures(mut cov: Coverage) -> Coverage {
                 names.len() - 1
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Unites captures that carry the same name (their per-capture counts add).
+pub fn dedup_captures(mut cov: Coverage) -> Coverage {
+    let mut names: Vec<String> = Vec::new();
+    let map = unite_names(&mut names, &cov.captures);
     if names.len() == cov.captures.len() {
         return cov;
     }
