@@ -17,10 +17,9 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use super::ns;
+use super::worker::Worker;
 
 /// `RTM_NEWLINK`.
 const RTM_NEWLINK: u16 = 16;
@@ -237,46 +236,25 @@ pub struct RelayPort {
 
 /// The thread moving frames between a machine's veths and the switch.
 #[derive(Debug)]
-pub struct Relay {
-    stop: Arc<AtomicBool>,
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Relay(Worker);
 
 impl Relay {
     /// Starts relaying for `ports` of machine `machine`.
     pub fn spawn(machine: &str, ports: Vec<RelayPort>) -> std::io::Result<Relay> {
-        let (wake_rx, wake) = ns::pipe()?;
         for p in &ports {
             p.switch.set_nonblocking(true)?;
             ns::set_nonblocking(p.packet.as_fd())?;
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name(format!("relay-{machine}"))
-            .spawn(move || relay(ports, &wake_rx, &thread_stop))?;
-        Ok(Relay {
-            stop,
-            wake,
-            thread: Some(thread),
+        Worker::spawn(format!("relay-{machine}"), move |wake, stop| {
+            relay(ports, wake, stop)
         })
+        .map(Relay)
     }
 
     /// Stops the relay and closes its sockets (which frees the link
     /// namespace).
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = ns::write_byte(self.wake.as_fd());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 

@@ -21,5 +21,6 @@ pub mod machine;
 pub mod ns;
 pub mod rootfs;
 pub mod tty;
+pub mod worker;
 
 pub use machine::{NamespaceConfig, NamespaceMachine, Namespaces, NsNic};

@@ -14,10 +14,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use super::ns;
+use super::worker::Worker;
 
 /// Bytes buffered per direction before the bridge stops reading that side.
 const BUFFER_LIMIT: usize = 1 << 20;
@@ -26,11 +25,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// A thread copying bytes both ways between a pty master and a socket.
 #[derive(Debug)]
-pub struct TtyBridge {
-    stop: Arc<AtomicBool>,
-    wake: OwnedFd,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct TtyBridge(Worker);
 
 impl TtyBridge {
     /// Bridges `master` and `stream`. `hold` is an open slave fd kept until
@@ -46,32 +41,15 @@ impl TtyBridge {
     ) -> io::Result<TtyBridge> {
         ns::set_nonblocking(master.as_fd())?;
         stream.set_nonblocking(true)?;
-        let (wake_rx, wake) = ns::pipe()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name(format!("tty-{name}"))
-            .spawn(move || bridge(&master, &stream, hold, &wake_rx, &thread_stop))?;
-        Ok(TtyBridge {
-            stop,
-            wake,
-            thread: Some(thread),
+        Worker::spawn(format!("tty-{name}"), move |wake, stop| {
+            bridge(&master, &stream, hold, wake, stop)
         })
+        .map(TtyBridge)
     }
 
     /// Stops the bridge and closes both ends.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = ns::write_byte(self.wake.as_fd());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for TtyBridge {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 
