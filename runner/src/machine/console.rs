@@ -608,6 +608,13 @@ fn is_timeout(err: &io::Error) -> bool {
     )
 }
 
+/// A read on a socket with a read timeout (or non-blocking) that found no
+/// data yet: timed out, would block, or was interrupted by a signal. The
+/// caller reads again (after its own checks).
+pub fn no_data_yet(err: &io::Error) -> bool {
+    is_timeout(err) || err.kind() == io::ErrorKind::Interrupted
+}
+
 /// The id of an `=covnet <id> end <status>` line (any status).
 pub fn parse_end_id(line: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(line).ok()?;
@@ -756,7 +763,7 @@ impl ConsoleLog {
                     raw_partial.extend_from_slice(data);
                     self.take_lines(machine, &mut raw_partial, events);
                 }
-                Err(err) if is_timeout(&err) || err.kind() == io::ErrorKind::Interrupted => {
+                Err(err) if no_data_yet(&err) => {
                     if self.stop.load(Ordering::Relaxed) {
                         break;
                     }

@@ -276,14 +276,7 @@ fn serve_connection(machine: &dyn Machine, stream: UnixStream, stop: &AtomicBool
         match reader.read_line(&mut line) {
             Ok(0) => return,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
+            Err(e) if crate::machine::console::no_data_yet(&e) => continue,
             Err(_) => return,
         }
         if !line.ends_with('\n') {
@@ -347,14 +340,7 @@ fn relay(client: UnixStream, term: &Terminal, pending: &[u8], stop: &AtomicBool)
                         break;
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if crate::machine::console::no_data_yet(&e) => {
                     if out.is_finished() {
                         break;
                     }

@@ -304,14 +304,7 @@ impl Conn {
                         });
                     }
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if crate::machine::console::no_data_yet(&e) => {
                     if !process.child.is_running() {
                         // Its last words may still be in the socket.
                         continue;
