@@ -16,6 +16,7 @@
 //! coverage beside the total at a time (memory bounded by the largest
 //! spec, not by the suite).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use covnet_merger::model::Coverage;
@@ -278,7 +279,7 @@ pub fn read_identity(spec_dir: &Path) -> Result<Option<BuildIdentity>, BundleErr
 pub fn fold<'a>(
     specs: impl IntoIterator<Item = (&'a str, PathBuf)>,
     attribute: bool,
-) -> Result<Option<Coverage>, BundleError> {
+) -> Result<Folded, BundleError> {
     // Adjacent partial totals merge when they hold as many specs (a
     // binary counter): merging costs lines times captures, so a linear
     // fold of many attributed specs would cost that for every spec, this
@@ -286,6 +287,7 @@ pub fn fold<'a>(
     // Without attribution each spec joins the total at once (memory: the
     // total and one spec).
     let mut stack: Vec<(u32, String, Coverage)> = Vec::new();
+    let mut captures = BTreeMap::new();
     let join = |left: (u32, String, Coverage), right: (u32, String, Coverage)| {
         let (level, first, a) = left;
         let (_, id, b) = right;
@@ -311,6 +313,7 @@ pub fn fold<'a>(
         for c in &mut cov.captures {
             *c = format!("{id}/{c}");
         }
+        captures.insert(id.to_owned(), cov.captures.clone());
         if !attribute {
             cov = covnet_merger::merge::without_attribution(cov);
         }
@@ -333,7 +336,19 @@ pub fn fold<'a>(
             Some(right) => join(left, right)?,
         });
     }
-    Ok(total.map(|(_, _, c)| c))
+    Ok(Folded {
+        coverage: total.map(|(_, _, c)| c),
+        captures,
+    })
+}
+
+/// What [`fold`] gives: the total, and each spec's captures as named in it.
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// The specs' coverage added up (`None`: no spec had any).
+    pub coverage: Option<Coverage>,
+    /// Spec id → its captures (`<id>/<capture>`), for the specs read.
+    pub captures: BTreeMap<String, Vec<String>>,
 }
 
 /// Bundles merged: the suite's coverage and what is missing from it.
@@ -453,7 +468,9 @@ pub fn merge(bundles: &[PathBuf], attribute: bool) -> Result<MergedBundles, Bund
         let (i, s) = ran.get(id.as_str())?;
         Some((s.id.as_str(), bundles[*i].join(&s.id)))
     });
-    let coverage = fold(order, attribute)?.ok_or(BundleError::NoCoverage)?;
+    let coverage = fold(order, attribute)?
+        .coverage
+        .ok_or(BundleError::NoCoverage)?;
     Ok(MergedBundles {
         coverage,
         notes,
@@ -601,9 +618,11 @@ mod tests {
         }
         let linear = linear.unwrap();
         let order = || specs.iter().map(|(id, dir)| (id.as_str(), dir.clone()));
-        assert_eq!(fold(order(), true).unwrap().unwrap(), linear);
+        let folded = fold(order(), true).unwrap();
+        assert_eq!(folded.captures["s3"], ["s3/a", "s3/b"]);
+        assert_eq!(folded.coverage.unwrap(), linear);
         assert_eq!(
-            fold(order(), false).unwrap().unwrap(),
+            fold(order(), false).unwrap().coverage.unwrap(),
             covnet_merger::merge::without_attribution(linear)
         );
     }

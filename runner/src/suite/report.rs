@@ -84,21 +84,32 @@ pub fn write(out: &Path, s: &SuiteOutputs<'_>) -> Result<SuiteReport, SuiteRepor
             .map_err(|source| SuiteReportError::Write { path, source })?;
     }
 
+    // Every spec's coverage, folded in suite order (each spec's captures
+    // named on the way, for the manifest).
+    let folded = if s.coverage {
+        let order = s.runs.iter().map(|r| (r.spec.id.as_str(), r.out.clone()));
+        bundle::fold(order, true)?
+    } else {
+        bundle::Folded::default()
+    };
+    let mut captures = folded.captures;
+    let entries: Vec<SpecEntry> = s
+        .runs
+        .iter()
+        .map(|r| entry(r, captures.remove(&r.spec.id).unwrap_or_default()))
+        .collect();
     let mut notes = Vec::new();
-    for r in s.runs {
-        let e = entry(r, s.coverage);
-        if !e.ok() {
-            notes.push(format!(
-                "spec `{}`: test {}, coverage {}{}",
-                e.id,
-                e.result,
-                e.coverage,
-                e.error
-                    .as_deref()
-                    .map(|w| format!(": {w}"))
-                    .unwrap_or_default()
-            ));
-        }
+    for e in entries.iter().filter(|e| !e.ok()) {
+        notes.push(format!(
+            "spec `{}`: test {}, coverage {}{}",
+            e.id,
+            e.result,
+            e.coverage,
+            e.error
+                .as_deref()
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default()
+        ));
     }
     // The build: every spec's notes, which must agree.
     let mut build = BuildIdentity::default();
@@ -114,26 +125,20 @@ pub fn write(out: &Path, s: &SuiteOutputs<'_>) -> Result<SuiteReport, SuiteRepor
             build.extend(&id);
         }
     }
-    let coverage = if s.coverage {
-        let order = s.runs.iter().map(|r| (r.spec.id.as_str(), r.out.clone()));
-        let cov = bundle::fold(order, true)?;
-        match &cov {
-            Some(c) => {
-                let mut info = covnet_reporter::RunInfo::now(
-                    suite_title(s),
-                    s.runs.iter().map(|r| r.spec.id.clone()).collect(),
-                );
-                info.notes = notes.clone();
-                let outputs = covnet_reporter::outputs::Outputs::run_layout(out, s.lcov_format);
-                covnet_reporter::outputs::write_all(c, &info, &outputs)
-                    .map_err(SuiteReportError::Report)?;
-            }
-            None => notes.push("no spec brought coverage: no combined report".to_owned()),
+    match &folded.coverage {
+        Some(c) => {
+            let mut info = covnet_reporter::RunInfo::now(
+                suite_title(s),
+                s.runs.iter().map(|r| r.spec.id.clone()).collect(),
+            );
+            info.notes = notes.clone();
+            let outputs = covnet_reporter::outputs::Outputs::run_layout(out, s.lcov_format);
+            covnet_reporter::outputs::write_all(c, &info, &outputs)
+                .map_err(SuiteReportError::Report)?;
         }
-        cov
-    } else {
-        None
-    };
+        None if s.coverage => notes.push("no spec brought coverage: no combined report".to_owned()),
+        None => {}
+    }
 
     let manifest = Manifest {
         format: bundle::FORMAT.into(),
@@ -150,13 +155,13 @@ pub fn write(out: &Path, s: &SuiteOutputs<'_>) -> Result<SuiteReport, SuiteRepor
         started: seconds(s.started),
         finished: seconds(SystemTime::now()),
         coverage: s.coverage,
-        specs: s.runs.iter().map(|r| entry(r, s.coverage)).collect(),
+        specs: entries,
         build,
     };
     manifest.write(out)?;
     Ok(SuiteReport {
         manifest,
-        coverage,
+        coverage: folded.coverage,
         notes,
     })
 }
@@ -174,7 +179,7 @@ fn suite_title(s: &SuiteOutputs<'_>) -> String {
 }
 
 /// A spec's run as the manifest lists it.
-fn entry(r: &SpecRun, coverage: bool) -> SpecEntry {
+fn entry(r: &SpecRun, captures: Vec<String>) -> SpecEntry {
     let (result, cov, error) = match &r.outcome {
         Err(e) => ("not run".to_owned(), "none".to_owned(), Some(e.clone())),
         Ok(o) => (
@@ -200,14 +205,6 @@ fn entry(r: &SpecRun, coverage: bool) -> SpecEntry {
                 .map(|f| f.lines().next().unwrap_or_default().to_owned()),
         ),
     };
-    let captures = if coverage {
-        read_captures(&r.out)
-            .into_iter()
-            .map(|c| format!("{}/{c}", r.spec.id))
-            .collect()
-    } else {
-        Vec::new()
-    };
     SpecEntry {
         id: r.spec.id.clone(),
         path: r.spec.path.clone(),
@@ -218,24 +215,6 @@ fn entry(r: &SpecRun, coverage: bool) -> SpecEntry {
         elapsed: r.elapsed.as_secs_f64(),
         error,
     }
-}
-
-/// The capture names of a spec's `coverage.json` (none without one).
-fn read_captures(spec_out: &Path) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Capture {
-        name: String,
-    }
-    #[derive(serde::Deserialize)]
-    struct Report {
-        #[serde(default)]
-        captures: Vec<Capture>,
-    }
-    std::fs::read(spec_out.join("coverage.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Report>(&b).ok())
-        .map(|r| r.captures.into_iter().map(|c| c.name).collect())
-        .unwrap_or_default()
 }
 
 /// A spec's run as a JUnit `<testsuite>` named by its id.

@@ -243,6 +243,10 @@ fn a_suite_sharded_four_ways_merges_into_the_one_host_run() {
     let manifest = f.json("one/manifest.json");
     assert_eq!(manifest["format"], "covnet-shard-bundle");
     assert_eq!(manifest["specs"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        manifest["specs"][0]["captures"],
+        serde_json::json!(["alpha/web", "alpha/client"])
+    );
     assert!(manifest["partition"].is_null());
     let build = manifest["build"]["notes"].as_array().unwrap();
     assert_eq!(build.len(), 1, "{build:?}");
