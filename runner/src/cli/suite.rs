@@ -145,6 +145,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             suite.specs.len()
         ),
     }
+    if selected.is_empty() {
+        eprintln!(
+            "warning: this shard holds none of the suite's {} specs: nothing runs here (hash slices of a small suite can be empty; count slices fill every shard)",
+            suite.specs.len()
+        );
+    }
     let jobs = match args.jobs {
         Some(j) => {
             eprintln!("covnet: {j} spec(s) at once (-j)");
@@ -290,10 +296,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .count();
     eprintln!(
         "{}: {passed} of {} spec(s) passed ({:.2}s); bundle: {}",
-        if code == exit::SUCCESS {
-            "PASSED"
-        } else {
-            "FAILED"
+        match (code == exit::SUCCESS, runs.is_empty()) {
+            (true, true) => "EMPTY SHARD",
+            (true, false) => "PASSED",
+            (false, _) => "FAILED",
         },
         runs.len(),
         clock.elapsed().as_secs_f64(),
