@@ -606,3 +606,38 @@ fn a_signal_stops_the_running_specs_and_starts_no_more() {
     let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
     assert_eq!(junit.matches("<testsuite ").count(), 3, "{junit}");
 }
+
+/// A shard whose slice is empty runs nothing and says so: a warning, an
+/// EMPTY SHARD verdict (never PASSED), exit 0 (an engine starts every
+/// shard), and a bundle that lists no spec.
+#[test]
+fn an_empty_shard_says_so() {
+    let f = Fixture::new();
+    let r = f.covnet(
+        &[
+            "run",
+            "suite/alpha.toml",
+            "--backend",
+            "namespace",
+            "--no-console",
+            "--partition",
+            "count:2/2",
+            "--out",
+            "empty",
+        ],
+        &[],
+    );
+    assert_ok(&r, "empty shard");
+    assert!(
+        r.stderr
+            .contains("this shard holds none of the suite's 1 specs")
+            && r.stderr.contains("EMPTY SHARD: 0 of 0")
+            && !r.stderr.contains("PASSED"),
+        "{}",
+        r.stderr
+    );
+    assert!(f.json("empty/manifest.json")["specs"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
