@@ -542,7 +542,9 @@ fn gunzip(data: &[u8]) -> (Vec<u8>, Option<String>) {
     (out, None)
 }
 
-fn hex_sha256(data: &[u8]) -> String {
+/// SHA-256 of `data` in lowercase hex, as `sha256sum` prints it (the form
+/// pulled files are verified in).
+pub fn hex_sha256(data: &[u8]) -> String {
     let digest = Sha256::digest(data);
     let mut s = String::with_capacity(64);
     for b in digest.iter() {

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use covnet_merger::bytes::peek_stamp;
 use covnet_merger::error::FileKind;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// File name of a run's build identity in its output directory.
 pub const FILE: &str = "build.json";
@@ -123,10 +122,7 @@ impl Notes {
         let stamp = peek_stamp(bytes, FileKind::Notes).ok_or_else(|| IdentityError::NotNotes {
             path: path.to_path_buf(),
         })?;
-        let sha256 = Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = covnet_collector::collect::hex_sha256(bytes);
         Ok(Notes {
             path: path.to_path_buf(),
             stamp,
