@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// Capture every VLAN's traffic; the pcaps go into the failure bundle.
     #[arg(long)]
     pub pcap: bool,
+    /// Boot every VM from scratch: do not restore booted guests from the
+    /// snapshot cache, nor save them there (by default a VM image's first
+    /// boot saves the booted guest, later boots restore it).
+    #[arg(long)]
+    pub cold_boot: bool,
     /// Collect gcov data from every machine after the script and write a
     /// combined report (HTML, lcov, Cobertura, JSON) into the output
     /// directory.
@@ -125,6 +130,7 @@ impl RunArgs {
             accel: self.accel,
             keep_run_dir: self.keep_run_dir,
             pcap: self.pcap,
+            cold_boot: self.cold_boot,
             coverage: self.coverage,
             coverage_per_subtest: self.coverage_per_subtest,
         }

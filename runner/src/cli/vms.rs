@@ -70,6 +70,7 @@ fn serve(
             output_dir: out.to_owned(),
             keep_run_dir: false,
             pcap: false,
+            cold_boot: false,
             guest_env: Vec::new(),
             guest_files: Vec::new(),
         },

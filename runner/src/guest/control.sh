@@ -32,8 +32,6 @@ dev=${COVNET_CONTROL_DEV:-}
 work=${COVNET_CONTROL_DIR:-/run/covnet/control}
 piddir=${COVNET_PID_DIR:-/run/covnet}
 
-mkdir -p "$work" || exit 1
-
 # find_port: sets $dev to the device of the port named covnet.control.
 find_port() {
 	for n in /sys/class/virtio-ports/*/name; do
@@ -47,9 +45,10 @@ find_port() {
 	return 1
 }
 
-if [ "$dev" != - ]; then
-	# The port and its devtmpfs node appear asynchronously after
-	# virtio_console probes: wait up to 10 s.
+# locate_port: sets $dev, unless it names a device already. The port and
+# its devtmpfs node appear asynchronously after virtio_console probes: wait
+# up to 10 s.
+locate_port() {
 	n=0
 	while ! { [ -n "$dev" ] && [ -c "$dev" ]; } && ! find_port && [ "$n" -lt 200 ]; do
 		sleep 0.05
@@ -59,6 +58,20 @@ if [ "$dev" != - ]; then
 		echo "covnet control: no virtio port named covnet.control" >&2
 		dev=/dev/vport0p1
 	fi
+}
+
+# `control.sh --port`: print the port's device and exit (init holds on
+# it before it starts the shell).
+if [ "${1:-}" = --port ]; then
+	locate_port
+	echo "$dev"
+	exit 0
+fi
+
+mkdir -p "$work" || exit 1
+
+if [ "$dev" != - ]; then
+	locate_port
 	# A port can be open only once: one read-write open, duplicated.
 	exec <>"$dev" >&0
 fi

@@ -1,9 +1,9 @@
 #!/bin/sh
 # covnet stage-1 init (PID 1 of every VM guest), run from the initramfs that
 # covnet builds. It mounts the kernel filesystems, loads the virtio modules,
-# configures the network from /covnet/machine.env, starts the spec's
-# services and then execs the control shell on hvc0. No sleeps: every step
-# either completes synchronously or is waited for by the host.
+# holds until the host releases it (a VM: see `hold`), configures the
+# network from /covnet/machine.env, starts the spec's services and then
+# execs the control shell. Every wait is for the kernel or the host.
 #
 # Output goes to /dev/console (ttyS0), which the host logs.
 
@@ -38,6 +38,42 @@ ln -sf /proc/self/fd /dev/fd
 for m in $COVNET_MODULES; do
 	insmod "$m" || say "insmod $m failed"
 done
+
+# hold: everything above is the same for every boot of this image; what
+# follows makes it this machine, now. A VM waits here for the host's
+# `<id> GO <unix seconds> <entropy>`, answering pings with `=covnet hold`,
+# so that the host can save the booted guest once and later restore it
+# here: the clock, the entropy pool, the hostname, the addresses and the
+# services all come after the restore.
+hold() {
+	while :; do
+		# End of input: the host is not connected (yet, or any more after a
+		# restore): wait for it.
+		while IFS=' ' read -r _ op now seed <&3; do
+			case $op in
+			PING) echo "=covnet hold" >&3 ;;
+			GO) return 0 ;;
+			esac
+		done
+		sleep 0.02
+	done
+}
+
+if [ -z "$COVNET_NAMESPACE" ]; then
+	port=$(/covnet/control.sh --port)
+	if [ -c "$port" ]; then
+		export COVNET_CONTROL_DEV="$port"
+		# A port can be open only once: closed again before the control
+		# shell opens it.
+		exec 3<>"$port"
+		hold
+		exec 3<&-
+		date -s "@$now" >/dev/null
+		echo "$seed" >/dev/urandom
+	else
+		say "no control port: nothing to hold on"
+	fi
+fi
 
 [ -n "$COVNET_NAME" ] && hostname "$COVNET_NAME"
 ip link set lo up

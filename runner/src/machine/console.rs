@@ -37,6 +37,20 @@ pub const PUT_CHUNK: usize = 256 * 1024;
 /// also announces itself, so this only matters for late connections).
 const PING_INTERVAL: Duration = Duration::from_millis(250);
 
+/// What a VM's init answers to pings while it holds (see `guest/init.sh`).
+const HELD_LINE: &[u8] = b"=covnet hold";
+
+/// What first answered a booting guest's pings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeting {
+    /// The control shell: the machine is up.
+    Ready,
+    /// A VM's init, booted as far as any boot of its image goes and
+    /// waiting for [`ControlChannel::release`] before it takes its
+    /// identity (the point a booted guest is saved at and restored to).
+    Held,
+}
+
 /// Lines of serial console kept in memory per machine.
 pub const CONSOLE_TAIL_LINES: usize = 5000;
 
@@ -453,12 +467,56 @@ impl ControlChannel {
 
     /// Sends pings until the guest answers one, up to `deadline`, calling
     /// `alive` between pings: when it returns `false` (QEMU exited), the
-    /// wait stops with [`ChannelError::Closed`].
+    /// wait stops with [`ChannelError::Closed`]. A guest holding before
+    /// its identity (see [`Greeting::Held`]) does not count: this waits
+    /// for the control shell itself.
     pub fn wait_ready(
         &mut self,
         deadline: Instant,
-        mut alive: impl FnMut() -> bool,
+        alive: impl FnMut() -> bool,
     ) -> Result<(), ChannelError> {
+        self.ping_until(deadline, alive, false).map(|_| ())
+    }
+
+    /// Like [`ControlChannel::wait_ready`], but a guest's init holding
+    /// for the host's release answers too: what answered first.
+    pub fn wait_greeting(
+        &mut self,
+        deadline: Instant,
+        alive: impl FnMut() -> bool,
+    ) -> Result<Greeting, ChannelError> {
+        self.ping_until(deadline, alive, true)
+    }
+
+    /// Releases a guest whose init holds (see [`Greeting::Held`]): it sets
+    /// its clock to the host's `now` (whole seconds since the epoch), mixes
+    /// `seed` into its entropy pool and goes on to become its machine.
+    pub fn release(
+        &mut self,
+        now: std::time::SystemTime,
+        seed: &[u8; 32],
+        deadline: Instant,
+    ) -> Result<(), ChannelError> {
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let id = self.id();
+        let during = "releasing the guest's init";
+        self.send(
+            format!("{id} GO {secs} {hex}\n").as_bytes(),
+            deadline,
+            during,
+        )
+        .map_err(|err| self.kill_channel(err))
+    }
+
+    fn ping_until(
+        &mut self,
+        deadline: Instant,
+        mut alive: impl FnMut() -> bool,
+        held_answers: bool,
+    ) -> Result<Greeting, ChannelError> {
         self.check_alive()?;
         let mut first_ping = None;
         loop {
@@ -485,10 +543,13 @@ impl ControlChannel {
             loop {
                 match self.read_line(round, during) {
                     Ok(line) => {
+                        if held_answers && line == HELD_LINE {
+                            return Ok(Greeting::Held);
+                        }
                         if let Some(answered) = parse_end_id(&line) {
                             // Id 0: the shell's own announcement at start.
                             if answered == 0 || (first..=id).contains(&answered) {
-                                return Ok(());
+                                return Ok(Greeting::Ready);
                             }
                         }
                     }

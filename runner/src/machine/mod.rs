@@ -18,6 +18,7 @@ pub mod terminal;
 pub mod vm;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,6 +159,49 @@ pub enum MachineEvent {
         /// How it ended, e.g. `"exit status: 0"`.
         how: String,
     },
+    /// A booted guest was restored from the snapshot cache, saved to it,
+    /// or could not be (see [`vm::snapshot`]).
+    Snapshot {
+        /// Machine name.
+        machine: String,
+        /// What happened.
+        action: SnapshotAction,
+    },
+}
+
+/// What happened to a VM's snapshot (see [`MachineEvent::Snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotAction {
+    /// The guest was restored from `path`: QEMU ran the restored guest
+    /// `took` after it was spawned.
+    Restored {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Spawn to running guest.
+        took: Duration,
+    },
+    /// The booted guest was saved to `path` for the next boots.
+    Saved {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+        /// How long the guest was held for the save.
+        took: Duration,
+    },
+    /// Restoring from `path` failed: the file was removed and the guest
+    /// boots cold.
+    RestoreFailed {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The booted guest could not be saved (the run goes on).
+    SaveFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl MachineEvent {
@@ -168,7 +212,8 @@ impl MachineEvent {
             | MachineEvent::Ready { machine, .. }
             | MachineEvent::BootFailed { machine, .. }
             | MachineEvent::ConsoleLine { machine, .. }
-            | MachineEvent::Stopped { machine, .. } => machine,
+            | MachineEvent::Stopped { machine, .. }
+            | MachineEvent::Snapshot { machine, .. } => machine,
         }
     }
 }
@@ -188,6 +233,29 @@ impl fmt::Display for MachineEvent {
             }
             MachineEvent::ConsoleLine { machine, line } => write!(f, "{machine}| {line}"),
             MachineEvent::Stopped { machine, how } => write!(f, "{machine}: stopped ({how})"),
+            MachineEvent::Snapshot { machine, action } => match action {
+                SnapshotAction::Restored { path, took } => write!(
+                    f,
+                    "{machine}: restored the booted guest in {:.2}s from {}",
+                    took.as_secs_f64(),
+                    path.display()
+                ),
+                SnapshotAction::Saved { path, bytes, took } => write!(
+                    f,
+                    "{machine}: saved the booted guest for the next runs ({:.1} MB in {:.2}s) to {}",
+                    *bytes as f64 / 1e6,
+                    took.as_secs_f64(),
+                    path.display()
+                ),
+                SnapshotAction::RestoreFailed { path, reason } => write!(
+                    f,
+                    "{machine}: could not restore {} ({reason}); removed it, booting cold",
+                    path.display()
+                ),
+                SnapshotAction::SaveFailed { reason } => {
+                    write!(f, "{machine}: could not save the booted guest: {reason}")
+                }
+            },
         }
     }
 }
@@ -401,6 +469,17 @@ pub enum MachineError {
         /// Why.
         detail: String,
     },
+    /// A saved guest could not be restored (the snapshot is removed: the
+    /// next boot is cold).
+    #[error("machine `{machine}`: could not restore {}: {reason}", snapshot.display())]
+    Restore {
+        /// Machine name.
+        machine: String,
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Changing the network link state failed.
     #[error("machine `{machine}`: failed to set link {}: {detail}", if *up { "up" } else { "down" })]
     Link {
@@ -430,6 +509,7 @@ impl MachineError {
             | MachineError::Stop { machine, .. }
             | MachineError::Unsupported { machine, .. }
             | MachineError::Terminal { machine, .. }
+            | MachineError::Restore { machine, .. }
             | MachineError::Link { machine, .. } => machine,
         }
     }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel};
+use super::console::{shell_quote, ChannelError, ConsoleLog, ControlChannel, Greeting};
 use super::terminal::Terminal;
 use super::{
     ConsoleTail, EventSink, Machine, MachineError, MachineEvent, Output, ERROR_CONSOLE_LINES,
@@ -119,6 +119,13 @@ pub trait Backend: Send + Sync {
     /// Opens a terminal session (see [`super::terminal`]) of the running
     /// machine `name`.
     fn open_terminal(&self, name: &str, term: &str) -> Result<Terminal, MachineError>;
+    /// Releases a guest whose init holds before it takes its identity
+    /// ([`Greeting::Held`]: VMs), with the host's clock and fresh entropy.
+    /// A backend may first save the booted guest (see
+    /// [`super::vm::snapshot`]).
+    fn release(&self, channel: &mut ControlChannel, deadline: Instant) -> Result<(), ChannelError> {
+        channel.release(std::time::SystemTime::now(), &fresh_seed(), deadline)
+    }
     /// Extra lines for error reports after the console's (QEMU's log).
     fn log_tail(&self) -> Vec<String> {
         Vec::new()
@@ -177,6 +184,18 @@ impl<B: Backend> std::fmt::Debug for Session<B> {
 
 /// Locks `m`, ignoring poisoning (the data stays consistent: every holder
 /// only replaces whole values).
+/// 32 bytes from the host's entropy pool for a released guest (a restored
+/// guest's own pool is the saved one's).
+pub(crate) fn fresh_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    // SAFETY: the buffer is valid for its length; a short or failed read
+    // leaves zeros, which the guest only mixes into its pool.
+    unsafe {
+        libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0);
+    }
+    seed
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -409,9 +428,14 @@ impl<B: Backend> Session<B> {
             },
         };
         let mut channel = ControlChannel::new(stream);
-        if channel
-            .wait_ready(deadline, || self.exited().is_none() && !self.cancelled())
-            .is_err()
+        let alive = || self.exited().is_none() && !self.cancelled();
+        let held = match channel.wait_greeting(deadline, alive) {
+            Ok(greeting) => greeting == Greeting::Held,
+            Err(_) => return Err(boot_err(self)),
+        };
+        if held
+            && (self.backend.release(&mut channel, deadline).is_err()
+                || channel.wait_ready(deadline, alive).is_err())
         {
             return Err(boot_err(self));
         }
@@ -532,7 +556,16 @@ impl<B: Backend> Machine for Session<B> {
         }
         // A previous run that died: reap and clean up first.
         let _ = self.teardown(None);
-        match self.boot() {
+        let booted = match self.boot() {
+            // The backend removed the snapshot it could not restore: boot
+            // cold (its event said so).
+            Err(MachineError::Restore { .. }) => {
+                let _ = self.teardown(None);
+                self.boot()
+            }
+            other => other,
+        };
+        match booted {
             Ok(()) => Ok(()),
             Err(err) => {
                 self.events.emit(MachineEvent::BootFailed {

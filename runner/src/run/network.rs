@@ -42,6 +42,7 @@ use crate::image::initramfs::{Image, ImageBuilder, ImageError};
 use crate::image::kernel::{Kernel, KernelError};
 use crate::machine::namespace::{NamespaceConfig, NamespaceMachine};
 use crate::machine::vm::accel::{self, AccelRequest};
+use crate::machine::vm::snapshot::SnapshotCache;
 use crate::machine::vm::{Vm, VmConfig};
 use crate::machine::{Machine, MachineError};
 use crate::net::faults::FAULT_SEED_ENV;
@@ -65,6 +66,9 @@ pub struct NetworkOptions {
     pub keep_run_dir: bool,
     /// Capture every VLAN's frames into `<run dir>/vlan<N>.pcap`.
     pub pcap: bool,
+    /// Boot every VM cold: neither restore booted guests from the snapshot
+    /// cache nor save them to it (see [`crate::machine::vm::snapshot`]).
+    pub cold_boot: bool,
     /// Extra environment of every machine's init, services and shell (e.g.
     /// `GCOV_PREFIX` when coverage is collected).
     pub guest_env: Vec<(String, String)>,
@@ -237,7 +241,10 @@ impl Network {
             if accel == accel::Accel::Tcg {
                 slowest = accel::Accel::Tcg;
             }
-            let cfg = VmConfig::from_spec(m, &kernel.image, &image.path, accel, boot_timeout);
+            let mut cfg = VmConfig::from_spec(m, &kernel.image, &image.path, accel, boot_timeout);
+            if !options.cold_boot {
+                cfg.snapshots = Some(SnapshotCache::new(SnapshotCache::default_dir()));
+            }
             let vm = Vm::new(cfg, &run_dir, Some(switch.clone()), events.machine_sink())?;
             console_logs.push((m.name.clone(), vm.console_log_path().to_owned()));
             machines.push(Arc::new(vm));

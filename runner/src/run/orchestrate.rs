@@ -112,6 +112,7 @@ pub fn execute(
         output_dir: plan.out.clone(),
         keep_run_dir: plan.request.keep_run_dir,
         pcap: plan.request.pcap,
+        cold_boot: plan.request.cold_boot,
         guest_env: if with_coverage {
             [crate::coverage::guest_env(), shim.env].concat()
         } else {

@@ -25,6 +25,8 @@ pub struct RunRequest {
     pub keep_run_dir: bool,
     /// Capture every VLAN's traffic into the failure bundle.
     pub pcap: bool,
+    /// Boot every VM cold (no snapshot restored or saved).
+    pub cold_boot: bool,
     /// Collect coverage from every machine and write the reports.
     pub coverage: bool,
     /// Also keep what each subtest covered as a capture of its own.

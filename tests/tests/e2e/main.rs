@@ -27,6 +27,7 @@ mod report;
 mod scale;
 mod service_flush;
 mod slurm;
+mod snapshot;
 mod subversion;
 mod suite;
 mod terminal;

@@ -11,6 +11,7 @@
 pub mod accel;
 pub mod qemu;
 pub mod qmp;
+pub mod snapshot;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -20,15 +21,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::console::{ChannelError, ControlChannel};
 use super::process::{OwnedChild, ProcessError};
 use super::session::{self, lock, Backend, Control, Session, Setup, Sockets};
 use super::terminal::{self, Terminal};
-use super::{EventSink, MachineError};
+use super::{EventSink, MachineError, MachineEvent, SnapshotAction};
 use crate::net::switch::Switch;
 use accel::Accel;
 use qemu::{Forward, Mac, Nic, QemuConfig};
+use qmp::Qmp;
+use snapshot::{SnapshotCache, SnapshotKey};
 
 /// The QEMU binary used unless the config names another.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -82,6 +86,9 @@ pub struct VmConfig {
     pub acpi: bool,
     /// Serial console log file; `None`: `<run dir>/<name>-console.log`.
     pub console_log: Option<PathBuf>,
+    /// Where booted guests are saved and restored from; `None`: every
+    /// boot is cold.
+    pub snapshots: Option<SnapshotCache>,
 }
 
 impl VmConfig {
@@ -125,6 +132,7 @@ impl VmConfig {
             bios: None,
             acpi: false,
             console_log: None,
+            snapshots: None,
         }
     }
 
@@ -146,12 +154,23 @@ impl VmConfig {
             bios: None,
             acpi: false,
             console_log: None,
+            snapshots: None,
         }
     }
 }
 
 /// Longest a QMP command may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a restore's progress is asked for.
+const RESTORE_POLL: Duration = Duration::from_millis(5);
+
+/// How often a save's progress is asked for.
+const SAVE_POLL: Duration = Duration::from_millis(10);
+
+/// Migration bandwidth while saving: unlimited in practice (QEMU's default
+/// limit, 128 MiB/s, would add most of a second per snapshot).
+const SAVE_BANDWIDTH: u64 = 1 << 40;
 
 /// Host paths of one VM besides the session's sockets.
 #[derive(Debug, Clone)]
@@ -173,6 +192,11 @@ pub struct Qemu {
     child: Mutex<Option<OwnedChild>>,
     /// Set while a terminal session holds the one terminal port.
     terminal_busy: Arc<AtomicBool>,
+    /// The snapshot key of the current boot, when snapshots are on.
+    key: Mutex<Option<SnapshotKey>>,
+    /// The current boot was restored from a snapshot.
+    restored: AtomicBool,
+    events: EventSink,
 }
 
 /// A QEMU virtual machine.
@@ -187,6 +211,7 @@ impl Session<Qemu> {
         switch: Option<Arc<Switch>>,
         events: EventSink,
     ) -> Result<Vm, MachineError> {
+        let backend_events = events.clone();
         let setup = Setup {
             name: &cfg.name,
             run_dir,
@@ -210,6 +235,9 @@ impl Session<Qemu> {
                 paths,
                 child: Mutex::new(None),
                 terminal_busy: Arc::new(AtomicBool::new(false)),
+                key: Mutex::new(None),
+                restored: AtomicBool::new(false),
+                events: backend_events.clone(),
             })
         })
     }
@@ -277,6 +305,147 @@ impl Qemu {
         params
     }
 
+    /// Spawns QEMU with the VM's command line and `extra` arguments, its
+    /// output into the QEMU log.
+    fn spawn(&self, extra: &[OsString]) -> Result<(), MachineError> {
+        let qemu_log = File::create(&self.paths.qemu_log)
+            .map_err(|e| self.io_err("create the QEMU log", e))?;
+        let qemu_log2 = qemu_log
+            .try_clone()
+            .map_err(|e| self.io_err("create the QEMU log", e))?;
+        let mut cmd = Command::new(&self.cfg.qemu);
+        cmd.args(self.qemu_args())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(qemu_log))
+            .stderr(Stdio::from(qemu_log2));
+        let child =
+            OwnedChild::spawn(cmd, &format!("qemu of {}", self.cfg.name)).map_err(|err| {
+                MachineError::Spawn {
+                    machine: self.cfg.name.clone(),
+                    program: self.cfg.qemu.display().to_string(),
+                    source: match err {
+                        ProcessError::Spawn { source, .. } => source,
+                        other => std::io::Error::other(other.to_string()),
+                    },
+                }
+            })?;
+        *lock(&self.child) = Some(child);
+        Ok(())
+    }
+
+    /// Waits until QEMU, started with `-incoming`, runs the restored guest;
+    /// why not when it exits or stalls first.
+    fn await_restore(&self) -> Result<(), String> {
+        let deadline = Instant::now() + self.boot_timeout();
+        let mut qmp = None;
+        loop {
+            if let Some(Some(how)) = self.exited() {
+                let log = std::fs::read_to_string(&self.paths.qemu_log).unwrap_or_default();
+                let said = log.lines().last().unwrap_or_default().trim().to_owned();
+                return Err(format!("QEMU exited ({how}): {said}"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "QEMU did not run the restored guest within {}s",
+                    self.boot_timeout().as_secs()
+                ));
+            }
+            if qmp.is_none() {
+                qmp = Qmp::connect(&self.paths.qmp, deadline).ok();
+            }
+            if let Some(q) = qmp.as_mut() {
+                match q.status() {
+                    Ok(status) if status == "running" => return Ok(()),
+                    Ok(status) if status == "inmigrate" || status == "prelaunch" => {}
+                    Ok(status) => return Err(format!("QEMU is `{status}` after the restore")),
+                    // QEMU went away: the next round says how it ended.
+                    Err(_) => qmp = None,
+                }
+            }
+            std::thread::sleep(RESTORE_POLL);
+        }
+    }
+
+    /// Saves the running guest (held by its init) into `cache` under `key`
+    /// with QEMU's migration, then lets it run on. Failures are reported
+    /// as events: the run goes on without a snapshot.
+    fn save(&self, cache: &SnapshotCache, key: &SnapshotKey, deadline: Instant) {
+        let started = Instant::now();
+        let result = cache
+            .begin()
+            .map_err(|e| format!("{}: {e}", cache.dir().display()))
+            .and_then(|tmp| {
+                let migrated = self.migrate_to(&tmp, deadline);
+                let resumed = self.resume(deadline);
+                match migrated.and(resumed) {
+                    Ok(()) => cache.commit(key, &tmp).map_err(|e| e.to_string()),
+                    Err(reason) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(reason)
+                    }
+                }
+            });
+        self.snapshot_event(match result {
+            Ok((path, bytes)) => SnapshotAction::Saved {
+                path,
+                bytes,
+                took: started.elapsed(),
+            },
+            Err(reason) => SnapshotAction::SaveFailed { reason },
+        });
+    }
+
+    /// Migrates the guest into the file `tmp` and waits for the end.
+    fn migrate_to(&self, tmp: &Path, deadline: Instant) -> Result<(), String> {
+        let qmp_err = |e: std::io::Error| format!("QMP: {e}");
+        let mut qmp = Qmp::connect(&self.paths.qmp, deadline).map_err(qmp_err)?;
+        qmp.execute(
+            "migrate-set-parameters",
+            Some(serde_json::json!({ "max-bandwidth": SAVE_BANDWIDTH })),
+        )
+        .map_err(qmp_err)?;
+        let uri = format!("exec:cat > {}", snapshot::sh_quote(tmp));
+        qmp.execute("migrate", Some(serde_json::json!({ "uri": uri })))
+            .map_err(qmp_err)?;
+        loop {
+            let info = qmp.execute("query-migrate", None).map_err(qmp_err)?;
+            match info.get("status").and_then(|s| s.as_str()) {
+                Some("completed") => return Ok(()),
+                Some(status @ ("failed" | "cancelled")) => {
+                    let why = info
+                        .get("error-desc")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("no reason given");
+                    return Err(format!("migration {status}: {why}"));
+                }
+                _ if Instant::now() >= deadline => {
+                    let _ = qmp.execute("migrate_cancel", None);
+                    return Err("the save did not finish before the boot deadline".into());
+                }
+                _ => std::thread::sleep(SAVE_POLL),
+            }
+        }
+    }
+
+    /// Lets the guest run again after a save (QEMU stops a guest whose
+    /// migration completed).
+    fn resume(&self, deadline: Instant) -> Result<(), String> {
+        let qmp_err = |e: std::io::Error| format!("QMP: {e}");
+        let mut qmp = Qmp::connect(&self.paths.qmp, deadline).map_err(qmp_err)?;
+        if qmp.status().map_err(qmp_err)? != "running" {
+            qmp.execute("cont", None).map_err(qmp_err)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_event(&self, action: SnapshotAction) {
+        self.events.emit(MachineEvent::Snapshot {
+            machine: self.cfg.name.clone(),
+            action,
+        });
+    }
+
     fn io_err(&self, what: &str, source: std::io::Error) -> MachineError {
         MachineError::Io {
             machine: self.cfg.name.clone(),
@@ -317,29 +486,69 @@ impl Backend for Qemu {
     }
 
     fn launch(&self, _sockets: &Sockets) -> Result<Control, MachineError> {
-        let qemu_log = File::create(&self.paths.qemu_log)
-            .map_err(|e| self.io_err("create the QEMU log", e))?;
-        let qemu_log2 = qemu_log
-            .try_clone()
-            .map_err(|e| self.io_err("create the QEMU log", e))?;
-        let mut cmd = Command::new(&self.cfg.qemu);
-        cmd.args(self.qemu_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(qemu_log))
-            .stderr(Stdio::from(qemu_log2));
-        let child =
-            OwnedChild::spawn(cmd, &format!("qemu of {}", self.cfg.name)).map_err(|err| {
-                MachineError::Spawn {
-                    machine: self.cfg.name.clone(),
-                    program: self.cfg.qemu.display().to_string(),
-                    source: match err {
-                        ProcessError::Spawn { source, .. } => source,
-                        other => std::io::Error::other(other.to_string()),
-                    },
+        self.restored.store(false, Ordering::SeqCst);
+        let key = self
+            .cfg
+            .snapshots
+            .as_ref()
+            .and_then(|_| snapshot::key(&self.cfg.qemu, &self.qemu_config()).ok());
+        *lock(&self.key) = key.clone();
+        let saved = self
+            .cfg
+            .snapshots
+            .as_ref()
+            .zip(key.as_ref())
+            .and_then(|(cache, key)| Some((cache, key, cache.lookup(key)?)));
+        if let Some((cache, key, path)) = saved {
+            let started = Instant::now();
+            let mut incoming = OsString::from("exec:cat ");
+            incoming.push(snapshot::sh_quote(&path));
+            self.spawn(&["-incoming".into(), incoming])?;
+            match self.await_restore() {
+                Ok(()) => {
+                    self.restored.store(true, Ordering::SeqCst);
+                    self.snapshot_event(SnapshotAction::Restored {
+                        path,
+                        took: started.elapsed(),
+                    });
                 }
-            })?;
-        *lock(&self.child) = Some(child);
+                Err(reason) => {
+                    cache.discard(key);
+                    self.snapshot_event(SnapshotAction::RestoreFailed {
+                        path: path.clone(),
+                        reason: reason.clone(),
+                    });
+                    return Err(MachineError::Restore {
+                        machine: self.cfg.name.clone(),
+                        snapshot: path,
+                        reason,
+                    });
+                }
+            }
+        } else {
+            self.spawn(&[])?;
+        }
         Ok(Control::Socket(self.paths.control.clone()))
+    }
+
+    /// Saves the held guest the first time its image boots, then releases
+    /// it.
+    fn release(&self, channel: &mut ControlChannel, deadline: Instant) -> Result<(), ChannelError> {
+        let key = lock(&self.key).clone();
+        if let (false, Some(cache), Some(key)) = (
+            self.restored.load(Ordering::SeqCst),
+            self.cfg.snapshots.as_ref(),
+            key,
+        ) {
+            if cache.lookup(&key).is_none() {
+                self.save(cache, &key, deadline);
+            }
+        }
+        channel.release(
+            std::time::SystemTime::now(),
+            &session::fresh_seed(),
+            deadline,
+        )
     }
 
     fn pid(&self) -> Option<u32> {

@@ -1,37 +1,71 @@
-//! A minimal QMP client: one connection per command to the socket QEMU
-//! serves (`-qmp unix:...,server=on,wait=off`), capabilities negotiated,
-//! one human-monitor command run, its reply returned. Every read and write
-//! has a deadline.
+//! A minimal QMP client on the socket QEMU serves
+//! (`-qmp unix:...,server=on,wait=off`): a connection with capabilities
+//! negotiated, commands run one at a time, asynchronous events skipped.
+//! Every read and write has a deadline.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// One QMP connection, capabilities negotiated; every command shares the
+/// connection's deadline.
+#[derive(Debug)]
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    deadline: Instant,
+}
+
+impl Qmp {
+    /// Connects to `socket` and negotiates capabilities; every later
+    /// command must finish by `deadline`.
+    pub fn connect(socket: &Path, deadline: Instant) -> io::Result<Qmp> {
+        let stream = UnixStream::connect(socket)?;
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+            deadline,
+        };
+        // The greeting.
+        read_reply(&mut qmp.reader, deadline, true)?;
+        qmp.execute("qmp_capabilities", None)?;
+        Ok(qmp)
+    }
+
+    /// Runs `command` (with `arguments`) and returns its `return` value.
+    pub fn execute(
+        &mut self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> io::Result<serde_json::Value> {
+        let mut request = serde_json::json!({ "execute": command });
+        if let Some(arguments) = arguments {
+            request["arguments"] = arguments;
+        }
+        send(&mut self.writer, &request, self.deadline)?;
+        read_reply(&mut self.reader, self.deadline, false)
+    }
+
+    /// The VM's run state (`running`, `inmigrate`, `postmigrate`, ...).
+    pub fn status(&mut self) -> io::Result<String> {
+        let reply = self.execute("query-status", None)?;
+        Ok(reply
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
 /// Runs the human-monitor command `command_line` (e.g. `hostfwd_add ...`)
 /// and returns its output (empty on success for most commands).
 pub fn human_command(socket: &Path, command_line: &str, timeout: Duration) -> io::Result<String> {
-    let deadline = Instant::now() + timeout;
-    let stream = UnixStream::connect(socket)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
-    // The greeting.
-    read_reply(&mut reader, deadline, true)?;
-    send(
-        &mut writer,
-        &serde_json::json!({"execute": "qmp_capabilities"}),
-        deadline,
+    let mut qmp = Qmp::connect(socket, Instant::now() + timeout)?;
+    let reply = qmp.execute(
+        "human-monitor-command",
+        Some(serde_json::json!({ "command-line": command_line })),
     )?;
-    read_reply(&mut reader, deadline, false)?;
-    send(
-        &mut writer,
-        &serde_json::json!({
-            "execute": "human-monitor-command",
-            "arguments": {"command-line": command_line},
-        }),
-        deadline,
-    )?;
-    let reply = read_reply(&mut reader, deadline, false)?;
     Ok(reply.as_str().unwrap_or_default().to_owned())
 }
 

@@ -1,0 +1,386 @@
+//! Booted guests restored from the snapshot cache (issue 18, goal 1): a
+//! VM image's first boot saves the booted guest, later boots restore it.
+//! A restored VM must still be its own machine, now: its hostname, its
+//! addresses, its clock, services started after the restore, fresh
+//! randomness; and what it runs must be covered exactly as on a cold boot.
+//!
+//! Needs qemu-system-x86_64, busybox-static, gcc and a Debian kernel in
+//! /boot (scripts/setup.sh).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context, Result};
+use covnet_tests::lcov_tool;
+
+/// One `covnet run` of two TCG VMs (cold boots included).
+const RUN_DEADLINE: Duration = Duration::from_secs(240);
+
+/// A program whose coverage does not depend on timing: `ident serve` is a
+/// service that records its host name and start time, then waits for
+/// signals forever; `ident N` sums Collatz step counts up to N.
+const IDENT_C: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int collatz(long n)
+{
+	int steps = 0;
+	while (n != 1) {
+		n = (n % 2) ? 3 * n + 1 : n / 2;
+		steps++;
+	}
+	return steps;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+		char host[64] = "";
+		gethostname(host, sizeof host - 1);
+		FILE *f = fopen("/run/ident-serve.tmp", "w");
+		if (!f)
+			return 1;
+		fprintf(f, "%s %ld\n", host, (long)time(NULL));
+		fclose(f);
+		rename("/run/ident-serve.tmp", "/run/ident-serve");
+		for (;;)
+			pause();
+	}
+	long n = argc > 1 ? atol(argv[1]) : 7;
+	int total = 0;
+	for (long i = 1; i <= n; i++)
+		total += collatz(i);
+	printf("%d\n", total);
+	return 0;
+}
+"#;
+
+/// What each machine reports about itself, one line per machine:
+/// `ident <name>: <hostname> <guest clock> <boot id> <addresses>`.
+const PROBE: &str = "echo $(hostname) $(date +%s) $(cat /proc/sys/kernel/random/boot_id) $(ip -4 -o addr show | grep -v ' lo ' | awk '{print $4}')";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Result<Fixture> {
+        let f = Fixture {
+            dir: tempfile::tempdir()?,
+        };
+        let build = f.path("build");
+        std::fs::create_dir_all(&build)?;
+        std::fs::write(build.join("ident.c"), IDENT_C)?;
+        lcov_tool::run_ok(
+            Command::new("gcc")
+                .args(["--coverage", "-O0", "-o", "ident", "ident.c"])
+                .current_dir(&build),
+        )
+        .context("gcc (installed by scripts/setup.sh)")?;
+        let ident = build.join("ident").display().to_string();
+        let probe = PROBE.replace('\\', "\\\\").replace('"', "\\\"");
+        let spec = format!(
+            r#"[defaults]
+backend = "vm"
+memory_mib = 128
+
+[machines.server]
+programs = ["{ident}"]
+
+[[machines.server.services]]
+name = "ident"
+command = "ident serve"
+ready = {{ file = "/run/ident-serve" }}
+
+[machines.client]
+programs = ["{ident}"]
+
+[test]
+timeout = "4m"
+script = '''
+start_all();
+server.wait_for_service("ident");
+print("served " + server.succeed("cat /run/ident-serve"));
+client.succeed("ident 300");
+server.succeed("ident 20");
+client.succeed("ping -c 1 -W 10 server");
+server.succeed("ping -c 1 -W 10 client");
+for m in [server, client] {{
+    print("ident " + m.succeed("{probe}"));
+}}
+'''
+"#
+        );
+        std::fs::create_dir_all(f.path("spec"))?;
+        std::fs::write(f.path("spec/spec.toml"), spec)?;
+        Ok(f)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The fixture's own cache: images and snapshots of this test only.
+    fn snapshots(&self) -> PathBuf {
+        self.path("cache/covnet/snapshots")
+    }
+
+    fn vmstates(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.snapshots())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "vmstate"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// `covnet run --coverage` of the spec into `out`, with `extra`
+    /// arguments; its output, with the wall-clock interval it ran in.
+    fn run(&self, out: &str, extra: &[&str]) -> Result<Run> {
+        let start = now_secs();
+        let o = lcov_tool::run(
+            Command::new(lcov_tool::covnet_bin()?)
+                .args(["run", "--coverage", "--no-console", "--no-progress"])
+                .args(extra)
+                .arg("--out")
+                .arg(self.path(out))
+                .arg(self.path("spec/spec.toml"))
+                .env("XDG_CACHE_HOME", self.path("cache"))
+                .current_dir(self.dir.path()),
+            RUN_DEADLINE,
+        )?;
+        let end = now_secs();
+        ensure!(o.status.success(), "covnet run ({out}) failed:\n{o}");
+        Ok(Run {
+            text: format!("{}{}", o.stdout, o.stderr),
+            out: self.path(out),
+            start,
+            end,
+        })
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct Run {
+    text: String,
+    out: PathBuf,
+    start: u64,
+    end: u64,
+}
+
+/// One machine's view of itself.
+#[derive(Debug)]
+struct Identity {
+    hostname: String,
+    clock: u64,
+    boot_id: String,
+    addresses: Vec<String>,
+}
+
+impl Run {
+    fn count(&self, needle: &str) -> usize {
+        self.text.lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Each machine's probe line, by host name.
+    fn identities(&self) -> Result<BTreeMap<String, Identity>> {
+        let mut out = BTreeMap::new();
+        for line in self.text.lines() {
+            let Some(rest) = line
+                .split("ident ")
+                .nth(1)
+                .filter(|_| !line.contains("served"))
+            else {
+                continue;
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let [hostname, clock, boot_id, addresses @ ..] = words.as_slice() else {
+                continue;
+            };
+            let Ok(clock) = clock.parse() else { continue };
+            out.insert(
+                (*hostname).to_owned(),
+                Identity {
+                    hostname: (*hostname).to_owned(),
+                    clock,
+                    boot_id: (*boot_id).to_owned(),
+                    addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+                },
+            );
+        }
+        ensure!(out.len() == 2, "two probe lines expected:\n{}", self.text);
+        Ok(out)
+    }
+
+    /// The service's own record: host name and start time.
+    fn served(&self) -> Result<(String, u64)> {
+        let line = self
+            .text
+            .lines()
+            .find_map(|l| l.split("served ").nth(1))
+            .with_context(|| format!("no `served` line:\n{}", self.text))?;
+        let (host, time) = line
+            .trim()
+            .split_once(' ')
+            .with_context(|| format!("served line `{line}`"))?;
+        Ok((host.to_owned(), time.trim().parse()?))
+    }
+
+    /// The guest clock was set from the host's: within the run (a second
+    /// of slack each way for whole seconds).
+    fn ensure_now(&self, what: &str, t: u64) -> Result<()> {
+        ensure!(
+            self.start.saturating_sub(1) <= t && t <= self.end + 1,
+            "{what}: guest time {t} is outside the run ({}..{})",
+            self.start,
+            self.end
+        );
+        Ok(())
+    }
+
+    fn lcov(&self, file: &str) -> Result<String> {
+        std::fs::read_to_string(self.out.join(file)).with_context(|| format!("{file} of the run"))
+    }
+}
+
+/// Each machine is itself: its own name and address (192.168.1.<index>),
+/// a clock that reads the host's time, and the service started in this
+/// run.
+fn ensure_identity(run: &Run) -> Result<BTreeMap<String, Identity>> {
+    let ids = run.identities()?;
+    for (name, address) in [("server", "192.168.1.1/24"), ("client", "192.168.1.2/24")] {
+        let id = ids
+            .get(name)
+            .with_context(|| format!("no probe of {name}:\n{}", run.text))?;
+        ensure!(id.hostname == name, "{id:?}");
+        ensure!(id.addresses == [address], "{name}'s addresses: {id:?}");
+        run.ensure_now(name, id.clock)?;
+    }
+    let (host, started) = run.served()?;
+    ensure!(host == "server", "the service ran on `{host}`");
+    run.ensure_now("the service's start", started)?;
+    Ok(ids)
+}
+
+#[test]
+fn a_restored_vm_is_its_own_machine_and_covers_what_a_cold_boot_covers() -> Result<()> {
+    let f = Fixture::new()?;
+
+    // --cold-boot: nothing saved, nothing restored.
+    let cold = f.run("cold", &["--cold-boot"])?;
+    ensure!(
+        cold.count("saved the booted guest") == 0 && cold.count("restored") == 0,
+        "{}",
+        cold.text
+    );
+    ensure!(
+        f.vmstates().is_empty(),
+        "--cold-boot saved {:?}",
+        f.vmstates()
+    );
+    let cold_ids = ensure_identity(&cold)?;
+
+    // The first boot of each image saves it, then runs on.
+    let first = f.run("first", &[])?;
+    ensure!(
+        first.count("saved the booted guest") == 2 && first.count("restored") == 0,
+        "{}",
+        first.text
+    );
+    let saved = f.vmstates();
+    ensure!(saved.len() == 2, "{saved:?}");
+    let first_ids = ensure_identity(&first)?;
+
+    // Later boots restore: twice, to compare two restores.
+    let mut warm_ids = Vec::new();
+    let mut warm_runs = Vec::new();
+    for out in ["warm1", "warm2"] {
+        let warm = f.run(out, &[])?;
+        ensure!(
+            warm.count("restored the booted guest") == 2
+                && warm.count("saved the booted guest") == 0,
+            "{}",
+            warm.text
+        );
+        warm_ids.push(ensure_identity(&warm)?);
+        warm_runs.push(warm);
+    }
+    ensure!(f.vmstates() == saved, "restores changed the cache");
+
+    // Randomness is not the saved guest's: boot ids (drawn on first read,
+    // after the release) differ between every boot.
+    for name in ["server", "client"] {
+        let ids: Vec<&str> = [&cold_ids, &first_ids, &warm_ids[0], &warm_ids[1]]
+            .iter()
+            .map(|m| m[name].boot_id.as_str())
+            .collect();
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        ensure!(
+            distinct.len() == ids.len(),
+            "{name}'s boot ids repeat: {ids:?}"
+        );
+    }
+
+    // Coverage: the restored runs cover exactly what the cold run covers,
+    // per machine and combined.
+    for file in ["coverage.info", "coverage-per-machine.info"] {
+        let expected = cold.lcov(file)?;
+        // Three processes ran main: the service (flushed at the end) and
+        // one `ident N` on each machine.
+        ensure!(
+            expected.contains("ident.c")
+                && expected.contains(if file == "coverage.info" {
+                    "FNDA:3,main"
+                } else {
+                    "TN:client"
+                }),
+            "{file} of the cold run:\n{expected}"
+        );
+        for run in [&first, &warm_runs[0], &warm_runs[1]] {
+            let got = run.lcov(file)?;
+            if got != expected {
+                bail!(
+                    "{file} of {} differs from the cold run's:\n--- cold\n{expected}\n--- {}\n{got}",
+                    run.out.display(),
+                    run.out.display()
+                );
+            }
+        }
+    }
+
+    // A snapshot that cannot be restored is removed, the guest boots cold
+    // (and is saved again), the run passes.
+    std::fs::write(&saved[0], b"not a QEMU migration stream")?;
+    let damaged = f.run("damaged", &[])?;
+    ensure!(
+        damaged.count("could not restore") == 1
+            && damaged.count("restored the booted guest") == 1
+            && damaged.count("saved the booted guest") == 1,
+        "{}",
+        damaged.text
+    );
+    ensure_identity(&damaged)?;
+    ensure!(damaged.lcov("coverage.info")? == cold.lcov("coverage.info")?);
+    let resaved = std::fs::metadata(&saved[0])?.len();
+    ensure!(
+        resaved > 1 << 20,
+        "the damaged snapshot was saved again: {resaved} bytes"
+    );
+    Ok(())
+}
