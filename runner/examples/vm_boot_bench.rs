@@ -5,8 +5,10 @@
 //! Usage: `cargo run -p covnet-runner --example vm_boot_bench -- [RUNS] [VARIANT...]`
 //! Variants: `gzip` (the image as built), `plain` (the same image
 //! decompressed), `nonic` (no NIC, plain image), `acpi` (plain, with ACPI),
-//! `qboot` (plain, qboot firmware, with ACPI, which qboot needs). Defaults
-//! otherwise: SeaBIOS, `acpi=off`.
+//! `qboot` (plain, qboot firmware, with ACPI, which qboot needs),
+//! `restore` (the gzip image with a snapshot cache of its own: one boot
+//! that saves the booted guest, not counted, then RUNS boots restored from
+//! it). Defaults otherwise: SeaBIOS, `acpi=off`, no snapshots.
 //! Prints one line per boot (wall time and QEMU's CPU time) and a summary
 //! line per variant.
 
@@ -18,6 +20,7 @@ use anyhow::Context;
 use covnet_runner::image::initramfs::ImageBuilder;
 use covnet_runner::image::kernel::Kernel;
 use covnet_runner::machine::vm::accel::{self, AccelRequest};
+use covnet_runner::machine::vm::snapshot::SnapshotCache;
 use covnet_runner::machine::vm::{Vm, VmConfig};
 use covnet_runner::machine::{EventSink, Machine, MachineEvent};
 use covnet_runner::net::switch::Switch;
@@ -68,6 +71,10 @@ fn main() -> anyhow::Result<()> {
                 cfg.bios = Some(covnet_runner::machine::vm::qemu::QBOOT_ROM.into());
                 cfg.acpi = true;
             }
+            "restore" => {
+                cfg.initrd = image.path.clone();
+                cfg.snapshots = Some(SnapshotCache::new(run.file("snapshots")));
+            }
             other => anyhow::bail!("unknown variant `{other}`"),
         }
         // With COVNET_BENCH_TRACE=1, print console lines with their time
@@ -81,10 +88,23 @@ fn main() -> anyhow::Result<()> {
                 MachineEvent::ConsoleLine { line, .. } if trace => {
                     println!("  {:7.3}s | {line}", start.elapsed().as_secs_f64())
                 }
+                ev @ MachineEvent::Snapshot { .. } => println!("  {ev}"),
                 _ => {}
             }
         });
+        let restore = cfg.snapshots.is_some();
         let vm = Vm::new(cfg, &run, Some(Arc::clone(&switch)), events)?;
+        if restore {
+            // The boot that saves the guest: cold boot + save, not counted.
+            vm.start().context("the boot that saves the guest")?;
+            let t = vm.boot_time().unwrap_or(Duration::ZERO);
+            let cpu = vm.pid().and_then(cpu_seconds).unwrap_or(f64::NAN);
+            println!(
+                "SAVE {variant}: cold boot + save {:.3}s (QEMU CPU {cpu:.2}s)",
+                t.as_secs_f64()
+            );
+            vm.crash()?;
+        }
         let mut times = Vec::new();
         let mut cpus = Vec::new();
         for i in 0..runs {
