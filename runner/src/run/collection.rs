@@ -212,13 +212,9 @@ fn write_identity(objects: &[std::path::PathBuf], out: &Path) -> Result<(), Stri
 }
 
 /// Pulls every machine's gcov data (those the script shut down were
-/// pulled before), merges it with the phases' captures and writes the
-/// reports into the output directory, telling every step as events.
-pub(crate) fn collect_and_report(
-    plan: &RunPlan,
-    network: &Network,
-    phases: &Phases,
-) -> Result<CoverageOutcome, CoverageError> {
+/// pulled before) and returns it after the phases' captures: all that
+/// [`report`] needs, so that the machines can shut down meanwhile.
+pub(crate) fn collect(plan: &RunPlan, network: &Network, phases: &Phases) -> Vec<MachineCapture> {
     let events = &network.context().events;
     let done = phases
         .shut_down
@@ -244,6 +240,16 @@ pub(crate) fn collect_and_report(
         .map(|c| c.clone())
         .unwrap_or_default();
     captures.extend(collect_all(&machines, &dest, &opts, events));
+    captures
+}
+
+/// Merges the collected `captures` and writes the reports into the output
+/// directory, telling every step as events.
+pub(crate) fn report(
+    plan: &RunPlan,
+    captures: &[MachineCapture],
+    events: &EventSender,
+) -> Result<CoverageOutcome, CoverageError> {
     let settings = settings::resolve(plan.coverage())?;
     // A program runs in the guest at its host path: its notes are where
     // gcc left them; then the spec's tree, then the named trees.
@@ -261,7 +267,7 @@ pub(crate) fn collect_and_report(
         objects: plan.coverage().objects.clone(),
     };
     let notice = |d: Diagnostic| events.send(RunEvent::Notice(d));
-    for c in &captures {
+    for c in captures {
         if let Err(why) = &c.outcome {
             notice(Diagnostic::warning(format!("{}: {why}", c.name)));
         }
@@ -274,7 +280,7 @@ pub(crate) fn collect_and_report(
     events.send(RunEvent::MergeStart {
         captures: captures.len(),
     });
-    let mut merged = match coverage::merge(&captures, &merge_settings) {
+    let mut merged = match coverage::merge(captures, &merge_settings) {
         Ok(m) => m,
         Err(e) => {
             events.send(RunEvent::MergeEnd {
@@ -309,7 +315,7 @@ pub(crate) fn collect_and_report(
     let (blind, warnings) = coverage::blind::blind_spots(
         &plan.spec,
         &merged.coverage,
-        &captures,
+        captures,
         &merge_settings.rewrite,
         &SearchPaths::host(),
         &DebugSearch::default(),
@@ -367,7 +373,7 @@ pub(crate) fn collect_and_report(
     events.send(RunEvent::CoverageSummary {
         table: String::from_utf8_lossy(&table).trim_end().to_owned(),
     });
-    for c in &captures {
+    for c in captures {
         if let Ok(p) = &c.outcome {
             for s in &p.survivors {
                 notice(Diagnostic::warning(format!(

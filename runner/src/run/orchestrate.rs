@@ -180,29 +180,46 @@ pub fn execute(
 
     // Coverage is collected whatever the script's verdict: a failed test's
     // coverage is still worth reading, and a crashed machine is named.
-    let coverage = if with_coverage {
-        collection::collect_and_report(plan, &network, &phases)
-    } else {
-        Ok(CoverageOutcome::Off)
+    let captures = with_coverage.then(|| collection::collect(plan, &network, &phases));
+
+    // The machines are not needed any more: they shut down (gracefully
+    // after a passed test) while the coverage is merged and reported.
+    let grace = network.context().timeouts.shutdown;
+    let stop = move || {
+        let stopped = if test == TestResult::Passed {
+            network.shutdown(grace)
+        } else {
+            network.kill_all()
+        };
+        drop(network);
+        stopped.map_err(|e| e.to_string())
     };
-    let coverage_error = coverage.as_ref().err().map(|e| notices::chain(e));
+    let (coverage, shutdown) = std::thread::scope(|scope| {
+        let stopping = std::thread::Builder::new()
+            .name("shutdown".into())
+            .spawn_scoped(scope, stop);
+        let coverage = match &captures {
+            Some(captures) => collection::report(plan, captures, events),
+            None => Ok(CoverageOutcome::Off),
+        };
+        let shutdown = match stopping {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err("the shutdown thread panicked".into())),
+            Err(e) => Err(format!("could not start the shutdown thread: {e}")),
+        };
+        (coverage, shutdown)
+    });
+    interruption.detach();
     let coverage = match coverage {
         Ok(c) => c,
-        Err(e) => CoverageOutcome::Failed(notices::chain(&e)),
+        Err(e) => {
+            let text = notices::chain(&e);
+            events.send(RunEvent::Notice(Diagnostic::error(text.clone())));
+            CoverageOutcome::Failed(text)
+        }
     };
-
-    let grace = network.context().timeouts.shutdown;
-    let shutdown = if test == TestResult::Passed && coverage.is_ok() {
-        network.shutdown(grace)
-    } else {
-        network.kill_all()
-    };
-    interruption.detach();
-    drop(network);
-    if let Some(e) = coverage_error {
-        events.send(RunEvent::Notice(Diagnostic::error(e)));
-    }
-    let shutdown_error = shutdown.err().map(|e| e.to_string());
+    let shutdown_error = shutdown.err();
     Ok(RunOutcome {
         verdict: Verdict {
             test,
