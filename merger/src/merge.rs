@@ -382,6 +382,8 @@ fn remap_vec<T: Count>(v: Vec<T>, map: &[usize], n: usize) -> Vec<T> {
         }
         let mut v = v;
         v.clear();
+        // Exactly `n` (growing one by one would take room for four).
+        v.reserve_exact(n);
         v.resize(n, T::ZERO);
         for (i, &x) in old.iter().take(len).enumerate() {
             if let Some(slot) = map.get(i).and_then(|&j| v.get_mut(j)) {
