@@ -589,8 +589,21 @@ impl OpenRecord {
             ))
         })
         .collect();
-        for ((line, _, _), branch) in self.branches {
-            lines.entry(line).or_default().branches.push(branch);
+        // Each line's branches in a vector of their number (pushed one by
+        // one, two branches would take room for four: 20 MB per tracefile
+        // on the reporter corpus).
+        let mut per_line: Vec<(u32, usize)> = Vec::new();
+        for &(line, _, _) in self.branches.keys() {
+            match per_line.last_mut() {
+                Some((l, count)) if *l == line => *count += 1,
+                _ => per_line.push((line, 1)),
+            }
+        }
+        let mut branches = self.branches.into_values();
+        for (line, count) in per_line {
+            let on_line = &mut lines.entry(line).or_default().branches;
+            on_line.reserve_exact(count);
+            on_line.extend(branches.by_ref().take(count));
         }
         let mut functions = self.functions;
         functions.sort_by(|a, b| {

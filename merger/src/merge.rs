@@ -17,7 +17,7 @@
 //! solver with summed arc counters; this merge is for tracefiles, distinct
 //! objects, and per-object results.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 
@@ -107,14 +107,23 @@ pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
     let merged: Vec<Result<(String, FileCoverage), MergeError>> = pairs
         .into_par_iter()
         .map(|(path, x, y)| {
-            let x = x.map(|f| if remap_a { remap_file(f, &map_a, n) } else { f });
-            let y = y.map(|f| if remap_b { remap_file(f, &map_b, n) } else { f });
+            let map_a = remap_a.then_some(map_a.as_slice());
+            let map_b = remap_b.then_some(map_b.as_slice());
             let file = match (x, y) {
-                (Some(x), Some(y)) => merge_file(x, y, n).map_err(|kind| MergeError {
-                    file: path.clone(),
-                    kind,
-                })?,
-                (Some(f), None) | (None, Some(f)) => f,
+                (Some(x), Some(y)) => {
+                    merge_mapped(x, map_a, y, map_b, n).map_err(|kind| MergeError {
+                        file: path.clone(),
+                        kind,
+                    })?
+                }
+                (Some(f), None) => match map_a {
+                    Some(m) => remap_file(f, m, n),
+                    None => f,
+                },
+                (None, Some(f)) => match map_b {
+                    Some(m) => remap_file(f, m, n),
+                    None => f,
+                },
                 (None, None) => FileCoverage::default(),
             };
             Ok((path, file))
@@ -129,23 +138,47 @@ pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
 /// Merges two files whose `by_capture` vectors both follow the same list of
 /// `n` captures (empty vectors count as all zero).
 pub fn merge_file(
-    mut a: FileCoverage,
+    a: FileCoverage,
     b: FileCoverage,
     n: usize,
 ) -> Result<FileCoverage, MergeErrorKind> {
+    merge_mapped(a, None, b, None, n)
+}
+
+/// [`merge_file`] of `a` and `b` re-indexed by `map_a` and `map_b` (as
+/// [`remap_file`] does; `None` leaves an operand as it is). Lines are
+/// merged in one ordered walk of both maps, each line re-indexed as it
+/// passes (two captures in, one vector out), instead of re-indexing both
+/// files first and looking every line of `b` up in `a`.
+fn merge_mapped(
+    mut a: FileCoverage,
+    map_a: Option<&[usize]>,
+    mut b: FileCoverage,
+    map_b: Option<&[usize]>,
+    n: usize,
+) -> Result<FileCoverage, MergeErrorKind> {
+    // The walk adds `b`'s counts straight into `a`'s vectors: a map of
+    // `b` sending two captures to one index (merged names) must add them
+    // saturating first, as `remap_vec` does: such a `b` is re-indexed whole.
+    let mut map_b = map_b;
+    if let Some(m) = map_b.filter(|m| !injective(m)) {
+        b = remap_file(b, m, n);
+        map_b = None;
+    }
+    for (file, map) in [(&mut a, map_a), (&mut b, map_b)] {
+        if let Some(m) = map {
+            file.owned_by = remap_owned(file, m, n);
+            for f in &mut file.functions {
+                f.by_capture = remap_vec(std::mem::take(&mut f.by_capture), m, n);
+            }
+        }
+    }
     // Empty means every capture (see `owned_by_capture`), so the union
     // of any list with an empty one is every capture.
     let owned: Vec<bool> = (0..n)
         .map(|i| a.owned_by_capture(i) || b.owned_by_capture(i))
         .collect();
-    for (line_no, line) in b.lines {
-        match a.lines.get_mut(&line_no) {
-            Some(prev) => merge_line(prev, line, n, line_no)?,
-            None => {
-                a.lines.insert(line_no, line);
-            }
-        }
-    }
+    merge_lines(&mut a.lines, map_a, std::mem::take(&mut b.lines), map_b, n)?;
     if !b.functions.is_empty() {
         let mut index: HashMap<(String, u32), usize> = a
             .functions
@@ -174,6 +207,83 @@ pub fn merge_file(
     a.excluded_lines.extend(b.excluded_lines);
     a.excluded_branch_lines.extend(b.excluded_branch_lines);
     Ok(a)
+}
+
+/// No two captures of `map` go to one index.
+fn injective(map: &[usize]) -> bool {
+    map.iter()
+        .enumerate()
+        .all(|(i, j)| !map.get(..i).unwrap_or_default().contains(j))
+}
+
+/// Merges the lines of `b` into those of `a` in one walk of both (maps
+/// are sorted): `a`'s lines are re-indexed by `map_a` in place, `b`'s by
+/// `map_b`; lines `a` lacks are inserted after the walk. `map_b` sends
+/// no two captures to one index.
+fn merge_lines(
+    a: &mut BTreeMap<u32, LineCoverage>,
+    map_a: Option<&[usize]>,
+    b: BTreeMap<u32, LineCoverage>,
+    map_b: Option<&[usize]>,
+    n: usize,
+) -> Result<(), MergeErrorKind> {
+    let mut lb = b.into_iter().peekable();
+    let mut new: Vec<(u32, LineCoverage)> = Vec::new();
+    for (&no, la) in a.iter_mut() {
+        while let Some((nb, l)) = lb.next_if(|(nb, _)| *nb < no) {
+            new.push((nb, remap_line(l, map_b, n)));
+        }
+        remap_line_in_place(la, map_a, n);
+        if let Some((_, l)) = lb.next_if(|(nb, _)| *nb == no) {
+            merge_pair(la, l, map_b, n, no)?;
+        }
+    }
+    new.extend(lb.map(|(nb, l)| (nb, remap_line(l, map_b, n))));
+    a.extend(new);
+    Ok(())
+}
+
+/// `line` re-indexed by `map` (as [`remap_file`] does to each line).
+fn remap_line(mut line: LineCoverage, map: Option<&[usize]>, n: usize) -> LineCoverage {
+    remap_line_in_place(&mut line, map, n);
+    line
+}
+
+/// [`remap_line`] in place.
+fn remap_line_in_place(line: &mut LineCoverage, map: Option<&[usize]>, n: usize) {
+    if let Some(m) = map {
+        line.by_capture = remap_vec(std::mem::take(&mut line.by_capture), m, n);
+        for b in &mut line.branches {
+            b.by_capture = remap_vec(std::mem::take(&mut b.by_capture), m, n);
+        }
+    }
+}
+
+/// Adds line `no` of `b`, re-indexed by `map_b`, to the (re-indexed) line
+/// `a`: what [`merge_line`] makes of the two, with `b`'s counts added
+/// straight into `a`'s vector (`map_b` is injective: each index gets at
+/// most one value of `b`, as it would in `b`'s own re-indexed vector).
+fn merge_pair(
+    a: &mut LineCoverage,
+    mut b: LineCoverage,
+    map_b: Option<&[usize]>,
+    n: usize,
+    no: u32,
+) -> Result<(), MergeErrorKind> {
+    if let Some(mb) = map_b {
+        let counts = std::mem::take(&mut b.by_capture);
+        a.by_capture.resize(n, 0);
+        for (i, y) in counts.into_iter().enumerate() {
+            if let Some(slot) = mb.get(i).and_then(|&j| a.by_capture.get_mut(j)) {
+                *slot = slot.add(y).ok_or(MergeErrorKind::LineOverflow(no))?;
+            }
+        }
+        for br in &mut b.branches {
+            br.by_capture = remap_vec(std::mem::take(&mut br.by_capture), mb, n);
+        }
+        // `b`'s counts are in: its vector is empty, `merge_line` adds no more.
+    }
+    merge_line(a, b, n, no)
 }
 
 fn add_vec<T: Count>(a: &mut Vec<T>, b: Vec<T>, n: usize) -> Option<()> {
@@ -272,6 +382,8 @@ fn remap_vec<T: Count>(v: Vec<T>, map: &[usize], n: usize) -> Vec<T> {
         }
         let mut v = v;
         v.clear();
+        // Exactly `n` (growing one by one would take room for four).
+        v.reserve_exact(n);
         v.resize(n, T::ZERO);
         for (i, &x) in old.iter().take(len).enumerate() {
             if let Some(slot) = map.get(i).and_then(|&j| v.get_mut(j)) {
@@ -528,5 +640,49 @@ mod tests {
         let cov = info(text, "x");
         assert_eq!(cov.captures, vec!["x"]);
         assert_eq!(cov.files["/a.c"].lines[&1].by_capture, vec![3]);
+    }
+
+    #[test]
+    fn merging_in_one_walk_equals_reindexing_first() {
+        // Files with two sections (captures) each, lines and branches on
+        // both sides and on one only, merged under maps that move,
+        // interleave and (for `b`) unite captures: the walk must give what
+        // re-indexing both files whole and merging them gives.
+        let a = info(&format!("TN:p\n{A}TN:q\n{B}"), "x");
+        let b = info(&format!("TN:q\n{B}TN:r\n{A}"), "y");
+        let fa = &a.files["/a.c"];
+        let fb = &b.files["/a.c"];
+        for (map_a, map_b, n) in [
+            (vec![0, 1], vec![1, 2], 3),
+            (vec![2, 0], vec![1, 2], 3),
+            (vec![0, 1], vec![0, 1], 2),
+            (vec![0, 1], vec![1, 1], 2),
+            (vec![1, 3], vec![2, 0], 4),
+        ] {
+            let walked = merge_mapped(fa.clone(), Some(&map_a), fb.clone(), Some(&map_b), n)
+                .expect("merges");
+            let first = merge_mapped(
+                remap_file(fa.clone(), &map_a, n),
+                None,
+                remap_file(fb.clone(), &map_b, n),
+                None,
+                n,
+            )
+            .expect("merges");
+            assert_eq!(walked, first, "maps {map_a:?} {map_b:?}");
+            assert!(walked.lines.values().all(|l| l.by_capture.len() == n));
+        }
+        // An overflow on a line both have is the line's error either way.
+        let big = format!("SF:/a.c\nDA:1,{}\nDA:2,1\nend_of_record\n", i64::MAX);
+        let (x, y) = (info(&big, "a"), info(&big, "b"));
+        let err = merge_mapped(
+            x.files["/a.c"].clone(),
+            Some(&[0]),
+            y.files["/a.c"].clone(),
+            Some(&[1]),
+            2,
+        )
+        .expect_err("overflow");
+        assert_eq!(err, MergeErrorKind::LineOverflow(1));
     }
 }

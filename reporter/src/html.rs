@@ -70,8 +70,11 @@ pub fn write_site_with(
     let (pages, rendered) = std::sync::mpsc::sync_channel::<(PathBuf, String)>(PAGES_IN_FLIGHT);
     let (found, written) = std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<(), Error> {
+            // Each page is one write from its rendered string (no
+            // buffer in between to copy it through).
             for (path, html) in rendered {
-                write_file(&path, |w| w.write_all(html.as_bytes()))?;
+                std::fs::write(&path, html.as_bytes())
+                    .map_err(|source| Error::Write { path, source })?;
             }
             Ok(())
         });
@@ -510,10 +513,17 @@ impl askama::filters::HtmlSafe for SourceBody<'_> {}
 impl fmt::Display for SourceBody<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Rows go into one buffer (plain pushes, no formatting machinery),
-        // written out in one piece: the page's biggest part.
-        let mut out = String::with_capacity(self.text.map_or(0, str::len) * 4 + 4096);
-        self.render(&mut out);
-        f.write_str(&out)
+        // written out in one piece: the page's biggest part. The buffer is
+        // the rendering thread's own, kept from page to page.
+        thread_local! {
+            static ROWS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        ROWS.with_borrow_mut(|out| {
+            out.clear();
+            out.reserve(self.text.map_or(0, str::len) * 4 + 4096);
+            self.render(out);
+            f.write_str(out)
+        })
     }
 }
 
