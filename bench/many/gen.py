@@ -15,6 +15,9 @@ import sys
 
 def web(n, backend, memory, out, program=None):
     s = f'[defaults]\nbackend = "{backend}"\nmemory_mib = {memory}\n'
+    # Every machine boots at once: 40 TCG VMs on a loaded 2-core host take
+    # longer than the default boot timeout (90 s) to reach their shells.
+    s += 'boot_timeout = "10m"\ncommand_timeout = "10m"\n'
     programs = f"programs = [{json.dumps(program)}]\n" if program else ""
     for i in range(1, n + 1):
         s += (

@@ -43,7 +43,9 @@ print("Every machine serves its own page with `busybox httpd` (`ready = { port =
       "or QEMUs'), read every 50 ms; CPU is covnet plus everything it waited for (machines, QEMUs). "
       "Phases come from covnet's own timestamped lines: *boot* until the last machine is ready (`start_all()` "
       "returns), *waits* the 1st to the last `wait_for_service`, *fetch* `m1`'s loop (VMs: each machine's "
-      "program run first), *end* collection, report and shutdown.")
+      "program run first), *end* collection, report and shutdown. The load is the 1-minute average just "
+      "before each run: after the first run it includes the previous run's own machines fading out of "
+      "the average.")
 print()
 
 ns_rows = of("ns")

@@ -38,7 +38,8 @@ bench_version gcc "$(bench_gcc_version)"
 bench_version BusyBox "$(bench_busybox_version)"
 here=$BENCH_ROOT/bench/many
 work=$(mktemp -d /tmp/covnet-bench-many.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# Kept when a run fails (its log and failure bundle are there).
+trap '[ "${done:-}" = 1 ] && rm -rf "$work" || echo "kept $work" >&2' EXIT
 
 # measure KIND I LOG CMD...: one measured run, its JSON line appended to
 # $work/results as {"kind": KIND, "run": I, ...}.
@@ -107,3 +108,4 @@ if [ "$only" != ns ]; then
 fi
 
 python3 "$here/report.py" "$work/results" "$ns" "$vms" | bench_write_section
+done=1
