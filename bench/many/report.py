@@ -52,7 +52,7 @@ ns_rows = of("ns")
 if ns_rows:
     wall = med(ns_rows, lambda r: r["wall"])
     rss = max(r["covnet_peak_kib"] for r in ns_rows)
-    print(f"### {ns} namespace machines (one VLAN)")
+    print(f"### {ns} namespace machines (one VLAN), {len(ns_rows)} runs")
     print()
     print("| run | load (1 min) | wall | covnet peak RSS | CPU | boot | waits | fetch | end |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -82,7 +82,7 @@ for kind, title in (("vm-cold", "cold: each run with an empty image cache"),
     rs_all = of(kind)
     if not rs_all:
         continue
-    print(f"### {vms} TCG VMs, `memory_mib = 128`, `--coverage` — {title}")
+    print(f"### {vms} TCG VMs, `memory_mib = 128`, `--coverage` — {title}, {len(rs_all)} run(s)")
     print()
     print("| run | load (1 min) | wall | covnet peak RSS | CPU (covnet + QEMUs) | CPU per VM | boot | waits | programs + fetch | collect, report, shutdown |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -16,21 +16,29 @@
 # own (`XDG_CACHE_HOME`: images built, every guest booted), and "warm",
 # reruns of the same spec on the cache a cold run left (what a cache of
 # booted guests, once covnet has one, would make faster).
-#   bash bench/many/run.sh [--allow-dirty] [--runs N] [--ns N] [--vms N] [--only ns|vm]
+#   bash bench/many/run.sh [--allow-dirty] [--runs N] [--vm-runs N] [--warm-runs N]
+#                          [--ns N] [--vms N] [--only ns|vm]
+# --runs is the namespace runs (default 5); --vm-runs the cold VM runs and
+# --warm-runs the warm ones (both default to --runs). One 40-VM run took
+# 400 s on the loaded 2-core host, so a session short of time may ask for
+# fewer: the section says how many runs each median is of.
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 bench_init many "Many machines: 250 namespace machines, 40 TCG VMs" "$@"
 set -- "${BENCH_ARGS[@]}"
-runs=5 ns=250 vms=40 only=
+runs=5 vm_runs= warm_runs= ns=250 vms=40 only=
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
+    --vm-runs) vm_runs=$2; shift 2 ;;
+    --warm-runs) warm_runs=$2; shift 2 ;;
     --ns) ns=$2; shift 2 ;;
     --vms) vms=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     *) bench_die "unknown argument $1 (see the header of $0)" ;;
   esac
 done
+vm_runs=${vm_runs:-$runs} warm_runs=${warm_runs:-$runs}
 bench_build_covnet release
 bench_version QEMU "$(bench_qemu_version)"
 bench_version "guest kernel" "$(bench_guest_kernel)"
@@ -90,14 +98,16 @@ if [ "$only" != ns ]; then
   gcc --coverage -O0 -g -o "$work/build/hello" "$here/hello.c"
   python3 "$here/gen.py" web "$vms" vm 128 "$work/vm.toml" "$work/build/hello"
   for kind in cold warm; do
-    for i in $(seq "$runs"); do
+    n=$vm_runs
+    [ $kind = cold ] || n=$warm_runs
+    for i in $(seq "$n"); do
       if [ $kind = cold ]; then
         export XDG_CACHE_HOME=$work/cache-vm-cold-$i
       else
         # The cache the first cold run left: images built, nothing else.
         export XDG_CACHE_HOME=$work/cache-vm-cold-1
       fi
-      bench_log "VM $kind run $i of $runs (load $(cut -d' ' -f1-3 /proc/loadavg))"
+      bench_log "VM $kind run $i of $n (load $(cut -d' ' -f1-3 /proc/loadavg))"
       rm -rf "$work/out-vm"
       measure "vm-$kind" "$i" "$work/vm-$kind-$i.log" "$BENCH_COVNET" run "$work/vm.toml" --coverage --out "$work/out-vm" --no-console --no-progress
       grep -q "fetched $vms pages" "$work/vm-$kind-$i.log" || bench_die "VM $kind run $i: no \"fetched $vms pages\""
