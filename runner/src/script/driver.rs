@@ -936,7 +936,7 @@ pub fn service_state_command(name: &str) -> String {
 
 /// The exit status of [`state_then_ready_command`] for a service that runs
 /// but is not ready yet (the state command's own are 0, 1 and 3).
-const NOT_READY_STATUS: i32 = 4;
+pub const NOT_READY_STATUS: i32 = 4;
 
 /// One guest command for a wait on a service with a readiness check: the
 /// exit status of `state` ([`service_state_command`]) unless the service
