@@ -22,6 +22,10 @@ pub mod live;
 
 use live::{LiveSlot, TICK};
 
+/// Networks up to this many machines get every machine's state by name on
+/// each change; larger ones get counts per state.
+const OVERVIEW_BY_NAME_MAX: usize = 16;
+
 /// The life-cycle state of one machine, as shown by the reporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MachineState {
@@ -258,20 +262,52 @@ impl<W: Write> TerminalReporter<W> {
         if previous == Some(state) {
             return Ok(());
         }
-        let overview: Vec<String> = self
-            .order
+        let overview = if self.order.len() <= OVERVIEW_BY_NAME_MAX {
+            self.order
+                .iter()
+                .map(|m| {
+                    let s = self.states.get(m).copied().unwrap_or(MachineState::Pending);
+                    format!("{m}={s}")
+                })
+                .collect::<Vec<String>>()
+                .join(" ")
+        } else {
+            self.counted_overview()
+        };
+        writeln!(self.out, "{} machines: {overview}", self.stamp())
+    }
+
+    /// The overview of a large network: how many machines are in each
+    /// state, failed ones by name (a line per change naming all 250
+    /// machines of a big spec made 4 MB of output).
+    fn counted_overview(&self) -> String {
+        const ORDER: [MachineState; 7] = [
+            MachineState::Running,
+            MachineState::Booting,
+            MachineState::Ready,
+            MachineState::Building,
+            MachineState::Pending,
+            MachineState::Stopped,
+            MachineState::Failed,
+        ];
+        let state = |m: &String| self.states.get(m).copied().unwrap_or(MachineState::Pending);
+        let mut parts: Vec<String> = ORDER
             .iter()
-            .map(|m| {
-                let s = self.states.get(m).copied().unwrap_or(MachineState::Pending);
-                format!("{m}={s}")
+            .filter_map(|&s| {
+                let n = self.order.iter().filter(|m| state(m) == s).count();
+                (n > 0).then(|| format!("{n} {s}"))
             })
             .collect();
-        writeln!(
-            self.out,
-            "{} machines: {}",
-            self.stamp(),
-            overview.join(" ")
-        )
+        let failed: Vec<&str> = self
+            .order
+            .iter()
+            .filter(|m| state(m) == MachineState::Failed)
+            .map(String::as_str)
+            .collect();
+        if !failed.is_empty() {
+            parts.push(format!("failed: {}", failed.join(" ")));
+        }
+        format!("{} of {}", parts.join(", "), self.order.len())
     }
 
     fn stamp(&self) -> String {
@@ -484,6 +520,35 @@ mod tests {
             text.contains("machines: server=pending c=running"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_large_network_is_overviewed_by_counts() {
+        let names: Vec<String> = (1..=20).map(|i| format!("m{i}")).collect();
+        let mut events = vec![RunEvent::RunStart {
+            run_dir: "/tmp/r".into(),
+            machines: names.clone(),
+        }];
+        for m in names.iter().take(3) {
+            events.push(RunEvent::Machine(MachineEvent::Booting {
+                machine: m.clone(),
+                accel: "tcg".into(),
+            }));
+        }
+        events.push(RunEvent::Machine(MachineEvent::Ready {
+            machine: "m2".into(),
+            boot_time: Duration::from_millis(10),
+        }));
+        let text = render(&events);
+        let last = text
+            .lines()
+            .rfind(|l| l.contains(" machines: "))
+            .expect("an overview line");
+        assert!(
+            last.ends_with("machines: 1 running, 2 booting, 17 pending of 20"),
+            "{text}"
+        );
+        assert!(!text.contains("m20="), "{text}");
     }
 
     #[test]

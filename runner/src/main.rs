@@ -71,6 +71,17 @@ fn main() -> ExitCode {
     // SAFETY: sets one integer option of the allocator; no thread is
     // running yet and the option is valid for the pinned mimalloc.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // No transparent huge pages for covnet itself: mimalloc reserved its
+    // arena with MADV_HUGEPAGE before main, and then every thread's heap
+    // touches whole 2 MiB pages. A run of 250 namespace machines (a
+    // thousand threads: relays, tty bridges, console readers) peaked at
+    // 1.07 GiB with them and 217 MiB without; the report corpus is no
+    // slower. Children get THP back before they exec (process.rs,
+    // namespace/ns/child.rs): QEMU's guest RAM keeps its huge pages.
+    // SAFETY: PR_SET_THP_DISABLE takes one integer argument (the rest are
+    // ignored) and only changes this process's memory policy; failure
+    // (an old kernel) leaves THP as it was.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     match run() {
         Ok(code) => code,
         Err(err) => {

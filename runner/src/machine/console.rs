@@ -27,8 +27,14 @@ use crate::machine::{ConsoleTail, EventSink, MachineError, MachineEvent, Output}
 /// The guest side of the protocol, installed at `/covnet/control.sh`.
 pub const CONTROL_SH: &str = include_str!("../guest/control.sh");
 
-/// Bytes read from the control socket at a time.
+/// Most bytes read from the control socket at a time.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// Least bytes read at a time: a channel reads into what its buffer has
+/// spare, at least this and at most [`READ_CHUNK`], so a machine that only
+/// ever gets short replies holds 16 KiB, not 256 KiB (x 250 machines), and
+/// a large reply, which grows the buffer, is still read in large chunks.
+const MIN_READ: usize = 16 * 1024;
 
 /// Largest file chunk sent in one `PUT` request (before base64).
 pub const PUT_CHUNK: usize = 256 * 1024;
@@ -386,7 +392,8 @@ impl ControlChannel {
                 });
             };
             let start = self.pending.len();
-            self.pending.resize(start + READ_CHUNK, 0);
+            let chunk = (self.pending.capacity() - start).clamp(MIN_READ, READ_CHUNK);
+            self.pending.resize(start + chunk, 0);
             let read = self.stream.set_read_timeout(Some(left)).and_then(|()| {
                 self.stream
                     .read(self.pending.get_mut(start..).unwrap_or(&mut []))

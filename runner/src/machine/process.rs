@@ -370,6 +370,12 @@ pub(crate) mod sys {
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // covnet itself runs without transparent huge pages (main.rs); the
+        // flag is inherited across exec, and the child (QEMU's guest RAM)
+        // should have them.
+        // SAFETY: PR_SET_THP_DISABLE takes one integer argument; the rest
+        // are ignored. Failure leaves the inherited setting.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
         // SAFETY: getppid has no preconditions and cannot fail.
         if unsafe { libc::getppid() } != parent {
             // The parent died between fork and prctl: do not outlive it.

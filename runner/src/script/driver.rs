@@ -546,48 +546,56 @@ impl Node {
             let service = self.service(name)?;
             let name = service.name.as_str();
             let deadline = Instant::now() + timeout;
-            let cmd = service_state_command(name);
-            self.poll(&format!("service `{name}` to run"), timeout, |t| {
+            let state = service_state_command(name);
+            let (what, check) = match &service.ready {
+                None => (None, None),
+                Some(Ready::Port(port)) => (
+                    Some(format!("TCP port {port} to listen")),
+                    Some(port_listening_command(port.get())),
+                ),
+                Some(Ready::File(path)) => (
+                    Some(format!("file {path} to exist")),
+                    Some(format!("test -e {}", shell_quote(path))),
+                ),
+                Some(Ready::Command(cmd)) => {
+                    (Some(format!("`{cmd}` to succeed")), Some(cmd.clone()))
+                }
+            };
+            let shows_output = matches!(service.ready, Some(Ready::Command(_)));
+            // One command per attempt: the state and, once the service
+            // runs, its readiness (a service that is up when first asked
+            // costs one round trip, not three; with hundreds of machines
+            // the round trips are what a script's waits spend).
+            let cmd = match &check {
+                None => state.clone(),
+                Some(check) => state_then_ready_command(&state, check),
+            };
+            let died = |out: &Output| StepErrorKind::ServiceDied {
+                name: name.to_owned(),
+                log: out.stdout_lossy(),
+            };
+            let running = self.poll(&format!("service `{name}` to run"), timeout, |t| {
                 let out = self.machine.execute(&cmd, t)?;
                 match out.status {
-                    0 => Ok(Attempt::Done(())),
-                    3 => Err(StepErrorKind::ServiceDied {
-                        name: name.to_owned(),
-                        log: out.stdout_lossy(),
-                    }),
+                    0 => Ok(Attempt::Done(true)),
+                    3 => Err(died(&out)),
+                    NOT_READY_STATUS if check.is_some() => Ok(Attempt::Done(false)),
                     _ => Ok(Attempt::NotYet(Some(out))),
                 }
             })?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let (what, check) = match &service.ready {
-                None => return Ok(()),
-                Some(Ready::Port(port)) => (
-                    format!("TCP port {port} to listen"),
-                    port_listening_command(port.get()),
-                ),
-                Some(Ready::File(path)) => (
-                    format!("file {path} to exist"),
-                    format!("test -e {}", shell_quote(path)),
-                ),
-                Some(Ready::Command(cmd)) => (format!("`{cmd}` to succeed"), cmd.clone()),
+            let (Some(what), false) = (what, running) else {
+                return Ok(());
             };
-            let shows_output = matches!(service.ready, Some(Ready::Command(_)));
+            let remaining = deadline.saturating_duration_since(Instant::now());
             // Each pass asks whether the service still runs, so one that
             // dies while its readiness is awaited fails the wait at once.
             self.poll(&what, remaining, |t| {
-                let state = self.machine.execute(&cmd, t)?;
-                if state.status == 3 {
-                    return Err(StepErrorKind::ServiceDied {
-                        name: name.to_owned(),
-                        log: state.stdout_lossy(),
-                    });
+                let out = self.machine.execute(&cmd, t)?;
+                match out.status {
+                    0 => Ok(Attempt::Done(())),
+                    3 => Err(died(&out)),
+                    _ => Ok(Attempt::NotYet(shows_output.then_some(out))),
                 }
-                let out = self.machine.execute(&check, t)?;
-                Ok(if out.success() {
-                    Attempt::Done(())
-                } else {
-                    Attempt::NotYet(shows_output.then_some(out))
-                })
             })
         })
     }
@@ -926,6 +934,23 @@ pub fn service_state_command(name: &str) -> String {
     )
 }
 
+/// The exit status of [`state_then_ready_command`] for a service that runs
+/// but is not ready yet (the state command's own are 0, 1 and 3).
+pub const NOT_READY_STATUS: i32 = 4;
+
+/// One guest command for a wait on a service with a readiness check: the
+/// exit status of `state` ([`service_state_command`]) unless the service
+/// runs; then 0 when `check` succeeds, else [`NOT_READY_STATUS`] (with the
+/// check's output). `check` runs in a subshell through `eval`, so its
+/// `exit`, comments and newlines stay its own.
+pub fn state_then_ready_command(state: &str, check: &str) -> String {
+    format!(
+        "( {state}\n); s=$?; [ \"$s\" -eq 0 ] || exit \"$s\"; \
+         ( eval {} ) && exit 0; exit {NOT_READY_STATUS}",
+        shell_quote(check)
+    )
+}
+
 /// What [`Node::control_service`] does to a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceVerb {
@@ -1070,6 +1095,37 @@ mod tests {
             .replace("/var/log", &d);
         assert_eq!(sh(&cmd).status.code(), Some(1));
         std::fs::write(dir.path().join("web.pid"), std::process::id().to_string()).expect("pid");
+        assert_eq!(sh(&cmd).status.code(), Some(0));
+        std::fs::write(dir.path().join("web.pid"), "999999999").expect("pid");
+        std::fs::write(dir.path().join("web.log"), "bind: address in use\n").expect("log");
+        let out = sh(&cmd);
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "bind: address in use\n"
+        );
+    }
+
+    #[test]
+    fn state_then_ready_tells_missing_dead_unready_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let state = service_state_command("web")
+            .replace("/run/covnet", &d)
+            .replace("/var/log", &d);
+        let ready = dir.path().join("ready");
+        // A check with its own exit status 3, a comment and a newline: none
+        // of them may leak into the combined status.
+        let check = format!(
+            "test -e {} # ready?\nor_not=1; test -e {} || exit 3",
+            ready.display(),
+            ready.display()
+        );
+        let cmd = state_then_ready_command(&state, &check);
+        assert_eq!(sh(&cmd).status.code(), Some(1));
+        std::fs::write(dir.path().join("web.pid"), std::process::id().to_string()).expect("pid");
+        assert_eq!(sh(&cmd).status.code(), Some(NOT_READY_STATUS));
+        std::fs::write(&ready, "").expect("ready");
         assert_eq!(sh(&cmd).status.code(), Some(0));
         std::fs::write(dir.path().join("web.pid"), "999999999").expect("pid");
         std::fs::write(dir.path().join("web.log"), "bind: address in use\n").expect("log");

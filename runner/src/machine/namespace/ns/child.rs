@@ -127,6 +127,9 @@ fn child_run(a: &mut ChildArgs) -> Result<(), Fail> {
         // programs create get the modes they get there (sshd refuses a
         // world-writable authorized_keys).
         libc::umask(0o022);
+        // covnet runs without transparent huge pages (main.rs); the
+        // machine's processes get the host's setting, as in a VM.
+        libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
         libc::execve(a.cfg.program.as_ptr(), a.argv.as_ptr(), a.env.as_ptr());
         Err((Stage::Exec, errno()))
     }
