@@ -78,7 +78,7 @@ if ns_rows:
     print()
 
 for kind, title in (("vm-cold", "cold: each run with an empty image cache"),
-                    ("vm-warm", "warm: reruns on the image cache of the first cold run")):
+                    ("vm-warm", "warm: reruns on the cache of the first cold run, every guest restored from its snapshot")):
     rs_all = of(kind)
     if not rs_all:
         continue

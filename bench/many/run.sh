@@ -13,9 +13,9 @@
 # CPU of covnet and everything below it, and phase times from covnet's
 # timestamped event lines. Namespace runs share one image cache. VM runs
 # come in two labelled kinds: "cold", each with an empty image cache of its
-# own (`XDG_CACHE_HOME`: images built, every guest booted), and "warm",
-# reruns of the same spec on the cache a cold run left (what a cache of
-# booted guests, once covnet has one, would make faster).
+# own (`XDG_CACHE_HOME`: images built, every guest booted cold and saved
+# as a snapshot), and "warm", reruns of the same spec on the cache the
+# first cold run left (every guest restored from its snapshot; checked).
 #   bash bench/many/run.sh [--allow-dirty] [--runs N] [--vm-runs N] [--warm-runs N]
 #                          [--ns N] [--vms N] [--only ns|vm]
 # --runs is the namespace runs (default 5); --vm-runs the cold VM runs and
@@ -112,6 +112,12 @@ if [ "$only" != ns ]; then
       measure "vm-$kind" "$i" "$work/vm-$kind-$i.log" "$BENCH_COVNET" run "$work/vm.toml" --coverage --out "$work/out-vm" --no-console --no-progress
       grep -q "fetched $vms pages" "$work/vm-$kind-$i.log" || bench_die "VM $kind run $i: no \"fetched $vms pages\""
       check_captures "$work/out-vm" "$vms" || bench_die "VM $kind run $i: coverage not from every VM"
+      restored=$(grep -c 'restored the booted guest' "$work/vm-$kind-$i.log" || true)
+      if [ $kind = cold ]; then
+        [ "$restored" = 0 ] || bench_die "VM cold run $i restored $restored guests"
+      else
+        [ "$restored" = "$vms" ] || bench_die "VM warm run $i restored $restored of $vms guests"
+      fi
       [ $kind = warm ] || [ "$i" = 1 ] || rm -rf "$XDG_CACHE_HOME"
     done
   done
