@@ -318,6 +318,12 @@ impl ControlChannel {
         }
     }
 
+    /// The connection, for a new channel (bytes read but not taken are
+    /// dropped).
+    pub fn into_stream(self) -> UnixStream {
+        self.stream
+    }
+
     /// True once a failure made the channel unusable.
     pub fn is_dead(&self) -> bool {
         self.dead.is_some()
@@ -493,6 +499,25 @@ impl ControlChannel {
         alive: impl FnMut() -> bool,
     ) -> Result<Greeting, ChannelError> {
         self.ping_until(deadline, alive, true)
+    }
+
+    /// Reads and drops what a held guest still sends (answers to pings
+    /// that were queued while it booted) until it has been silent for
+    /// `quiet`, or until `deadline`: the guest then sits in its read, the
+    /// state it is saved in.
+    pub fn settle(&mut self, quiet: Duration, deadline: Instant) -> Result<(), ChannelError> {
+        let during = "waiting for the held guest to settle";
+        loop {
+            let Some(left) = remaining(deadline) else {
+                return Ok(());
+            };
+            while take_line(&mut self.pending).is_some() {}
+            match self.fill(Instant::now() + left.min(quiet), during) {
+                Ok(()) => {}
+                Err(ChannelError::Timeout { .. }) => return Ok(()),
+                Err(err) => return Err(self.kill_channel(err)),
+            }
+        }
     }
 
     /// Releases a guest whose init holds (see [`Greeting::Held`]): it sets
