@@ -126,6 +126,17 @@ pub trait Backend: Send + Sync {
     fn release(&self, channel: &mut ControlChannel, deadline: Instant) -> Result<(), ChannelError> {
         channel.release(std::time::SystemTime::now(), &fresh_seed(), deadline)
     }
+    /// When a released guest's control shell must have answered by, within
+    /// the boot `deadline`.
+    fn ready_by(&self, deadline: Instant) -> Instant {
+        deadline
+    }
+    /// The backend's own account of a released guest that did not come up
+    /// (a restored VM: the restore failed, the session boots it cold);
+    /// `None`: a boot failure.
+    fn not_ready(&self) -> Option<MachineError> {
+        None
+    }
     /// Extra lines for error reports after the console's (QEMU's log).
     fn log_tail(&self) -> Vec<String> {
         Vec::new()
@@ -433,11 +444,14 @@ impl<B: Backend> Session<B> {
             Ok(greeting) => greeting == Greeting::Held,
             Err(_) => return Err(boot_err(self)),
         };
-        if held
-            && (self.backend.release(&mut channel, deadline).is_err()
-                || channel.wait_ready(deadline, alive).is_err())
-        {
-            return Err(boot_err(self));
+        if held {
+            let up = self.backend.release(&mut channel, deadline).is_ok()
+                && channel
+                    .wait_ready(self.backend.ready_by(deadline), alive)
+                    .is_ok();
+            if !up {
+                return Err(self.backend.not_ready().unwrap_or_else(|| boot_err(self)));
+            }
         }
         let boot_time = started.elapsed();
         *lock(&self.channel) = Some(channel);
