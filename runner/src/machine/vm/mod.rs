@@ -384,6 +384,12 @@ impl Qemu {
                         return self.await_answer(control, deadline);
                     }
                     Ok(status) if status == "inmigrate" || status == "prelaunch" => {}
+                    // Saved stopped: QEMU leaves the loaded guest paused.
+                    Ok(status) if status == "paused" => {
+                        if let Err(e) = q.execute("cont", None) {
+                            return Err(format!("QMP cont after the restore: {e}"));
+                        }
+                    }
                     Ok(status) => return Err(format!("QEMU is `{status}` after the restore")),
                     // QEMU went away: the next round says how it ended.
                     Err(_) => qmp = None,
@@ -448,6 +454,10 @@ impl Qemu {
             Some(serde_json::json!({ "max-bandwidth": SAVE_BANDWIDTH })),
         )
         .map_err(qmp_err)?;
+        // A stopped guest is saved in one consistent pass (no live
+        // migration's dirty-page rounds while it runs); restores are
+        // resumed by `await_restore`, the guest here by `resume`.
+        qmp.execute("stop", None).map_err(qmp_err)?;
         let uri = format!("exec:cat > {}", snapshot::sh_quote(tmp));
         qmp.execute("migrate", Some(serde_json::json!({ "uri": uri })))
             .map_err(qmp_err)?;

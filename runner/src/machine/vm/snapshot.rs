@@ -26,7 +26,7 @@ use super::qemu::{self, Nic, QemuConfig};
 
 /// Bump when what a snapshot holds changes meaning (e.g. the hold protocol
 /// of `guest/init.sh`), to stop restoring older ones.
-const FORMAT: &str = "covnet-snapshot-2";
+const FORMAT: &str = "covnet-snapshot-3";
 
 /// The cache's default size limit: a snapshot is the guest memory the boot
 /// touched (about 40–100 MB for covnet's guests).
@@ -323,7 +323,7 @@ mod tests {
         let b = key(&qemu, &config(dir.path(), "run-b")).expect("key b");
         assert_eq!(a, b);
         assert_eq!(a.hex.len(), 64);
-        assert!(a.description.starts_with("covnet-snapshot-2\nqemu "));
+        assert!(a.description.starts_with("covnet-snapshot-3\nqemu "));
         assert!(a.description.contains("arg -m\narg 128M\n"));
         assert!(!a.description.contains("run-a"), "{}", a.description);
     }
