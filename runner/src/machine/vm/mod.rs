@@ -585,7 +585,7 @@ impl Backend for Qemu {
         Ok(Control::Socket(self.paths.control.clone()))
     }
 
-    /// A restored guest gets [`RESTORE_ANSWER`] to come up after its
+    /// A restored guest gets 30 s (`RESTORE_ANSWER`) to come up after its
     /// release.
     fn ready_by(&self, deadline: Instant) -> Instant {
         if self.restored.load(Ordering::SeqCst) {
