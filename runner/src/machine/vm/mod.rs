@@ -357,8 +357,7 @@ impl Qemu {
         let mut control = None;
         loop {
             if let Some(Some(how)) = self.exited() {
-                let log = std::fs::read_to_string(&self.paths.qemu_log).unwrap_or_default();
-                let said = log.lines().last().unwrap_or_default().trim().to_owned();
+                let said = self.qemu_last_line().unwrap_or_default();
                 return Err(format!("QEMU exited ({how}): {said}"));
             }
             if Instant::now() >= deadline {
@@ -425,8 +424,11 @@ impl Qemu {
             .begin()
             .map_err(|e| format!("{}: {e}", cache.dir().display()))
             .and_then(|tmp| {
-                let migrated = self.migrate_to(&tmp, deadline);
-                let resumed = self.resume(deadline);
+                let mut qmp =
+                    Qmp::connect(&self.paths.qmp, deadline).map_err(|e| format!("QMP: {e}"))?;
+                let migrated = migrate_to(&mut qmp, &tmp, deadline);
+                // Whatever the save did, the guest runs on.
+                let resumed = resume(&mut qmp);
                 match migrated.and(resumed) {
                     Ok(()) => cache.commit(key, &tmp).map_err(|e| e.to_string()),
                     Err(reason) => {
@@ -445,51 +447,19 @@ impl Qemu {
         });
     }
 
-    /// Migrates the guest into the file `tmp` and waits for the end.
-    fn migrate_to(&self, tmp: &Path, deadline: Instant) -> Result<(), String> {
-        let qmp_err = |e: std::io::Error| format!("QMP: {e}");
-        let mut qmp = Qmp::connect(&self.paths.qmp, deadline).map_err(qmp_err)?;
-        qmp.execute(
-            "migrate-set-parameters",
-            Some(serde_json::json!({ "max-bandwidth": SAVE_BANDWIDTH })),
-        )
-        .map_err(qmp_err)?;
-        // A stopped guest is saved in one consistent pass (no live
-        // migration's dirty-page rounds while it runs); restores are
-        // resumed by `await_restore`, the guest here by `resume`.
-        qmp.execute("stop", None).map_err(qmp_err)?;
-        let uri = format!("exec:cat > {}", snapshot::sh_quote(tmp));
-        qmp.execute("migrate", Some(serde_json::json!({ "uri": uri })))
-            .map_err(qmp_err)?;
-        loop {
-            let info = qmp.execute("query-migrate", None).map_err(qmp_err)?;
-            match info.get("status").and_then(|s| s.as_str()) {
-                Some("completed") => return Ok(()),
-                Some(status @ ("failed" | "cancelled")) => {
-                    let why = info
-                        .get("error-desc")
-                        .and_then(|d| d.as_str())
-                        .unwrap_or("no reason given");
-                    return Err(format!("migration {status}: {why}"));
-                }
-                _ if Instant::now() >= deadline => {
-                    let _ = qmp.execute("migrate_cancel", None);
-                    return Err("the save did not finish before the boot deadline".into());
-                }
-                _ => std::thread::sleep(SAVE_POLL),
-            }
-        }
+    /// The last `n` lines of QEMU's own log (none when it cannot be read).
+    fn qemu_log_lines(&self, n: usize) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.paths.qemu_log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let skip = lines.len().saturating_sub(n);
+        lines[skip..].iter().map(|l| (*l).to_owned()).collect()
     }
 
-    /// Lets the guest run again after a save (QEMU stops a guest whose
-    /// migration completed).
-    fn resume(&self, deadline: Instant) -> Result<(), String> {
-        let qmp_err = |e: std::io::Error| format!("QMP: {e}");
-        let mut qmp = Qmp::connect(&self.paths.qmp, deadline).map_err(qmp_err)?;
-        if qmp.status().map_err(qmp_err)? != "running" {
-            qmp.execute("cont", None).map_err(qmp_err)?;
-        }
-        Ok(())
+    /// What QEMU said last in its log, if anything.
+    fn qemu_last_line(&self) -> Option<String> {
+        let last = self.qemu_log_lines(1).pop()?;
+        let last = last.trim();
+        (!last.is_empty()).then(|| last.to_owned())
     }
 
     fn snapshot_event(&self, action: SnapshotAction) {
@@ -607,12 +577,11 @@ impl Backend for Qemu {
         let cache = self.cfg.snapshots.as_ref()?;
         let path = cache.state_path(&key);
         cache.discard(&key);
-        let log = std::fs::read_to_string(&self.paths.qemu_log).unwrap_or_default();
-        let reason = match log.lines().last().map(str::trim) {
-            Some(said) if !said.is_empty() => {
+        let reason = match self.qemu_last_line() {
+            Some(said) => {
                 format!("the restored guest did not come up after its release; QEMU: {said}")
             }
-            _ => "the restored guest did not come up after its release".to_owned(),
+            None => "the restored guest did not come up after its release".to_owned(),
         };
         self.snapshot_event(SnapshotAction::RestoreFailed {
             path: path.clone(),
@@ -755,16 +724,56 @@ impl Backend for Qemu {
 
     /// The last lines of QEMU's own log.
     fn log_tail(&self) -> Vec<String> {
-        let Ok(qemu_log) = std::fs::read_to_string(&self.paths.qemu_log) else {
-            return Vec::new();
-        };
-        let lines: Vec<&str> = qemu_log.lines().collect();
-        let skip = lines.len().saturating_sub(5);
-        lines[skip..]
+        self.qemu_log_lines(5)
             .iter()
             .map(|line| format!("[qemu] {line}"))
             .collect()
     }
+}
+
+/// Migrates the guest into the file `tmp` and waits for the end.
+fn migrate_to(qmp: &mut Qmp, tmp: &Path, deadline: Instant) -> Result<(), String> {
+    let qmp_err = |e: std::io::Error| format!("QMP: {e}");
+    qmp.execute(
+        "migrate-set-parameters",
+        Some(serde_json::json!({ "max-bandwidth": SAVE_BANDWIDTH })),
+    )
+    .map_err(qmp_err)?;
+    // A stopped guest is saved in one consistent pass (no live
+    // migration's dirty-page rounds while it runs); restores are
+    // resumed by `await_restore`, the guest here by `resume`.
+    qmp.execute("stop", None).map_err(qmp_err)?;
+    let uri = format!("exec:cat > {}", snapshot::sh_quote(tmp));
+    qmp.execute("migrate", Some(serde_json::json!({ "uri": uri })))
+        .map_err(qmp_err)?;
+    loop {
+        let info = qmp.execute("query-migrate", None).map_err(qmp_err)?;
+        match info.get("status").and_then(|s| s.as_str()) {
+            Some("completed") => return Ok(()),
+            Some(status @ ("failed" | "cancelled")) => {
+                let why = info
+                    .get("error-desc")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("no reason given");
+                return Err(format!("migration {status}: {why}"));
+            }
+            _ if Instant::now() >= deadline => {
+                let _ = qmp.execute("migrate_cancel", None);
+                return Err("the save did not finish before the boot deadline".into());
+            }
+            _ => std::thread::sleep(SAVE_POLL),
+        }
+    }
+}
+
+/// Lets the guest run again after a save (QEMU stops a guest whose
+/// migration completed).
+fn resume(qmp: &mut Qmp) -> Result<(), String> {
+    let qmp_err = |e: std::io::Error| format!("QMP: {e}");
+    if qmp.status().map_err(qmp_err)? != "running" {
+        qmp.execute("cont", None).map_err(qmp_err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
