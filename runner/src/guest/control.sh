@@ -81,8 +81,10 @@ reply_files() {
 	if [ -s "$3" ]; then
 		# Exactly the announced bytes, even if a background child of the
 		# command still appends to the file; in 64 KiB blocks (busybox's
-		# head -c copies byte by byte, in 4 KiB writes).
-		n=$(wc -c <"$3")
+		# head -c copies byte by byte, in 4 KiB writes). The size from
+		# stat: busybox's wc -c reads the whole file a byte at a time
+		# (0.7 s for 20 MiB in a TCG guest, three times the transfer).
+		n=$(stat -c %s "$3" 2>/dev/null || wc -c <"$3")
 		echo "=covnet $1 raw $((n))"
 		dd if="$3" bs=65536 iflag=count_bytes,fullblock count="$((n))" 2>/dev/null
 	fi
