@@ -244,12 +244,7 @@ impl<S: Shell> Collector<S> {
     /// Lists the coverage data files (`.gcda`, `.profraw`) with their
     /// sizes and checksums.
     pub fn list(&self) -> Result<Vec<RemoteFile>, CollectError> {
-        let cmd = format!(
-            "{}find . -type f {DATA_FILES} -exec stat -c 'S %s %n' {{}} + && \
-             find . -type f {DATA_FILES} -exec sha256sum {{}} +",
-            self.cd_root()
-        );
-        let out = self.run(&cmd)?;
+        let out = self.run(&format!("{}{}", self.cd_root(), listing()))?;
         parse_listing(&out.stdout).map_err(|line| self.error(CollectErrorKind::Listing { line }))
     }
 
@@ -260,31 +255,18 @@ impl<S: Shell> Collector<S> {
     /// [`Collector::with_compression`]); each is verified after
     /// decompression, and nothing is written unless all of them verify.
     pub fn pull(&self, dest: &Path) -> Result<Pulled, CollectError> {
-        let listed = self.list()?;
+        let out = self.run(&self.pull_command())?;
+        let Some((listing, compressed, body)) = split_pull(&out.stdout) else {
+            return Err(self.error(CollectErrorKind::Damaged {
+                path: None,
+                detail: "no `tar` or `gzip` line after the listing".to_string(),
+            }));
+        };
+        let listed = parse_listing(listing)
+            .map_err(|line| self.error(CollectErrorKind::Listing { line }))?;
         if listed.is_empty() {
             return Ok(Pulled::default());
         }
-        let out = self.run(&self.pull_command())?;
-        let (mode, body) = match out.stdout.iter().position(|&b| b == b'\n') {
-            Some(nl) => (
-                out.stdout.get(..nl).unwrap_or(&[]),
-                out.stdout.get(nl + 1..).unwrap_or(&[]),
-            ),
-            None => (out.stdout.as_slice(), &[][..]),
-        };
-        let compressed = match mode {
-            b"gzip" => true,
-            b"tar" => false,
-            _ => {
-                return Err(self.error(CollectErrorKind::Damaged {
-                    path: None,
-                    detail: format!(
-                        "it starts with {:?}, not `tar` or `gzip`",
-                        String::from_utf8_lossy(mode.get(..mode.len().min(40)).unwrap_or(&[]))
-                    ),
-                }))
-            }
-        };
         let inflated;
         let (archive, mut broke) = if compressed {
             let (bytes, error) = gunzip(body);
@@ -366,20 +348,21 @@ impl<S: Shell> Collector<S> {
         Ok(pulled)
     }
 
-    /// The command that sends the data files: a first line `tar` or
-    /// `gzip` saying how the rest travels, then the tar stream, compressed
-    /// or not.
+    /// The one command of a pull (one round trip): the listing, a line
+    /// `tar` or `gzip` saying how the rest travels, then the tar stream,
+    /// compressed or not.
     fn pull_command(&self) -> String {
         let tar = format!("find . -type f {DATA_FILES} -exec tar -cf - {{}} +");
+        let cd = self.cd_root();
+        let list = listing();
         if !self.compress {
-            return format!("{}echo tar; {tar}", self.cd_root());
+            return format!("{cd}{list} && echo tar && {tar}");
         }
         format!(
-            "{cd}if command -v gzip >/dev/null 2>&1 && \
+            "{cd}{list} || exit; if command -v gzip >/dev/null 2>&1 && \
              s=$(find . -type f {DATA_FILES} -exec cat {{}} + 2>/dev/null | head -c {SAMPLE_BYTES} | gzip -1 | wc -c) && \
              [ \"$s\" -gt 0 ] && [ \"$s\" -lt {SAMPLE_LIMIT} ]; \
-             then echo gzip; {tar} | gzip -1; else echo tar; {tar}; fi",
-            cd = self.cd_root()
+             then echo gzip; {tar} | gzip -1; else echo tar; {tar}; fi"
         )
     }
 
@@ -485,6 +468,35 @@ fn normalize(path: &str) -> String {
         p = rest;
     }
     p.trim_start_matches('/').to_string()
+}
+
+/// The command (run in the root) that lists the data files: `S <size>
+/// <path>` lines, then `<sha256>  <path>` lines.
+fn listing() -> String {
+    format!(
+        "find . -type f {DATA_FILES} -exec stat -c 'S %s %n' {{}} + && \
+         find . -type f {DATA_FILES} -exec sha256sum {{}} +"
+    )
+}
+
+/// Splits a pull's output into the listing, whether the rest is
+/// compressed, and the rest: the listing ends at the first line that is
+/// `tar` or `gzip` (never a listing line). `None` without such a line.
+fn split_pull(stdout: &[u8]) -> Option<(&[u8], bool, &[u8])> {
+    let mut start = 0;
+    while start < stdout.len() {
+        let rest = stdout.get(start..)?;
+        let end = rest.iter().position(|&b| b == b'\n')?;
+        let line = rest.get(..end)?;
+        let after = stdout.get(start + end + 1..)?;
+        let listing = stdout.get(..start)?;
+        match line {
+            b"tar" => return Some((listing, false, after)),
+            b"gzip" => return Some((listing, true, after)),
+            _ => start += end + 1,
+        }
+    }
+    None
 }
 
 /// Parses `S <size> <path>` lines and `<sha256>  <path>` lines.
@@ -600,6 +612,19 @@ mod tests {
         );
         assert!(parse_listing(b"S 12 ./x/y.gcda\n").is_err());
         assert!(parse_listing(b"garbage\n").is_err());
+    }
+
+    #[test]
+    fn a_pull_splits_at_its_first_mode_line() {
+        let out = b"S 3 ./tar\nS 4 ./gzip\ntar\ngzip\nrest";
+        let (listing, compressed, rest) = split_pull(out).unwrap();
+        assert_eq!(listing, b"S 3 ./tar\nS 4 ./gzip\n");
+        assert!(!compressed);
+        assert_eq!(rest, b"gzip\nrest");
+        let (listing, compressed, rest) = split_pull(b"gzip\n").unwrap();
+        assert_eq!((listing, compressed, rest), (&b""[..], true, &b""[..]));
+        assert_eq!(split_pull(b"S 3 ./a.gcda\ntar"), None);
+        assert_eq!(split_pull(b""), None);
     }
 
     #[test]
@@ -831,8 +856,8 @@ mod tests {
     }
 
     /// Replays a machine's real answers (recorded once per command) and
-    /// flips the lowest bit of one byte of the transfer, after its first
-    /// line, as a bad channel would.
+    /// flips the lowest bit of one byte of the transfer, after the listing
+    /// and the `tar`/`gzip` line, as a bad channel would.
     struct Flipping {
         inner: LocalShell,
         recorded: RefCell<BTreeMap<String, Output>>,
@@ -856,7 +881,8 @@ mod tests {
                 }
             };
             if let (true, Some(at)) = (command.contains("tar -cf"), self.flip.get()) {
-                let body = out.stdout.iter().position(|&b| b == b'\n').unwrap() + 1;
+                let (_, _, rest) = split_pull(&out.stdout).unwrap();
+                let body = out.stdout.len() - rest.len();
                 out.stdout[body + at] ^= 1;
             }
             Ok(out)

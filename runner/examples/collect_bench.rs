@@ -8,7 +8,10 @@
 //! files, 5 pulls, random bytes, a TCG VM). `random` does not compress;
 //! `gcda` files are shaped like gcc's (function records, then 64-bit
 //! counters that are mostly zero). Prints one line per pull and the
-//! medians of the file bytes (effective) and channel bytes per second.
+//! medians of the file bytes (effective) and channel bytes per second;
+//! then what bounds a pull, each step alone as one command: the machine's
+//! `sha256sum` of the files, the files as a command's stdout (the channel
+//! alone) and the machine's `gzip -1` of them.
 
 use std::time::{Duration, Instant};
 
@@ -163,6 +166,50 @@ fn main() -> anyhow::Result<()> {
         median(&mut rates),
         median(&mut channel_rates)
     );
+
+    // What bounds a pull: each step alone, timed from the host (one
+    // command round trip included), `runs` times.
+    let steps = [
+        (
+            "sha256sum",
+            "find . -type f -name '*.gcda' -exec sha256sum {} + >/dev/null",
+        ),
+        ("channel", "find . -type f -name '*.gcda' -exec cat {} +"),
+        (
+            "gzip -1",
+            "find . -type f -name '*.gcda' -exec cat {} + | gzip -1 | wc -c",
+        ),
+    ];
+    let total = (files * FILE_BYTES) as u64;
+    for (name, command) in steps {
+        let mut step_rates = Vec::new();
+        let mut shown = String::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let out =
+                machine.execute(&format!("cd {obj} && {command}"), Duration::from_secs(300))?;
+            let secs = t.elapsed().as_secs_f64();
+            ensure!(out.success(), "`{command}` failed: {}", out.stderr_text());
+            if name == "channel" {
+                ensure!(
+                    out.stdout.len() as u64 == total,
+                    "`{command}` sent {} bytes",
+                    out.stdout.len()
+                );
+            }
+            if name == "gzip -1" {
+                shown = format!(
+                    " (to {} bytes)",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                );
+            }
+            step_rates.push(mib_of(total) / secs);
+        }
+        println!(
+            "bound: {name}: median {:.2} MiB/s of files{shown} ({kind}, {backend})",
+            median(&mut step_rates)
+        );
+    }
     network.shutdown(Duration::from_secs(30))?;
     Ok(())
 }

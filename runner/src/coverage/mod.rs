@@ -280,8 +280,8 @@ fn pull(
     opts: &CollectOptions,
 ) -> Result<Collected, CollectFailure> {
     // No gzip on covnet's own machines: their channel is local, and
-    // busybox's `gzip -1` in a TCG guest (about 7 MiB/s on mostly-zero
-    // .gcda) is slower than sending the tar stream raw (about 12 MiB/s),
+    // busybox's `gzip -1` in a TCG guest (about 11 MiB/s on mostly-zero
+    // .gcda) is far slower than sending the files raw (about 130 MiB/s),
     // see bench/RESULTS.md "collect". `covnet collect --ssh` compresses.
     let collector = Collector::new(MachineShell(machine), GUEST_PREFIX, opts.command_timeout)
         .with_compression(false);
