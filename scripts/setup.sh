@@ -30,6 +30,9 @@ packages=(
   # blind spots: objdump --dwarf=decodedline is the DWARF tests' oracle;
   # readelf, objcopy and strip make their stripped and split fixtures
   binutils
+  # PVH boot: the kernel covnet unpacks from the bzImage is checked
+  # against the lz4 tool's unpacking of the same payload
+  lz4
   # examples/nixos-*: ports of NixOS tests run these Debian daemons and
   # clients in the guests (nginx, Knot DNS with its khost, ss for sshd)
   nginx knot knot-host

@@ -8,3 +8,4 @@ pub mod guest_files;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;
+pub mod pvh;
