@@ -705,6 +705,62 @@ pub fn read<R: BufRead>(input: R, file: &Path, default_name: &str) -> Result<Cov
     Ok(crate::merge::dedup_captures(cov))
 }
 
+/// What [`fold`] did with a tracefile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Folded {
+    /// The whole tracefile is in: the coverage is what [`crate::merge::merge`]
+    /// of it and [`read`]'s result would be.
+    All,
+    /// The tracefile has more than one test section, a count overflowed on
+    /// the way, or the coverage folded into was empty: it is partly folded
+    /// and should be dropped; merge what [`read`] gives instead (which
+    /// tells an overflow apart from a sum that comes back in range).
+    Refused,
+}
+
+/// Folds a tracefile of one test section into `into` record by record, as
+/// it is read: the same as `merge(into, read(..))` with each source path
+/// renamed by `rename` (`None` drops the record, as a path filter would),
+/// without ever holding the tracefile's coverage whole. See [`Folded`] for
+/// the inputs it leaves to [`read`].
+pub fn fold<R: BufRead>(
+    into: &mut Coverage,
+    input: R,
+    file: &Path,
+    default_name: &str,
+    mut rename: impl FnMut(&str) -> Option<String>,
+) -> Result<Folded, LcovError> {
+    if into.files.is_empty() && into.captures.is_empty() {
+        return Ok(Folded::Refused);
+    }
+    let mut reader = Reader::new(input, file);
+    let mut next = reader.next_record()?;
+    let Some(first) = &next else {
+        return Ok(Folded::All);
+    };
+    let section = first.test_name.clone();
+    let name = if section.is_empty() {
+        default_name
+    } else {
+        section.as_str()
+    };
+    let mut fold = crate::merge::Fold::new(into, name);
+    while let Some(rec) = next {
+        if rec.test_name != section {
+            return Ok(Folded::Refused);
+        }
+        if let Some(path) = rename(&rec.source) {
+            if fold.add(path, attribute(rec.file, 0, 1)).is_err() {
+                return Ok(Folded::Refused);
+            }
+        }
+        next = reader.next_record()?;
+    }
+    fold.finish();
+    Ok(Folded::All)
+}
+
 /// Gives every count of `file` a `by_capture` vector of length `n` with the
 /// count at position `idx`.
 fn attribute(mut file: FileCoverage, idx: usize, n: usize) -> FileCoverage {
@@ -907,6 +963,118 @@ mod tests {
 
     fn read_str(s: &str) -> Result<Coverage, LcovError> {
         read(s.as_bytes(), Path::new("t.info"), "t")
+    }
+
+    /// `merge(into, read(b))` with `b`'s paths renamed as `fold` renames
+    /// them (what `covnet report` did before folding).
+    fn merged(into: &Coverage, b: &str, rename: fn(&str) -> Option<String>) -> Coverage {
+        let mut one = read(b.as_bytes(), Path::new("b.info"), "b").expect("b reads");
+        let files = std::mem::take(&mut one.files);
+        for (path, file) in files {
+            if let Some(new) = rename(&path) {
+                let merged = match one.files.remove(&new) {
+                    Some(prev) => crate::merge::merge_file(prev, file, one.captures.len())
+                        .expect("no overflow"),
+                    None => file,
+                };
+                one.files.insert(new, merged);
+            }
+        }
+        crate::merge::merge(into.clone(), one).expect("merges")
+    }
+
+    fn folded(into: &Coverage, b: &str, rename: fn(&str) -> Option<String>) -> (Folded, Coverage) {
+        let mut acc = into.clone();
+        let f = fold(&mut acc, b.as_bytes(), Path::new("b.info"), "b", rename).expect("b reads");
+        (f, acc)
+    }
+
+    const FA: &str = "SF:/a.c\nFN:1,f\nFNDA:1,f\nBRDA:2,0,0,-\nBRDA:2,0,1,-\nBRDA:3,0,0,1\n\
+                      DA:1,1\nDA:2,0\nDA:3,5\nend_of_record\nSF:/only_a.c\nDA:4,4\nend_of_record\n";
+    const FB: &str = "SF:/a.c\nFN:1,f\nFNDA:2,f\nFN:9,g\nFNDA:0,g\nBRDA:2,0,0,3\nBRDA:2,0,1,-\n\
+                      BRDA:3,0,0,-\nBRDA:3,1,0,2\nDA:1,2\nDA:2,3\nDA:9,0\nend_of_record\n\
+                      SF:/b.c\nDA:1,1\nDA:0,3\nend_of_record\n\
+                      SF:/a.c\nFN:9,g\nFNDA:4,g\nDA:9,2\nDA:5,1\nBRDA:2,0,0,1\nend_of_record\n";
+
+    #[test]
+    fn folding_equals_merging_the_whole_tracefile() {
+        let same = |p: &str| Some(p.to_owned());
+        // Into one capture, two interleaved ones (the new capture lands
+        // after them, or on one of them by name), an unnamed section and
+        // a capture of the same name as the only one.
+        let intos = [
+            read_str(FA).expect("a"),
+            read(
+                format!("TN:p\n{FA}TN:q\n{FB}").as_bytes(),
+                Path::new("a.info"),
+                "x",
+            )
+            .expect("a"),
+        ];
+        for into in &intos {
+            for b in [
+                FB.to_owned(),
+                format!("TN:q\n{FB}"),
+                format!("TN:p\n{FB}"),
+                format!("TN:t\n{FB}"),
+                format!("TN:t\n{FA}TN:t\n{FB}"),
+                String::new(),
+            ] {
+                let (f, acc) = folded(into, &b, same);
+                assert_eq!(f, Folded::All, "{b}");
+                assert_eq!(
+                    acc,
+                    merged(into, &b, same),
+                    "into {:?}, b {b}",
+                    into.captures
+                );
+            }
+        }
+        // Renamed: two files become one, one is dropped.
+        let rename = |p: &str| match p {
+            "/b.c" => Some("/a.c".to_owned()),
+            "/only_a.c" => None,
+            p => Some(p.to_owned()),
+        };
+        let (f, acc) = folded(&intos[0], FB, rename);
+        assert_eq!(f, Folded::All);
+        assert_eq!(acc, merged(&intos[0], FB, rename));
+        let drop_all = |_: &str| None;
+        let (f, acc) = folded(&intos[1], FB, drop_all);
+        assert_eq!(f, Folded::All);
+        assert_eq!(acc, merged(&intos[1], FB, drop_all));
+        assert_eq!(acc.captures, ["p", "q", "b"]);
+    }
+
+    #[test]
+    fn folding_refuses_sections_overflow_and_an_empty_coverage() {
+        let same = |p: &str| Some(p.to_owned());
+        let into = read_str(FA).expect("a");
+        let two = format!("TN:p\n{FA}TN:q\n{FB}");
+        assert_eq!(folded(&into, &two, same).0, Folded::Refused);
+        // A part overflows where the merge of the summed parts would not:
+        // the merge tells which it is.
+        let big = format!(
+            "SF:/a.c\nDA:3,{}\nend_of_record\nSF:/a.c\nDA:3,-9\nend_of_record\n",
+            i64::MAX
+        );
+        assert_eq!(folded(&into, &big, same).0, Folded::Refused);
+        assert_eq!(
+            merged(&into, &big, same).files["/a.c"].lines[&3].count,
+            i64::MAX - 4
+        );
+        assert_eq!(folded(&Coverage::default(), FB, same).0, Folded::Refused);
+        // Errors of the tracefile are the reader's, with its line.
+        let mut acc = into.clone();
+        let err = fold(
+            &mut acc,
+            "SF:/a.c\nDA:x\n".as_bytes(),
+            Path::new("b.info"),
+            "b",
+            same,
+        )
+        .expect_err("syntax");
+        assert_eq!((err.file.as_path(), err.line), (Path::new("b.info"), 2));
     }
 
     /// Fuzzing found it (fuzz/regressions/lcov/fnda-empty-name): `FNDA`
