@@ -141,8 +141,11 @@ struct OpenRecord {
     by_key: HashMap<(String, u32), usize>,
     /// `FNDA` counts seen before the matching `FN`.
     pending_counts: Vec<(String, i64)>,
-    /// Branches keyed by (line, block, branch).
-    branches: BTreeMap<(u32, u32, u32), Branch>,
+    /// Branches in ascending (line, block, branch) order (the usual
+    /// order), as `da` holds lines.
+    branches: Vec<((u32, u32, u32), Branch)>,
+    /// Branches that came out of order and are not in `branches`.
+    branches_late: BTreeMap<(u32, u32, u32), Branch>,
     /// Names of non-numeric branch expressions, by (line, block).
     branch_exprs: HashMap<(u32, u32, String), u32>,
     /// Number of branch expressions seen per (line, block).
@@ -534,24 +537,36 @@ impl OpenRecord {
                 }
             }
         };
-        match self.branches.entry((line, block, branch)) {
-            Entry::Vacant(v) => {
-                v.insert(Branch {
-                    block,
-                    branch,
-                    taken,
-                    throw,
-                    fallthrough,
-                    by_capture: Vec::new(),
-                });
+        let key = (line, block, branch);
+        let fresh = || Branch {
+            block,
+            branch,
+            taken,
+            throw,
+            fallthrough,
+            by_capture: Vec::new(),
+        };
+        // Branches in `branches_late` are all below the last of `branches`.
+        let b = if self.branches.last().is_none_or(|(last, _)| *last < key) {
+            self.branches.push((key, fresh()));
+            return Ok(());
+        } else if let Ok(i) = self.branches.binary_search_by_key(&key, |(k, _)| *k) {
+            match self.branches.get_mut(i) {
+                Some((_, b)) => b,
+                None => return Ok(()),
             }
-            Entry::Occupied(mut o) => {
-                let b = o.get_mut();
-                b.taken = add_taken(b.taken, taken).ok_or(LcovErrorKind::Overflow)?;
-                b.throw |= throw;
-                b.fallthrough |= fallthrough;
+        } else {
+            match self.branches_late.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(fresh());
+                    return Ok(());
+                }
+                Entry::Occupied(o) => o.into_mut(),
             }
-        }
+        };
+        b.taken = add_taken(b.taken, taken).ok_or(LcovErrorKind::Overflow)?;
+        b.throw |= throw;
+        b.fallthrough |= fallthrough;
         Ok(())
     }
 
@@ -569,42 +584,51 @@ impl OpenRecord {
                 }
             }
         }
-        // Both runs are sorted by line: merge them into the map's bulk
-        // build (sorted input packs the tree's nodes full).
-        let mut late = std::mem::take(&mut self.da_late).into_iter().peekable();
-        let mut da = std::mem::take(&mut self.da).into_iter().peekable();
-        let mut lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
-            let take_late = match (da.peek(), late.peek()) {
-                (Some(&(a, _)), Some(&(b, _))) => b < a,
-                (None, Some(_)) => true,
-                (_, None) => false,
+        // Both runs of lines, and both of branches, are sorted: merge each
+        // pair, and the lines with the branches grouped by line, into the
+        // map's bulk build (sorted input packs the tree's nodes full).
+        let mut counts = sorted_union(
+            std::mem::take(&mut self.da),
+            std::mem::take(&mut self.da_late),
+        )
+        .peekable();
+        let mut branches = sorted_union(
+            std::mem::take(&mut self.branches),
+            std::mem::take(&mut self.branches_late),
+        )
+        .peekable();
+        // Each line's branches in a vector of their number (pushed one by
+        // one, two branches would take room for four: 20 MB per tracefile
+        // on the reporter corpus).
+        let mut on_line: Vec<Branch> = Vec::new();
+        let lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
+            let next_branch = branches.peek().map(|((l, _, _), _)| *l);
+            let line = match (counts.peek(), next_branch) {
+                (Some(&(a, _)), Some(b)) => a.min(b),
+                (Some(&(a, _)), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => return None,
             };
-            let (line, count) = if take_late { late.next() } else { da.next() }?;
+            let count = counts.next_if(|&(a, _)| a == line).map_or(0, |(_, c)| c);
+            on_line.clear();
+            while let Some((_, b)) = branches.next_if(|((l, _, _), _)| *l == line) {
+                on_line.push(b);
+            }
+            let mut line_branches = Vec::new();
+            if !on_line.is_empty() {
+                line_branches.reserve_exact(on_line.len());
+                line_branches.append(&mut on_line);
+            }
             Some((
                 line,
                 LineCoverage {
                     count,
+                    branches: line_branches,
                     ..LineCoverage::default()
                 },
             ))
         })
         .collect();
-        // Each line's branches in a vector of their number (pushed one by
-        // one, two branches would take room for four: 20 MB per tracefile
-        // on the reporter corpus).
-        let mut per_line: Vec<(u32, usize)> = Vec::new();
-        for &(line, _, _) in self.branches.keys() {
-            match per_line.last_mut() {
-                Some((l, count)) if *l == line => *count += 1,
-                _ => per_line.push((line, 1)),
-            }
-        }
-        let mut branches = self.branches.into_values();
-        for (line, count) in per_line {
-            let on_line = &mut lines.entry(line).or_default().branches;
-            on_line.reserve_exact(count);
-            on_line.extend(branches.by_ref().take(count));
-        }
         let mut functions = self.functions;
         functions.sort_by(|a, b| {
             (a.start_line, a.start_column, &a.name).cmp(&(b.start_line, b.start_column, &b.name))
@@ -615,6 +639,27 @@ impl OpenRecord {
             ..FileCoverage::default()
         })
     }
+}
+
+/// The union of two runs sorted by key with no key in both, in key order.
+fn sorted_union<K: Ord + Copy, V>(
+    run: Vec<(K, V)>,
+    late: BTreeMap<K, V>,
+) -> impl Iterator<Item = (K, V)> {
+    let mut run = run.into_iter().peekable();
+    let mut late = late.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let take_late = match (run.peek(), late.peek()) {
+            (Some((a, _)), Some((b, _))) => b < a,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if take_late {
+            late.next()
+        } else {
+            run.next()
+        }
+    })
 }
 
 /// Checks a function name against what an `FN:<line>,<name>` line can
@@ -1152,6 +1197,38 @@ mod tests {
             assert_eq!(err.line, 4, "{text}");
             assert!(matches!(err.kind, LcovErrorKind::Overflow), "{text}");
         }
+    }
+
+    #[test]
+    fn brda_lines_in_any_order_add_up_and_group_by_line() {
+        // In order, out of order below the last, repeated (in the run and
+        // among the late ones), on lines with and without a DA.
+        let text = "SF:a.c\nDA:4,1\nBRDA:4,0,0,1\nBRDA:4,0,1,-\nBRDA:8,1,0,2\nBRDA:4,0,1,3\n\
+                    BRDA:6,0,0,-\nBRDA:2,0,0,5\nBRDA:6,0,0,-\nBRDA:4,e0,0,4\nBRDA:2,0,0,1\n\
+                    BRDA:8,0,0,0\nDA:6,0\nend_of_record\n";
+        let cov = read_str(text).unwrap_or_else(|e| panic!("{e}"));
+        type Row = (u32, i64, Vec<(u32, u32, Option<i64>)>, usize);
+        let got: Vec<Row> = cov.files["a.c"]
+            .lines
+            .iter()
+            .map(|(&l, c)| {
+                let b = c.branches.iter().map(|b| (b.block, b.branch, b.taken));
+                (l, c.count, b.collect(), c.branches.capacity())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 0, vec![(0, 0, Some(6))], 1),
+                (4, 1, vec![(0, 0, Some(5)), (0, 1, Some(3))], 2),
+                (6, 0, vec![(0, 0, None)], 1),
+                (8, 0, vec![(0, 0, Some(0)), (1, 0, Some(2))], 2),
+            ]
+        );
+        assert!(
+            cov.files["a.c"].lines[&4].branches[0].throw,
+            "e on a repeat"
+        );
     }
 
     #[test]
