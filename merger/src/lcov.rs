@@ -141,8 +141,11 @@ struct OpenRecord {
     by_key: HashMap<(String, u32), usize>,
     /// `FNDA` counts seen before the matching `FN`.
     pending_counts: Vec<(String, i64)>,
-    /// Branches keyed by (line, block, branch).
-    branches: BTreeMap<(u32, u32, u32), Branch>,
+    /// Branches in ascending (line, block, branch) order (the usual
+    /// order), as `da` holds lines.
+    branches: Vec<((u32, u32, u32), Branch)>,
+    /// Branches that came out of order and are not in `branches`.
+    branches_late: BTreeMap<(u32, u32, u32), Branch>,
     /// Names of non-numeric branch expressions, by (line, block).
     branch_exprs: HashMap<(u32, u32, String), u32>,
     /// Number of branch expressions seen per (line, block).
@@ -534,24 +537,36 @@ impl OpenRecord {
                 }
             }
         };
-        match self.branches.entry((line, block, branch)) {
-            Entry::Vacant(v) => {
-                v.insert(Branch {
-                    block,
-                    branch,
-                    taken,
-                    throw,
-                    fallthrough,
-                    by_capture: Vec::new(),
-                });
+        let key = (line, block, branch);
+        let fresh = || Branch {
+            block,
+            branch,
+            taken,
+            throw,
+            fallthrough,
+            by_capture: Vec::new(),
+        };
+        // Branches in `branches_late` are all below the last of `branches`.
+        let b = if self.branches.last().is_none_or(|(last, _)| *last < key) {
+            self.branches.push((key, fresh()));
+            return Ok(());
+        } else if let Ok(i) = self.branches.binary_search_by_key(&key, |(k, _)| *k) {
+            match self.branches.get_mut(i) {
+                Some((_, b)) => b,
+                None => return Ok(()),
             }
-            Entry::Occupied(mut o) => {
-                let b = o.get_mut();
-                b.taken = add_taken(b.taken, taken).ok_or(LcovErrorKind::Overflow)?;
-                b.throw |= throw;
-                b.fallthrough |= fallthrough;
+        } else {
+            match self.branches_late.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(fresh());
+                    return Ok(());
+                }
+                Entry::Occupied(o) => o.into_mut(),
             }
-        }
+        };
+        b.taken = add_taken(b.taken, taken).ok_or(LcovErrorKind::Overflow)?;
+        b.throw |= throw;
+        b.fallthrough |= fallthrough;
         Ok(())
     }
 
@@ -569,42 +584,51 @@ impl OpenRecord {
                 }
             }
         }
-        // Both runs are sorted by line: merge them into the map's bulk
-        // build (sorted input packs the tree's nodes full).
-        let mut late = std::mem::take(&mut self.da_late).into_iter().peekable();
-        let mut da = std::mem::take(&mut self.da).into_iter().peekable();
-        let mut lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
-            let take_late = match (da.peek(), late.peek()) {
-                (Some(&(a, _)), Some(&(b, _))) => b < a,
-                (None, Some(_)) => true,
-                (_, None) => false,
+        // Both runs of lines, and both of branches, are sorted: merge each
+        // pair, and the lines with the branches grouped by line, into the
+        // map's bulk build (sorted input packs the tree's nodes full).
+        let mut counts = sorted_union(
+            std::mem::take(&mut self.da),
+            std::mem::take(&mut self.da_late),
+        )
+        .peekable();
+        let mut branches = sorted_union(
+            std::mem::take(&mut self.branches),
+            std::mem::take(&mut self.branches_late),
+        )
+        .peekable();
+        // Each line's branches in a vector of their number (pushed one by
+        // one, two branches would take room for four: 20 MB per tracefile
+        // on the reporter corpus).
+        let mut on_line: Vec<Branch> = Vec::new();
+        let lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
+            let next_branch = branches.peek().map(|((l, _, _), _)| *l);
+            let line = match (counts.peek(), next_branch) {
+                (Some(&(a, _)), Some(b)) => a.min(b),
+                (Some(&(a, _)), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => return None,
             };
-            let (line, count) = if take_late { late.next() } else { da.next() }?;
+            let count = counts.next_if(|&(a, _)| a == line).map_or(0, |(_, c)| c);
+            on_line.clear();
+            while let Some((_, b)) = branches.next_if(|((l, _, _), _)| *l == line) {
+                on_line.push(b);
+            }
+            let mut line_branches = Vec::new();
+            if !on_line.is_empty() {
+                line_branches.reserve_exact(on_line.len());
+                line_branches.append(&mut on_line);
+            }
             Some((
                 line,
                 LineCoverage {
                     count,
+                    branches: line_branches,
                     ..LineCoverage::default()
                 },
             ))
         })
         .collect();
-        // Each line's branches in a vector of their number (pushed one by
-        // one, two branches would take room for four: 20 MB per tracefile
-        // on the reporter corpus).
-        let mut per_line: Vec<(u32, usize)> = Vec::new();
-        for &(line, _, _) in self.branches.keys() {
-            match per_line.last_mut() {
-                Some((l, count)) if *l == line => *count += 1,
-                _ => per_line.push((line, 1)),
-            }
-        }
-        let mut branches = self.branches.into_values();
-        for (line, count) in per_line {
-            let on_line = &mut lines.entry(line).or_default().branches;
-            on_line.reserve_exact(count);
-            on_line.extend(branches.by_ref().take(count));
-        }
         let mut functions = self.functions;
         functions.sort_by(|a, b| {
             (a.start_line, a.start_column, &a.name).cmp(&(b.start_line, b.start_column, &b.name))
@@ -615,6 +639,27 @@ impl OpenRecord {
             ..FileCoverage::default()
         })
     }
+}
+
+/// The union of two runs sorted by key with no key in both, in key order.
+fn sorted_union<K: Ord + Copy, V>(
+    run: Vec<(K, V)>,
+    late: BTreeMap<K, V>,
+) -> impl Iterator<Item = (K, V)> {
+    let mut run = run.into_iter().peekable();
+    let mut late = late.into_iter().peekable();
+    std::iter::from_fn(move || {
+        let take_late = match (run.peek(), late.peek()) {
+            (Some((a, _)), Some((b, _))) => b < a,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if take_late {
+            late.next()
+        } else {
+            run.next()
+        }
+    })
 }
 
 /// Checks a function name against what an `FN:<line>,<name>` line can
@@ -703,6 +748,62 @@ pub fn read<R: BufRead>(input: R, file: &Path, default_name: &str) -> Result<Cov
     }
     // Captures that got the same name (an empty TN and the default) merge.
     Ok(crate::merge::dedup_captures(cov))
+}
+
+/// What [`fold`] did with a tracefile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Folded {
+    /// The whole tracefile is in: the coverage is what [`crate::merge::merge`]
+    /// of it and [`read`]'s result would be.
+    All,
+    /// The tracefile has more than one test section, a count overflowed on
+    /// the way, or the coverage folded into was empty: it is partly folded
+    /// and should be dropped; merge what [`read`] gives instead (which
+    /// tells an overflow apart from a sum that comes back in range).
+    Refused,
+}
+
+/// Folds a tracefile of one test section into `into` record by record, as
+/// it is read: the same as `merge(into, read(..))` with each source path
+/// renamed by `rename` (`None` drops the record, as a path filter would),
+/// without ever holding the tracefile's coverage whole. See [`Folded`] for
+/// the inputs it leaves to [`read`].
+pub fn fold<R: BufRead>(
+    into: &mut Coverage,
+    input: R,
+    file: &Path,
+    default_name: &str,
+    mut rename: impl FnMut(&str) -> Option<String>,
+) -> Result<Folded, LcovError> {
+    if into.files.is_empty() && into.captures.is_empty() {
+        return Ok(Folded::Refused);
+    }
+    let mut reader = Reader::new(input, file);
+    let mut next = reader.next_record()?;
+    let Some(first) = &next else {
+        return Ok(Folded::All);
+    };
+    let section = first.test_name.clone();
+    let name = if section.is_empty() {
+        default_name
+    } else {
+        section.as_str()
+    };
+    let mut fold = crate::merge::Fold::new(into, name);
+    while let Some(rec) = next {
+        if rec.test_name != section {
+            return Ok(Folded::Refused);
+        }
+        if let Some(path) = rename(&rec.source) {
+            if fold.add(path, attribute(rec.file, 0, 1)).is_err() {
+                return Ok(Folded::Refused);
+            }
+        }
+        next = reader.next_record()?;
+    }
+    fold.finish();
+    Ok(Folded::All)
 }
 
 /// Gives every count of `file` a `by_capture` vector of length `n` with the
@@ -909,6 +1010,118 @@ mod tests {
         read(s.as_bytes(), Path::new("t.info"), "t")
     }
 
+    /// `merge(into, read(b))` with `b`'s paths renamed as `fold` renames
+    /// them (what `covnet report` did before folding).
+    fn merged(into: &Coverage, b: &str, rename: fn(&str) -> Option<String>) -> Coverage {
+        let mut one = read(b.as_bytes(), Path::new("b.info"), "b").expect("b reads");
+        let files = std::mem::take(&mut one.files);
+        for (path, file) in files {
+            if let Some(new) = rename(&path) {
+                let merged = match one.files.remove(&new) {
+                    Some(prev) => crate::merge::merge_file(prev, file, one.captures.len())
+                        .expect("no overflow"),
+                    None => file,
+                };
+                one.files.insert(new, merged);
+            }
+        }
+        crate::merge::merge(into.clone(), one).expect("merges")
+    }
+
+    fn folded(into: &Coverage, b: &str, rename: fn(&str) -> Option<String>) -> (Folded, Coverage) {
+        let mut acc = into.clone();
+        let f = fold(&mut acc, b.as_bytes(), Path::new("b.info"), "b", rename).expect("b reads");
+        (f, acc)
+    }
+
+    const FA: &str = "SF:/a.c\nFN:1,f\nFNDA:1,f\nBRDA:2,0,0,-\nBRDA:2,0,1,-\nBRDA:3,0,0,1\n\
+                      DA:1,1\nDA:2,0\nDA:3,5\nend_of_record\nSF:/only_a.c\nDA:4,4\nend_of_record\n";
+    const FB: &str = "SF:/a.c\nFN:1,f\nFNDA:2,f\nFN:9,g\nFNDA:0,g\nBRDA:2,0,0,3\nBRDA:2,0,1,-\n\
+                      BRDA:3,0,0,-\nBRDA:3,1,0,2\nDA:1,2\nDA:2,3\nDA:9,0\nend_of_record\n\
+                      SF:/b.c\nDA:1,1\nDA:0,3\nend_of_record\n\
+                      SF:/a.c\nFN:9,g\nFNDA:4,g\nDA:9,2\nDA:5,1\nBRDA:2,0,0,1\nend_of_record\n";
+
+    #[test]
+    fn folding_equals_merging_the_whole_tracefile() {
+        let same = |p: &str| Some(p.to_owned());
+        // Into one capture, two interleaved ones (the new capture lands
+        // after them, or on one of them by name), an unnamed section and
+        // a capture of the same name as the only one.
+        let intos = [
+            read_str(FA).expect("a"),
+            read(
+                format!("TN:p\n{FA}TN:q\n{FB}").as_bytes(),
+                Path::new("a.info"),
+                "x",
+            )
+            .expect("a"),
+        ];
+        for into in &intos {
+            for b in [
+                FB.to_owned(),
+                format!("TN:q\n{FB}"),
+                format!("TN:p\n{FB}"),
+                format!("TN:t\n{FB}"),
+                format!("TN:t\n{FA}TN:t\n{FB}"),
+                String::new(),
+            ] {
+                let (f, acc) = folded(into, &b, same);
+                assert_eq!(f, Folded::All, "{b}");
+                assert_eq!(
+                    acc,
+                    merged(into, &b, same),
+                    "into {:?}, b {b}",
+                    into.captures
+                );
+            }
+        }
+        // Renamed: two files become one, one is dropped.
+        let rename = |p: &str| match p {
+            "/b.c" => Some("/a.c".to_owned()),
+            "/only_a.c" => None,
+            p => Some(p.to_owned()),
+        };
+        let (f, acc) = folded(&intos[0], FB, rename);
+        assert_eq!(f, Folded::All);
+        assert_eq!(acc, merged(&intos[0], FB, rename));
+        let drop_all = |_: &str| None;
+        let (f, acc) = folded(&intos[1], FB, drop_all);
+        assert_eq!(f, Folded::All);
+        assert_eq!(acc, merged(&intos[1], FB, drop_all));
+        assert_eq!(acc.captures, ["p", "q", "b"]);
+    }
+
+    #[test]
+    fn folding_refuses_sections_overflow_and_an_empty_coverage() {
+        let same = |p: &str| Some(p.to_owned());
+        let into = read_str(FA).expect("a");
+        let two = format!("TN:p\n{FA}TN:q\n{FB}");
+        assert_eq!(folded(&into, &two, same).0, Folded::Refused);
+        // A part overflows where the merge of the summed parts would not:
+        // the merge tells which it is.
+        let big = format!(
+            "SF:/a.c\nDA:3,{}\nend_of_record\nSF:/a.c\nDA:3,-9\nend_of_record\n",
+            i64::MAX
+        );
+        assert_eq!(folded(&into, &big, same).0, Folded::Refused);
+        assert_eq!(
+            merged(&into, &big, same).files["/a.c"].lines[&3].count,
+            i64::MAX - 4
+        );
+        assert_eq!(folded(&Coverage::default(), FB, same).0, Folded::Refused);
+        // Errors of the tracefile are the reader's, with its line.
+        let mut acc = into.clone();
+        let err = fold(
+            &mut acc,
+            "SF:/a.c\nDA:x\n".as_bytes(),
+            Path::new("b.info"),
+            "b",
+            same,
+        )
+        .expect_err("syntax");
+        assert_eq!((err.file.as_path(), err.line), (Path::new("b.info"), 2));
+    }
+
     /// Fuzzing found it (fuzz/regressions/lcov/fnda-empty-name): `FNDA`
     /// took an empty name, which the writer's `FN:<line>,<name>` cannot
     /// carry, so covnet rejected its own output; names like `12,x` (same
@@ -984,6 +1197,38 @@ mod tests {
             assert_eq!(err.line, 4, "{text}");
             assert!(matches!(err.kind, LcovErrorKind::Overflow), "{text}");
         }
+    }
+
+    #[test]
+    fn brda_lines_in_any_order_add_up_and_group_by_line() {
+        // In order, out of order below the last, repeated (in the run and
+        // among the late ones), on lines with and without a DA.
+        let text = "SF:a.c\nDA:4,1\nBRDA:4,0,0,1\nBRDA:4,0,1,-\nBRDA:8,1,0,2\nBRDA:4,0,1,3\n\
+                    BRDA:6,0,0,-\nBRDA:2,0,0,5\nBRDA:6,0,0,-\nBRDA:4,e0,0,4\nBRDA:2,0,0,1\n\
+                    BRDA:8,0,0,0\nDA:6,0\nend_of_record\n";
+        let cov = read_str(text).unwrap_or_else(|e| panic!("{e}"));
+        type Row = (u32, i64, Vec<(u32, u32, Option<i64>)>, usize);
+        let got: Vec<Row> = cov.files["a.c"]
+            .lines
+            .iter()
+            .map(|(&l, c)| {
+                let b = c.branches.iter().map(|b| (b.block, b.branch, b.taken));
+                (l, c.count, b.collect(), c.branches.capacity())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 0, vec![(0, 0, Some(6))], 1),
+                (4, 1, vec![(0, 0, Some(5)), (0, 1, Some(3))], 2),
+                (6, 0, vec![(0, 0, None)], 1),
+                (8, 0, vec![(0, 0, Some(0)), (1, 0, Some(2))], 2),
+            ]
+        );
+        assert!(
+            cov.files["a.c"].lines[&4].branches[0].throw,
+            "e on a repeat"
+        );
     }
 
     #[test]

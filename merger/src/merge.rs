@@ -17,7 +17,7 @@
 //! solver with summed arc counters; this merge is for tracefiles, distinct
 //! objects, and per-object results.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rayon::prelude::*;
 
@@ -133,6 +133,95 @@ pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
     // order is the one reported, as a sequential merge would.
     a.files = merged.into_iter().collect::<Result<_, _>>()?;
     Ok(a)
+}
+
+/// [`merge`] of `into` and a coverage of one capture, `capture`, given
+/// file by file: the files of the second operand need not exist all at
+/// once (a tracefile can be folded in as it is read). Give every file of
+/// the second operand to [`Fold::add`], each attributed to its capture
+/// alone (`by_capture` vectors of length 1), possibly a file in several
+/// parts (their counts add up, as parts of one file merged first would),
+/// then [`Fold::finish`].
+///
+/// The result is `merge(into, b)`, `b` holding the sum of the parts
+/// under the name `capture`, as long as no part fails: unlike a merge of
+/// the summed parts, a part can overflow where its sum with the parts
+/// after it would not (counts can be negative). After an error `into` is
+/// partly folded and should be dropped.
+pub(crate) struct Fold<'c> {
+    into: &'c mut Coverage,
+    /// `into`'s capture count before the fold.
+    n_a: usize,
+    /// Capture count after it.
+    n: usize,
+    /// `into`'s vectors must grow from `n_a` to `n` captures.
+    remap_a: bool,
+    /// The added capture's index among the `n`.
+    map_b: [usize; 1],
+    /// Its counts are not already at index 0 of one capture.
+    remap_b: bool,
+    /// Files that already follow the `n` captures (added to at least once).
+    done: HashSet<String>,
+}
+
+impl<'c> Fold<'c> {
+    /// Starts folding a coverage of the one capture named `capture` into
+    /// `into`, which must hold a capture or a file (for an empty `into`
+    /// [`merge`] returns the other operand whole).
+    pub(crate) fn new(into: &'c mut Coverage, capture: &str) -> Self {
+        let n_a = into.captures.len();
+        let map_b = unite_names(&mut into.captures, &[capture.to_owned()]);
+        let j = map_b.first().copied().unwrap_or(0);
+        let n = into.captures.len();
+        Fold {
+            n_a,
+            n,
+            remap_a: n != n_a,
+            map_b: [j],
+            remap_b: !(n_a == 1 && j == 0),
+            done: HashSet::new(),
+            into,
+        }
+    }
+
+    /// Adds one file (or part of one) of the second operand.
+    pub(crate) fn add(&mut self, path: String, file: FileCoverage) -> Result<(), MergeError> {
+        let n = self.n;
+        let map_b = self.remap_b.then_some(&self.map_b[..]);
+        let map_a: Vec<usize> = (0..self.n_a).collect();
+        let merged = match self.into.files.remove(&path) {
+            Some(prev) => {
+                let map_a = (self.remap_a && !self.done.contains(&path)).then_some(&map_a[..]);
+                merge_mapped(prev, map_a, file, map_b, n).map_err(|kind| MergeError {
+                    file: path.clone(),
+                    kind,
+                })?
+            }
+            None => match map_b {
+                Some(m) => remap_file(file, m, n),
+                None => file,
+            },
+        };
+        if self.remap_a {
+            self.done.insert(path.clone());
+        }
+        self.into.files.insert(path, merged);
+        Ok(())
+    }
+
+    /// Brings the files of `into` that got nothing to the new list of
+    /// captures.
+    pub(crate) fn finish(self) {
+        if !self.remap_a {
+            return;
+        }
+        let map_a: Vec<usize> = (0..self.n_a).collect();
+        for (path, file) in &mut self.into.files {
+            if !self.done.contains(path) {
+                *file = remap_file(std::mem::take(file), &map_a, self.n);
+            }
+        }
+    }
 }
 
 /// Merges two files whose `by_capture` vectors both follow the same list of

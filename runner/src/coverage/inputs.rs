@@ -9,6 +9,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use covnet_merger::capture::{CaptureDir, NotesSearch};
+use covnet_merger::lcov::Folded;
 use covnet_merger::model::Coverage;
 use covnet_merger::paths::SourceRewrite;
 use covnet_merger::pipeline::{self, GatherError, Notice, Request};
@@ -180,6 +181,16 @@ pub fn load(
             })?,
         });
     }
+    let retrace = SourceRewrite {
+        base: None,
+        ..rewrite.clone()
+    };
+    if cov.is_none() && files.len() > 1 {
+        if let Some(folded) = fold_files(&files, &retrace)? {
+            loaded.coverage = folded;
+            return Ok(loaded);
+        }
+    }
     // Parse the files side by side (a few at a time), then merge in input
     // order.
     let width = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -200,10 +211,6 @@ pub fn load(
             }
         });
     }
-    let retrace = SourceRewrite {
-        base: None,
-        ..rewrite.clone()
-    };
     for (input, one) in files.iter().zip(read) {
         let one = retrace.apply(one?).map_err(|source| InputError::Rewrite {
             path: input.to_path_buf(),
@@ -221,6 +228,85 @@ pub fn load(
     }
     loaded.coverage = cov.unwrap_or_default();
     Ok(loaded)
+}
+
+/// Reads `files` in order, folding each lcov tracefile after the first
+/// into the coverage of those before it as it is read
+/// ([`covnet_merger::lcov::fold`]): one model in memory instead of one per
+/// file and their merge. `None` when a tracefile does not fold
+/// ([`Folded::Refused`]): the caller then reads and merges them whole, and
+/// reports what that finds.
+fn fold_files(files: &[&PathBuf], retrace: &SourceRewrite) -> Result<Option<Coverage>, InputError> {
+    let rewritten = |input: &Path, one: Coverage| {
+        retrace.apply(one).map_err(|source| InputError::Rewrite {
+            path: input.to_path_buf(),
+            source,
+        })
+    };
+    let mut cov: Option<Coverage> = None;
+    for input in files {
+        let Some(mut acc) = cov.take() else {
+            cov = Some(rewritten(input, read_file(input)?)?);
+            continue;
+        };
+        if starts_json(input)? {
+            let one = rewritten(input, read_file(input)?)?;
+            acc = covnet_merger::merge::merge(acc, one).map_err(|source| InputError::Merge {
+                path: input.to_path_buf(),
+                source,
+            })?;
+        } else {
+            let file = File::open(input).map_err(|source| InputError::Open {
+                path: input.to_path_buf(),
+                source,
+            })?;
+            let folded = covnet_merger::lcov::fold(
+                &mut acc,
+                BufReader::new(file),
+                input,
+                &stem(input),
+                |path| retrace.rewrite_one(path),
+            )
+            .map_err(|source| InputError::Lcov {
+                path: input.to_path_buf(),
+                source,
+            })?;
+            if folded != Folded::All {
+                return Ok(None);
+            }
+        }
+        cov = Some(acc);
+    }
+    Ok(cov)
+}
+
+/// Whether the first byte of `path` after white space is `{` (a JSON
+/// document; anything else is read as lcov).
+fn starts_json(path: &Path) -> Result<bool, InputError> {
+    let file = File::open(path).map_err(|source| InputError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    first_byte(&mut reader)
+        .map(|b| b == Some(b'{'))
+        .map_err(|source| InputError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The first byte of `reader` that is not white space, `None` at the end.
+fn first_byte(reader: &mut impl Read) -> std::io::Result<Option<u8>> {
+    let mut head = [0u8; 1];
+    loop {
+        if reader.read(&mut head)? == 0 {
+            return Ok(None);
+        }
+        if !head[0].is_ascii_whitespace() {
+            return Ok(Some(head[0]));
+        }
+    }
 }
 
 /// Capture directories named after their last component (the whole path
@@ -265,15 +351,7 @@ pub fn read_file(path: &Path) -> Result<Coverage, InputError> {
         source,
     };
     let mut reader = BufReader::new(File::open(path).map_err(open)?);
-    let mut head = [0u8; 1];
-    let first = loop {
-        if reader.read(&mut head).map_err(io)? == 0 {
-            break None;
-        }
-        if !head[0].is_ascii_whitespace() {
-            break Some(head[0]);
-        }
-    };
+    let first = first_byte(&mut reader).map_err(io)?;
     if first == Some(b'{') {
         let mut bytes = vec![b'{'];
         reader.read_to_end(&mut bytes).map_err(io)?;
@@ -319,6 +397,76 @@ fn stem(path: &Path) -> String {
 mod tests {
     use super::*;
     use covnet_reporter::RunInfo;
+
+    /// What `load` gave before it folded: every file read whole, then
+    /// merged in order.
+    fn read_and_merge(paths: &[PathBuf]) -> Result<Coverage, String> {
+        let mut acc = Coverage::default();
+        for p in paths {
+            let one = read_file(p).map_err(|e| e.to_string())?;
+            acc = covnet_merger::merge::merge(acc, one).map_err(|e| e.to_string())?;
+        }
+        Ok(acc)
+    }
+
+    #[test]
+    fn loading_folds_tracefiles_into_what_merging_them_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let a = write(
+            "web.info",
+            "TN:\nSF:/s/a.c\nFN:1,main\nFNDA:2,main\nDA:1,2\nDA:2,0\nBRDA:2,0,0,1\nBRDA:2,0,1,-\nend_of_record\n",
+        );
+        let b = write(
+            "client.info",
+            "SF:/s/b.c\nDA:3,1\nend_of_record\nSF:/s/a.c\nDA:2,5\nBRDA:2,0,1,4\nend_of_record\n",
+        );
+        // Two sections: not folded, merged whole.
+        let two = write(
+            "two.info",
+            "TN:p\nSF:/s/a.c\nDA:1,1\nend_of_record\nTN:q\nSF:/s/c.c\nDA:1,1\nend_of_record\n",
+        );
+        // Parts that overflow alone and not summed: merged whole.
+        let parts = write(
+            "parts.info",
+            &format!(
+                "SF:/s/a.c\nDA:1,{}\nend_of_record\nSF:/s/a.c\nDA:1,-5\nend_of_record\n",
+                i64::MAX - 2
+            ),
+        );
+        let over = write(
+            "over.info",
+            &format!("SF:/s/a.c\nDA:1,{}\nend_of_record\n", i64::MAX),
+        );
+        let json = dir.path().join("r.json");
+        let cov = read_file(&b).unwrap();
+        covnet_reporter::json::write_path(&cov, &RunInfo::now("t", vec![]), &json).unwrap();
+        let settings =
+            super::super::settings::resolve(&crate::spec::CoverageSettings::default()).unwrap();
+        let rewrite = SourceRewrite::identity();
+        for inputs in [
+            vec![a.clone(), b.clone()],
+            vec![b.clone(), a.clone(), b.clone()],
+            vec![a.clone(), json.clone(), b.clone()],
+            vec![a.clone(), two.clone(), b.clone()],
+            vec![a.clone(), parts.clone()],
+            vec![a.clone(), over.clone(), over.clone()],
+        ] {
+            let want = read_and_merge(&inputs);
+            let got = load(&inputs, &settings, &rewrite, false)
+                .map(|l| l.coverage)
+                .map_err(|e| {
+                    std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string())
+                });
+            assert_eq!(got, want, "{inputs:?}");
+        }
+        let err = load(&[a, over.clone(), over], &settings, &rewrite, false).unwrap_err();
+        assert!(matches!(&err, InputError::Merge { .. }), "{err}");
+    }
 
     #[test]
     fn reads_lcov_json_and_gcovr_json_and_refuses_directories() {
