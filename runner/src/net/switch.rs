@@ -5,7 +5,8 @@
 //! (QEMU's `-netdev dgram` sends frames to it) and sends frames to the
 //! NIC's own socket. Frames are switched by learned source MACs; unknown,
 //! broadcast and multicast destinations are flooded to the VLAN's other
-//! ports. A port can be taken down and up (frames to and from it are
+//! ports, except IPv6 multicast, which MLD snooping keeps to the ports that
+//! listen (see [`crate::net::snoop`]). A port can be taken down and up (frames to and from it are
 //! dropped while down), and each VLAN can be captured to a pcap file.
 //!
 //! Faults (see [`crate::net::faults`]): each port can get loss, delay, jitter
@@ -29,6 +30,7 @@ use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
 use crate::net::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
+use crate::net::snoop::{self, Forward, Snooping};
 
 /// Largest frame accepted (jumbo frames are not supported; 64 KiB covers
 /// virtio-net's largest without offloads plus slack).
@@ -73,7 +75,7 @@ pub enum SwitchError {
 }
 
 /// Identifies a port of a [`Switch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub usize);
 
 /// Counters of one switch, for tests and diagnostics.
@@ -131,6 +133,8 @@ struct State {
     seed: u64,
     /// (vlan, mac) → port.
     macs: HashMap<(u8, [u8; 6]), PortId>,
+    /// What MLD said about who listens to which IPv6 group.
+    snooping: Snooping,
     pcaps: HashMap<u8, Pcap>,
     stats: SwitchStats,
 }
@@ -223,6 +227,11 @@ impl Switch {
             .and_then(Option::as_mut)
             .ok_or(SwitchError::NoPort(port.0))?;
         entry.up = up;
+        if !up {
+            // MLD reports sent while down are lost: from now on the port
+            // gets every multicast frame.
+            state.snooping.forget(port);
+        }
         Ok(())
     }
 
@@ -307,6 +316,10 @@ impl Switch {
         if faults.is_perfect() {
             state.faults.remove(&port);
             return Ok(());
+        }
+        if faults.loss > 0.0 || faults.rate.is_some() {
+            // The link may lose MLD reports: see `set_link`.
+            state.snooping.forget(port);
         }
         let now = std::time::Instant::now();
         let seed = state.seed;
@@ -453,17 +466,27 @@ fn destinations(
                 vec![port]
             }
         }
-        _ => (0..state.ports.len())
-            .map(PortId)
-            .filter(|&p| p != ingress)
-            .filter(|p| {
-                state
-                    .ports
-                    .get(p.0)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|port| port.vlan == vlan)
-            })
-            .collect(),
+        _ => {
+            let forward = if dst[0] & 1 == 1 && dst != [0xff; 6] {
+                let class = snoop::classify(frame);
+                state.snooping.learn(vlan, ingress, &class);
+                state.snooping.forward(vlan, &class)
+            } else {
+                Forward::Flood
+            };
+            let on_vlan = |p: &PortId| {
+                *p != ingress
+                    && state
+                        .ports
+                        .get(p.0)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|port| port.vlan == vlan)
+            };
+            match forward {
+                Forward::Flood => (0..state.ports.len()).map(PortId).filter(on_vlan).collect(),
+                Forward::Only(ports) => ports.into_iter().filter(on_vlan).collect(),
+            }
+        }
     };
     let mut out = Vec::with_capacity(targets.len());
     for target in targets {
@@ -707,6 +730,21 @@ mod tests {
             self.sock
                 .send_to(&frame, &self.port_path)
                 .expect("send frame");
+        }
+
+        /// Sends a whole frame (its own MACs and EtherType).
+        fn send_raw(&self, frame: &[u8]) {
+            self.sock
+                .send_to(frame, &self.port_path)
+                .expect("send frame");
+        }
+
+        /// Receives one whole frame.
+        fn recv_raw(&self, timeout: Duration) -> Option<Vec<u8>> {
+            self.sock.set_read_timeout(Some(timeout)).expect("timeout");
+            let mut buf = [0u8; 2048];
+            let n = self.sock.recv(&mut buf).ok()?;
+            Some(buf.get(..n)?.to_vec())
         }
 
         fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
@@ -1043,5 +1081,147 @@ mod tests {
         assert_eq!(sw.port_name(PortId(0)).as_deref(), Some("p"));
         sw.shutdown().expect("shutdown");
         assert!(!stale.exists());
+    }
+
+    /// An IPv6 frame from `from` to multicast group `group` carrying
+    /// `icmp` (ICMPv6; `hbh`: behind a router-alert hop-by-hop header, as
+    /// MLD is).
+    fn ipv6_multicast(from: &Nic, group: &str, hbh: bool, icmp: &[u8]) -> Vec<u8> {
+        let dst = group.parse::<std::net::Ipv6Addr>().expect("group").octets();
+        let mut f = vec![0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+        f.extend_from_slice(&from.mac);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        let hbh_header: &[u8] = if hbh { &[58, 0, 5, 2, 0, 0, 1, 0] } else { &[] };
+        let len = u16::try_from(hbh_header.len() + icmp.len()).expect("len");
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[if hbh { 0 } else { 58 }, 1]);
+        f.extend_from_slice(&[
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            from.mac[4],
+        ]);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(hbh_header);
+        f.extend_from_slice(icmp);
+        f
+    }
+
+    /// An MLDv2 report from `from`: `join` or leave `group`.
+    fn mld_report(from: &Nic, group: &str, join: bool) -> Vec<u8> {
+        let mut m = vec![143, 0, 0, 0, 0, 0, 0, 1, if join { 4 } else { 3 }, 0, 0, 0];
+        m.extend_from_slice(&group.parse::<std::net::Ipv6Addr>().expect("group").octets());
+        ipv6_multicast(from, "ff02::16", true, &m)
+    }
+
+    /// A neighbour solicitation from `from` to solicited-node `group`.
+    fn solicitation(from: &Nic, group: &str) -> Vec<u8> {
+        ipv6_multicast(from, group, false, &[135, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    #[test]
+    fn mld_snooping_keeps_ipv6_multicast_to_listeners() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
+        let (x, _) = nic(&sw, dir.path(), "x", 2, 4);
+        let b_group = "ff02::1:ff00:2";
+        // Nobody has reported b's group yet: flooded, like a bridge.
+        let ns = solicitation(&a, b_group);
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns.clone()));
+        // b reports it: the report goes to no port (no multicast router).
+        let report = mld_report(&b, b_group, true);
+        b.send_raw(&report);
+        assert_eq!(a.recv_raw(QUIET), None, "reports go to router ports only");
+        assert_eq!(c.recv_raw(QUIET), None);
+        // Now the solicitation reaches b alone; other VLANs never see it.
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(QUIET), None, "c is not in b's group");
+        assert_eq!(x.recv_raw(QUIET), None);
+        // All-nodes is flooded.
+        let ra = ipv6_multicast(&a, "ff02::1", false, &[134, 0, 0, 0, 0, 0, 0, 0]);
+        a.send_raw(&ra);
+        assert_eq!(b.recv_raw(WAIT), Some(ra.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ra));
+        // c sends a query: its port is a router port, which gets reports
+        // and every group's frames.
+        let mut query = vec![130, 0, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(&[0; 16]);
+        let query = ipv6_multicast(&c, "ff02::1", true, &query);
+        c.send_raw(&query);
+        assert_eq!(a.recv_raw(WAIT), Some(query.clone()));
+        assert_eq!(b.recv_raw(WAIT), Some(query));
+        let report_a = mld_report(&a, "ff05::1:3", true);
+        a.send_raw(&report_a);
+        assert_eq!(c.recv_raw(WAIT), Some(report_a));
+        assert_eq!(b.recv_raw(QUIET), None);
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns.clone()));
+        // b leaves: its group is unregistered again, so flooded.
+        b.send_raw(&mld_report(&b, b_group, false));
+        assert_eq!(c.recv_raw(WAIT).map(|f| f.len()), Some(report.len()));
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns));
+        sw.shutdown().expect("shutdown");
+    }
+
+    #[test]
+    fn a_port_that_was_down_gets_all_multicast() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (c, c_port) = nic(&sw, dir.path(), "c", 1, 3);
+        let (d, d_port) = nic(&sw, dir.path(), "d", 1, 4);
+        let group = "ff02::1:ff00:2";
+        b.send_raw(&mld_report(&b, group, true));
+        let ns = solicitation(&a, group);
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(QUIET), None);
+        assert_eq!(d.recv_raw(QUIET), None);
+        // c's link goes down and up: whatever it reported meanwhile was
+        // lost, so it gets every group's frames from now on. So does d,
+        // whose link may lose frames.
+        sw.set_link(c_port, false).expect("down");
+        sw.set_link(c_port, true).expect("up");
+        sw.set_link_faults(d_port, faults(0.0, 0, 0, Some(100_000_000)))
+            .expect("faults");
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(d.recv_raw(WAIT), Some(ns.clone()));
+        // The others still get only what they listen to.
+        let other = solicitation(&a, "ff02::1:ff00:9");
+        let report = mld_report(&b, "ff02::1:ff00:9", true);
+        b.send_raw(&report);
+        // Reports go to the unknown ports as to routers.
+        assert_eq!(c.recv_raw(WAIT), Some(report.clone()));
+        assert_eq!(d.recv_raw(WAIT), Some(report));
+        a.send_raw(&other);
+        assert_eq!(b.recv_raw(WAIT), Some(other.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(other.clone()));
+        assert_eq!(d.recv_raw(WAIT), Some(other));
+        assert_eq!(a.recv_raw(QUIET), None);
+        sw.shutdown().expect("shutdown");
     }
 }
