@@ -1,9 +1,13 @@
 //! The virtual Ethernet switch: one learning switch per VLAN, inside the
 //! runner, over unix datagram sockets in the run's private directory.
 //!
-//! Every VM NIC is a port. The switch binds one datagram socket per port
+//! Every NIC is a port. The switch binds one datagram socket per port
 //! (QEMU's `-netdev dgram` sends frames to it) and sends frames to the
-//! NIC's own socket. Frames are switched by learned source MACs; unknown,
+//! NIC's own socket. A namespace machine's NIC is instead attached as the
+//! `AF_PACKET` socket on the far end of its veth
+//! ([`Switch::attach_packet_socket`]): the switch reads the machine's
+//! frames from it and writes frames for the machine into it, with no
+//! thread or datagram between. Frames are switched by learned source MACs; unknown,
 //! broadcast and multicast destinations are flooded to the VLAN's other
 //! ports, except IPv6 multicast, which MLD snooping keeps to the ports that
 //! listen (see [`crate::net::snoop`]). A port can be taken down and up (frames to and from it are
@@ -22,13 +26,16 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::unix::AsyncFd;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
+use crate::machine::namespace::ns;
 use crate::net::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
 use crate::net::snoop::{self, Forward, Snooping};
 
@@ -69,6 +76,15 @@ pub enum SwitchError {
     /// No such port.
     #[error("no switch port with id {0}")]
     NoPort(usize),
+    /// A packet socket could not be attached to a port.
+    #[error("failed to attach a packet socket to switch port `{port}`")]
+    Attach {
+        /// Port name.
+        port: String,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// Link faults out of range.
     #[error("invalid link faults")]
     Faults(#[source] crate::net::faults::FaultError),
@@ -102,9 +118,47 @@ struct Port {
     vlan: u8,
     up: bool,
     socket: Arc<UnixDatagram>,
-    /// The NIC's socket, where frames for this port go.
+    /// The NIC's socket, where frames for this port go (unless a packet
+    /// socket is attached).
     peer: PathBuf,
     path: PathBuf,
+    /// A namespace machine's packet socket, when attached.
+    packet: Option<PacketLink>,
+}
+
+/// A packet socket attached to a port and the task reading it.
+#[derive(Debug)]
+struct PacketLink {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Port {
+    /// Where frames for this port go now.
+    fn nic(&self) -> Nic {
+        match &self.packet {
+            Some(link) => Nic::Packet(Arc::clone(&link.fd)),
+            None => Nic::Dgram(Arc::clone(&self.socket), self.peer.clone()),
+        }
+    }
+}
+
+/// Where frames for a port go.
+enum Nic {
+    /// A datagram to the NIC's socket (QEMU's `-netdev dgram`).
+    Dgram(Arc<UnixDatagram>, PathBuf),
+    /// Into a namespace machine's packet socket.
+    Packet(Arc<AsyncFd<OwnedFd>>),
+}
+
+impl Nic {
+    /// Delivers one frame; false when it was dropped.
+    async fn deliver(&self, frame: &[u8]) -> bool {
+        match self {
+            Nic::Dgram(socket, peer) => send_patiently(socket, frame, peer).await,
+            Nic::Packet(fd) => send_packet_patiently(fd, frame).await,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -211,11 +265,61 @@ impl Switch {
                 socket: Arc::clone(&socket),
                 peer: nic_socket.to_owned(),
                 path: port_socket.to_owned(),
+                packet: None,
             }));
             id
         };
         runtime.spawn(port_task(Arc::clone(&self.state), id, socket));
         Ok(id)
+    }
+
+    /// Attaches `packet`, an `AF_PACKET` socket bound to the far end of a
+    /// namespace machine's veth, to `port` (replacing an earlier one):
+    /// from now on the switch reads the machine's frames from it and
+    /// writes the port's frames into it, instead of the NIC socket.
+    pub fn attach_packet_socket(&self, port: PortId, packet: OwnedFd) -> Result<(), SwitchError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        let mut state = lock(&self.state);
+        let entry = state
+            .ports
+            .get_mut(port.0)
+            .and_then(Option::as_mut)
+            .ok_or(SwitchError::NoPort(port.0))?;
+        let attach_err = |source| SwitchError::Attach {
+            port: entry.name.clone(),
+            source,
+        };
+        ns::set_nonblocking(packet.as_fd()).map_err(attach_err)?;
+        let fd = {
+            let _guard = runtime.enter();
+            // SAFETY: the `OwnedFd` is open, and the `AsyncFd` owns it (so
+            // it stays open and the same file) until the `AsyncFd` drops.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(packet, tokio::io::Interest::READABLE) };
+            Arc::new(registered.map_err(|e| attach_err(e.into_parts().1))?)
+        };
+        let reader = runtime.spawn(packet_task(Arc::clone(&self.state), port, Arc::clone(&fd)));
+        if let Some(old) = entry.packet.replace(PacketLink { fd, reader }) {
+            old.reader.abort();
+        }
+        Ok(())
+    }
+
+    /// Detaches and closes `port`'s packet socket, if it has one: its
+    /// frames go to its NIC socket again.
+    pub fn detach_packet_socket(&self, port: PortId) {
+        let link = lock(&self.state)
+            .ports
+            .get_mut(port.0)
+            .and_then(Option::as_mut)
+            .and_then(|p| p.packet.take());
+        if let Some(link) = link {
+            // The task's copy of the fd closes when the abort lands.
+            link.reader.abort();
+        }
     }
 
     /// Takes a port's link up or down.
@@ -309,10 +413,9 @@ impl Switch {
             .as_ref()
             .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
         let mut state = lock(&self.state);
-        let (socket, peer) = match state.ports.get(port.0).and_then(Option::as_ref) {
-            Some(p) => (Arc::clone(&p.socket), p.peer.clone()),
-            None => return Err(SwitchError::NoPort(port.0)),
-        };
+        if state.ports.get(port.0).and_then(Option::as_ref).is_none() {
+            return Err(SwitchError::NoPort(port.0));
+        }
         if faults.is_perfect() {
             state.faults.remove(&port);
             return Ok(());
@@ -341,7 +444,7 @@ impl Switch {
             to_rx,
             shaper(Direction::ToMachine),
             port,
-            Release::Nic { socket, peer },
+            Release::Nic,
         ));
         state.faults.insert(
             port,
@@ -403,6 +506,9 @@ impl Switch {
         }
         let mut state = lock(&self.state);
         for port in state.ports.iter_mut().filter_map(Option::take) {
+            if let Some(link) = port.packet {
+                link.reader.abort();
+            }
             let _ = std::fs::remove_file(&port.path);
         }
         let mut first_err = None;
@@ -427,11 +533,7 @@ impl Drop for Switch {
 }
 
 /// Where one received frame goes.
-fn destinations(
-    state: &mut State,
-    ingress: PortId,
-    frame: &[u8],
-) -> Vec<(Arc<UnixDatagram>, PathBuf)> {
+fn destinations(state: &mut State, ingress: PortId, frame: &[u8]) -> Vec<Nic> {
     let Some(port) = state.ports.get(ingress.0).and_then(Option::as_ref) else {
         return Vec::new();
     };
@@ -503,7 +605,7 @@ fn destinations(
                         state.stats.dropped += 1;
                     }
                 }
-                None => out.push((Arc::clone(&port.socket), port.peer.clone())),
+                None => out.push(port.nic()),
             },
             _ => state.stats.dropped += 1,
         }
@@ -519,25 +621,52 @@ async fn port_task(state: Arc<Mutex<State>>, id: PortId, socket: Arc<UnixDatagra
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let frame = buf.get(..n).unwrap_or(&[]);
-        let shaper = lock(&state).faults.get(&id).map(|f| f.from_machine.clone());
-        match shaper {
-            // Faults on this port's link: switched when its shaper says.
-            Some(tx) => {
-                if tx.send(frame.to_vec()).is_err() {
-                    lock(&state).stats.dropped += 1;
-                }
-            }
-            None => forward(&state, id, frame).await,
+        receive(&state, id, buf.get(..n).unwrap_or(&[])).await;
+    }
+}
+
+/// Reads the frames of a namespace machine's NIC from its packet socket.
+async fn packet_task(state: Arc<Mutex<State>>, id: PortId, fd: Arc<AsyncFd<OwnedFd>>) {
+    let mut buf = vec![0u8; MAX_FRAME];
+    loop {
+        let Ok(mut ready) = fd.readable().await else {
+            return;
+        };
+        match ready.try_io(|fd| ns::recv_frame(fd.get_ref().as_fd(), &mut buf)) {
+            Ok(Ok(Some(n))) => receive(&state, id, buf.get(..n).unwrap_or(&[])).await,
+            // What the switch itself wrote into the veth.
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => match err.raw_os_error() {
+                Some(libc::EBADF | libc::ENOTSOCK) => return,
+                // A pending socket error (ENETDOWN while the machine's end
+                // was down): reading reported and cleared it. Never spin.
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            // Nothing left: wait for readiness again.
+            Err(_would_block) => {}
         }
+    }
+}
+
+/// Takes one frame received on port `id` into the switch.
+async fn receive(state: &Mutex<State>, id: PortId, frame: &[u8]) {
+    let shaper = lock(state).faults.get(&id).map(|f| f.from_machine.clone());
+    match shaper {
+        // Faults on this port's link: switched when its shaper says.
+        Some(tx) => {
+            if tx.send(frame.to_vec()).is_err() {
+                lock(state).stats.dropped += 1;
+            }
+        }
+        None => forward(state, id, frame).await,
     }
 }
 
 /// Switches one frame received on `id` and sends it to its destinations.
 async fn forward(state: &Mutex<State>, id: PortId, frame: &[u8]) {
     let targets = destinations(&mut lock(state), id, frame);
-    for (sock, peer) in targets {
-        let delivered = send_patiently(&sock, frame, &peer).await;
+    for nic in targets {
+        let delivered = nic.deliver(frame).await;
         let mut st = lock(state);
         if delivered {
             st.stats.delivered += 1;
@@ -571,10 +700,7 @@ enum Release {
     /// Into the switch, as if just received on the port.
     Switch,
     /// Out to the port's NIC.
-    Nic {
-        socket: Arc<UnixDatagram>,
-        peer: PathBuf,
-    },
+    Nic,
 }
 
 /// One direction of a port with faults: admits each frame through the
@@ -623,13 +749,17 @@ async fn shaper_task(
                     let Some((_, frame)) = held.pop_front() else { break };
                     match &release {
                         Release::Switch => forward(&state, port, &frame).await,
-                        Release::Nic { socket, peer } => {
-                            let up = lock(&state)
+                        Release::Nic => {
+                            let nic = lock(&state)
                                 .ports
                                 .get(port.0)
                                 .and_then(Option::as_ref)
-                                .is_some_and(|p| p.up);
-                            let delivered = up && send_patiently(socket, &frame, peer).await;
+                                .filter(|p| p.up)
+                                .map(Port::nic);
+                            let delivered = match nic {
+                                Some(nic) => nic.deliver(&frame).await,
+                                None => false,
+                            };
                             let mut st = lock(&state);
                             if delivered {
                                 st.stats.delivered += 1;
@@ -652,6 +782,24 @@ async fn send_patiently(sock: &UnixDatagram, frame: &[u8], peer: &Path) -> bool 
         match sock.try_send_to(frame, peer) {
             Ok(_) => return true,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Writes one frame into a packet socket; a full send buffer is retried
+/// briefly (as [`send_patiently`]), any other failure drops the frame.
+async fn send_packet_patiently(fd: &AsyncFd<OwnedFd>, frame: &[u8]) -> bool {
+    let deadline = tokio::time::Instant::now() + SEND_PATIENCE;
+    loop {
+        match ns::send_frame(fd.get_ref().as_fd(), frame) {
+            Ok(()) => return true,
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
                 if tokio::time::Instant::now() >= deadline {
                     return false;
                 }
