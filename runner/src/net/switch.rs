@@ -1296,6 +1296,7 @@ mod tests {
         // b reports it: the report goes to no port (no multicast router).
         let report = mld_report(&b, b_group, true);
         b.send_raw(&report);
+        until_registered(&sw, 1, b_group);
         assert_eq!(a.recv_raw(QUIET), None, "reports go to router ports only");
         assert_eq!(c.recv_raw(QUIET), None);
         // Now the solicitation reaches b alone; other VLANs never see it.
@@ -1332,6 +1333,21 @@ mod tests {
         sw.shutdown().expect("shutdown");
     }
 
+    /// Waits until the switch knows a member of `group` on `vlan` (a
+    /// report and a frame sent from different ports race each other).
+    fn until_registered(sw: &Switch, vlan: u8, group: &str) {
+        let group = group.parse::<std::net::Ipv6Addr>().expect("group");
+        let class = snoop::Class::Data(group.octets());
+        let deadline = std::time::Instant::now() + WAIT;
+        while lock(&sw.state).snooping.forward(vlan, &class) == Forward::Flood {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{group} never registered"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn a_port_that_was_down_gets_all_multicast() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1342,6 +1358,7 @@ mod tests {
         let (d, d_port) = nic(&sw, dir.path(), "d", 1, 4);
         let group = "ff02::1:ff00:2";
         b.send_raw(&mld_report(&b, group, true));
+        until_registered(&sw, 1, group);
         let ns = solicitation(&a, group);
         a.send_raw(&ns);
         assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
@@ -1365,6 +1382,7 @@ mod tests {
         // Reports go to the unknown ports as to routers.
         assert_eq!(c.recv_raw(WAIT), Some(report.clone()));
         assert_eq!(d.recv_raw(WAIT), Some(report));
+        until_registered(&sw, 1, "ff02::1:ff00:9");
         a.send_raw(&other);
         assert_eq!(b.recv_raw(WAIT), Some(other.clone()));
         assert_eq!(c.recv_raw(WAIT), Some(other.clone()));
