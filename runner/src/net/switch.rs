@@ -1,11 +1,16 @@
 //! The virtual Ethernet switch: one learning switch per VLAN, inside the
 //! runner, over unix datagram sockets in the run's private directory.
 //!
-//! Every VM NIC is a port. The switch binds one datagram socket per port
+//! Every NIC is a port. The switch binds one datagram socket per port
 //! (QEMU's `-netdev dgram` sends frames to it) and sends frames to the
-//! NIC's own socket. Frames are switched by learned source MACs; unknown,
+//! NIC's own socket. A namespace machine's NIC is instead attached as the
+//! `AF_PACKET` socket on the far end of its veth
+//! ([`Switch::attach_packet_socket`]): the switch reads the machine's
+//! frames from it and writes frames for the machine into it, with no
+//! thread or datagram between. Frames are switched by learned source MACs; unknown,
 //! broadcast and multicast destinations are flooded to the VLAN's other
-//! ports. A port can be taken down and up (frames to and from it are
+//! ports, except IPv6 multicast, which MLD snooping keeps to the ports that
+//! listen (see [`crate::net::snoop`]). A port can be taken down and up (frames to and from it are
 //! dropped while down), and each VLAN can be captured to a pcap file.
 //!
 //! Faults (see [`crate::net::faults`]): each port can get loss, delay, jitter
@@ -21,14 +26,18 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::io::unix::AsyncFd;
 use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
+use crate::machine::namespace::ns;
 use crate::net::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
+use crate::net::snoop::{self, Forward, Snooping};
 
 /// Largest frame accepted (jumbo frames are not supported; 64 KiB covers
 /// virtio-net's largest without offloads plus slack).
@@ -67,13 +76,22 @@ pub enum SwitchError {
     /// No such port.
     #[error("no switch port with id {0}")]
     NoPort(usize),
+    /// A packet socket could not be attached to a port.
+    #[error("failed to attach a packet socket to switch port `{port}`")]
+    Attach {
+        /// Port name.
+        port: String,
+        /// Underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// Link faults out of range.
     #[error("invalid link faults")]
     Faults(#[source] crate::net::faults::FaultError),
 }
 
 /// Identifies a port of a [`Switch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortId(pub usize);
 
 /// Counters of one switch, for tests and diagnostics.
@@ -100,9 +118,47 @@ struct Port {
     vlan: u8,
     up: bool,
     socket: Arc<UnixDatagram>,
-    /// The NIC's socket, where frames for this port go.
+    /// The NIC's socket, where frames for this port go (unless a packet
+    /// socket is attached).
     peer: PathBuf,
     path: PathBuf,
+    /// A namespace machine's packet socket, when attached.
+    packet: Option<PacketLink>,
+}
+
+/// A packet socket attached to a port and the task reading it.
+#[derive(Debug)]
+struct PacketLink {
+    fd: Arc<AsyncFd<OwnedFd>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Port {
+    /// Where frames for this port go now.
+    fn nic(&self) -> Nic {
+        match &self.packet {
+            Some(link) => Nic::Packet(Arc::clone(&link.fd)),
+            None => Nic::Dgram(Arc::clone(&self.socket), self.peer.clone()),
+        }
+    }
+}
+
+/// Where frames for a port go.
+enum Nic {
+    /// A datagram to the NIC's socket (QEMU's `-netdev dgram`).
+    Dgram(Arc<UnixDatagram>, PathBuf),
+    /// Into a namespace machine's packet socket.
+    Packet(Arc<AsyncFd<OwnedFd>>),
+}
+
+impl Nic {
+    /// Delivers one frame; false when it was dropped.
+    async fn deliver(&self, frame: &[u8]) -> bool {
+        match self {
+            Nic::Dgram(socket, peer) => send_patiently(socket, frame, peer).await,
+            Nic::Packet(fd) => send_packet_patiently(fd, frame).await,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -131,6 +187,8 @@ struct State {
     seed: u64,
     /// (vlan, mac) → port.
     macs: HashMap<(u8, [u8; 6]), PortId>,
+    /// What MLD said about who listens to which IPv6 group.
+    snooping: Snooping,
     pcaps: HashMap<u8, Pcap>,
     stats: SwitchStats,
 }
@@ -207,11 +265,71 @@ impl Switch {
                 socket: Arc::clone(&socket),
                 peer: nic_socket.to_owned(),
                 path: port_socket.to_owned(),
+                packet: None,
             }));
             id
         };
         runtime.spawn(port_task(Arc::clone(&self.state), id, socket));
         Ok(id)
+    }
+
+    /// Attaches `packet`, an `AF_PACKET` socket bound to the far end of a
+    /// namespace machine's veth, to `port` (replacing an earlier one):
+    /// from now on the switch reads the machine's frames from it and
+    /// writes the port's frames into it, instead of the NIC socket.
+    pub fn attach_packet_socket(&self, port: PortId, packet: OwnedFd) -> Result<(), SwitchError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        let mut state = lock(&self.state);
+        let entry = state
+            .ports
+            .get_mut(port.0)
+            .and_then(Option::as_mut)
+            .ok_or(SwitchError::NoPort(port.0))?;
+        let attach_err = |source| SwitchError::Attach {
+            port: entry.name.clone(),
+            source,
+        };
+        ns::set_nonblocking(packet.as_fd()).map_err(attach_err)?;
+        let fd = {
+            let _guard = runtime.enter();
+            // SAFETY: the `OwnedFd` is open, and the `AsyncFd` owns it (so
+            // it stays open and the same file) until the `AsyncFd` drops.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(packet, tokio::io::Interest::READABLE) };
+            Arc::new(registered.map_err(|e| attach_err(e.into_parts().1))?)
+        };
+        let reader = runtime.spawn(packet_task(Arc::clone(&self.state), port, Arc::clone(&fd)));
+        if let Some(old) = entry.packet.replace(PacketLink { fd, reader }) {
+            old.reader.abort();
+        }
+        Ok(())
+    }
+
+    /// Detaches and closes `port`'s packet socket, if it has one: its
+    /// frames go to its NIC socket again.
+    pub fn detach_packet_socket(&self, port: PortId) {
+        let link = lock(&self.state)
+            .ports
+            .get_mut(port.0)
+            .and_then(Option::as_mut)
+            .and_then(|p| p.packet.take());
+        let Some(PacketLink { fd, reader }) = link else {
+            return;
+        };
+        reader.abort();
+        // Closing a packet socket waits for an RCU grace period
+        // (`synchronize_net` in the kernel's `packet_release`). Wait here
+        // for the aborted reader to drop its handle, so that the close
+        // happens in this thread and not on the switch's, one machine
+        // after another: machines stop in parallel, and so their grace
+        // periods overlap (250 closes in a row took 2.5 s).
+        if let (Some(runtime), Err(_)) = (&self.runtime, tokio::runtime::Handle::try_current()) {
+            let _ = runtime.block_on(reader);
+        }
+        drop(fd);
     }
 
     /// Takes a port's link up or down.
@@ -223,6 +341,11 @@ impl Switch {
             .and_then(Option::as_mut)
             .ok_or(SwitchError::NoPort(port.0))?;
         entry.up = up;
+        if !up {
+            // MLD reports sent while down are lost: from now on the port
+            // gets every multicast frame.
+            state.snooping.forget(port);
+        }
         Ok(())
     }
 
@@ -300,13 +423,16 @@ impl Switch {
             .as_ref()
             .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
         let mut state = lock(&self.state);
-        let (socket, peer) = match state.ports.get(port.0).and_then(Option::as_ref) {
-            Some(p) => (Arc::clone(&p.socket), p.peer.clone()),
-            None => return Err(SwitchError::NoPort(port.0)),
-        };
+        if state.ports.get(port.0).and_then(Option::as_ref).is_none() {
+            return Err(SwitchError::NoPort(port.0));
+        }
         if faults.is_perfect() {
             state.faults.remove(&port);
             return Ok(());
+        }
+        if faults.loss > 0.0 || faults.rate.is_some() {
+            // The link may lose MLD reports: see `set_link`.
+            state.snooping.forget(port);
         }
         let now = std::time::Instant::now();
         let seed = state.seed;
@@ -328,7 +454,7 @@ impl Switch {
             to_rx,
             shaper(Direction::ToMachine),
             port,
-            Release::Nic { socket, peer },
+            Release::Nic,
         ));
         state.faults.insert(
             port,
@@ -390,6 +516,9 @@ impl Switch {
         }
         let mut state = lock(&self.state);
         for port in state.ports.iter_mut().filter_map(Option::take) {
+            if let Some(link) = port.packet {
+                link.reader.abort();
+            }
             let _ = std::fs::remove_file(&port.path);
         }
         let mut first_err = None;
@@ -414,11 +543,7 @@ impl Drop for Switch {
 }
 
 /// Where one received frame goes.
-fn destinations(
-    state: &mut State,
-    ingress: PortId,
-    frame: &[u8],
-) -> Vec<(Arc<UnixDatagram>, PathBuf)> {
+fn destinations(state: &mut State, ingress: PortId, frame: &[u8]) -> Vec<Nic> {
     let Some(port) = state.ports.get(ingress.0).and_then(Option::as_ref) else {
         return Vec::new();
     };
@@ -453,17 +578,27 @@ fn destinations(
                 vec![port]
             }
         }
-        _ => (0..state.ports.len())
-            .map(PortId)
-            .filter(|&p| p != ingress)
-            .filter(|p| {
-                state
-                    .ports
-                    .get(p.0)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|port| port.vlan == vlan)
-            })
-            .collect(),
+        _ => {
+            let forward = if dst[0] & 1 == 1 && dst != [0xff; 6] {
+                let class = snoop::classify(frame);
+                state.snooping.learn(vlan, ingress, &class);
+                state.snooping.forward(vlan, &class)
+            } else {
+                Forward::Flood
+            };
+            let on_vlan = |p: &PortId| {
+                *p != ingress
+                    && state
+                        .ports
+                        .get(p.0)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|port| port.vlan == vlan)
+            };
+            match forward {
+                Forward::Flood => (0..state.ports.len()).map(PortId).filter(on_vlan).collect(),
+                Forward::Only(ports) => ports.into_iter().filter(on_vlan).collect(),
+            }
+        }
     };
     let mut out = Vec::with_capacity(targets.len());
     for target in targets {
@@ -480,7 +615,7 @@ fn destinations(
                         state.stats.dropped += 1;
                     }
                 }
-                None => out.push((Arc::clone(&port.socket), port.peer.clone())),
+                None => out.push(port.nic()),
             },
             _ => state.stats.dropped += 1,
         }
@@ -496,25 +631,52 @@ async fn port_task(state: Arc<Mutex<State>>, id: PortId, socket: Arc<UnixDatagra
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
-        let frame = buf.get(..n).unwrap_or(&[]);
-        let shaper = lock(&state).faults.get(&id).map(|f| f.from_machine.clone());
-        match shaper {
-            // Faults on this port's link: switched when its shaper says.
-            Some(tx) => {
-                if tx.send(frame.to_vec()).is_err() {
-                    lock(&state).stats.dropped += 1;
-                }
-            }
-            None => forward(&state, id, frame).await,
+        receive(&state, id, buf.get(..n).unwrap_or(&[])).await;
+    }
+}
+
+/// Reads the frames of a namespace machine's NIC from its packet socket.
+async fn packet_task(state: Arc<Mutex<State>>, id: PortId, fd: Arc<AsyncFd<OwnedFd>>) {
+    let mut buf = vec![0u8; MAX_FRAME];
+    loop {
+        let Ok(mut ready) = fd.readable().await else {
+            return;
+        };
+        match ready.try_io(|fd| ns::recv_frame(fd.get_ref().as_fd(), &mut buf)) {
+            Ok(Ok(Some(n))) => receive(&state, id, buf.get(..n).unwrap_or(&[])).await,
+            // What the switch itself wrote into the veth.
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => match err.raw_os_error() {
+                Some(libc::EBADF | libc::ENOTSOCK) => return,
+                // A pending socket error (ENETDOWN while the machine's end
+                // was down): reading reported and cleared it. Never spin.
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            // Nothing left: wait for readiness again.
+            Err(_would_block) => {}
         }
+    }
+}
+
+/// Takes one frame received on port `id` into the switch.
+async fn receive(state: &Mutex<State>, id: PortId, frame: &[u8]) {
+    let shaper = lock(state).faults.get(&id).map(|f| f.from_machine.clone());
+    match shaper {
+        // Faults on this port's link: switched when its shaper says.
+        Some(tx) => {
+            if tx.send(frame.to_vec()).is_err() {
+                lock(state).stats.dropped += 1;
+            }
+        }
+        None => forward(state, id, frame).await,
     }
 }
 
 /// Switches one frame received on `id` and sends it to its destinations.
 async fn forward(state: &Mutex<State>, id: PortId, frame: &[u8]) {
     let targets = destinations(&mut lock(state), id, frame);
-    for (sock, peer) in targets {
-        let delivered = send_patiently(&sock, frame, &peer).await;
+    for nic in targets {
+        let delivered = nic.deliver(frame).await;
         let mut st = lock(state);
         if delivered {
             st.stats.delivered += 1;
@@ -548,10 +710,7 @@ enum Release {
     /// Into the switch, as if just received on the port.
     Switch,
     /// Out to the port's NIC.
-    Nic {
-        socket: Arc<UnixDatagram>,
-        peer: PathBuf,
-    },
+    Nic,
 }
 
 /// One direction of a port with faults: admits each frame through the
@@ -600,13 +759,17 @@ async fn shaper_task(
                     let Some((_, frame)) = held.pop_front() else { break };
                     match &release {
                         Release::Switch => forward(&state, port, &frame).await,
-                        Release::Nic { socket, peer } => {
-                            let up = lock(&state)
+                        Release::Nic => {
+                            let nic = lock(&state)
                                 .ports
                                 .get(port.0)
                                 .and_then(Option::as_ref)
-                                .is_some_and(|p| p.up);
-                            let delivered = up && send_patiently(socket, &frame, peer).await;
+                                .filter(|p| p.up)
+                                .map(Port::nic);
+                            let delivered = match nic {
+                                Some(nic) => nic.deliver(&frame).await,
+                                None => false,
+                            };
                             let mut st = lock(&state);
                             if delivered {
                                 st.stats.delivered += 1;
@@ -629,6 +792,24 @@ async fn send_patiently(sock: &UnixDatagram, frame: &[u8], peer: &Path) -> bool 
         match sock.try_send_to(frame, peer) {
             Ok(_) => return true,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Writes one frame into a packet socket; a full send buffer is retried
+/// briefly (as [`send_patiently`]), any other failure drops the frame.
+async fn send_packet_patiently(fd: &AsyncFd<OwnedFd>, frame: &[u8]) -> bool {
+    let deadline = tokio::time::Instant::now() + SEND_PATIENCE;
+    loop {
+        match ns::send_frame(fd.get_ref().as_fd(), frame) {
+            Ok(()) => return true,
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
                 if tokio::time::Instant::now() >= deadline {
                     return false;
                 }
@@ -707,6 +888,21 @@ mod tests {
             self.sock
                 .send_to(&frame, &self.port_path)
                 .expect("send frame");
+        }
+
+        /// Sends a whole frame (its own MACs and EtherType).
+        fn send_raw(&self, frame: &[u8]) {
+            self.sock
+                .send_to(frame, &self.port_path)
+                .expect("send frame");
+        }
+
+        /// Receives one whole frame.
+        fn recv_raw(&self, timeout: Duration) -> Option<Vec<u8>> {
+            self.sock.set_read_timeout(Some(timeout)).expect("timeout");
+            let mut buf = [0u8; 2048];
+            let n = self.sock.recv(&mut buf).ok()?;
+            Some(buf.get(..n)?.to_vec())
         }
 
         fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
@@ -1043,5 +1239,165 @@ mod tests {
         assert_eq!(sw.port_name(PortId(0)).as_deref(), Some("p"));
         sw.shutdown().expect("shutdown");
         assert!(!stale.exists());
+    }
+
+    /// An IPv6 frame from `from` to multicast group `group` carrying
+    /// `icmp` (ICMPv6; `hbh`: behind a router-alert hop-by-hop header, as
+    /// MLD is).
+    fn ipv6_multicast(from: &Nic, group: &str, hbh: bool, icmp: &[u8]) -> Vec<u8> {
+        let dst = group.parse::<std::net::Ipv6Addr>().expect("group").octets();
+        let mut f = vec![0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+        f.extend_from_slice(&from.mac);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        let hbh_header: &[u8] = if hbh { &[58, 0, 5, 2, 0, 0, 1, 0] } else { &[] };
+        let len = u16::try_from(hbh_header.len() + icmp.len()).expect("len");
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[if hbh { 0 } else { 58 }, 1]);
+        f.extend_from_slice(&[
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            from.mac[4],
+        ]);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(hbh_header);
+        f.extend_from_slice(icmp);
+        f
+    }
+
+    /// An MLDv2 report from `from`: `join` or leave `group`.
+    fn mld_report(from: &Nic, group: &str, join: bool) -> Vec<u8> {
+        let mut m = vec![143, 0, 0, 0, 0, 0, 0, 1, if join { 4 } else { 3 }, 0, 0, 0];
+        m.extend_from_slice(&group.parse::<std::net::Ipv6Addr>().expect("group").octets());
+        ipv6_multicast(from, "ff02::16", true, &m)
+    }
+
+    /// A neighbour solicitation from `from` to solicited-node `group`.
+    fn solicitation(from: &Nic, group: &str) -> Vec<u8> {
+        ipv6_multicast(from, group, false, &[135, 0, 0, 0, 0, 0, 0, 0])
+    }
+
+    #[test]
+    fn mld_snooping_keeps_ipv6_multicast_to_listeners() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
+        let (x, _) = nic(&sw, dir.path(), "x", 2, 4);
+        let b_group = "ff02::1:ff00:2";
+        // Nobody has reported b's group yet: flooded, like a bridge.
+        let ns = solicitation(&a, b_group);
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns.clone()));
+        // b reports it: the report goes to no port (no multicast router).
+        let report = mld_report(&b, b_group, true);
+        b.send_raw(&report);
+        until_registered(&sw, 1, b_group);
+        assert_eq!(a.recv_raw(QUIET), None, "reports go to router ports only");
+        assert_eq!(c.recv_raw(QUIET), None);
+        // Now the solicitation reaches b alone; other VLANs never see it.
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(QUIET), None, "c is not in b's group");
+        assert_eq!(x.recv_raw(QUIET), None);
+        // All-nodes is flooded.
+        let ra = ipv6_multicast(&a, "ff02::1", false, &[134, 0, 0, 0, 0, 0, 0, 0]);
+        a.send_raw(&ra);
+        assert_eq!(b.recv_raw(WAIT), Some(ra.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ra));
+        // c sends a query: its port is a router port, which gets reports
+        // and every group's frames.
+        let mut query = vec![130, 0, 0, 0, 0, 0, 0, 0];
+        query.extend_from_slice(&[0; 16]);
+        let query = ipv6_multicast(&c, "ff02::1", true, &query);
+        c.send_raw(&query);
+        assert_eq!(a.recv_raw(WAIT), Some(query.clone()));
+        assert_eq!(b.recv_raw(WAIT), Some(query));
+        let report_a = mld_report(&a, "ff05::1:3", true);
+        a.send_raw(&report_a);
+        assert_eq!(c.recv_raw(WAIT), Some(report_a));
+        assert_eq!(b.recv_raw(QUIET), None);
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns.clone()));
+        // b leaves: its group is unregistered again, so flooded.
+        b.send_raw(&mld_report(&b, b_group, false));
+        assert_eq!(c.recv_raw(WAIT).map(|f| f.len()), Some(report.len()));
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns));
+        sw.shutdown().expect("shutdown");
+    }
+
+    /// Waits until the switch knows a member of `group` on `vlan` (a
+    /// report and a frame sent from different ports race each other).
+    fn until_registered(sw: &Switch, vlan: u8, group: &str) {
+        let group = group.parse::<std::net::Ipv6Addr>().expect("group");
+        let class = snoop::Class::Data(group.octets());
+        let deadline = std::time::Instant::now() + WAIT;
+        while lock(&sw.state).snooping.forward(vlan, &class) == Forward::Flood {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{group} never registered"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_port_that_was_down_gets_all_multicast() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
+        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (c, c_port) = nic(&sw, dir.path(), "c", 1, 3);
+        let (d, d_port) = nic(&sw, dir.path(), "d", 1, 4);
+        let group = "ff02::1:ff00:2";
+        b.send_raw(&mld_report(&b, group, true));
+        until_registered(&sw, 1, group);
+        let ns = solicitation(&a, group);
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(QUIET), None);
+        assert_eq!(d.recv_raw(QUIET), None);
+        // c's link goes down and up: whatever it reported meanwhile was
+        // lost, so it gets every group's frames from now on. So does d,
+        // whose link may lose frames.
+        sw.set_link(c_port, false).expect("down");
+        sw.set_link(c_port, true).expect("up");
+        sw.set_link_faults(d_port, faults(0.0, 0, 0, Some(100_000_000)))
+            .expect("faults");
+        a.send_raw(&ns);
+        assert_eq!(b.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(ns.clone()));
+        assert_eq!(d.recv_raw(WAIT), Some(ns.clone()));
+        // The others still get only what they listen to.
+        let other = solicitation(&a, "ff02::1:ff00:9");
+        let report = mld_report(&b, "ff02::1:ff00:9", true);
+        b.send_raw(&report);
+        // Reports go to the unknown ports as to routers.
+        assert_eq!(c.recv_raw(WAIT), Some(report.clone()));
+        assert_eq!(d.recv_raw(WAIT), Some(report));
+        until_registered(&sw, 1, "ff02::1:ff00:9");
+        a.send_raw(&other);
+        assert_eq!(b.recv_raw(WAIT), Some(other.clone()));
+        assert_eq!(c.recv_raw(WAIT), Some(other.clone()));
+        assert_eq!(d.recv_raw(WAIT), Some(other));
+        assert_eq!(a.recv_raw(QUIET), None);
+        sw.shutdown().expect("shutdown");
     }
 }

@@ -913,23 +913,28 @@ pub fn shell_quote(s: &str) -> String {
 
 /// A guest shell command exiting 0 when a TCP socket listens on `port`
 /// (IPv4 or IPv6), read from `/proc/net/tcp*` so it needs no `nc`/`ss`.
+/// Shell built-ins only: a wait on each of hundreds of machines is a
+/// round trip each, and every process it starts is a fork and an exec.
 pub fn port_listening_command(port: u16) -> String {
     format!(
-        "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | \
-         awk 'BEGIN {{ f = 1 }} $4 == \"0A\" {{ n = split($2, a, \":\"); if (toupper(a[n]) == \"{port:04X}\") f = 0 }} END {{ exit f }}'"
+        "for f in /proc/net/tcp /proc/net/tcp6; do [ -r \"$f\" ] || continue; \
+         while read -r x l x s x; do [ \"$s\" = 0A ] && [ \"${{l##*:}}\" = {port:04X} ] && exit 0; \
+         done <\"$f\"; done; exit 1"
     )
 }
 
 /// A guest shell command telling a service's state by its exit status:
-/// 0 running, 1 not started yet (no pid file), 3 dead (the log's tail is
-/// printed).
+/// 0 running, 1 not started yet (no pid file), 3 dead or a zombie (the
+/// log's tail is printed). Built-ins only while the service runs (see
+/// [`port_listening_command`]).
 pub fn service_state_command(name: &str) -> String {
     let pid = shell_quote(&format!("/run/covnet/{name}.pid"));
     let log = shell_quote(&format!("/var/log/{name}.log"));
     format!(
-        "test -s {pid} || exit 1; \
-         p=$(cat {pid}); kill -0 \"$p\" 2>/dev/null && \
-         ! grep -qs '^State:[[:space:]]*Z' \"/proc/$p/status\" && exit 0; \
+        "test -s {pid} || exit 1; read -r p <{pid}; \
+         kill -0 \"$p\" 2>/dev/null && {{ z=; \
+         while read -r k v x; do [ \"$k\" = State: ] && {{ z=$v; break; }}; done 2>/dev/null <\"/proc/$p/status\"; \
+         [ \"$z\" != Z ] && exit 0; }}; \
          tail -n 20 {log} 2>/dev/null; exit 3"
     )
 }
@@ -1059,12 +1064,24 @@ mod tests {
     use super::*;
     use std::process::Command;
 
+    /// Runs `cmd` with the host's `sh` and with busybox's (the guests'
+    /// shell); both must agree.
     fn sh(cmd: &str) -> std::process::Output {
-        Command::new("sh")
+        let host = Command::new("sh")
             .arg("-c")
             .arg(cmd)
             .output()
-            .expect("run sh")
+            .expect("run sh");
+        let guest = Command::new("/bin/busybox")
+            .args(["sh", "-c", cmd])
+            .output()
+            .expect("run busybox sh (busybox-static; hint: run scripts/setup.sh)");
+        assert_eq!(
+            (host.status.code(), &host.stdout),
+            (guest.status.code(), &guest.stdout),
+            "sh and busybox sh differ on `{cmd}`"
+        );
+        host
     }
 
     #[test]
@@ -1104,6 +1121,21 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             "bind: address in use\n"
         );
+        // A zombie (exited, not reaped) is dead too.
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let zombie = format!("/proc/{}/status", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&zombie)
+            .expect("status of the unreaped child")
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
+            assert!(std::time::Instant::now() < deadline, "`true` never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::write(dir.path().join("web.pid"), child.id().to_string()).expect("pid");
+        assert_eq!(sh(&cmd).status.code(), Some(3));
+        child.wait().expect("reap");
     }
 
     #[test]

@@ -1201,3 +1201,101 @@ fn a_service_dying_before_it_is_ready_fails_the_wait_saying_so() {
         out.stderr
     );
 }
+
+/// Builds tests/fixtures/net/mcast6.c (join an IPv6 group and print what
+/// arrives, or send to one) into `dir`.
+fn build_mcast6(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/net/mcast6.c");
+    let out = dir.join("mcast6");
+    let status = Command::new("gcc")
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc runs (hint: run scripts/setup.sh)");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    out
+}
+
+/// Waits (bounded, in the machine) until `eth0` has its link-local IPv6
+/// address and no tentative one: duplicate address detection is over.
+fn wait_dad(net: &NsNet, machine: &str) {
+    net.succeed(
+        machine,
+        "for i in $(seq 200); do ip -6 addr show dev eth0 scope link | grep -q inet6 && \
+         ! ip -6 addr show dev eth0 | grep -q tentative && exit 0; sleep 0.1; done; \
+         ip -6 addr show dev eth0; exit 1",
+    );
+}
+
+/// IPv6 between namespace machines, through the switch's MLD snooping:
+/// neighbour discovery on link-local and added addresses (solicitations go
+/// to solicited-node groups), duplicate address detection that must reach
+/// the machine holding the address, and UDP to a group that two machines
+/// joined, one of them after the group was known to the switch.
+#[test]
+fn ipv6_neighbour_discovery_dad_and_multicast_between_namespace_machines() {
+    let tools = tempfile::tempdir().expect("tempdir");
+    let mcast6 = build_mcast6(tools.path());
+    let m = |name: &str| format!("[machines.{name}]\nprograms = [{:?}]\n", mcast6);
+    let net = NsNet::new(&format!("{}{}{}", m("a"), m("b"), m("c")));
+    net.start_all();
+    for name in ["a", "b", "c"] {
+        wait_dad(&net, name);
+    }
+    // Link-local: b's address, reached from a.
+    let b_ll = net.succeed(
+        "b",
+        "ip -6 -o addr show dev eth0 scope link | sed 's/.*inet6 \\([^/]*\\)\\/.*/\\1/'",
+    );
+    let b_ll = b_ll.trim();
+    assert!(
+        b_ll.starts_with("fe80::"),
+        "b's link-local address: {b_ll:?}"
+    );
+    net.succeed("a", &format!("ping6 -c 1 -W 5 {b_ll}%eth0"));
+    // Duplicate address detection: c's solicitation for a's address must
+    // reach a (a member of that solicited-node group), which defends it.
+    net.succeed("a", "ip -6 addr add fd00::1/64 dev eth0");
+    wait_dad(&net, "a");
+    net.succeed("c", "ip -6 addr add fd00::1/64 dev eth0");
+    net.succeed(
+        "c",
+        "for i in $(seq 200); do ip -6 addr show dev eth0 | grep fd00::1 | grep -q dadfailed && exit 0; sleep 0.1; done; \
+         ip -6 addr show dev eth0; exit 1",
+    );
+    net.succeed("b", "ip -6 addr add fd00::2/64 dev eth0");
+    wait_dad(&net, "b");
+    net.succeed("a", "ping6 -c 1 -W 5 fd00::2");
+    net.succeed("b", "ping6 -c 1 -W 5 fd00::1");
+    // Multicast: b joins ff05::1:3 (twice: the listener on port 5001 keeps
+    // b in the group), then c joins the group b made known.
+    let listen = |machine: &str, port: u16, secs: u32| {
+        net.succeed(
+            machine,
+            &format!(
+                "({mcast6} listen ff05::1:3 {port} eth0 {secs} > /tmp/mc{port} 2>&1 &); \
+                 for i in $(seq 100); do grep -q joined /tmp/mc{port} && exit 0; sleep 0.1; done; \
+                 cat /tmp/mc{port}; exit 1",
+                mcast6 = mcast6.display()
+            ),
+        );
+    };
+    listen("b", 5001, 120);
+    listen("b", 5000, 60);
+    listen("c", 5000, 60);
+    net.succeed(
+        "a",
+        &format!(
+            "for i in $(seq 10); do {} send ff05::1:3 5000 eth0 hello-$i || exit 1; sleep 0.3; done",
+            mcast6.display()
+        ),
+    );
+    for machine in ["b", "c"] {
+        net.succeed(
+            machine,
+            "for i in $(seq 100); do grep -q '^hello-' /tmp/mc5000 && exit 0; sleep 0.1; done; \
+             cat /tmp/mc5000; exit 1",
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! A namespace machine's network links: veth pairs whose machine end is
-//! `eth<i>` and whose far end is read and written by the runner through an
-//! `AF_PACKET` socket, relayed to the VLAN's switch port exactly as QEMU's
-//! `-netdev dgram` does (one Ethernet frame per unix datagram).
+//! `eth<i>` and whose far end is read and written by the runner's switch
+//! through an `AF_PACKET` socket attached to the VLAN's switch port
+//! ([`crate::net::switch::Switch::attach_packet_socket`]).
 //!
 //! The veth pairs are created by the machine's first process: `eth<i>` in
 //! the machine's network namespace and its peer, directly, in a second
@@ -11,15 +11,8 @@
 //! whole pair with it, and the link namespace goes when the runner closes
 //! its packet sockets.
 //!
-//! This module builds the rtnetlink requests (pure, unit-tested) and runs
-//! the frame relay; the system calls are in `ns.rs`.
-
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use super::ns;
-use super::worker::Worker;
+//! This module builds the rtnetlink requests (pure, unit-tested); the
+//! system calls are in `ns.rs`.
 
 /// `RTM_NEWLINK`.
 const RTM_NEWLINK: u16 = 16;
@@ -46,9 +39,6 @@ const NLMSG_HDRLEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;
 /// Longest interface name (without the NUL), `IFNAMSIZ - 1`.
 pub const MAX_IFNAME: usize = 15;
-/// Largest frame the relay carries (a jumbo-free Ethernet frame is 1514
-/// bytes; offloads are off, so nothing bigger should appear).
-const FRAME_BUFFER: usize = 65536;
 
 /// An interface name as the kernel's `char[IFNAMSIZ]`.
 pub type IfName = [u8; MAX_IFNAME + 1];
@@ -221,97 +211,6 @@ pub fn parse_ack(reply: &[u8]) -> Result<(), i32> {
         Ok(())
     } else {
         Err(code.saturating_neg())
-    }
-}
-
-/// One relayed NIC: the packet socket on the veth peer and the datagram
-/// socket the switch port talks to.
-#[derive(Debug)]
-pub struct RelayPort {
-    /// `AF_PACKET` socket bound to the peer.
-    pub packet: OwnedFd,
-    /// Bound to the NIC socket path, connected to the switch port.
-    pub switch: UnixDatagram,
-}
-
-/// The thread moving frames between a machine's veths and the switch.
-#[derive(Debug)]
-pub struct Relay(Worker);
-
-impl Relay {
-    /// Starts relaying for `ports` of machine `machine`.
-    pub fn spawn(machine: &str, ports: Vec<RelayPort>) -> std::io::Result<Relay> {
-        for p in &ports {
-            p.switch.set_nonblocking(true)?;
-            ns::set_nonblocking(p.packet.as_fd())?;
-        }
-        Worker::spawn(format!("relay-{machine}"), move |wake, stop| {
-            relay(ports, wake, stop)
-        })
-        .map(Relay)
-    }
-
-    /// Stops the relay and closes its sockets (which frees the link
-    /// namespace).
-    pub fn stop(&mut self) {
-        self.0.stop();
-    }
-}
-
-fn relay(ports: Vec<RelayPort>, wake: &OwnedFd, stop: &AtomicBool) {
-    let mut buf = vec![0u8; FRAME_BUFFER];
-    while !stop.load(Ordering::SeqCst) {
-        let mut fds = vec![wake.as_raw_fd()];
-        for p in &ports {
-            fds.push(p.packet.as_raw_fd());
-            fds.push(p.switch.as_raw_fd());
-        }
-        let ready = match ns::poll_readable(&fds, None) {
-            Ok(r) => r,
-            Err(err) => {
-                crate::diag::warn(format!("frame relay poll failed: {err}"));
-                return;
-            }
-        };
-        if ready.first().copied().unwrap_or(ns::Readiness::Idle) != ns::Readiness::Idle {
-            return;
-        }
-        let mut i = 1;
-        let mut moved = false;
-        let mut flagged = false;
-        for p in &ports {
-            let from_machine = ready.get(i).copied().unwrap_or(ns::Readiness::Idle);
-            let from_switch = ready.get(i + 1).copied().unwrap_or(ns::Readiness::Idle);
-            i += 2;
-            // Closed means a pending socket error (e.g. ENETDOWN while the
-            // machine's end was down): reading reports and clears it.
-            flagged |= from_machine == ns::Readiness::Closed;
-            flagged |= from_switch == ns::Readiness::Closed;
-            if from_machine != ns::Readiness::Idle {
-                // Drain what is queued; frames the switch can't take now
-                // are dropped, as a real link would.
-                loop {
-                    match ns::recv_frame(p.packet.as_fd(), &mut buf) {
-                        Ok(Some(n)) => {
-                            moved = true;
-                            let _ = p.switch.send(buf.get(..n).unwrap_or(&[]));
-                        }
-                        Ok(None) => continue,
-                        Err(_) => break,
-                    }
-                }
-            }
-            if from_switch != ns::Readiness::Idle {
-                while let Ok(n) = p.switch.recv(&mut buf) {
-                    moved = true;
-                    let _ = ns::send_frame(p.packet.as_fd(), buf.get(..n).unwrap_or(&[]));
-                }
-            }
-        }
-        if flagged && !moved {
-            // An error condition that reading did not clear: don't spin.
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! [`NamespaceMachine::new`] resolves the root file system inputs (busybox
 //! applets, the programs' ELF closure, the machine's files) and attaches
 //! one switch port per NIC. On start the backend clones the machine's init
-//! into its namespaces, starts the frame relay and the console bridges, and
+//! into its namespaces, attaches the packet socket of each NIC's veth to
+//! its switch port, starts the console bridges, and
 //! hands the session the control pty's stream; the session owns the rest
 //! of the lifecycle (see [`crate::machine::session`]). Killing
 //! init ends every process of the machine: the guest's own power-off ends
@@ -11,14 +12,14 @@
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::guest::{self, GuestFileData, NS_INIT_PATH};
-use super::link::{NicWiring, Relay, RelayPort};
+use super::link::NicWiring;
 use super::ns::{self, ChildConfig};
 use super::rootfs::{self, Inputs};
 use super::tty::TtyBridge;
@@ -28,7 +29,7 @@ use crate::machine::process::OwnedChild;
 use crate::machine::session::{self, lock, Backend, Control, Session, Setup, Sockets};
 use crate::machine::terminal::{self, Terminal};
 use crate::machine::{EventSink, MachineError};
-use crate::net::switch::Switch;
+use crate::net::switch::{PortId, Switch};
 use crate::rundir::RunDir;
 
 /// Default deadline for the first shell answer of a namespace machine.
@@ -102,15 +103,18 @@ impl NamespaceConfig {
 /// What runs while the machine is up.
 struct Running {
     init: OwnedChild,
-    relay: Option<Relay>,
+    /// Switch ports with this run's packet sockets attached.
+    attached: Vec<PortId>,
     control: TtyBridge,
     console: TtyBridge,
 }
 
 /// The namespace backend: the machine's root file system inputs and, while
-/// it runs, its init, frame relay and pty bridges.
+/// it runs, its init, attached switch ports and pty bridges.
 pub struct Namespaces {
     cfg: NamespaceConfig,
+    /// The switch of the machine's ports (named `<machine>/eth<i>`).
+    switch: Option<Arc<Switch>>,
     inputs: Inputs,
     root: PathBuf,
     ids: ns::IdMap,
@@ -137,6 +141,7 @@ impl Session<Namespaces> {
         switch: Option<Arc<Switch>>,
         events: EventSink,
     ) -> Result<NamespaceMachine, MachineError> {
+        let switch_for_backend = switch.clone();
         let setup = Setup {
             name: &cfg.name,
             run_dir,
@@ -145,7 +150,9 @@ impl Session<Namespaces> {
             switch,
             events,
         };
-        Session::create(setup, |_| Namespaces::new(cfg.clone(), run_dir))
+        Session::create(setup, |_| {
+            Namespaces::new(cfg.clone(), run_dir, switch_for_backend)
+        })
     }
 
     /// True when the machine runs in a user namespace of its own: always,
@@ -161,7 +168,11 @@ impl Session<Namespaces> {
 }
 
 impl Namespaces {
-    fn new(cfg: NamespaceConfig, run_dir: &RunDir) -> Result<Namespaces, MachineError> {
+    fn new(
+        cfg: NamespaceConfig,
+        run_dir: &RunDir,
+        switch: Option<Arc<Switch>>,
+    ) -> Result<Namespaces, MachineError> {
         let name = cfg.name.clone();
         let io_err = |what: String, source: std::io::Error| MachineError::Io {
             machine: name.clone(),
@@ -194,6 +205,7 @@ impl Namespaces {
         Ok(Namespaces {
             root: run_dir.file(&format!("{name}-root")),
             cfg,
+            switch,
             inputs,
             ids: ns::IdMap::for_this_process(),
             running: Mutex::new(None),
@@ -238,6 +250,45 @@ impl Namespaces {
         )
         .map_err(|e| self.io_err("start the console bridge", e))?;
         Ok((bridge, console_slave, console_slave_path))
+    }
+
+    /// Attaches the packet socket of each NIC's veth to the machine's
+    /// switch port (the ports of `nics` NICs, in order); on failure
+    /// detaches those already attached.
+    fn attach(
+        &self,
+        packets: Vec<std::os::fd::OwnedFd>,
+        nics: usize,
+    ) -> Result<Vec<PortId>, MachineError> {
+        let link_err = |detail: String| MachineError::Link {
+            machine: self.cfg.name.clone(),
+            up: true,
+            detail,
+        };
+        let Some(switch) = &self.switch else {
+            return Err(link_err(
+                "the machine has NICs but no switch was given".into(),
+            ));
+        };
+        let ports = switch.machine_ports(&self.cfg.name);
+        if ports.len() != nics || packets.len() != nics {
+            return Err(link_err(format!(
+                "{} switch ports and {} packet sockets for {nics} NICs",
+                ports.len(),
+                packets.len()
+            )));
+        }
+        let mut attached = Vec::new();
+        for (packet, port) in packets.into_iter().zip(ports) {
+            if let Err(err) = switch.attach_packet_socket(port, packet) {
+                for &done in &attached {
+                    switch.detach_packet_socket(done);
+                }
+                return Err(link_err(error_chain(&err)));
+            }
+            attached.push(port);
+        }
+        Ok(attached)
     }
 
     fn child_config(
@@ -336,31 +387,19 @@ impl Backend for Namespaces {
                 source: std::io::Error::other(error_chain(&err)),
             })?;
 
-        let mut relay_ports = Vec::new();
-        for (packet, (local, port)) in spawned.packets.into_iter().zip(&sockets.nics) {
-            let sock = UnixDatagram::bind(local)
-                .and_then(|s| crate::rundir::restrict_socket(local).map(|()| s))
-                .map_err(|e| self.io_err(&format!("bind {}", local.display()), e))?;
-            sock.connect(port).map_err(|e| {
-                self.io_err(&format!("connect to switch port {}", port.display()), e)
-            })?;
-            relay_ports.push(RelayPort {
-                packet,
-                switch: sock,
-            });
-        }
         let mut running = Running {
             init: spawned.init,
-            relay: None,
+            attached: Vec::new(),
             control: control_bridge,
             console: console_bridge,
         };
-        if !relay_ports.is_empty() {
-            match Relay::spawn(&self.cfg.name, relay_ports) {
-                Ok(r) => running.relay = Some(r),
+        if !spawned.packets.is_empty() {
+            let attached = self.attach(spawned.packets, sockets.nics.len());
+            match attached {
+                Ok(ports) => running.attached = ports,
                 Err(e) => {
                     let _ = running.init.kill();
-                    return Err(self.io_err("start the frame relay", e));
+                    return Err(e);
                 }
             }
         }
@@ -441,7 +480,8 @@ impl Backend for Namespaces {
     }
 
     /// Kills init (which ends every process of the machine; a grace is of
-    /// no use once the guest did not power off), stops the relay and the
+    /// no use once the guest did not power off), detaches its packet
+    /// sockets from the switch (closing them), stops the
     /// bridges, and removes the root mount point.
     fn stop(&self, _grace: Option<Duration>) -> Option<Result<String, String>> {
         let Some(mut r) = lock(&self.running).take() else {
@@ -454,8 +494,10 @@ impl Backend for Namespaces {
             .kill()
             .map(|st| ns::describe_status(st.into_raw()))
             .map_err(|err| err.to_string());
-        if let Some(mut relay) = r.relay.take() {
-            relay.stop();
+        if let Some(switch) = &self.switch {
+            for &port in &r.attached {
+                switch.detach_packet_socket(port);
+            }
         }
         r.control.stop();
         r.console.stop();

@@ -10,7 +10,8 @@
 //!   ptys), all `unsafe` in one place;
 //! - `rootfs.rs`: the root file system as a plan of steps;
 //! - `guest.rs`: the generated guest files (same form as the VM image);
-//! - `link.rs`: veth wiring messages and the frame relay to the switch;
+//! - `link.rs`: veth wiring messages (the switch reads and writes the
+//!   veths' packet sockets itself);
 //! - `tty.rs`: pty bridges for the control shell and the console;
 //! - `machine.rs`: the [`Namespaces`] backend of the machine session
 //!   ([`NamespaceMachine`] is a session over it).

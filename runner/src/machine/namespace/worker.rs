@@ -1,5 +1,5 @@
 //! A thread of a namespace machine's host side that polls its own fds and
-//! a wake pipe (the NIC relay, the tty bridges), and stops when asked:
+//! a wake pipe (the tty bridges), and stops when asked:
 //! [`Worker::stop`] (also on drop) sets the stop flag, wakes the thread
 //! and joins it.
 

@@ -322,7 +322,7 @@ fn child_network(a: &mut ChildArgs) -> Result<(), Fail> {
                 Stage::PacketSocket(n),
             )?;
             let one: libc::c_int = 1;
-            // Best effort (Linux >= 4.20): the relay filters outgoing frames
+            // Best effort (Linux >= 4.20): the switch filters outgoing frames
             // itself as well.
             libc::setsockopt(
                 pkt,
