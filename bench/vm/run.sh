@@ -6,7 +6,8 @@
 # writes the "vm-boot" section of bench/RESULTS.md.
 #
 #   bash bench/vm/run.sh [--allow-dirty] [RUNS] [VARIANT...]
-#   variants: gzip (image as built), plain (decompressed), nonic, acpi, qboot,
+#   variants: gzip (image as built), bzimage (the same through the bzImage,
+#   not the PVH entry), plain (decompressed), nonic, acpi, qboot,
 #   restore (gzip image restored from a snapshot saved by one uncounted boot)
 #   COVNET_BENCH_TRACE=1 also prints console lines with their time.
 #
@@ -19,7 +20,7 @@ set -- "${BENCH_ARGS[@]}"
 runs=${1:-5}
 shift || true
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(gzip restore plain nonic acpi qboot)
+[ ${#variants[@]} -gt 0 ] || variants=(gzip bzimage restore plain nonic acpi qboot)
 bench_build_covnet release --example vm_boot_bench
 bench_version QEMU "$(bench_qemu_version)"
 bench_version "guest kernel" "$(bench_guest_kernel)"
@@ -32,17 +33,19 @@ python3 - "$log" "$runs" <<'PY' | bench_write_section
 import re, sys
 log, runs = open(sys.argv[1]).read(), sys.argv[2]
 what = {
-    "gzip": "default (SeaBIOS, `acpi=off`), gzip image as built",
+    "gzip": "default (PVH entry, SeaBIOS, `acpi=off`), gzip image as built",
+    "bzimage": "gzip image, booted through the bzImage (its decompressor), not the PVH entry",
     "plain": "default, uncompressed image",
     "nonic": "default, uncompressed, no NIC",
     "acpi": "uncompressed, with ACPI (SeaBIOS)",
     "qboot": "uncompressed, qboot firmware + ACPI (qboot needs ACPI)",
     "restore": "gzip image, restored from its snapshot (warm: a rerun of the same spec)",
 }
-head = re.search(r"accel=(\S+) kernel=(\S+) image=\S+ \((\d+) KiB gzip, (\d+) KiB plain\)", log)
+head = re.search(r"accel=(\S+) kernel=(\S+) \(PVH entry of (\S+)\) image=\S+ \((\d+) KiB gzip, (\d+) KiB plain\)", log)
 print(f"`vm_boot_bench {runs}`: one machine (`-smp 1`, 256 MiB, `-M pc`, one virtio-net NIC "
-      f"on the runner's switch), accelerator `{head.group(1)}`, kernel `{head.group(2)}`, "
-      f"initramfs {head.group(3)} KiB gzip / {head.group(4)} KiB uncompressed. QEMU CPU is "
+      f"on the runner's switch), accelerator `{head.group(1)}`, kernel `{head.group(2)}` (the "
+      f"PVH kernel unpacked from `{head.group(3)}`, as `covnet run` boots it), "
+      f"initramfs {head.group(4)} KiB gzip / {head.group(5)} KiB uncompressed. QEMU CPU is "
       "user+system time from /proc at the first shell answer: a single-vCPU TCG guest is "
       "CPU-bound, so it is close to the wall time on an idle host.")
 print()

@@ -3,7 +3,10 @@
 //! (init.sh + control.sh + virtio modules + busybox, one NIC on a switch).
 //!
 //! Usage: `cargo run -p covnet-runner --example vm_boot_bench -- [RUNS] [VARIANT...]`
-//! Variants: `gzip` (the image as built), `plain` (the same image
+//! Every variant boots the PVH kernel unpacked from the host's bzImage, as
+//! `covnet run` does, except `bzimage`.
+//! Variants: `gzip` (the image as built), `bzimage` (the gzip image, booted
+//! through the bzImage and its decompressor), `plain` (the same image
 //! decompressed), `nonic` (no NIC, plain image), `acpi` (plain, with ACPI),
 //! `qboot` (plain, qboot firmware, with ACPI, which qboot needs),
 //! `restore` (the gzip image with a snapshot cache of its own: one boot
@@ -19,6 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use covnet_runner::image::initramfs::ImageBuilder;
 use covnet_runner::image::kernel::Kernel;
+use covnet_runner::image::pvh;
 use covnet_runner::machine::vm::accel::{self, AccelRequest};
 use covnet_runner::machine::vm::snapshot::SnapshotCache;
 use covnet_runner::machine::vm::{Vm, VmConfig};
@@ -46,13 +50,16 @@ fn main() -> anyhow::Result<()> {
     let image = ImageBuilder::new(&spec, machine, &kernel)
         .cache_dir(run.file("cache"))
         .build()?;
+    // What `covnet run` boots: the PVH kernel unpacked from the bzImage.
+    let pvh = pvh::cached(&kernel.image, &run.file("cache"))?;
     let plain = run.file("plain.cpio");
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&image.path)?).read_to_end(&mut bytes)?;
     std::fs::write(&plain, &bytes)?;
     let gz_len = std::fs::metadata(&image.path)?.len();
     println!(
-        "accel={accel} kernel={} image={} ({} KiB gzip, {} KiB plain)",
+        "accel={accel} kernel={} (PVH entry of {}) image={} ({} KiB gzip, {} KiB plain)",
+        pvh.display(),
         kernel.image.display(),
         image.path.display(),
         gz_len / 1024,
@@ -60,10 +67,14 @@ fn main() -> anyhow::Result<()> {
     );
     let switch = Arc::new(Switch::start()?);
     for variant in &variants {
-        let mut cfg = VmConfig::from_spec(machine, &kernel.image, &plain, accel, None);
+        let mut cfg = VmConfig::from_spec(machine, &pvh, &plain, accel, None);
         cfg.name = format!("bench-{variant}");
         match variant.as_str() {
             "gzip" => cfg.initrd = image.path.clone(),
+            "bzimage" => {
+                cfg.initrd = image.path.clone();
+                cfg.kernel = kernel.image.clone();
+            }
             "plain" => {}
             "nonic" => cfg.nics.clear(),
             "acpi" => cfg.acpi = true,
