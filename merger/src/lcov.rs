@@ -116,6 +116,79 @@ pub struct Record {
     pub file: FileCoverage,
 }
 
+/// A record read and checked but not yet built into a [`FileCoverage`]:
+/// its counts in sorted runs, a fraction of the memory of the line map
+/// [`Parsed::into_record`] builds. A reader can run ahead of the code
+/// that merges its records and hold them in this form.
+#[derive(Debug)]
+pub struct Parsed {
+    test_name: String,
+    source: String,
+    da: Vec<(u32, i64)>,
+    da_late: BTreeMap<u32, i64>,
+    branches: Vec<((u32, u32, u32), Branch)>,
+    branches_late: BTreeMap<(u32, u32, u32), Branch>,
+    functions: Vec<FunctionCoverage>,
+}
+
+impl Parsed {
+    /// The `TN` of the section the record belongs to ("" when none).
+    pub fn test_name(&self) -> &str {
+        &self.test_name
+    }
+
+    /// The record, its lines in a map (what [`Reader::next_record`]
+    /// returns).
+    pub fn into_record(self) -> Record {
+        // Both runs of lines, and both of branches, are sorted: merge each
+        // pair, and the lines with the branches grouped by line, into the
+        // map's bulk build (sorted input packs the tree's nodes full).
+        let mut counts = sorted_union(self.da, self.da_late).peekable();
+        let mut branches = sorted_union(self.branches, self.branches_late).peekable();
+        // Each line's branches in a vector of their number (pushed one by
+        // one, two branches would take room for four: 20 MB per tracefile
+        // on the reporter corpus).
+        let mut on_line: Vec<Branch> = Vec::new();
+        let lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
+            let next_branch = branches.peek().map(|((l, _, _), _)| *l);
+            let line = match (counts.peek(), next_branch) {
+                (Some(&(a, _)), Some(b)) => a.min(b),
+                (Some(&(a, _)), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => return None,
+            };
+            let count = counts.next_if(|&(a, _)| a == line).map_or(0, |(_, c)| c);
+            on_line.clear();
+            while let Some((_, b)) = branches.next_if(|((l, _, _), _)| *l == line) {
+                on_line.push(b);
+            }
+            let mut line_branches = Vec::new();
+            if !on_line.is_empty() {
+                line_branches.reserve_exact(on_line.len());
+                line_branches.append(&mut on_line);
+            }
+            Some((
+                line,
+                LineCoverage {
+                    count,
+                    branches: line_branches,
+                    ..LineCoverage::default()
+                },
+            ))
+        })
+        .collect();
+        Record {
+            test_name: self.test_name,
+            source: self.source,
+            file: FileCoverage {
+                lines,
+                functions: self.functions,
+                ..FileCoverage::default()
+            },
+        }
+    }
+}
+
 /// Streaming reader of lcov tracefiles: yields one [`Record`] at a time.
 pub struct Reader<R> {
     input: R,
@@ -176,6 +249,12 @@ impl<R: BufRead> Reader<R> {
 
     /// Returns the next record, `Ok(None)` at the end of the input.
     pub fn next_record(&mut self) -> Result<Option<Record>, LcovError> {
+        Ok(self.next_parsed()?.map(Parsed::into_record))
+    }
+
+    /// [`Reader::next_record`] in the form [`Parsed`], its line map not
+    /// built yet: the same records and the same errors.
+    pub fn next_parsed(&mut self) -> Result<Option<Parsed>, LcovError> {
         let mut open: Option<OpenRecord> = None;
         loop {
             self.buf.clear();
@@ -204,7 +283,7 @@ impl<R: BufRead> Reader<R> {
         &mut self,
         raw: &[u8],
         open: &mut Option<OpenRecord>,
-    ) -> Result<Option<Record>, LcovError> {
+    ) -> Result<Option<Parsed>, LcovError> {
         if let (Some(value), Some(rec)) = (raw.strip_prefix(b"DA:"), open.as_mut()) {
             let value = value.strip_suffix(b"\n").unwrap_or(value);
             let value = value.strip_suffix(b"\r").unwrap_or(value);
@@ -222,11 +301,10 @@ impl<R: BufRead> Reader<R> {
             let Some(rec) = open.take() else {
                 return Err(self.err(LcovErrorKind::OutsideRecord("end_of_record")));
             };
-            return Ok(Some(Record {
-                test_name: self.test_name.clone(),
-                source: rec.source.clone(),
-                file: rec.finish().map_err(|k| self.err(k))?,
-            }));
+            return rec
+                .finish(self.test_name.clone())
+                .map(Some)
+                .map_err(|k| self.err(k));
         }
         let Some((key, value)) = text.split_once(':') else {
             return Err(self.err(LcovErrorKind::Syntax(text.to_owned())));
@@ -570,7 +648,9 @@ impl OpenRecord {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<FileCoverage, LcovErrorKind> {
+    /// Settles the counts `FNDA` gave before their `FN` and sorts the
+    /// functions: everything of the record that can fail.
+    fn finish(mut self, test_name: String) -> Result<Parsed, LcovErrorKind> {
         for (name, count) in std::mem::take(&mut self.pending_counts) {
             match self.by_name.get(&name).copied() {
                 Some(i) => {
@@ -584,59 +664,18 @@ impl OpenRecord {
                 }
             }
         }
-        // Both runs of lines, and both of branches, are sorted: merge each
-        // pair, and the lines with the branches grouped by line, into the
-        // map's bulk build (sorted input packs the tree's nodes full).
-        let mut counts = sorted_union(
-            std::mem::take(&mut self.da),
-            std::mem::take(&mut self.da_late),
-        )
-        .peekable();
-        let mut branches = sorted_union(
-            std::mem::take(&mut self.branches),
-            std::mem::take(&mut self.branches_late),
-        )
-        .peekable();
-        // Each line's branches in a vector of their number (pushed one by
-        // one, two branches would take room for four: 20 MB per tracefile
-        // on the reporter corpus).
-        let mut on_line: Vec<Branch> = Vec::new();
-        let lines: BTreeMap<u32, LineCoverage> = std::iter::from_fn(|| {
-            let next_branch = branches.peek().map(|((l, _, _), _)| *l);
-            let line = match (counts.peek(), next_branch) {
-                (Some(&(a, _)), Some(b)) => a.min(b),
-                (Some(&(a, _)), None) => a,
-                (None, Some(b)) => b,
-                (None, None) => return None,
-            };
-            let count = counts.next_if(|&(a, _)| a == line).map_or(0, |(_, c)| c);
-            on_line.clear();
-            while let Some((_, b)) = branches.next_if(|((l, _, _), _)| *l == line) {
-                on_line.push(b);
-            }
-            let mut line_branches = Vec::new();
-            if !on_line.is_empty() {
-                line_branches.reserve_exact(on_line.len());
-                line_branches.append(&mut on_line);
-            }
-            Some((
-                line,
-                LineCoverage {
-                    count,
-                    branches: line_branches,
-                    ..LineCoverage::default()
-                },
-            ))
-        })
-        .collect();
         let mut functions = self.functions;
         functions.sort_by(|a, b| {
             (a.start_line, a.start_column, &a.name).cmp(&(b.start_line, b.start_column, &b.name))
         });
-        Ok(FileCoverage {
-            lines,
+        Ok(Parsed {
+            test_name,
+            source: self.source,
+            da: self.da,
+            da_late: self.da_late,
+            branches: self.branches,
+            branches_late: self.branches_late,
             functions,
-            ..FileCoverage::default()
         })
     }
 }
@@ -774,14 +813,28 @@ pub fn fold<R: BufRead>(
     input: R,
     file: &Path,
     default_name: &str,
-    mut rename: impl FnMut(&str) -> Option<String>,
+    rename: impl FnMut(&str) -> Option<String>,
 ) -> Result<Folded, LcovError> {
+    let mut reader = Reader::new(input, file);
+    let records = std::iter::from_fn(move || reader.next_parsed().transpose());
+    fold_parsed(into, records, default_name, rename)
+}
+
+/// [`fold`] of records read elsewhere ([`Reader::next_parsed`], say on
+/// another thread while `into` is read), in the tracefile's order: an
+/// error ends the fold and is returned as it comes, as [`fold`] returns
+/// the reader's. Nothing is taken from `records` when `into` is empty.
+pub fn fold_parsed<E>(
+    into: &mut Coverage,
+    records: impl IntoIterator<Item = Result<Parsed, E>>,
+    default_name: &str,
+    mut rename: impl FnMut(&str) -> Option<String>,
+) -> Result<Folded, E> {
     if into.files.is_empty() && into.captures.is_empty() {
         return Ok(Folded::Refused);
     }
-    let mut reader = Reader::new(input, file);
-    let mut next = reader.next_record()?;
-    let Some(first) = &next else {
+    let mut records = records.into_iter();
+    let Some(first) = records.next().transpose()? else {
         return Ok(Folded::All);
     };
     let section = first.test_name.clone();
@@ -791,16 +844,20 @@ pub fn fold<R: BufRead>(
         section.as_str()
     };
     let mut fold = crate::merge::Fold::new(into, name);
+    let mut next = Some(first);
     while let Some(rec) = next {
         if rec.test_name != section {
             return Ok(Folded::Refused);
         }
         if let Some(path) = rename(&rec.source) {
-            if fold.add(path, attribute(rec.file, 0, 1)).is_err() {
+            if fold
+                .add(path, attribute(rec.into_record().file, 0, 1))
+                .is_err()
+            {
                 return Ok(Folded::Refused);
             }
         }
-        next = reader.next_record()?;
+        next = records.next().transpose()?;
     }
     fold.finish();
     Ok(Folded::All)
@@ -1120,6 +1177,51 @@ mod tests {
         )
         .expect_err("syntax");
         assert_eq!((err.file.as_path(), err.line), (Path::new("b.info"), 2));
+    }
+
+    #[test]
+    fn folding_records_read_elsewhere_equals_folding_the_tracefile() {
+        let same = |p: &str| Some(p.to_owned());
+        let into = read_str(FA).expect("a");
+        let mut reader = Reader::new(FB.as_bytes(), "b.info");
+        let mut records = Vec::new();
+        while let Some(rec) = reader.next_parsed().expect("b reads") {
+            records.push(Ok::<_, String>(rec));
+        }
+        assert_eq!(records.len(), 3);
+        let mut acc = into.clone();
+        let f = fold_parsed(&mut acc, records, "b", same).expect("no error");
+        assert_eq!(f, Folded::All);
+        assert_eq!((f, acc), folded(&into, FB, same));
+        // Parsed records build what the reader's records are.
+        let mut parsed = Reader::new(FB.as_bytes(), "b.info");
+        let mut whole = Reader::new(FB.as_bytes(), "b.info");
+        while let Some(rec) = whole.next_record().expect("b reads") {
+            let p = parsed.next_parsed().expect("b reads").expect("as many");
+            assert_eq!(p.test_name(), "");
+            assert_eq!(p.into_record(), rec);
+        }
+        assert!(parsed.next_parsed().expect("end").is_none());
+        // An error ends the fold as it comes; an empty coverage takes
+        // nothing from the records.
+        let mut reader = Reader::new(FB.as_bytes(), "b.info");
+        let first = reader.next_parsed().expect("reads").expect("a record");
+        let mut acc = into.clone();
+        let err = fold_parsed(
+            &mut acc,
+            [Ok(first), Err("broken"), Err("not this")],
+            "b",
+            same,
+        );
+        assert_eq!(err, Err("broken"));
+        let mut taken = 0;
+        let records = std::iter::from_fn(|| {
+            taken += 1;
+            Some(Err::<Parsed, _>("read"))
+        });
+        let f = fold_parsed(&mut Coverage::default(), records, "b", same);
+        assert_eq!(f, Ok(Folded::Refused));
+        assert_eq!(taken, 0);
     }
 
     /// Fuzzing found it (fuzz/regressions/lcov/fnda-empty-name): `FNDA`

@@ -33,6 +33,9 @@ pub struct Site {
     /// Source files that were not found on disk (their pages list only the
     /// instrumented lines).
     pub missing_sources: Vec<String>,
+    /// The totals of the coverage, as the index sums them (for
+    /// [`crate::summary::write_table_with`]).
+    pub totals: crate::summary::Totals,
 }
 
 /// Writes the HTML site for `cov` into `dir` (created if needed).
@@ -144,6 +147,11 @@ pub fn write_site_with(
     }
 
     Ok(Site {
+        totals: crate::summary::Totals {
+            total: tree.totals,
+            per_capture: tree.capture_totals.clone(),
+            own: tree.own_totals.clone(),
+        },
         pages: tree.files.len(),
         missing_sources: tree
             .files

@@ -4,28 +4,85 @@ use std::fmt;
 use std::io::{self, Write};
 
 use covnet_merger::model::{Coverage, Summary};
+use rayon::prelude::*;
 
 use crate::tree::summaries;
 use crate::{Percent, RunInfo};
 
+/// The totals the summary table shows: over every file, and per capture
+/// of every file and of its own files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Totals over all files.
+    pub total: Summary,
+    /// Each capture's share of the whole, indexed like
+    /// [`Coverage::captures`].
+    pub per_capture: Vec<Summary>,
+    /// Each capture's totals over its own code (the files it had).
+    pub own: Vec<Summary>,
+}
+
+impl Totals {
+    /// The totals of `cov`, in one pass over the model (files side by
+    /// side).
+    pub fn of(cov: &Coverage) -> Totals {
+        let ncap = cov.captures.len();
+        let empty = || Totals {
+            total: Summary::default(),
+            per_capture: vec![Summary::default(); ncap],
+            own: vec![Summary::default(); ncap],
+        };
+        cov.files
+            .par_iter()
+            .fold(empty, |mut t, (_, f)| {
+                let (sum, seen, _) = summaries(f, ncap);
+                t.total.add(&sum);
+                for (i, ((s, o), seen)) in t
+                    .per_capture
+                    .iter_mut()
+                    .zip(t.own.iter_mut())
+                    .zip(&seen)
+                    .enumerate()
+                {
+                    s.add(seen);
+                    if f.owned_by_capture(i) {
+                        o.add(seen);
+                    }
+                }
+                t
+            })
+            .reduce(empty, |mut a, b| {
+                a.total.add(&b.total);
+                for (x, y) in a.per_capture.iter_mut().zip(&b.per_capture) {
+                    x.add(y);
+                }
+                for (x, y) in a.own.iter_mut().zip(&b.own) {
+                    x.add(y);
+                }
+                a
+            })
+    }
+}
+
 /// Writes the summary table: totals of lines, functions and branches and,
 /// when the coverage has several captures, one row group per capture.
 pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result<()> {
-    // One pass over the model for the totals and the per-capture totals.
-    let ncap = cov.captures.len();
-    let mut total = Summary::default();
-    let mut per: Vec<Summary> = vec![Summary::default(); ncap];
-    let mut own: Vec<Summary> = vec![Summary::default(); ncap];
-    for f in cov.files.values() {
-        let (sum, seen, _) = summaries(f, ncap);
-        total.add(&sum);
-        for (i, ((s, o), seen)) in per.iter_mut().zip(own.iter_mut()).zip(&seen).enumerate() {
-            s.add(seen);
-            if f.owned_by_capture(i) {
-                o.add(seen);
-            }
-        }
-    }
+    write_table_with(cov, info, &Totals::of(cov), out)
+}
+
+/// [`write_table`] with `cov`'s totals already summed (the HTML site sums
+/// them for its index: [`crate::html::Site::totals`]).
+pub fn write_table_with(
+    cov: &Coverage,
+    info: &RunInfo,
+    totals: &Totals,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let Totals {
+        total,
+        per_capture: per,
+        own,
+    } = totals;
     writeln!(
         out,
         "{} ({} files, {})",
@@ -38,7 +95,7 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
         "  {:<10} {:>12} {:>12} {:>9}",
         "", "hit", "total", "coverage"
     )?;
-    for (name, p) in metrics(&total) {
+    for (name, p) in metrics(total) {
         writeln!(out, "  {name:<10} {:>12} {:>12} {:>9}", p.hit, p.found, p)?;
     }
     if cov.captures.len() > 1 {
@@ -60,7 +117,7 @@ pub fn write_table(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::
             "  {:<width$} {:>16} {:>16} {:>16} {:>8}",
             "machine", "lines", "functions", "branches", "all"
         )?;
-        for (name, (s, o)) in cov.captures.iter().zip(per.iter().zip(&own)) {
+        for (name, (s, o)) in cov.captures.iter().zip(per.iter().zip(own)) {
             let [l, f, b] = metrics(o).map(|(_, p)| p);
             let all = Percent::new(s.lines_hit, s.lines_found);
             writeln!(
@@ -221,6 +278,27 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let web: Vec<&str> = text.lines().nth(7).unwrap().split_whitespace().collect();
         assert_eq!(web, ["web", "25.0%", "n/a", "n/a", "12.5%"]);
+    }
+
+    #[test]
+    fn the_site_sums_the_totals_the_table_sums() {
+        let mut owned = cov();
+        let mut other = owned.files.values().next().unwrap().clone();
+        other.owned_by = vec![false, true];
+        owned.files.insert("/src/only_db.c".into(), other);
+        let t = Totals::of(&owned);
+        assert_eq!(t.total.lines_found, 8);
+        assert_eq!(t.per_capture[0].lines_hit, 2);
+        assert_eq!(t.own[0].lines_hit, 1);
+        assert_eq!(t.own[1].lines_hit, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let info = RunInfo::now("t", vec![]);
+        let site = crate::html::write_site(&owned, &info, dir.path()).unwrap();
+        assert_eq!(site.totals, t);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_table(&owned, &info, &mut a).unwrap();
+        write_table_with(&owned, &info, &site.totals, &mut b).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -136,7 +136,11 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 
     let stdout = io::stdout();
     let mut out = stdout.lock();
-    summary::write_table(&cov, &info, &mut out)?;
+    // The site summed the totals for its index already.
+    match written.html.as_ref().map(|site| &site.totals) {
+        Some(totals) => summary::write_table_with(&cov, &info, totals, &mut out)?,
+        None => summary::write_table(&cov, &info, &mut out)?,
+    }
     if let Some(d) = &delta {
         diff::output::write_terminal(d, &cov.captures, &mut out)?;
     }

@@ -7,9 +7,11 @@
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use covnet_merger::capture::{CaptureDir, NotesSearch};
-use covnet_merger::lcov::Folded;
+use covnet_merger::lcov::{Folded, LcovError, Parsed};
 use covnet_merger::model::Coverage;
 use covnet_merger::paths::SourceRewrite;
 use covnet_merger::pipeline::{self, GatherError, Notice, Request};
@@ -232,10 +234,14 @@ pub fn load(
 
 /// Reads `files` in order, folding each lcov tracefile after the first
 /// into the coverage of those before it as it is read
-/// ([`covnet_merger::lcov::fold`]): one model in memory instead of one per
-/// file and their merge. `None` when a tracefile does not fold
-/// ([`Folded::Refused`]): the caller then reads and merges them whole, and
-/// reports what that finds.
+/// ([`covnet_merger::lcov::fold_parsed`]): one model in memory instead of
+/// one per file and their merge. Each file after the first is parsed on
+/// a thread of its own while the one before it is read or folded
+/// ([`read_ahead`]), its records waiting in their compact form
+/// ([`Parsed`]); they are folded, and their errors reported, in file
+/// order, as reading one file after the other would. `None` when a
+/// tracefile does not fold ([`Folded::Refused`]): the caller then reads
+/// and merges them whole, and reports what that finds.
 fn fold_files(files: &[&PathBuf], retrace: &SourceRewrite) -> Result<Option<Coverage>, InputError> {
     let rewritten = |input: &Path, one: Coverage| {
         retrace.apply(one).map_err(|source| InputError::Rewrite {
@@ -243,41 +249,120 @@ fn fold_files(files: &[&PathBuf], retrace: &SourceRewrite) -> Result<Option<Cove
             source,
         })
     };
-    let mut cov: Option<Coverage> = None;
-    for input in files {
-        let Some(mut acc) = cov.take() else {
-            cov = Some(rewritten(input, read_file(input)?)?);
-            continue;
-        };
-        if starts_json(input)? {
-            let one = rewritten(input, read_file(input)?)?;
-            acc = covnet_merger::merge::merge(acc, one).map_err(|source| InputError::Merge {
-                path: input.to_path_buf(),
-                source,
-            })?;
-        } else {
-            let file = File::open(input).map_err(|source| InputError::Open {
-                path: input.to_path_buf(),
-                source,
-            })?;
-            let folded = covnet_merger::lcov::fold(
-                &mut acc,
-                BufReader::new(file),
-                input,
-                &stem(input),
-                |path| retrace.rewrite_one(path),
-            )
-            .map_err(|source| InputError::Lcov {
-                path: input.to_path_buf(),
-                source,
-            })?;
-            if folded != Folded::All {
+    std::thread::scope(|scope| {
+        let mut cov: Option<Coverage> = None;
+        let mut ahead: Option<Ahead> = None;
+        for (i, input) in files.iter().enumerate() {
+            let this = ahead.take();
+            ahead = files.get(i + 1).map(|next| read_ahead(scope, next));
+            let Some(mut acc) = cov.take() else {
+                cov = Some(rewritten(input, read_file(input)?)?);
+                continue;
+            };
+            let Some(this) = this else {
+                // Every file after the first was given a reader above.
                 return Ok(None);
+            };
+            let json = match this.kind.recv() {
+                Ok(kind) => kind?,
+                Err(_) => return Err(panicked(input)),
+            };
+            if json {
+                let one = rewritten(input, read_file(input)?)?;
+                acc =
+                    covnet_merger::merge::merge(acc, one).map_err(|source| InputError::Merge {
+                        path: input.to_path_buf(),
+                        source,
+                    })?;
+            } else {
+                let records = this.records.iter().map(|r| {
+                    r.map_err(|source| InputError::Lcov {
+                        path: input.to_path_buf(),
+                        source,
+                    })
+                });
+                let folded =
+                    covnet_merger::lcov::fold_parsed(&mut acc, records, &stem(input), |path| {
+                        retrace.rewrite_one(path)
+                    })?;
+                if folded != Folded::All {
+                    return Ok(None);
+                }
+                // The stream ended: at the end of the file, or cut short by
+                // a reader that died.
+                if this.reader.join().is_err() {
+                    return Err(panicked(input));
+                }
+            }
+            cov = Some(acc);
+        }
+        Ok(cov)
+    })
+}
+
+/// A tracefile being parsed on a thread of its own ([`read_ahead`]).
+struct Ahead<'s> {
+    /// First: whether the file is JSON (then nothing follows: it is read
+    /// whole), or why it could not be opened.
+    kind: Receiver<Result<bool, InputError>>,
+    /// Then its records in order, up to the end or the first error.
+    records: Receiver<Result<Parsed, LcovError>>,
+    /// The thread.
+    reader: ScopedJoinHandle<'s, ()>,
+}
+
+/// Starts parsing `input` on a thread of `scope`. The thread stops at the
+/// end of the file, at its first error, or as soon as its receivers are
+/// dropped (the fold it was for ended early).
+fn read_ahead<'s>(scope: &'s Scope<'s, '_>, input: &'s Path) -> Ahead<'s> {
+    let (kind_tx, kind) = channel();
+    let (records_tx, records) = channel();
+    let reader = scope.spawn(move || {
+        let lcov = starts_json(input).and_then(|json| {
+            let file = (!json)
+                .then(|| {
+                    File::open(input).map_err(|source| InputError::Open {
+                        path: input.to_path_buf(),
+                        source,
+                    })
+                })
+                .transpose()?;
+            Ok((json, file))
+        });
+        let file = match lcov {
+            Ok((json, file)) => {
+                if kind_tx.send(Ok(json)).is_err() {
+                    return;
+                }
+                file
+            }
+            Err(e) => {
+                let _ = kind_tx.send(Err(e));
+                return;
+            }
+        };
+        let Some(file) = file else { return };
+        let mut reader = covnet_merger::lcov::Reader::new(BufReader::new(file), input);
+        while let Some(rec) = reader.next_parsed().transpose() {
+            let failed = rec.is_err();
+            if records_tx.send(rec).is_err() || failed {
+                return;
             }
         }
-        cov = Some(acc);
+    });
+    Ahead {
+        kind,
+        records,
+        reader,
     }
-    Ok(cov)
+}
+
+/// The error for a reader thread that ended without a word (it panicked).
+fn panicked(input: &Path) -> InputError {
+    InputError::Io {
+        path: input.to_path_buf(),
+        source: std::io::Error::other("the reader thread panicked"),
+    }
 }
 
 /// Whether the first byte of `path` after white space is `{` (a JSON
@@ -403,10 +488,26 @@ mod tests {
     fn read_and_merge(paths: &[PathBuf]) -> Result<Coverage, String> {
         let mut acc = Coverage::default();
         for p in paths {
-            let one = read_file(p).map_err(|e| e.to_string())?;
-            acc = covnet_merger::merge::merge(acc, one).map_err(|e| e.to_string())?;
+            let one = read_file(p).map_err(|e| chain(&e))?;
+            acc = covnet_merger::merge::merge(acc, one).map_err(|source| {
+                chain(&InputError::Merge {
+                    path: p.clone(),
+                    source,
+                })
+            })?;
         }
         Ok(acc)
+    }
+
+    /// An error and its causes, as the CLI prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out = format!("{out}: {c}");
+            cause = c.source();
+        }
+        out
     }
 
     #[test]
@@ -442,6 +543,12 @@ mod tests {
             "over.info",
             &format!("SF:/s/a.c\nDA:1,{}\nend_of_record\n", i64::MAX),
         );
+        // Errors come in file order, though later files are read ahead.
+        let bad = write(
+            "bad.info",
+            "SF:/s/a.c\nDA:1,1\nend_of_record\nSF:/s/b.c\nDA:x\n",
+        );
+        let missing = dir.path().join("missing.info");
         let json = dir.path().join("r.json");
         let cov = read_file(&b).unwrap();
         covnet_reporter::json::write_path(&cov, &RunInfo::now("t", vec![]), &json).unwrap();
@@ -455,17 +562,30 @@ mod tests {
             vec![a.clone(), two.clone(), b.clone()],
             vec![a.clone(), parts.clone()],
             vec![a.clone(), over.clone(), over.clone()],
+            vec![a.clone(), bad.clone(), missing.clone()],
+            vec![a.clone(), missing.clone(), bad.clone()],
+            vec![bad.clone(), missing.clone()],
+            vec![missing.clone(), bad.clone()],
+            vec![a.clone(), b.clone(), bad.clone()],
         ] {
             let want = read_and_merge(&inputs);
             let got = load(&inputs, &settings, &rewrite, false)
                 .map(|l| l.coverage)
-                .map_err(|e| {
-                    std::error::Error::source(&e).map_or(e.to_string(), |s| s.to_string())
-                });
+                .map_err(|e| chain(&e));
             assert_eq!(got, want, "{inputs:?}");
         }
-        let err = load(&[a, over.clone(), over], &settings, &rewrite, false).unwrap_err();
+        let err = load(&[a.clone(), over.clone(), over], &settings, &rewrite, false).unwrap_err();
         assert!(matches!(&err, InputError::Merge { .. }), "{err}");
+        let err = load(&[a.clone(), bad.clone()], &settings, &rewrite, false).unwrap_err();
+        assert!(
+            matches!(&err, InputError::Lcov { path, source } if path == &bad && source.line == 5),
+            "{err}"
+        );
+        let err = load(&[a, missing.clone(), bad], &settings, &rewrite, false).unwrap_err();
+        assert!(
+            matches!(&err, InputError::Open { path, .. } if path == &missing),
+            "{err}"
+        );
     }
 
     #[test]
