@@ -136,11 +136,12 @@ Issue 18, goal 4: >= 30x genhtml's wall time: **$(verdict "$wall_x >= 30")**;
 >= 20x in CPU time: **$(verdict "$cpu_x >= 20")**; peak memory at or below
 genhtml's: **$(verdict "$c_rss_max <= $g_rss_min")** (covnet's highest
 $((c_rss_max / 1024)) MB, genhtml's lowest $((g_rss_min / 1024)) MB).
-covnet's time includes reading the first tracefile and folding the
-second into its model as it is read (the merger's lcov reader, one model
-in memory) and reading every source twice (exclusion markers, then the
-page); its peak memory is that model, pages are written one by one as
-they are rendered. gcovr cannot read lcov tracefiles:
+covnet's time includes reading the first tracefile while the second is
+parsed on another thread into compact records, then folding those into
+the first one's model (the merger's lcov reader, one model in memory),
+and reading every source twice (exclusion markers, then the page); its
+peak memory is that model and the parsed records, pages are written one
+by one as they are rendered. gcovr cannot read lcov tracefiles:
 \`lcov_to_gcovr.py\` converts them to gcovr's JSON first (untimed). The
 machine is shared: wall times vary with the load shown above (genhtml
 runs on one core, covnet on both, so the wall ratio depends on the load
