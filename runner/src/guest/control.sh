@@ -7,9 +7,12 @@
 # console: QEMU drops console output whenever the host socket is
 # momentarily full, and a tty would also need raw mode.
 #
-# Requests are single lines of ASCII tokens (binary data travels as base64):
+# Requests are single lines of ASCII tokens (uploaded data travels as
+# base64; a command as raw bytes after its line, read with the read
+# builtin: no decoding process per command):
 #   <id> PING
-#   <id> EXEC <command-base64>
+#   <id> EXEC <length>
+#        followed by exactly <length> bytes: the command, as it is (no NUL)
 #   <id> KILL <exec-id>          (no reply: kills that command's group)
 #   <id> PUT <path-base64> <mode-octal> <append 0|1> <length>
 #        followed by exactly <length> bytes of base64 data
@@ -69,6 +72,12 @@ if [ "${1:-}" = --port ]; then
 fi
 
 mkdir -p "$work" || exit 1
+# Commands run from / (run_exec changes directory): the work files by
+# absolute path.
+case $work in
+/*) ;;
+*) work=$PWD/$work ;;
+esac
 
 if [ "$dev" != - ]; then
 	locate_port
@@ -93,25 +102,25 @@ reply_files() {
 	echo "=covnet $1 end $2"
 }
 
-# run_exec ID COMMAND-BASE64 (runs in the background)
+# run_exec ID (runs in the background; the command is in $cmd). Each
+# process counts, most of all in a TCG guest where a fork of busybox costs
+# milliseconds: this subshell, the command's fork (which execs setsid, then
+# sh), one rm; stat and dd only when there is stdout, base64 only when there
+# is stderr. cd here, not in a subshell of its own: this shell is a
+# background copy already.
 run_exec() {
-	id=$1
-	out=$work/$id.out
-	err=$work/$id.err
-	if ! cmd=$(printf '%s' "$2" | base64 -d 2>"$err"); then
-		reply_files "$id" 126 /dev/null "$err"
-		rm -f "$err"
-		return
-	fi
+	out=$work/$1.out
+	err=$work/$1.err
+	cd / || return
 	# setsid: the command leads its own session and process group, so
 	# KILL reaches everything it started (unless it setsid'ed again).
-	(cd / && exec setsid sh -c "$cmd") </dev/null >"$out" 2>"$err" &
+	setsid sh -c "$cmd" </dev/null >"$out" 2>"$err" &
 	cpid=$!
-	echo "$cpid" >"$work/$id.pid"
+	echo "$cpid" >"$work/$1.pid"
 	wait "$cpid"
 	status=$?
-	reply_files "$id" "$status" "$out" "$err"
-	rm -f "$out" "$err" "$work/$id.pid"
+	reply_files "$1" "$status" "$out" "$err"
+	rm -f "$out" "$err" "$work/$1.pid"
 }
 
 # do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin)
@@ -169,7 +178,15 @@ serve() {
 	while IFS=' ' read -r id op a1 a2 a3 a4; do
 		case $op in
 		PING) echo "=covnet $id end 0" ;;
-		EXEC) run_exec "$id" "$a1" & ;;
+		EXEC)
+			# Exactly $a1 bytes, newlines and backslashes included
+			# (-d '': no delimiter but NUL, which a command cannot hold).
+			cmd=
+			if [ "$a1" -gt 0 ]; then
+				IFS= read -r -d '' -n "$a1" cmd
+			fi
+			run_exec "$id" &
+			;;
 		KILL)
 			if [ -f "$work/$a1.pid" ]; then
 				kill -KILL -- "-$(cat "$work/$a1.pid")" 2>/dev/null
