@@ -104,9 +104,10 @@ reply_files() {
 
 # run_exec ID (runs in the background; the command is in $cmd). Each
 # process counts, most of all in a TCG guest where a fork of busybox costs
-# milliseconds: this subshell, the command's fork (which execs setsid, then
-# sh), one rm; stat and dd only when there is stdout, base64 only when there
-# is stderr. cd here, not in a subshell of its own: this shell is a
+# milliseconds: this subshell and the command's fork (which execs setsid,
+# then sh); stat and dd only when there is stdout, base64 only when there
+# is stderr. The work files are not removed here but marked done, and
+# removed by one rm per CLEAN_EVERY commands (clean_done). cd here, not in a subshell of its own: this shell is a
 # background copy already.
 run_exec() {
 	out=$work/$1.out
@@ -119,8 +120,26 @@ run_exec() {
 	echo "$cpid" >"$work/$1.pid"
 	wait "$cpid"
 	status=$?
+	# A late KILL must not reach a later group that got this number.
+	: >"$work/$1.pid"
 	reply_files "$1" "$status" "$out" "$err"
-	rm -f "$out" "$err" "$work/$1.pid"
+	# Free the output now (a background child may still add to it).
+	: >"$out"
+	: >"$err"
+	: >"$work/$1.done"
+}
+
+# clean_done: removes the work files of the commands that replied, in one
+# rm (in the background: the caller is the serve loop).
+CLEAN_EVERY=32
+clean_done() {
+	set --
+	for f in "$work"/*.done; do
+		[ -e "$f" ] || continue
+		i=${f%.done}
+		set -- "$@" "$f" "$i.out" "$i.err" "$i.pid"
+	done
+	[ $# -gt 0 ] && rm -f "$@" &
 }
 
 # do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin)
@@ -174,6 +193,7 @@ do_poweroff() {
 	exit 0
 }
 
+execs=0
 serve() {
 	while IFS=' ' read -r id op a1 a2 a3 a4; do
 		case $op in
@@ -186,6 +206,10 @@ serve() {
 				IFS= read -r -d '' -n "$a1" cmd
 			fi
 			run_exec "$id" &
+			execs=$((execs + 1))
+			if [ $((execs % CLEAN_EVERY)) = 0 ]; then
+				clean_done
+			fi
 			;;
 		KILL)
 			if [ -f "$work/$a1.pid" ]; then

@@ -1131,6 +1131,35 @@ mod tests {
     }
 
     #[test]
+    fn work_files_of_replied_commands_are_removed_in_batches() {
+        let mut h = harness();
+        let ctl = h._work.path().join("ctl");
+        let count = || std::fs::read_dir(&ctl).expect("work dir").count();
+        for _ in 0..70 {
+            let out = h
+                .channel
+                .execute("echo x; echo y >&2", SLACK, SLACK)
+                .expect("execute");
+            assert_eq!(
+                (out.stdout.as_slice(), out.stderr.as_slice()),
+                (&b"x\n"[..], &b"y\n"[..])
+            );
+        }
+        // Four files a command (out, err, pid, done) if nothing were removed;
+        // the batch removals at the 32nd and 64th request run in the
+        // background, so wait for them (well within the test's limit).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count() > 4 * 40 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            count() <= 4 * 40,
+            "{} work files left after 70 commands",
+            count()
+        );
+    }
+
+    #[test]
     fn put_failure_reports_guest_stderr() {
         let mut h = harness();
         let res = h
