@@ -97,9 +97,15 @@ reply_files() {
 		echo "=covnet $1 raw $((n))"
 		dd if="$3" bs=65536 iflag=count_bytes,fullblock count="$((n))" 2>/dev/null
 	fi
-	echo "=covnet $1 err"
-	[ -s "$4" ] && base64 "$4"
-	echo "=covnet $1 end $2"
+	if [ -s "$4" ]; then
+		echo "=covnet $1 err"
+		base64 "$4"
+		echo "=covnet $1 end $2"
+	else
+		# One write, not two: each is a round of the port (a QEMU
+		# notification in a VM) and a wake-up of the host's reader.
+		printf '=covnet %s err\n=covnet %s end %s\n' "$1" "$1" "$2"
+	fi
 }
 
 # run_exec ID (runs in the background; the command is in $cmd). Each
