@@ -148,14 +148,31 @@ clean_done() {
 	[ $# -gt 0 ] && rm -f "$@" &
 }
 
-# do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin)
+# do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin).
+# PUTs run in the serve loop, one at a time: one err file serves them all
+# (emptied, never removed). The chunks of a file share its path: it is
+# decoded, its directory made (only if missing; the name cut by the shell,
+# no dirname process) and its mode set with the first chunk; an appending
+# chunk of the same path (put_b64, set once a first chunk succeeded) only
+# appends.
+put_b64=
 do_put() {
-	id=$1
-	err=$work/$id.err
+	err=$work/put.err
+	: >"$err"
 	status=0
-	path=$(printf '%s' "$2" | base64 -d 2>"$err") || status=$?
-	if [ "$status" -eq 0 ]; then
-		mkdir -p "$(dirname "$path")" 2>>"$err" || status=$?
+	if [ "$4" != 1 ] || [ "$2" != "$put_b64" ]; then
+		put_b64=
+		path=$(printf '%s' "$2" | base64 -d 2>>"$err") || status=$?
+		case $path in
+		*/*) dir=${path%/*} ;;
+		*) dir=. ;;
+		esac
+		if [ "$status" -eq 0 ] && ! [ -d "${dir:-/}" ]; then
+			mkdir -p "${dir:-/}" 2>>"$err" || status=$?
+		fi
+		first=1
+	else
+		first=0
 	fi
 	if [ "$status" -eq 0 ] && [ "$4" = 1 ]; then
 		head -c "$5" | base64 -d >>"$path" 2>>"$err" || status=$?
@@ -165,11 +182,11 @@ do_put() {
 		# Consume the data anyway to stay in sync with the host.
 		head -c "$5" >/dev/null
 	fi
-	if [ "$status" -eq 0 ]; then
+	if [ "$status" -eq 0 ] && [ "$first" = 1 ]; then
 		chmod "$3" "$path" 2>>"$err" || status=$?
+		[ "$status" -eq 0 ] && put_b64=$2
 	fi
-	reply_files "$id" "$status" /dev/null "$err"
-	rm -f "$err"
+	reply_files "$1" "$status" /dev/null "$err"
 }
 
 # do_poweroff ID GRACE: TERM the services, wait for them, sync, power off.
