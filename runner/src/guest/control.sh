@@ -7,9 +7,12 @@
 # console: QEMU drops console output whenever the host socket is
 # momentarily full, and a tty would also need raw mode.
 #
-# Requests are single lines of ASCII tokens (binary data travels as base64):
+# Requests are single lines of ASCII tokens (uploaded data travels as
+# base64; a command as raw bytes after its line, read with the read
+# builtin: no decoding process per command):
 #   <id> PING
-#   <id> EXEC <command-base64>
+#   <id> EXEC <length>
+#        followed by exactly <length> bytes: the command, as it is (no NUL)
 #   <id> KILL <exec-id>          (no reply: kills that command's group)
 #   <id> PUT <path-base64> <mode-octal> <append 0|1> <length>
 #        followed by exactly <length> bytes of base64 data
@@ -69,6 +72,12 @@ if [ "${1:-}" = --port ]; then
 fi
 
 mkdir -p "$work" || exit 1
+# Commands run from / (run_exec changes directory): the work files by
+# absolute path.
+case $work in
+/*) ;;
+*) work=$PWD/$work ;;
+esac
 
 if [ "$dev" != - ]; then
 	locate_port
@@ -88,40 +97,82 @@ reply_files() {
 		echo "=covnet $1 raw $((n))"
 		dd if="$3" bs=65536 iflag=count_bytes,fullblock count="$((n))" 2>/dev/null
 	fi
-	echo "=covnet $1 err"
-	[ -s "$4" ] && base64 "$4"
-	echo "=covnet $1 end $2"
+	if [ -s "$4" ]; then
+		echo "=covnet $1 err"
+		base64 "$4"
+		echo "=covnet $1 end $2"
+	else
+		# One write, not two: each is a round of the port (a QEMU
+		# notification in a VM) and a wake-up of the host's reader.
+		printf '=covnet %s err\n=covnet %s end %s\n' "$1" "$1" "$2"
+	fi
 }
 
-# run_exec ID COMMAND-BASE64 (runs in the background)
+# run_exec ID (runs in the background; the command is in $cmd). Each
+# process counts, most of all in a TCG guest where a fork of busybox costs
+# milliseconds: this subshell and the command's fork (which execs setsid,
+# then sh); stat and dd only when there is stdout, base64 only when there
+# is stderr. The work files are not removed here but marked done, and
+# removed by one rm per CLEAN_EVERY commands (clean_done). cd here, not in a subshell of its own: this shell is a
+# background copy already.
 run_exec() {
-	id=$1
-	out=$work/$id.out
-	err=$work/$id.err
-	if ! cmd=$(printf '%s' "$2" | base64 -d 2>"$err"); then
-		reply_files "$id" 126 /dev/null "$err"
-		rm -f "$err"
-		return
-	fi
+	out=$work/$1.out
+	err=$work/$1.err
+	cd / || return
 	# setsid: the command leads its own session and process group, so
 	# KILL reaches everything it started (unless it setsid'ed again).
-	(cd / && exec setsid sh -c "$cmd") </dev/null >"$out" 2>"$err" &
+	setsid sh -c "$cmd" </dev/null >"$out" 2>"$err" &
 	cpid=$!
-	echo "$cpid" >"$work/$id.pid"
+	echo "$cpid" >"$work/$1.pid"
 	wait "$cpid"
 	status=$?
-	reply_files "$id" "$status" "$out" "$err"
-	rm -f "$out" "$err" "$work/$id.pid"
+	# A late KILL must not reach a later group that got this number.
+	: >"$work/$1.pid"
+	reply_files "$1" "$status" "$out" "$err"
+	# Free the output now (a background child may still add to it).
+	: >"$out"
+	: >"$err"
+	: >"$work/$1.done"
 }
 
-# do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin)
+# clean_done: removes the work files of the commands that replied, in one
+# rm (in the background: the caller is the serve loop).
+CLEAN_EVERY=32
+clean_done() {
+	set --
+	for f in "$work"/*.done; do
+		[ -e "$f" ] || continue
+		i=${f%.done}
+		set -- "$@" "$f" "$i.out" "$i.err" "$i.pid"
+	done
+	[ $# -gt 0 ] && rm -f "$@" &
+}
+
+# do_put ID PATH-BASE64 MODE APPEND LENGTH (reads LENGTH bytes of stdin).
+# PUTs run in the serve loop, one at a time: one err file serves them all
+# (emptied, never removed). The chunks of a file share its path: it is
+# decoded, its directory made (only if missing; the name cut by the shell,
+# no dirname process) and its mode set with the first chunk; an appending
+# chunk of the same path (put_b64, set once a first chunk succeeded) only
+# appends.
+put_b64=
 do_put() {
-	id=$1
-	err=$work/$id.err
+	err=$work/put.err
+	: >"$err"
 	status=0
-	path=$(printf '%s' "$2" | base64 -d 2>"$err") || status=$?
-	if [ "$status" -eq 0 ]; then
-		mkdir -p "$(dirname "$path")" 2>>"$err" || status=$?
+	if [ "$4" != 1 ] || [ "$2" != "$put_b64" ]; then
+		put_b64=
+		path=$(printf '%s' "$2" | base64 -d 2>>"$err") || status=$?
+		case $path in
+		*/*) dir=${path%/*} ;;
+		*) dir=. ;;
+		esac
+		if [ "$status" -eq 0 ] && ! [ -d "${dir:-/}" ]; then
+			mkdir -p "${dir:-/}" 2>>"$err" || status=$?
+		fi
+		first=1
+	else
+		first=0
 	fi
 	if [ "$status" -eq 0 ] && [ "$4" = 1 ]; then
 		head -c "$5" | base64 -d >>"$path" 2>>"$err" || status=$?
@@ -131,11 +182,11 @@ do_put() {
 		# Consume the data anyway to stay in sync with the host.
 		head -c "$5" >/dev/null
 	fi
-	if [ "$status" -eq 0 ]; then
+	if [ "$status" -eq 0 ] && [ "$first" = 1 ]; then
 		chmod "$3" "$path" 2>>"$err" || status=$?
+		[ "$status" -eq 0 ] && put_b64=$2
 	fi
-	reply_files "$id" "$status" /dev/null "$err"
-	rm -f "$err"
+	reply_files "$1" "$status" /dev/null "$err"
 }
 
 # do_poweroff ID GRACE: TERM the services, wait for them, sync, power off.
@@ -165,11 +216,24 @@ do_poweroff() {
 	exit 0
 }
 
+execs=0
 serve() {
 	while IFS=' ' read -r id op a1 a2 a3 a4; do
 		case $op in
 		PING) echo "=covnet $id end 0" ;;
-		EXEC) run_exec "$id" "$a1" & ;;
+		EXEC)
+			# Exactly $a1 bytes, newlines and backslashes included
+			# (-d '': no delimiter but NUL, which a command cannot hold).
+			cmd=
+			if [ "$a1" -gt 0 ]; then
+				IFS= read -r -d '' -n "$a1" cmd
+			fi
+			run_exec "$id" &
+			execs=$((execs + 1))
+			if [ $((execs % CLEAN_EVERY)) = 0 ]; then
+				clean_done
+			fi
+			;;
 		KILL)
 			if [ -f "$work/$a1.pid" ]; then
 				kill -KILL -- "-$(cat "$work/$a1.pid")" 2>/dev/null

@@ -1,9 +1,11 @@
 //! The host side of a guest's consoles.
 //!
 //! - [`ControlChannel`]: the framed root-shell protocol spoken with
-//!   `guest/control.sh` over the `covnet.control` virtio-serial port. Commands
-//!   and uploaded data go as base64; replies carry stdout (raw bytes behind a
-//!   length), stderr (base64) and the exit status apart and exact. Every call has a deadline; a command that outlives its
+//!   `guest/control.sh` over the `covnet.control` virtio-serial port.
+//!   Commands go as raw bytes behind a length (the guest reads them with a
+//!   shell builtin, no decoding process), uploaded data as base64; replies
+//!   carry stdout (raw bytes behind a length), stderr (base64) and the exit
+//!   status apart and exact. Every call has a deadline; a command that outlives its
 //!   timeout is killed in the guest through the channel, and if even that
 //!   gets no answer the channel is marked dead.
 //! - [`ConsoleLog`]: the serial console (`ttyS0`), read line by line into a
@@ -96,6 +98,13 @@ pub enum ChannelError {
         /// Underlying error.
         #[source]
         source: io::Error,
+    },
+    /// A command holds a NUL byte: no shell command can, and the guest
+    /// reads a command up to its length or a NUL.
+    #[error("command contains a NUL byte: `{command}`")]
+    NulInCommand {
+        /// The command, NUL bytes shown as `\0`.
+        command: String,
     },
     /// The guest answered something that is not the protocol.
     #[error("malformed reply while {during}: {detail}")]
@@ -602,11 +611,17 @@ impl ControlChannel {
         slack: Duration,
     ) -> Result<Output, ChannelError> {
         self.check_alive()?;
+        if cmd.contains('\0') {
+            return Err(ChannelError::NulInCommand {
+                command: cmd.replace('\0', "\\0"),
+            });
+        }
         let id = self.id();
-        let payload = format!("{id} EXEC {}\n", B64.encode(cmd.as_bytes()));
+        let mut payload = format!("{id} EXEC {}\n", cmd.len()).into_bytes();
+        payload.extend_from_slice(cmd.as_bytes());
         let during = "running a command";
         let send_deadline = Instant::now() + slack;
-        if let Err(err) = self.send(payload.as_bytes(), send_deadline, during) {
+        if let Err(err) = self.send(&payload, send_deadline, during) {
             return Err(self.kill_channel(err));
         }
         match self.await_reply(id, Instant::now() + timeout, during) {
@@ -1080,6 +1095,68 @@ mod tests {
             .expect("channel")
             .expect("guest put");
         assert_eq!(std::fs::read(path).expect("read"), b"");
+    }
+
+    #[test]
+    fn commands_arrive_byte_exact_and_nul_is_refused() {
+        let mut h = harness();
+        // What a length-framed command read by the shell's `read` could
+        // lose: backslashes, newlines (also at the end), runs of spaces at
+        // either end, tabs, CR, a marker-like line, UTF-8.
+        let text = "  a\\nb \\\\ c  \t\r\n=covnet 9 end 0\n\\\n  \u{e9}\u{1F600}  \n\n";
+        let out = h
+            .channel
+            .execute(&format!("printf '%s' {}", shell_quote(text)), SLACK, SLACK)
+            .expect("execute");
+        assert_eq!(out.status, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+        let out = h
+            .channel
+            .execute(
+                "x=1\nif [ $x = 1 ]; then\n\techo yes\nfi\nexit 4\n",
+                SLACK,
+                SLACK,
+            )
+            .expect("multi-line");
+        assert_eq!((out.stdout.as_slice(), out.status), (&b"yes\n"[..], 4));
+        let out = h.channel.execute("", SLACK, SLACK).expect("empty");
+        assert_eq!((out.stdout.as_slice(), out.status), (&b""[..], 0));
+        let err = h
+            .channel
+            .execute("echo a\0b", SLACK, SLACK)
+            .expect_err("a NUL byte");
+        assert!(matches!(err, ChannelError::NulInCommand { .. }), "{err}");
+        let out = h.channel.execute("echo ok", SLACK, SLACK).expect("usable");
+        assert_eq!(out.stdout, b"ok\n");
+    }
+
+    #[test]
+    fn work_files_of_replied_commands_are_removed_in_batches() {
+        let mut h = harness();
+        let ctl = h._work.path().join("ctl");
+        let count = || std::fs::read_dir(&ctl).expect("work dir").count();
+        for _ in 0..70 {
+            let out = h
+                .channel
+                .execute("echo x; echo y >&2", SLACK, SLACK)
+                .expect("execute");
+            assert_eq!(
+                (out.stdout.as_slice(), out.stderr.as_slice()),
+                (&b"x\n"[..], &b"y\n"[..])
+            );
+        }
+        // Four files a command (out, err, pid, done) if nothing were removed;
+        // the batch removals at the 32nd and 64th request run in the
+        // background, so wait for them (well within the test's limit).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count() > 4 * 40 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            count() <= 4 * 40,
+            "{} work files left after 70 commands",
+            count()
+        );
     }
 
     #[test]
