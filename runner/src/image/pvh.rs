@@ -115,7 +115,15 @@ fn unlz4_legacy(payload: &[u8]) -> Result<Vec<u8>, PvhError> {
     const MAGIC: u32 = 0x184c_2102;
     // The worst case of a block that does not compress, plus slack.
     const MAX_BLOCK: usize = LZ4_LEGACY_BLOCK + LZ4_LEGACY_BLOCK / 255 + 16;
-    let mut out = Vec::new();
+    // Sized once by the trailer (capped: it is unchecked until the end),
+    // not grown by doubling: a cloud kernel is ~50 MB, and doubling would
+    // hold up to twice that while covnet builds its images.
+    let trailer = payload
+        .len()
+        .checked_sub(4)
+        .and_then(|at| payload.get(at..))
+        .map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize);
+    let mut out = Vec::with_capacity(trailer.min(256 << 20));
     let mut at = 4;
     loop {
         let Some(word) = payload.get(at..at + 4) else {
