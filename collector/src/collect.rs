@@ -484,17 +484,17 @@ fn listing() -> String {
 /// `tar` or `gzip` (never a listing line). `None` without such a line.
 fn split_pull(stdout: &[u8]) -> Option<(&[u8], bool, &[u8])> {
     let mut start = 0;
-    while start < stdout.len() {
-        let rest = stdout.get(start..)?;
-        let end = rest.iter().position(|&b| b == b'\n')?;
-        let line = rest.get(..end)?;
-        let after = stdout.get(start + end + 1..)?;
-        let listing = stdout.get(..start)?;
-        match line {
-            b"tar" => return Some((listing, false, after)),
-            b"gzip" => return Some((listing, true, after)),
-            _ => start += end + 1,
-        }
+    for line in stdout.split_inclusive(|&b| b == b'\n') {
+        let compressed = match line {
+            b"tar\n" => false,
+            b"gzip\n" => true,
+            _ => {
+                start += line.len();
+                continue;
+            }
+        };
+        let (listing, rest) = stdout.split_at_checked(start)?;
+        return Some((listing, compressed, rest.get(line.len()..)?));
     }
     None
 }

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::Endianness;
-use sha2::{Digest, Sha256};
 
 /// Why a bzImage yields no PVH kernel (it then boots as it is).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -268,17 +267,8 @@ fn has_pvh_entry(vmlinux: &[u8]) -> Result<bool, PvhError> {
 /// and reused while the image keeps its path, size and modification time.
 /// Errors: the image cannot be read, or has no PVH kernel ([`PvhError`]).
 pub fn cached(bzimage: &Path, cache_dir: &Path) -> Result<PathBuf, CachedError> {
-    let meta = std::fs::metadata(bzimage).map_err(CachedError::Io)?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .unwrap_or_default();
-    let mut key = Sha256::new();
-    key.update(b"covnet-pvh-1\0");
-    key.update(bzimage.as_os_str().as_encoded_bytes());
-    key.update(format!("\0{}\0{}", meta.len(), mtime.as_nanos()).as_bytes());
-    let hex: String = key.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let version = super::file_version("covnet-pvh-1 kernel", bzimage).map_err(CachedError::Io)?;
+    let hex = covnet_collector::collect::hex_sha256(version.as_bytes());
     let path = cache_dir.join(format!("{hex}.vmlinux"));
     if path.is_file() {
         return Ok(path);

@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -217,6 +218,7 @@ impl Network {
         let mut console_logs = Vec::new();
         let mut slowest = accel::Accel::Kvm;
         let mut machines: Vec<Arc<dyn Machine>> = Vec::new();
+        let mut boots: HashMap<PathBuf, PathBuf> = HashMap::new();
         for (m, built) in spec.machines.iter().zip(&images) {
             let Some((kernel, image)) = built else {
                 // backend = "namespace": same switch, no VM.
@@ -242,7 +244,16 @@ impl Network {
             if accel == accel::Accel::Tcg {
                 slowest = accel::Accel::Tcg;
             }
-            let boot = boot_kernel(kernel, &m.name, &events);
+            // Once per distinct kernel: unpacked (or refused, with one
+            // notice) for the first VM that boots it.
+            let boot = match boots.get(&kernel.image) {
+                Some(path) => path.clone(),
+                None => {
+                    let path = boot_kernel(kernel, &events);
+                    boots.insert(kernel.image.clone(), path.clone());
+                    path
+                }
+            };
             let mut cfg = VmConfig::from_spec(m, &boot, &image.path, accel, boot_timeout);
             if !options.cold_boot {
                 cfg.snapshots = Some(SnapshotCache::new(SnapshotCache::default_dir()));
@@ -549,13 +560,13 @@ fn machine_env(env: &[(String, String)], m: &spec::Machine) -> Vec<(String, Stri
 /// The file QEMU boots for `kernel`: its PVH kernel (unpacked once into
 /// the image cache, see [`pvh`]), or the bzImage itself, with a notice
 /// saying why, when it has none.
-fn boot_kernel(kernel: &Kernel, machine: &str, events: &EventSender) -> PathBuf {
+fn boot_kernel(kernel: &Kernel, events: &EventSender) -> PathBuf {
     match pvh::cached(&kernel.image, &initramfs::default_cache_dir()) {
         Ok(path) => path,
         Err(e) => {
             events.send(RunEvent::Notice(Diagnostic::notice(format!(
-                "{machine}: booting {} through its own decompressor, not the PVH entry \
-                 (about 0.5 s slower per boot under TCG): {e}",
+                "VMs boot {} through its own decompressor, not the PVH entry \
+                 (slower to boot under TCG: bench/RESULTS.md, vm-boot): {e}",
                 kernel.image.display()
             ))));
             kernel.image.clone()

@@ -201,23 +201,6 @@ fn normalized(cfg: &QemuConfig) -> QemuConfig {
     cfg
 }
 
-/// One line naming a file as it is now: path, size, modification time.
-fn file_line(what: &str, path: &Path) -> io::Result<String> {
-    let meta = fs::metadata(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{what} {}: {e}", path.display())))?;
-    let mtime = meta
-        .modified()?
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Ok(format!(
-        "{what} {} {} bytes, modified {}.{:09}",
-        path.display(),
-        meta.len(),
-        mtime.as_secs(),
-        mtime.subsec_nanos()
-    ))
-}
-
 /// The program `program` names, as the process spawner would find it
 /// (a name without `/` is looked up in `PATH`).
 pub fn resolve_program(program: &Path) -> Option<PathBuf> {
@@ -245,7 +228,7 @@ pub fn key(qemu_binary: &Path, cfg: &QemuConfig) -> io::Result<SnapshotKey> {
         ("kernel", &cfg.kernel),
         ("initrd", &cfg.initrd),
     ] {
-        description.push_str(&file_line(what, path)?);
+        description.push_str(&crate::image::file_version(what, path)?);
         description.push('\n');
     }
     let argv: Vec<OsString> = qemu::command_line(&normalized(cfg));
