@@ -150,8 +150,9 @@ pub fn merge(mut a: Coverage, b: Coverage) -> Result<Coverage, MergeError> {
 /// partly folded and should be dropped.
 pub(crate) struct Fold<'c> {
     into: &'c mut Coverage,
-    /// `into`'s capture count before the fold.
-    n_a: usize,
+    /// `into`'s captures before the fold, as indices among the `n`
+    /// (`0..n_a`: the united list keeps `into`'s order first).
+    map_a: Vec<usize>,
     /// Capture count after it.
     n: usize,
     /// `into`'s vectors must grow from `n_a` to `n` captures.
@@ -174,7 +175,7 @@ impl<'c> Fold<'c> {
         let j = map_b.first().copied().unwrap_or(0);
         let n = into.captures.len();
         Fold {
-            n_a,
+            map_a: (0..n_a).collect(),
             n,
             remap_a: n != n_a,
             map_b: [j],
@@ -188,10 +189,9 @@ impl<'c> Fold<'c> {
     pub(crate) fn add(&mut self, path: String, file: FileCoverage) -> Result<(), MergeError> {
         let n = self.n;
         let map_b = self.remap_b.then_some(&self.map_b[..]);
-        let map_a: Vec<usize> = (0..self.n_a).collect();
         let merged = match self.into.files.remove(&path) {
             Some(prev) => {
-                let map_a = (self.remap_a && !self.done.contains(&path)).then_some(&map_a[..]);
+                let map_a = (self.remap_a && !self.done.contains(&path)).then_some(&self.map_a[..]);
                 merge_mapped(prev, map_a, file, map_b, n).map_err(|kind| MergeError {
                     file: path.clone(),
                     kind,
@@ -215,10 +215,9 @@ impl<'c> Fold<'c> {
         if !self.remap_a {
             return;
         }
-        let map_a: Vec<usize> = (0..self.n_a).collect();
         for (path, file) in &mut self.into.files {
             if !self.done.contains(path) {
-                *file = remap_file(std::mem::take(file), &map_a, self.n);
+                *file = remap_file(std::mem::take(file), &self.map_a, self.n);
             }
         }
     }

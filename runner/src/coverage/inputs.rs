@@ -204,12 +204,7 @@ pub fn load(
                 .map(|input| scope.spawn(move || read_file(input)))
                 .collect();
             for (h, input) in handles.into_iter().zip(chunk) {
-                read.push(h.join().unwrap_or_else(|_| {
-                    Err(InputError::Io {
-                        path: input.to_path_buf(),
-                        source: std::io::Error::other("the reader thread panicked"),
-                    })
-                }));
+                read.push(h.join().unwrap_or_else(|_| Err(panicked(input))));
             }
         });
     }
