@@ -236,7 +236,8 @@ impl Snooping {
     }
 
     /// True when `port`'s membership is unknown (see [`Snooping::forget`]).
-    pub fn is_unknown(&self, port: PortId) -> bool {
+    #[cfg(test)]
+    fn is_unknown(&self, port: PortId) -> bool {
         self.unknown.contains(&port)
     }
 

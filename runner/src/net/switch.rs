@@ -787,29 +787,35 @@ async fn shaper_task(
 /// Sends one datagram; a full receiver queue is retried briefly, a missing
 /// receiver (NIC not bound yet, VM down) drops the frame.
 async fn send_patiently(sock: &UnixDatagram, frame: &[u8], peer: &Path) -> bool {
-    let deadline = tokio::time::Instant::now() + SEND_PATIENCE;
-    loop {
-        match sock.try_send_to(frame, peer) {
-            Ok(_) => return true,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if tokio::time::Instant::now() >= deadline {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(_) => return false,
-        }
-    }
+    retry_briefly(
+        || sock.try_send_to(frame, peer).map(drop),
+        |err| err.kind() == io::ErrorKind::WouldBlock,
+    )
+    .await
 }
 
 /// Writes one frame into a packet socket; a full send buffer is retried
-/// briefly (as [`send_patiently`]), any other failure drops the frame.
+/// briefly, any other failure drops the frame.
 async fn send_packet_patiently(fd: &AsyncFd<OwnedFd>, frame: &[u8]) -> bool {
+    retry_briefly(
+        || ns::send_frame(fd.get_ref().as_fd(), frame),
+        |err| matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)),
+    )
+    .await
+}
+
+/// Runs `send` until it succeeds (true), fails otherwise than `full` says
+/// (false), or has been full for [`SEND_PATIENCE`] (false), polling every
+/// millisecond.
+async fn retry_briefly(
+    mut send: impl FnMut() -> io::Result<()>,
+    full: impl Fn(&io::Error) -> bool,
+) -> bool {
     let deadline = tokio::time::Instant::now() + SEND_PATIENCE;
     loop {
-        match ns::send_frame(fd.get_ref().as_fd(), frame) {
+        match send() {
             Ok(()) => return true,
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
+            Err(err) if full(&err) => {
                 if tokio::time::Instant::now() >= deadline {
                     return false;
                 }

@@ -547,43 +547,43 @@ impl Node {
             let name = service.name.as_str();
             let deadline = Instant::now() + timeout;
             let state = service_state_command(name);
-            let (what, check) = match &service.ready {
-                None => (None, None),
-                Some(Ready::Port(port)) => (
-                    Some(format!("TCP port {port} to listen")),
-                    Some(port_listening_command(port.get())),
-                ),
-                Some(Ready::File(path)) => (
-                    Some(format!("file {path} to exist")),
-                    Some(format!("test -e {}", shell_quote(path))),
-                ),
-                Some(Ready::Command(cmd)) => {
-                    (Some(format!("`{cmd}` to succeed")), Some(cmd.clone()))
-                }
+            // What readiness is awaited (for the messages) and the command
+            // that tells it; `None`: running is enough.
+            let ready: Option<(String, String)> = match &service.ready {
+                None => None,
+                Some(Ready::Port(port)) => Some((
+                    format!("TCP port {port} to listen"),
+                    port_listening_command(port.get()),
+                )),
+                Some(Ready::File(path)) => Some((
+                    format!("file {path} to exist"),
+                    format!("test -e {}", shell_quote(path)),
+                )),
+                Some(Ready::Command(cmd)) => Some((format!("`{cmd}` to succeed"), cmd.clone())),
             };
             let shows_output = matches!(service.ready, Some(Ready::Command(_)));
             // One command per attempt: the state and, once the service
             // runs, its readiness (a service that is up when first asked
             // costs one round trip, not three; with hundreds of machines
             // the round trips are what a script's waits spend).
-            let cmd = match &check {
-                None => state.clone(),
-                Some(check) => state_then_ready_command(&state, check),
+            let cmd = match &ready {
+                None => state,
+                Some((_, check)) => state_then_ready_command(&state, check),
             };
             let died = |out: &Output| StepErrorKind::ServiceDied {
                 name: name.to_owned(),
                 log: out.stdout_lossy(),
             };
-            let running = self.poll(&format!("service `{name}` to run"), timeout, |t| {
+            let ready_at_once = self.poll(&format!("service `{name}` to run"), timeout, |t| {
                 let out = self.machine.execute(&cmd, t)?;
                 match out.status {
                     0 => Ok(Attempt::Done(true)),
                     3 => Err(died(&out)),
-                    NOT_READY_STATUS if check.is_some() => Ok(Attempt::Done(false)),
+                    NOT_READY_STATUS if ready.is_some() => Ok(Attempt::Done(false)),
                     _ => Ok(Attempt::NotYet(Some(out))),
                 }
             })?;
-            let (Some(what), false) = (what, running) else {
+            let (Some((what, _)), false) = (ready, ready_at_once) else {
                 return Ok(());
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -1101,26 +1101,36 @@ mod tests {
         assert!(!sh(&port_listening_command(port)).status.success());
     }
 
-    #[test]
-    fn service_state_distinguishes_missing_running_dead() {
-        // The command uses absolute guest paths; check its logic by
-        // rewriting them into a temp dir.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display().to_string();
-        let cmd = service_state_command("web")
+    /// The state command of service `web`, its absolute guest paths
+    /// rewritten into `dir` (to check its logic on the host).
+    fn state_command_in(dir: &Path) -> String {
+        let d = dir.display().to_string();
+        service_state_command("web")
             .replace("/run/covnet", &d)
-            .replace("/var/log", &d);
-        assert_eq!(sh(&cmd).status.code(), Some(1));
-        std::fs::write(dir.path().join("web.pid"), std::process::id().to_string()).expect("pid");
-        assert_eq!(sh(&cmd).status.code(), Some(0));
-        std::fs::write(dir.path().join("web.pid"), "999999999").expect("pid");
-        std::fs::write(dir.path().join("web.log"), "bind: address in use\n").expect("log");
-        let out = sh(&cmd);
+            .replace("/var/log", &d)
+    }
+
+    /// Makes `web` dead (a pid no process has) with a log line, and checks
+    /// that `cmd` says so: status 3, the log on stdout.
+    fn assert_dead_with_log(dir: &Path, cmd: &str) {
+        std::fs::write(dir.join("web.pid"), "999999999").expect("pid");
+        std::fs::write(dir.join("web.log"), "bind: address in use\n").expect("log");
+        let out = sh(cmd);
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "bind: address in use\n"
         );
+    }
+
+    #[test]
+    fn service_state_distinguishes_missing_running_dead() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cmd = state_command_in(dir.path());
+        assert_eq!(sh(&cmd).status.code(), Some(1));
+        std::fs::write(dir.path().join("web.pid"), std::process::id().to_string()).expect("pid");
+        assert_eq!(sh(&cmd).status.code(), Some(0));
+        assert_dead_with_log(dir.path(), &cmd);
         // A zombie (exited, not reaped) is dead too.
         let mut child = Command::new("true").spawn().expect("spawn true");
         let zombie = format!("/proc/{}/status", child.id());
@@ -1141,10 +1151,7 @@ mod tests {
     #[test]
     fn state_then_ready_tells_missing_dead_unready_ready() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display().to_string();
-        let state = service_state_command("web")
-            .replace("/run/covnet", &d)
-            .replace("/var/log", &d);
+        let state = state_command_in(dir.path());
         let ready = dir.path().join("ready");
         // A check with its own exit status 3, a comment and a newline: none
         // of them may leak into the combined status.
@@ -1159,14 +1166,7 @@ mod tests {
         assert_eq!(sh(&cmd).status.code(), Some(NOT_READY_STATUS));
         std::fs::write(&ready, "").expect("ready");
         assert_eq!(sh(&cmd).status.code(), Some(0));
-        std::fs::write(dir.path().join("web.pid"), "999999999").expect("pid");
-        std::fs::write(dir.path().join("web.log"), "bind: address in use\n").expect("log");
-        let out = sh(&cmd);
-        assert_eq!(out.status.code(), Some(3));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "bind: address in use\n"
-        );
+        assert_dead_with_log(dir.path(), &cmd);
     }
 
     #[test]
