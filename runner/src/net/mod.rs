@@ -4,5 +4,6 @@
 //! snooping that keeps IPv6 multicast to the ports that listen.
 
 pub mod faults;
+pub mod packet;
 pub mod snoop;
 pub mod switch;

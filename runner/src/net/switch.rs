@@ -37,6 +37,7 @@ use tokio::sync::mpsc;
 
 use crate::machine::namespace::ns;
 use crate::net::faults::{Direction, FaultRng, LinkFaults, Shaper, Verdict, MAX_DELAYED_FRAMES};
+use crate::net::packet;
 use crate::net::snoop::{self, Forward, Snooping};
 
 /// Largest frame accepted (jumbo frames are not supported; 64 KiB covers
@@ -642,7 +643,7 @@ async fn packet_task(state: Arc<Mutex<State>>, id: PortId, fd: Arc<AsyncFd<Owned
         let Ok(mut ready) = fd.readable().await else {
             return;
         };
-        match ready.try_io(|fd| ns::recv_frame(fd.get_ref().as_fd(), &mut buf)) {
+        match ready.try_io(|fd| packet::recv_frame(fd.get_ref().as_fd(), &mut buf)) {
             Ok(Ok(Some(n))) => receive(&state, id, buf.get(..n).unwrap_or(&[])).await,
             // What the switch itself wrote into the veth.
             Ok(Ok(None)) => {}
@@ -798,7 +799,7 @@ async fn send_patiently(sock: &UnixDatagram, frame: &[u8], peer: &Path) -> bool 
 /// briefly, any other failure drops the frame.
 async fn send_packet_patiently(fd: &AsyncFd<OwnedFd>, frame: &[u8]) -> bool {
     retry_briefly(
-        || ns::send_frame(fd.get_ref().as_fd(), frame),
+        || packet::send_frame(fd.get_ref().as_fd(), frame),
         |err| matches!(err.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)),
     )
     .await

@@ -33,8 +33,8 @@ mod fdio;
 use child::child_main;
 use fdio::{cmsg_words, recv_record, socketpair_seqpacket, Record};
 pub use fdio::{
-    describe_status, open_pty, open_slave, pipe, poll, poll_readable, read_fd, recv_frame,
-    send_frame, set_nonblocking, write_byte, write_fd, Readiness,
+    describe_status, open_pty, open_slave, pipe, poll, poll_readable, read_fd, set_nonblocking,
+    write_byte, write_fd, Readiness,
 };
 
 /// Stack size of the cloned child until it execs.

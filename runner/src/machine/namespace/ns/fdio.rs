@@ -1,5 +1,5 @@
 //! File-descriptor plumbing of namespace machines, used from the host
-//! side: pipes, nonblocking reads and writes, `poll`, packet frames, ptys,
+//! side: pipes, nonblocking reads and writes, `poll`, ptys,
 //! the setup socket's records (with passed fds) and `waitpid` statuses.
 
 use std::ffi::CStr;
@@ -217,42 +217,6 @@ pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(usize::try_from(n).unwrap_or(0))
-}
-
-/// Receives one frame from a packet socket into `buf`: `Some(len)`, or
-/// `None` for a frame the peer itself sent (not for the switch).
-pub fn recv_frame(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    // SAFETY: sockaddr_ll is plain data; zero is a valid initial value.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: `buf` and `addr` are live and their sizes are passed along.
-    let n = unsafe {
-        libc::recvfrom(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            0,
-            (&mut addr as *mut libc::sockaddr_ll).cast(),
-            &mut len,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if addr.sll_pkttype == libc::PACKET_OUTGOING {
-        return Ok(None);
-    }
-    Ok(Some(usize::try_from(n).unwrap_or(0)))
-}
-
-/// Sends one frame out of a bound packet socket.
-pub fn send_frame(fd: BorrowedFd<'_>, frame: &[u8]) -> io::Result<()> {
-    // SAFETY: `frame` is live for the call and its length is passed.
-    let n = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A new pseudo-terminal in raw mode: the master and the slave's path.
