@@ -8,7 +8,8 @@
 #   bash bench/vm/run.sh [--allow-dirty] [RUNS] [VARIANT...]
 #   variants: gzip (image as built), bzimage (the same through the bzImage,
 #   not the PVH entry), plain (decompressed), nonic, acpi, qboot,
-#   restore (gzip image restored from a snapshot saved by one uncounted boot)
+#   restore (gzip image restored from a snapshot saved by one uncounted boot),
+#   smp2 (gzip image, `cpus = 2`: boots with ACPI)
 #   COVNET_BENCH_TRACE=1 also prints console lines with their time.
 #
 # Boots are sequential. TCG boot time is CPU-bound and scales with the
@@ -20,7 +21,7 @@ set -- "${BENCH_ARGS[@]}"
 runs=${1:-5}
 shift || true
 variants=("$@")
-[ ${#variants[@]} -gt 0 ] || variants=(gzip bzimage restore plain nonic acpi qboot)
+[ ${#variants[@]} -gt 0 ] || variants=(gzip bzimage restore smp2 plain nonic acpi qboot)
 bench_build_covnet release --example vm_boot_bench
 bench_version QEMU "$(bench_qemu_version)"
 bench_version "guest kernel" "$(bench_guest_kernel)"
@@ -33,7 +34,8 @@ python3 - "$log" "$runs" <<'PY' | bench_write_section
 import re, sys
 log, runs = open(sys.argv[1]).read(), sys.argv[2]
 what = {
-    "gzip": "default (PVH entry, SeaBIOS, `acpi=off`), gzip image as built",
+    "gzip": "default (PVH entry, SeaBIOS, `acpi=off pci=nomsi`), gzip image as built",
+    "smp2": "gzip image, a machine with `cpus = 2` (boots with ACPI, where it finds its second CPU)",
     "bzimage": "gzip image, booted through the bzImage (its decompressor), not the PVH entry",
     "plain": "default, uncompressed image",
     "nonic": "default, uncompressed, no NIC",

@@ -11,7 +11,9 @@
 //! `qboot` (plain, qboot firmware, with ACPI, which qboot needs),
 //! `restore` (the gzip image with a snapshot cache of its own: one boot
 //! that saves the booted guest, not counted, then RUNS boots restored from
-//! it). Defaults otherwise: SeaBIOS, `acpi=off`, no snapshots.
+//! it), `smp2` (the gzip image on a machine with `cpus = 2`, which boots
+//! with ACPI). Defaults otherwise: SeaBIOS, `acpi=off pci=nomsi`, no
+//! snapshots.
 //! Prints one line per boot (wall time and QEMU's CPU time) and a summary
 //! line per variant.
 
@@ -44,8 +46,12 @@ fn main() -> anyhow::Result<()> {
     let accel = accel::resolve(AccelRequest::Auto);
     let run = RunDir::create()?;
     let spec_path = run.file("bench.toml");
-    let spec = Spec::from_str("[machines.bench]\n", &spec_path)?;
-    let machine = spec.machines.first().context("one machine")?;
+    let spec = Spec::from_str(
+        "[machines.bench]\n[machines.smp2]\ncpus = 2\n",
+        &spec_path,
+    )?;
+    let machine = spec.machine("bench").context("machine bench")?;
+    let smp2 = spec.machine("smp2").context("machine smp2")?;
     let kernel = Kernel::host_default()?;
     let image = ImageBuilder::new(&spec, machine, &kernel)
         .cache_dir(run.file("cache"))
@@ -74,6 +80,10 @@ fn main() -> anyhow::Result<()> {
             "bzimage" => {
                 cfg.initrd = image.path.clone();
                 cfg.kernel = kernel.image.clone();
+            }
+            "smp2" => {
+                cfg = VmConfig::from_spec(smp2, &pvh, &image.path, accel, None);
+                cfg.name = format!("bench-{variant}");
             }
             "plain" => {}
             "nonic" => cfg.nics.clear(),

@@ -31,4 +31,5 @@ mod snapshot;
 mod subversion;
 mod suite;
 mod terminal;
+mod vm_hardware;
 mod vm_network;

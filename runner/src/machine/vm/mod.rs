@@ -79,10 +79,13 @@ pub struct VmConfig {
     pub qemu: PathBuf,
     /// Firmware; `None`: QEMU's default (SeaBIOS).
     pub bios: Option<PathBuf>,
-    /// Boot the guest with ACPI. Off by default: `acpi=off` saves about
+    /// Boot the guest with ACPI. Off for one vCPU: `acpi=off` saves about
     /// 0.5 s of CPU per boot under TCG, and covnet needs no ACPI (shutdown
-    /// is a reset, which ends QEMU under `-no-reboot`). qboot needs ACPI:
-    /// without it the guest never starts, so set both together.
+    /// is a reset, which ends QEMU under `-no-reboot`). On for more than
+    /// one ([`VmConfig::from_spec`]): without ACPI's tables a directly
+    /// booted guest finds no local APIC and runs on one CPU whatever
+    /// `-smp` says. qboot needs ACPI: without it the guest never starts,
+    /// so set both together.
     pub acpi: bool,
     /// Serial console log file; `None`: `<run dir>/<name>-console.log`.
     pub console_log: Option<PathBuf>,
@@ -93,8 +96,9 @@ pub struct VmConfig {
 
 impl VmConfig {
     /// A config from a resolved spec machine, its boot files and the
-    /// accelerator. SeaBIOS and `acpi=off` (measured fastest, see
-    /// bench/RESULTS.md).
+    /// accelerator. SeaBIOS, and `acpi=off` for one vCPU (measured
+    /// fastest, see bench/RESULTS.md); a machine with more vCPUs boots
+    /// with ACPI, which is where its guest finds them.
     pub fn from_spec(
         machine: &crate::spec::Machine,
         kernel: &Path,
@@ -130,7 +134,7 @@ impl VmConfig {
             boot_timeout,
             qemu: PathBuf::from(QEMU_BINARY),
             bios: None,
-            acpi: false,
+            acpi: machine.cpus.get() > 1,
             console_log: None,
             snapshots: None,
         }
@@ -301,12 +305,16 @@ impl Qemu {
         }
     }
 
-    /// Extra kernel parameters: `acpi=off` unless ACPI is wanted, then the
-    /// config's own.
+    /// Extra kernel parameters: `acpi=off pci=nomsi` unless ACPI is
+    /// wanted, then the config's own. Without ACPI the guest has no local
+    /// APIC, so no MSI: virtio's drivers would try MSI-X first and fall
+    /// back to INTx only after a kernel WARNING with a stack trace in
+    /// every boot's log (which a test checking `dmesg` would see);
+    /// `pci=nomsi` takes INTx at once.
     fn kernel_params(&self) -> Vec<String> {
-        let mut params = Vec::with_capacity(self.cfg.kernel_params.len() + 1);
+        let mut params = Vec::with_capacity(self.cfg.kernel_params.len() + 2);
         if !self.cfg.acpi {
-            params.push("acpi=off".to_owned());
+            params.extend(["acpi=off".to_owned(), "pci=nomsi".to_owned()]);
         }
         params.extend(self.cfg.kernel_params.iter().cloned());
         params
@@ -634,7 +642,7 @@ impl Backend for Qemu {
                 machine: machine.to_owned(),
                 op,
                 why: "the VM has no port-forward NIC, which a VM gets when its spec lists a \
-                      `forward` (QEMU cannot hot-plug one: guests boot with acpi=off)\n  \
+                      `forward` (it is added at boot: a one-vCPU guest boots with acpi=off, so nothing can be hot-plugged)\n  \
                       (hint: add `forward = [\"<host port>:<guest port>\"]` to the machine)"
                     .to_owned(),
             });
@@ -798,6 +806,10 @@ mod tests {
         assert_eq!(cfg.name, "b");
         assert_eq!(cfg.index, 2);
         assert_eq!((cfg.memory_mib, cfg.cpus), (128, 2));
+        assert!(cfg.acpi, "more than one vCPU needs ACPI's tables");
+        let a = spec.machine("a").expect("machine a");
+        let one = VmConfig::from_spec(a, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        assert!(!one.acpi, "one vCPU boots with acpi=off");
         assert_eq!(cfg.kernel_params, ["x=1"]);
         assert_eq!(
             cfg.nics,
@@ -853,7 +865,7 @@ mod tests {
             .skip_while(|a| *a != "-append")
             .nth(1)
             .expect("-append");
-        assert!(append.ends_with("panic=-1 acpi=off"), "{append}");
+        assert!(append.ends_with("panic=-1 acpi=off pci=nomsi"), "{append}");
         assert!(!args.contains(&"-bios".to_string()));
         assert!(!vm.is_running());
         assert!(matches!(

@@ -1,0 +1,125 @@
+//! A VM has the hardware its spec asks for: as many CPUs as `cpus` says
+//! (a guest booted with `acpi=off` finds only one, so a machine with more
+//! boots with ACPI), the memory `memory_mib` gives it, and a kernel log
+//! without warnings; on a cold boot and when restored from its snapshot.
+//!
+//! Needs qemu-system-x86_64, busybox-static and a Debian kernel in /boot
+//! (scripts/setup.sh).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use covnet_tests::lcov_tool;
+
+/// One `covnet run` of two TCG VMs, cold boots included.
+const RUN_DEADLINE: Duration = Duration::from_secs(240);
+
+/// Each machine prints `hw <hostname> <online CPUs> <MemTotal kB>
+/// <warnings>`, where warnings counts the kernel log's WARNING and Call
+/// Trace lines.
+const SPEC: &str = r#"[defaults]
+backend = "vm"
+
+[machines.two]
+cpus = 2
+memory_mib = 192
+
+[machines.one]
+memory_mib = 160
+
+[test]
+timeout = "4m"
+script = '''
+start_all();
+for m in [two, one] {
+    print("hw " + m.succeed("echo $(hostname) $(nproc) $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) $(dmesg | grep -c -e 'WARNING:' -e 'Call Trace')"));
+}
+print(one.succeed("dmesg | grep -e 'WARNING:' -e 'Call Trace' -A3 || true"));
+'''
+"#;
+
+/// What a machine reported about itself.
+#[derive(Debug, PartialEq)]
+struct Hardware {
+    cpus: u32,
+    mem_kib: u64,
+    warnings: u32,
+}
+
+/// Runs the spec with its own cache (so the first run saves the booted
+/// guests and the second restores them); the machines' reports.
+fn run(dir: &std::path::Path, out: &str) -> Result<(String, BTreeMap<String, Hardware>)> {
+    let o = lcov_tool::run(
+        Command::new(lcov_tool::covnet_bin()?)
+            .args(["run", "--no-console", "--no-progress", "--out"])
+            .arg(dir.join(out))
+            .arg(dir.join("spec.toml"))
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .current_dir(dir),
+        RUN_DEADLINE,
+    )?;
+    let text = format!("{}{}", o.stdout, o.stderr);
+    ensure!(o.status.success(), "covnet run ({out}) failed:\n{text}");
+    let mut hw = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.split("hw ").nth(1) else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let [name, cpus, mem, warnings] = words.as_slice() else {
+            continue;
+        };
+        hw.insert(
+            (*name).to_owned(),
+            Hardware {
+                cpus: cpus.parse().with_context(|| format!("`{line}`"))?,
+                mem_kib: mem.parse().with_context(|| format!("`{line}`"))?,
+                warnings: warnings.parse().with_context(|| format!("`{line}`"))?,
+            },
+        );
+    }
+    ensure!(hw.len() == 2, "two `hw` lines expected:\n{text}");
+    Ok((text, hw))
+}
+
+/// The guest's MemTotal is what QEMU gave it less what the kernel keeps
+/// for itself: below `mib` MiB, and above 70 % of it (Debian's cloud
+/// kernel keeps about 35 MiB of 192).
+fn ensure_memory(name: &str, hw: &Hardware, mib: u64) -> Result<()> {
+    let given = mib * 1024;
+    ensure!(
+        hw.mem_kib < given && hw.mem_kib > given * 7 / 10,
+        "{name}: MemTotal {} kB for {mib} MiB",
+        hw.mem_kib
+    );
+    Ok(())
+}
+
+#[test]
+fn a_vm_has_the_cpus_and_memory_of_its_spec_and_a_clean_kernel_log() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("spec.toml"), SPEC)?;
+    for (out, snapshot_line) in [
+        ("first", "saved the booted guest"),
+        ("again", "restored the booted guest"),
+    ] {
+        let (text, hw) = run(dir.path(), out)?;
+        ensure!(
+            text.lines().filter(|l| l.contains(snapshot_line)).count() == 2,
+            "run `{out}`: both machines should say `{snapshot_line}`:\n{text}"
+        );
+        let two = &hw["two"];
+        let one = &hw["one"];
+        ensure!(two.cpus == 2, "run `{out}`: `two` has cpus = 2: {two:?}");
+        ensure!(one.cpus == 1, "run `{out}`: `one` has cpus = 1: {one:?}");
+        ensure_memory("two", two, 192)?;
+        ensure_memory("one", one, 160)?;
+        ensure!(
+            two.warnings == 0 && one.warnings == 0,
+            "run `{out}`: kernel warnings in the guests' logs:\n{text}"
+        );
+    }
+    Ok(())
+}
