@@ -18,7 +18,7 @@ pub const DOCTYPE: &str =
 /// Writes the Cobertura XML document for `cov` to `out`.
 pub fn write(cov: &Coverage, info: &RunInfo, out: &mut impl Write) -> io::Result<()> {
     let tree = Tree::new(cov);
-    let t = &tree.totals;
+    let t = &tree.totals.total;
     writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
     writeln!(out, "{DOCTYPE}")?;
     writeln!(

@@ -35,7 +35,7 @@ pub struct Site {
     pub missing_sources: Vec<String>,
     /// The totals of the coverage, as the index sums them (for
     /// [`crate::summary::write_table_with`]).
-    pub totals: crate::summary::Totals,
+    pub totals: crate::tree::Totals,
 }
 
 /// Writes the HTML site for `cov` into `dir` (created if needed).
@@ -106,11 +106,11 @@ pub fn write_site_with(
             assets: "",
             root,
             captures: &cov.captures,
-            stats: Stats::new(&tree.totals, &tree.capture_totals),
+            stats: Stats::new(&tree.totals.total, &tree.totals.per_capture),
             machines: machine_rows(
                 &cov.captures,
-                &tree.capture_totals,
-                &tree.own_totals,
+                &tree.totals.per_capture,
+                &tree.totals.own,
                 &unique,
             ),
             unique_toggle: false,
@@ -147,11 +147,7 @@ pub fn write_site_with(
     }
 
     Ok(Site {
-        totals: crate::summary::Totals {
-            total: tree.totals,
-            per_capture: tree.capture_totals.clone(),
-            own: tree.own_totals.clone(),
-        },
+        totals: tree.totals.clone(),
         pages: tree.files.len(),
         missing_sources: tree
             .files

@@ -189,11 +189,11 @@ pub fn write_with<D: Serialize>(
         inputs: info.inputs.iter().map(|s| s.as_str().into()).collect(),
         notes: info.notes.iter().map(|s| s.as_str().into()).collect(),
         root: tree.root.as_str().into(),
-        totals: Totals::of(&tree.totals),
+        totals: Totals::of(&tree.totals.total),
         captures: cov
             .captures
             .iter()
-            .zip(tree.capture_totals.iter().zip(&tree.own_totals))
+            .zip(tree.totals.per_capture.iter().zip(&tree.totals.own))
             .map(|(name, (s, own))| CaptureJson {
                 name: name.as_str().into(),
                 totals: Totals::of(s),

@@ -27,7 +27,7 @@ pub fn write(
     let _ = writeln!(md, "### Coverage: {}\n", escape(&info.title));
     let _ = writeln!(md, "| | Hit | Total | Coverage |");
     let _ = writeln!(md, "|:--|--:|--:|--:|");
-    for (name, p) in metrics(&tree.totals) {
+    for (name, p) in metrics(&tree.totals.total) {
         let _ = writeln!(
             md,
             "| {} | {} | {} | **{}** |",
@@ -39,7 +39,7 @@ pub fn write(
     }
     md.push('\n');
     if !thresholds.is_empty() {
-        let [l, f, b] = metrics(&tree.totals);
+        let [l, f, b] = metrics(&tree.totals.total);
         for (req, (name, p)) in [
             (thresholds.lines, l),
             (thresholds.functions, f),
@@ -62,7 +62,7 @@ pub fn write(
         );
         let _ = writeln!(md, "| Machine | Lines | Functions | Branches |");
         let _ = writeln!(md, "|:--|--:|--:|--:|");
-        for (name, s) in cov.captures.iter().zip(&tree.capture_totals) {
+        for (name, s) in cov.captures.iter().zip(&tree.totals.per_capture) {
             let [l, f, b] = metrics(s).map(|(_, p)| p);
             let _ = writeln!(md, "| {} | {l} | {f} | {b} |", escape(name));
         }

@@ -4,65 +4,9 @@ use std::fmt;
 use std::io::{self, Write};
 
 use covnet_merger::model::{Coverage, Summary};
-use rayon::prelude::*;
 
-use crate::tree::summaries;
+use crate::tree::Totals;
 use crate::{Percent, RunInfo};
-
-/// The totals the summary table shows: over every file, and per capture
-/// of every file and of its own files.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Totals over all files.
-    pub total: Summary,
-    /// Each capture's share of the whole, indexed like
-    /// [`Coverage::captures`].
-    pub per_capture: Vec<Summary>,
-    /// Each capture's totals over its own code (the files it had).
-    pub own: Vec<Summary>,
-}
-
-impl Totals {
-    /// The totals of `cov`, in one pass over the model (files side by
-    /// side).
-    pub fn of(cov: &Coverage) -> Totals {
-        let ncap = cov.captures.len();
-        let empty = || Totals {
-            total: Summary::default(),
-            per_capture: vec![Summary::default(); ncap],
-            own: vec![Summary::default(); ncap],
-        };
-        cov.files
-            .par_iter()
-            .fold(empty, |mut t, (_, f)| {
-                let (sum, seen, _) = summaries(f, ncap);
-                t.total.add(&sum);
-                for (i, ((s, o), seen)) in t
-                    .per_capture
-                    .iter_mut()
-                    .zip(t.own.iter_mut())
-                    .zip(&seen)
-                    .enumerate()
-                {
-                    s.add(seen);
-                    if f.owned_by_capture(i) {
-                        o.add(seen);
-                    }
-                }
-                t
-            })
-            .reduce(empty, |mut a, b| {
-                a.total.add(&b.total);
-                for (x, y) in a.per_capture.iter_mut().zip(&b.per_capture) {
-                    x.add(y);
-                }
-                for (x, y) in a.own.iter_mut().zip(&b.own) {
-                    x.add(y);
-                }
-                a
-            })
-    }
-}
 
 /// Writes the summary table: totals of lines, functions and branches and,
 /// when the coverage has several captures, one row group per capture.

@@ -19,14 +19,67 @@ pub struct Tree<'a> {
     /// Every directory that holds a file, parents before children, siblings
     /// by name. The first entry is the root itself (path `""`).
     pub dirs: Vec<DirEntry>,
+    /// Totals over all files, per capture and over each capture's own
+    /// code.
+    pub totals: Totals,
+}
+
+/// Totals over every file, each capture's share of them, and each
+/// capture's totals over its own code: what the index pages and the
+/// summary table show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
     /// Totals over all files.
-    pub totals: Summary,
-    /// Totals over all files as each capture saw them, indexed like
-    /// [`Coverage::captures`]: each capture's share of the whole.
-    pub capture_totals: Vec<Summary>,
-    /// Totals over each capture's own code only (the files it had, see
-    /// [`FileCoverage::owned_by`]), indexed like [`Coverage::captures`].
-    pub own_totals: Vec<Summary>,
+    pub total: Summary,
+    /// Each capture's share of the whole, indexed like
+    /// [`Coverage::captures`].
+    pub per_capture: Vec<Summary>,
+    /// Each capture's totals over its own code only (the files it had,
+    /// see [`FileCoverage::owned_by`]), indexed like
+    /// [`Coverage::captures`].
+    pub own: Vec<Summary>,
+}
+
+impl Totals {
+    /// The totals of `cov`, in one pass over the model (files side by
+    /// side).
+    pub fn of(cov: &Coverage) -> Totals {
+        let ncap = cov.captures.len();
+        let empty = || Totals {
+            total: Summary::default(),
+            per_capture: vec![Summary::default(); ncap],
+            own: vec![Summary::default(); ncap],
+        };
+        cov.files
+            .par_iter()
+            .fold(empty, |mut t, (_, f)| {
+                let (sum, seen, _) = summaries(f, ncap);
+                t.total.add(&sum);
+                for (i, ((s, o), seen)) in t
+                    .per_capture
+                    .iter_mut()
+                    .zip(t.own.iter_mut())
+                    .zip(&seen)
+                    .enumerate()
+                {
+                    s.add(seen);
+                    if f.owned_by_capture(i) {
+                        o.add(seen);
+                    }
+                }
+                t
+            })
+            .reduce(empty, |mut a, b| {
+                a.total.add(&b.total);
+                for (x, y) in a.per_capture.iter_mut().zip(&b.per_capture) {
+                    x.add(y);
+                }
+                for (x, y) in a.own.iter_mut().zip(&b.own) {
+                    x.add(y);
+                }
+                a
+            })
+    }
 }
 
 /// One source file in a [`Tree`].
@@ -129,16 +182,18 @@ impl<'a> Tree<'a> {
             .map(|(i, k)| (k.clone(), i))
             .collect();
         let mut dirs: Vec<DirEntry> = dir_map.into_values().collect();
-        let mut totals = Summary::default();
-        let mut capture_totals = vec![Summary::default(); ncap];
-        let mut own_totals = vec![Summary::default(); ncap];
+        let mut totals = Totals {
+            total: Summary::default(),
+            per_capture: vec![Summary::default(); ncap],
+            own: vec![Summary::default(); ncap],
+        };
         let mut file_dirs = Vec::with_capacity(files.len());
         for f in &files {
-            totals.add(&f.summary);
-            for (t, s) in capture_totals.iter_mut().zip(&f.by_capture) {
+            totals.total.add(&f.summary);
+            for (t, s) in totals.per_capture.iter_mut().zip(&f.by_capture) {
                 t.add(s);
             }
-            for (t, s) in own_totals.iter_mut().zip(&f.own) {
+            for (t, s) in totals.own.iter_mut().zip(&f.own) {
                 t.add(s);
             }
             let comps: Vec<&str> = f.rel.split('/').collect();
@@ -167,8 +222,6 @@ impl<'a> Tree<'a> {
             files,
             dirs,
             totals,
-            capture_totals,
-            own_totals,
         }
     }
 }
@@ -407,7 +460,7 @@ mod tests {
         assert_eq!(tree.root, "/p");
         let paths: Vec<&str> = tree.dirs.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["", "include", "src", "src/net"]);
-        assert_eq!(tree.totals, cov.summary());
+        assert_eq!(tree.totals.total, cov.summary());
         let src = &tree.dirs[2];
         assert_eq!(src.files, 2);
         assert_eq!((src.summary.lines_hit, src.summary.lines_found), (4, 5));
@@ -421,6 +474,6 @@ mod tests {
         assert_eq!(tree.dirs[a.dir].path, "src/net");
         assert_eq!(a.name(), "a.c");
         assert_eq!(tree.dirs[0].files, 3);
-        assert_eq!(tree.capture_totals[0].lines_hit, 4);
+        assert_eq!(tree.totals.per_capture[0].lines_hit, 4);
     }
 }

@@ -112,7 +112,7 @@ fn report_works_in_headless_chromium() {
     );
     let tree = covnet_reporter::tree::Tree::new(&cov);
     for (i, name) in cov.captures.iter().enumerate() {
-        let s = tree.capture_totals[i];
+        let s = tree.totals.per_capture[i];
         let m = row(&dom, &format!(r#"data-machine="{name}""#));
         assert_eq!(
             text_after(m, r#"class="num ml""#),
@@ -122,7 +122,7 @@ fn report_works_in_headless_chromium() {
 
     // The machine filter (?m=1: client) rewrites the totals in the DOM.
     let dom = dump_dom(profile.path(), &url(&index, "?m=1"));
-    let client = tree.capture_totals[1];
+    let client = tree.totals.per_capture[1];
     assert!(dom.contains(r#"data-machine="1""#), "filter applied");
     assert_eq!(
         text_after(&dom, r#"id="lines-hit-total""#),

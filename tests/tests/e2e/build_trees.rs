@@ -278,7 +278,7 @@ fn check(backend: &str) {
             .iter()
             .position(|c| c == name)
             .expect("capture in the report");
-        let o = tree.own_totals[at];
+        let o = tree.totals.own[at];
         let found = own.lines.len() as u64;
         let hit = own.lines.values().filter(|&&c| c > 0).count() as u64;
         assert_eq!(
@@ -287,7 +287,7 @@ fn check(backend: &str) {
             "{what}: own-code lines"
         );
         assert!(
-            tree.capture_totals[at].lines_found > found,
+            tree.totals.per_capture[at].lines_found > found,
             "{what}: the share of the whole counts every machine's code"
         );
         assert_eq!(at, i, "captures in spec order");

@@ -270,7 +270,7 @@ fn check_example(backend: &[&str]) -> Result<()> {
             .iter()
             .position(|c| c == machine)
             .context("machine in the report")?;
-        let o = tree.own_totals[at];
+        let o = tree.totals.own[at];
         let hit = own.lines.values().filter(|&&c| c > 0).count() as u64;
         ensure!(
             (o.lines_hit, o.lines_found) == (hit, own.lines.len() as u64),
@@ -291,8 +291,8 @@ fn check_example(backend: &[&str]) -> Result<()> {
             "{machine}: own code {}/{} lines as gcov says; share of the whole {}/{}",
             o.lines_hit,
             o.lines_found,
-            tree.capture_totals[at].lines_hit,
-            tree.capture_totals[at].lines_found
+            tree.totals.per_capture[at].lines_hit,
+            tree.totals.per_capture[at].lines_found
         );
     }
 

@@ -441,8 +441,8 @@ fn capture_directories_with_build_match_lcov() {
     let from_lcov = model(&f);
     assert_eq!(cov.summary(), lcov_summary(root, &[&f.web, &f.client]));
     let tree = covnet_reporter::tree::Tree::new(&cov);
-    assert_eq!(tree.capture_totals[0], lcov_summary(root, &[&f.web]));
-    assert_eq!(tree.capture_totals[1], lcov_summary(root, &[&f.client]));
+    assert_eq!(tree.totals.per_capture[0], lcov_summary(root, &[&f.web]));
+    assert_eq!(tree.totals.per_capture[1], lcov_summary(root, &[&f.client]));
     for (path, file) in &from_lcov.files {
         let mine = cov
             .files
