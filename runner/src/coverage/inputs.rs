@@ -5,7 +5,7 @@
 //! run`) its baseline.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver};
 use std::thread::{Scope, ScopedJoinHandle};
@@ -313,20 +313,9 @@ fn read_ahead<'s>(scope: &'s Scope<'s, '_>, input: &'s Path) -> Ahead<'s> {
     let (kind_tx, kind) = channel();
     let (records_tx, records) = channel();
     let reader = scope.spawn(move || {
-        let lcov = starts_json(input).and_then(|json| {
-            let file = (!json)
-                .then(|| {
-                    File::open(input).map_err(|source| InputError::Open {
-                        path: input.to_path_buf(),
-                        source,
-                    })
-                })
-                .transpose()?;
-            Ok((json, file))
-        });
-        let file = match lcov {
+        let file = match open_input(input) {
             Ok((json, file)) => {
-                if kind_tx.send(Ok(json)).is_err() {
+                if kind_tx.send(Ok(json)).is_err() || json {
                     return;
                 }
                 file
@@ -336,8 +325,7 @@ fn read_ahead<'s>(scope: &'s Scope<'s, '_>, input: &'s Path) -> Ahead<'s> {
                 return;
             }
         };
-        let Some(file) = file else { return };
-        let mut reader = covnet_merger::lcov::Reader::new(BufReader::new(file), input);
+        let mut reader = covnet_merger::lcov::Reader::new(file, input);
         while let Some(rec) = reader.next_parsed().transpose() {
             let failed = rec.is_err();
             if records_tx.send(rec).is_err() || failed {
@@ -360,20 +348,22 @@ fn panicked(input: &Path) -> InputError {
     }
 }
 
-/// Whether the first byte of `path` after white space is `{` (a JSON
-/// document; anything else is read as lcov).
-fn starts_json(path: &Path) -> Result<bool, InputError> {
+/// Opens `path` once: whether its first byte after white space is `{` (a
+/// JSON document; anything else is read as lcov), and the file, read
+/// from its start again.
+fn open_input(path: &Path) -> Result<(bool, BufReader<File>), InputError> {
+    let io = |source| InputError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(|source| InputError::Open {
         path: path.to_path_buf(),
         source,
     })?;
     let mut reader = BufReader::new(file);
-    first_byte(&mut reader)
-        .map(|b| b == Some(b'{'))
-        .map_err(|source| InputError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+    let json = first_byte(&mut reader).map_err(io)? == Some(b'{');
+    reader.rewind().map_err(io)?;
+    Ok((json, reader))
 }
 
 /// The first byte of `reader` that is not white space, `None` at the end.
@@ -426,44 +416,40 @@ pub fn read_file(path: &Path) -> Result<Coverage, InputError> {
             path: path.to_path_buf(),
         });
     }
-    let open = |source| InputError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = BufReader::new(File::open(path).map_err(open)?);
-    let first = first_byte(&mut reader).map_err(io)?;
-    if first == Some(b'{') {
-        let mut bytes = vec![b'{'];
-        reader.read_to_end(&mut bytes).map_err(io)?;
+    let (json, mut reader) = open_input(path)?;
+    if json {
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).map_err(io)?;
+        let start = all
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(all.len());
+        let bytes = all.get(start..).unwrap_or_default();
         let report = |source| InputError::Report {
             path: path.to_path_buf(),
             source,
         };
         let marker = format!("\"{}\"", covnet_reporter::json::FORMAT);
-        let head = bytes.get(..256).unwrap_or(&bytes);
+        let head = bytes.get(..256).unwrap_or(bytes);
         if covnet_reporter::gcovr_json::looks_like(head) {
-            let mut cov = covnet_reporter::gcovr_json::read_slice(&bytes, path).map_err(report)?;
+            let mut cov = covnet_reporter::gcovr_json::read_slice(bytes, path).map_err(report)?;
             cov.captures.push(stem(path));
             covnet_merger::merge::attribute_single(&mut cov);
             return Ok(cov);
         }
         if head.windows(marker.len()).any(|w| w == marker.as_bytes()) {
-            return Ok(covnet_reporter::json::read_slice(&bytes, path)
+            return Ok(covnet_reporter::json::read_slice(bytes, path)
                 .map_err(report)?
                 .0);
         }
-        return covnet_merger::json::from_slice(&bytes).map_err(|source| InputError::Json {
+        return covnet_merger::json::from_slice(bytes).map_err(|source| InputError::Json {
             path: path.to_path_buf(),
             source,
         });
     }
-    // Re-open: the peeked bytes are gone from the buffered reader.
-    let file = File::open(path).map_err(open)?;
-    covnet_merger::lcov::read(BufReader::new(file), path, &stem(path)).map_err(|source| {
-        InputError::Lcov {
-            path: path.to_path_buf(),
-            source,
-        }
+    covnet_merger::lcov::read(reader, path, &stem(path)).map_err(|source| InputError::Lcov {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -581,6 +567,38 @@ mod tests {
             matches!(&err, InputError::Open { path, .. } if path == &missing),
             "{err}"
         );
+    }
+
+    /// The first byte is peeked and the file read again from its start:
+    /// leading blank lines still count in an lcov error's line number
+    /// (read alone, and folded as a later input), and a JSON document may
+    /// start after white space.
+    #[test]
+    fn inputs_are_read_from_their_first_byte_after_the_peek() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.info");
+        std::fs::write(&good, "SF:/s/a.c\nDA:1,1\nend_of_record\n").unwrap();
+        let bad = dir.path().join("bad.info");
+        std::fs::write(&bad, "\n\n  \nSF:/s/a.c\nDA:x\n").unwrap();
+        let at_line_5 = |err: &InputError| matches!(err, InputError::Lcov { path, source } if path == &bad && source.line == 5);
+        let err = read_file(&bad).unwrap_err();
+        assert!(at_line_5(&err), "{err}");
+        let settings =
+            super::super::settings::resolve(&crate::spec::CoverageSettings::default()).unwrap();
+        let err = load(
+            &[good.clone(), bad.clone()],
+            &settings,
+            &SourceRewrite::identity(),
+            false,
+        )
+        .unwrap_err();
+        assert!(at_line_5(&err), "{err}");
+        let cov = read_file(&good).unwrap();
+        let json = dir.path().join("r.json");
+        covnet_reporter::json::write_path(&cov, &RunInfo::now("t", vec![]), &json).unwrap();
+        let text = std::fs::read(&json).unwrap();
+        std::fs::write(&json, [b"\n \t\n".as_slice(), &text].concat()).unwrap();
+        assert_eq!(read_file(&json).unwrap(), cov);
     }
 
     #[test]
