@@ -124,10 +124,8 @@ pub struct Record {
 pub struct Parsed {
     test_name: String,
     source: String,
-    da: Vec<(u32, i64)>,
-    da_late: BTreeMap<u32, i64>,
-    branches: Vec<((u32, u32, u32), Branch)>,
-    branches_late: BTreeMap<(u32, u32, u32), Branch>,
+    da: SortedRuns<u32, i64>,
+    branches: SortedRuns<(u32, u32, u32), Branch>,
     functions: Vec<FunctionCoverage>,
 }
 
@@ -140,11 +138,11 @@ impl Parsed {
     /// The record, its lines in a map (what [`Reader::next_record`]
     /// returns).
     pub fn into_record(self) -> Record {
-        // Both runs of lines, and both of branches, are sorted: merge each
-        // pair, and the lines with the branches grouped by line, into the
-        // map's bulk build (sorted input packs the tree's nodes full).
-        let mut counts = sorted_union(self.da, self.da_late).peekable();
-        let mut branches = sorted_union(self.branches, self.branches_late).peekable();
+        // The lines and the branches each come out sorted: merge them,
+        // the branches grouped by line, into the map's bulk build (sorted
+        // input packs the tree's nodes full).
+        let mut counts = self.da.into_sorted().peekable();
+        let mut branches = self.branches.into_sorted().peekable();
         // Each line's branches in a vector of their number (pushed one by
         // one, two branches would take room for four: 20 MB per tracefile
         // on the reporter corpus).
@@ -202,11 +200,9 @@ pub struct Reader<R> {
 #[derive(Default)]
 struct OpenRecord {
     source: String,
-    /// `DA` counts in ascending line order (the usual order), built into
-    /// the lines map in one go by [`OpenRecord::finish`] (densely packed).
-    da: Vec<(u32, i64)>,
-    /// `DA` lines that came out of order and are not in `da`.
-    da_late: BTreeMap<u32, i64>,
+    /// `DA` counts by line, built into the lines map in one go by
+    /// [`Parsed::into_record`] (densely packed).
+    da: SortedRuns<u32, i64>,
     /// Functions in order of appearance; `(name, start_line)` is the key.
     functions: Vec<FunctionCoverage>,
     by_name: HashMap<String, usize>,
@@ -214,11 +210,8 @@ struct OpenRecord {
     by_key: HashMap<(String, u32), usize>,
     /// `FNDA` counts seen before the matching `FN`.
     pending_counts: Vec<(String, i64)>,
-    /// Branches in ascending (line, block, branch) order (the usual
-    /// order), as `da` holds lines.
-    branches: Vec<((u32, u32, u32), Branch)>,
-    /// Branches that came out of order and are not in `branches`.
-    branches_late: BTreeMap<(u32, u32, u32), Branch>,
+    /// Branches by (line, block, branch), as `da` holds lines.
+    branches: SortedRuns<(u32, u32, u32), Branch>,
     /// Names of non-numeric branch expressions, by (line, block).
     branch_exprs: HashMap<(u32, u32, String), u32>,
     /// Number of branch expressions seen per (line, block).
@@ -436,19 +429,9 @@ impl OpenRecord {
 
     /// Adds `count` to line `line` (duplicate `DA` lines add up).
     fn add_da(&mut self, line: u32, count: i64) -> Result<(), LcovErrorKind> {
-        // Lines in `da_late` are all below the last of `da`.
-        if self.da.last().is_none_or(|&(last, _)| last < line) {
-            self.da.push((line, count));
-            return Ok(());
+        if let Some(c) = self.da.get_or_add(line, || count) {
+            *c = c.checked_add(count).ok_or(LcovErrorKind::Overflow)?;
         }
-        if let Ok(i) = self.da.binary_search_by_key(&line, |&(l, _)| l) {
-            if let Some((_, c)) = self.da.get_mut(i) {
-                *c = c.checked_add(count).ok_or(LcovErrorKind::Overflow)?;
-            }
-            return Ok(());
-        }
-        let c = self.da_late.entry(line).or_insert(0);
-        *c = c.checked_add(count).ok_or(LcovErrorKind::Overflow)?;
         Ok(())
     }
 
@@ -624,23 +607,8 @@ impl OpenRecord {
             fallthrough,
             by_capture: Vec::new(),
         };
-        // Branches in `branches_late` are all below the last of `branches`.
-        let b = if self.branches.last().is_none_or(|(last, _)| *last < key) {
-            self.branches.push((key, fresh()));
+        let Some(b) = self.branches.get_or_add(key, fresh) else {
             return Ok(());
-        } else if let Ok(i) = self.branches.binary_search_by_key(&key, |(k, _)| *k) {
-            match self.branches.get_mut(i) {
-                Some((_, b)) => b,
-                None => return Ok(()),
-            }
-        } else {
-            match self.branches_late.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert(fresh());
-                    return Ok(());
-                }
-                Entry::Occupied(o) => o.into_mut(),
-            }
         };
         b.taken = add_taken(b.taken, taken).ok_or(LcovErrorKind::Overflow)?;
         b.throw |= throw;
@@ -672,11 +640,54 @@ impl OpenRecord {
             test_name,
             source: self.source,
             da: self.da,
-            da_late: self.da_late,
             branches: self.branches,
-            branches_late: self.branches_late,
             functions,
         })
+    }
+}
+
+/// Values by key for keys that come mostly in ascending order (an lcov
+/// record's `DA` and `BRDA` lines): the keys in order are pushed onto a
+/// sorted run, those that come out of order go to a map. Every key is in
+/// one of the two, and a key in the map is below the run's last key.
+#[derive(Debug)]
+struct SortedRuns<K, V> {
+    run: Vec<(K, V)>,
+    late: BTreeMap<K, V>,
+}
+
+impl<K, V> Default for SortedRuns<K, V> {
+    fn default() -> Self {
+        SortedRuns {
+            run: Vec::new(),
+            late: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy, V> SortedRuns<K, V> {
+    /// `None` when `key` is new (its value is now `fresh()`), else its
+    /// value, for the caller to add to.
+    fn get_or_add(&mut self, key: K, fresh: impl FnOnce() -> V) -> Option<&mut V> {
+        if self.run.last().is_none_or(|(last, _)| *last < key) {
+            self.run.push((key, fresh()));
+            return None;
+        }
+        if let Ok(i) = self.run.binary_search_by_key(&key, |(k, _)| *k) {
+            return self.run.get_mut(i).map(|(_, v)| v);
+        }
+        match self.late.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(fresh());
+                None
+            }
+            Entry::Occupied(o) => Some(o.into_mut()),
+        }
+    }
+
+    /// Every key with its value, in key order.
+    fn into_sorted(self) -> impl Iterator<Item = (K, V)> {
+        sorted_union(self.run, self.late)
     }
 }
 
