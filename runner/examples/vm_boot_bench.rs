@@ -46,10 +46,7 @@ fn main() -> anyhow::Result<()> {
     let accel = accel::resolve(AccelRequest::Auto);
     let run = RunDir::create()?;
     let spec_path = run.file("bench.toml");
-    let spec = Spec::from_str(
-        "[machines.bench]\n[machines.smp2]\ncpus = 2\n",
-        &spec_path,
-    )?;
+    let spec = Spec::from_str("[machines.bench]\n[machines.smp2]\ncpus = 2\n", &spec_path)?;
     let machine = spec.machine("bench").context("machine bench")?;
     let smp2 = spec.machine("smp2").context("machine smp2")?;
     let kernel = Kernel::host_default()?;
