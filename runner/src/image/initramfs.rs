@@ -47,8 +47,10 @@ const LAYOUT_VERSION: &str = "covnet-initramfs-1";
 const APPLET_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin"];
 /// Directories init mounts a tmpfs on, unless the image has files there.
 const TMPFS_DIRS: &[&str] = &["/run", "/tmp"];
-/// Applets linked before the programs are added, so no program replaces them.
-const RESERVED_APPLETS: &[&str] = &["sh"];
+/// Applets linked before the programs are added, so no program replaces
+/// them (also in a namespace machine's root): init, the control shell and
+/// `#!/bin/sh` scripts need busybox's shell, not the host's dash.
+pub const RESERVED_APPLETS: &[&str] = &["sh"];
 /// Symlink hops allowed while resolving one path.
 const MAX_SYMLINK_HOPS: usize = 40;
 

@@ -829,6 +829,35 @@ fn guest_programs_start_with_umask_022() {
     );
 }
 
+/// A `#!/bin/sh` script brings the host's /bin/sh (dash) into the
+/// programs' closure; the machine's /bin/sh stays busybox's, as in a VM,
+/// so the control shell (which needs busybox's `read -d`) keeps working
+/// and the script runs.
+#[test]
+fn a_shell_script_program_keeps_busyboxs_sh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"hello from $0\"\n").expect("write script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let net = NsNet::new(&format!("[machines.a]\nprograms = [{script:?}]\n"));
+    net.start_all();
+    // Shorter than T: with dash as /bin/sh no command ever answered.
+    let out = net
+        .m("a")
+        .execute(
+            &format!("{} && readlink /bin/sh", script.display()),
+            Duration::from_secs(20),
+        )
+        .expect("the control shell answers");
+    assert_eq!(
+        (out.status, out.stdout_lossy()),
+        (0, format!("hello from {}\nbusybox\n", script.display())),
+        "{}",
+        out.stderr_lossy()
+    );
+}
+
 /// A command that outlives its timeout is killed (with what it started)
 /// and reported; the shell keeps working; exit statuses and stderr come
 /// back exactly.

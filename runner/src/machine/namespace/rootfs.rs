@@ -16,6 +16,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::image::initramfs::RESERVED_APPLETS;
+
 /// Flags of a mount step (the `MS_*` bits of `mount(2)`).
 pub type MountFlags = libc::c_ulong;
 
@@ -196,12 +198,20 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         p.dirs.push((*dir).to_owned());
     }
 
-    // busybox and its applets; programs override applets of the same name.
+    // busybox and its applets; programs override applets of the same name,
+    // except the reserved ones: as in a VM image, `/bin/sh` stays busybox's
+    // when a `#!/bin/sh` script brings the host's (dash) into the closure
+    // (init and the control shell need busybox's `read -d`).
     p.bind_file(&inputs.busybox, "/usr/bin/busybox")?;
+    let reserved: Vec<String> = RESERVED_APPLETS
+        .iter()
+        .map(|a| format!("/usr/bin/{a}"))
+        .collect();
     let programs: Vec<String> = inputs
         .host_files
         .iter()
         .map(|h| canonical(&h.to_string_lossy()))
+        .filter(|g| !reserved.contains(g))
         .collect();
     for applet in &inputs.applets {
         let guest = format!("/usr/bin/{applet}");
@@ -218,7 +228,7 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         let guest = host.to_string_lossy().into_owned();
         // One file under two names (`/bin/x`, `/usr/bin/x`) is bound once.
         let key = canonical(&guest);
-        if bound.contains(&key) {
+        if bound.contains(&key) || reserved.contains(&key) {
             continue;
         }
         bound.push(key);
@@ -440,6 +450,24 @@ mod tests {
             dir: false,
             writable: false
         }));
+    }
+
+    #[test]
+    fn the_hosts_sh_in_a_closure_does_not_replace_busyboxs() {
+        let mut i = inputs();
+        // A `#!/bin/sh` script's closure holds the host's /bin/sh (dash).
+        i.host_files.push("/bin/sh".into());
+        i.host_files.push("/usr/bin/sh".into());
+        let steps = plan(Path::new("/r"), &i).unwrap();
+        assert!(steps.contains(&Step::Symlink {
+            target: c("busybox"),
+            link: c("/r/usr/bin/sh")
+        }));
+        assert!(
+            !steps.iter().any(|s| matches!(s, Step::Bind { target, .. }
+                if target.as_bytes().ends_with(b"/bin/sh"))),
+            "{steps:?}"
+        );
     }
 
     #[test]
