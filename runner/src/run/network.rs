@@ -99,6 +99,14 @@ pub enum NetworkError {
         #[source]
         source: KernelError,
     },
+    /// A machine asks for KVM where it is not usable.
+    #[error("machine `{machine}`: {reason}")]
+    Accel {
+        /// The machine.
+        machine: String,
+        /// Why KVM is not usable.
+        reason: accel::KvmUnusable,
+    },
     /// A machine's image could not be built.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -240,7 +248,10 @@ impl Network {
                 continue;
             };
             let request = options.accel.unwrap_or_else(|| accel_request(m.accel));
-            let accel = accel::resolve(request);
+            let accel = accel::resolve(request).map_err(|reason| NetworkError::Accel {
+                machine: m.name.clone(),
+                reason,
+            })?;
             if accel == accel::Accel::Tcg {
                 slowest = accel::Accel::Tcg;
             }
