@@ -627,7 +627,9 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
     let timed_out = watchdog.join().unwrap_or(false);
 
     let result = match result {
-        Err(_) if timed_out => Err(ScriptFailure::TimedOut {
+        // Also a script that caught the interrupted step and ended: the
+        // limit passed and the machines were killed.
+        _ if timed_out => Err(ScriptFailure::TimedOut {
             timeout: options.timeout,
         }),
         Err(f) => Err(f),
@@ -1105,6 +1107,39 @@ mod tests {
             "{:?}",
             report.result
         );
+        // `sleep` is cut by the time limit too (Rhai's own `sleep(INT)`
+        // and `sleep(FLOAT)` were not), and the run fails.
+        for secs in ["30", "30.0", "\"30s\""] {
+            let (report, _) = run(&["a"], &format!("a.start(); sleep({secs});"), &options);
+            assert!(
+                matches!(report.result, Err(ScriptFailure::TimedOut { .. })),
+                "sleep({secs}): {:?}",
+                report.result
+            );
+        }
+        // A script that catches the interrupted step and ends normally
+        // after the time limit still fails.
+        for (source, language) in [
+            (
+                "a.start(); try { sleep(30); } catch { }",
+                ScriptLanguage::Rhai,
+            ),
+            (
+                "a.start()\ntry:\n    sleep(30)\nexcept StepFailure:\n    pass\n",
+                ScriptLanguage::Python,
+            ),
+        ] {
+            let options = ScriptOptions {
+                language,
+                ..options.clone()
+            };
+            let (report, _) = run(&["a"], source, &options);
+            assert!(
+                matches!(report.result, Err(ScriptFailure::TimedOut { .. })),
+                "{source}: {:?}",
+                report.result
+            );
+        }
     }
 
     #[test]
