@@ -165,7 +165,9 @@ pub enum SpecErrorKind {
         target: String,
     },
     /// A file target inside covnet's own guest paths.
-    #[error("file target `{target}` is reserved for covnet (/init and /covnet/)")]
+    #[error(
+        "file target `{target}` is reserved for covnet (/init, /covnet/ and the shell, /bin/sh)"
+    )]
     ReservedFileTarget {
         /// The target.
         target: String,

@@ -51,6 +51,10 @@ pub const MAX_MACHINES: usize = 254;
 /// Guest paths covnet itself uses; spec files may not be placed there.
 pub const RESERVED_GUEST_PATHS: &[&str] = &["/init", "/covnet"];
 
+/// Guest paths of the shell: busybox's `sh`, which init, the control shell
+/// and the service scripts need; no spec file may replace it.
+pub const RESERVED_SHELL_PATHS: &[&str] = &["/bin/sh", "/usr/bin/sh", "/sbin/sh", "/usr/sbin/sh"];
+
 /// A parsed and validated spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -678,8 +682,15 @@ timeout = "5m"
             );
             assert_eq!(loc(&e), (3, 10));
         }
-        let e = err("[machines.a]\n[[machines.a.files]]\ntarget = \"/covnet/x\"\ncontent = \"\"\n");
-        assert!(matches!(e.kind, SpecErrorKind::ReservedFileTarget { .. }));
+        for reserved in ["/covnet/x", "/init", "/bin/sh", "/usr/bin/sh"] {
+            let e = err(&format!(
+                "[machines.a]\n[[machines.a.files]]\ntarget = \"{reserved}\"\ncontent = \"\"\n"
+            ));
+            assert!(
+                matches!(e.kind, SpecErrorKind::ReservedFileTarget { .. }),
+                "{reserved}"
+            );
+        }
         for bad in ["9", "0x1", "17777", ""] {
             let e = err(&format!(
                 "[machines.a]\n[[machines.a.files]]\ntarget = \"/x\"\ncontent = \"\"\nmode = \"{bad}\"\n"

@@ -456,6 +456,7 @@ impl Validator<'_> {
         if RESERVED_GUEST_PATHS
             .iter()
             .any(|r| target == *r || target.starts_with(&format!("{r}/")))
+            || RESERVED_SHELL_PATHS.contains(&target.as_str())
         {
             return Err(self.err(Some(&tspan), SpecErrorKind::ReservedFileTarget { target }));
         }

@@ -691,6 +691,48 @@ print("namespace run ok");
     );
 }
 
+/// A program with the name of a busybox applet (coreutils' `env`) is
+/// installed, but the guest's busybox shell runs its own `env` for the bare
+/// name: `covnet run` warns, naming the path that reaches the program, and
+/// the program answers by that path.
+#[test]
+fn a_program_named_like_an_applet_is_warned_about_and_runs_by_its_path() {
+    require_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.toml");
+    std::fs::write(
+        &path,
+        "[machines.a]\nbackend = \"namespace\"\nprograms = [\"/usr/bin/env\"]\n\n[test]\n\
+         script = 'start_all(); print(\"by path: \" + a.succeed(\"/usr/bin/env --version\"));'\n",
+    )
+    .expect("write spec");
+    let out = covnet_cli(
+        &[
+            "run",
+            "--no-console",
+            path.to_str().expect("utf-8"),
+            "--out",
+            dir.path().join("out").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "warning: machine `a`: /usr/bin/env has the name of a busybox applet: a bare `env`"
+        ) && out
+            .stderr
+            .contains("(hint: name it by its path, /usr/bin/env)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("by path: env (GNU coreutils)"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// SIGINT to `covnet run` while a script step runs: every process of the
 /// namespace machines is gone when covnet exits.
 #[test]

@@ -213,9 +213,15 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         .map(|h| canonical(&h.to_string_lossy()))
         .filter(|g| !reserved.contains(g))
         .collect();
+    // A file may stand in for an applet (a stub `wget`), as in a VM image.
+    let files: Vec<String> = inputs.files.iter().map(|(g, _, _)| canonical(g)).collect();
     for applet in &inputs.applets {
         let guest = format!("/usr/bin/{applet}");
-        if applet == "busybox" || applet.contains('/') || programs.contains(&guest) {
+        if applet == "busybox"
+            || applet.contains('/')
+            || programs.contains(&guest)
+            || files.contains(&guest)
+        {
             continue;
         }
         p.steps.push(Step::Symlink {
@@ -468,6 +474,24 @@ mod tests {
                 if target.as_bytes().ends_with(b"/bin/sh"))),
             "{steps:?}"
         );
+    }
+
+    #[test]
+    fn a_file_stands_in_for_an_applet() {
+        let mut i = inputs();
+        i.files
+            .push(("/bin/wget".into(), b"#!/bin/sh\necho stub".to_vec(), 0o755));
+        i.host_files.retain(|h| h != Path::new("/usr/bin/wget"));
+        let steps = plan(Path::new("/r"), &i).unwrap();
+        assert!(
+            !steps.iter().any(
+                |s| matches!(s, Step::Symlink { link, .. } if link.as_bytes() == b"/r/usr/bin/wget")
+            ),
+            "{steps:?}"
+        );
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::File { path, .. } if path.as_bytes() == b"/r/bin/wget")));
     }
 
     #[test]
