@@ -682,6 +682,31 @@ timeout = "5m"
             );
             assert_eq!(loc(&e), (3, 10));
         }
+        for (cpus, param, line) in [
+            ("2", "acpi=off", 3),
+            ("4", "maxcpus=2", 3),
+            ("2", "nosmp", 3),
+            ("3", "nr_cpus=1", 3),
+        ] {
+            let e = err(&format!(
+                "[machines.a]\ncpus = {cpus}\nkernel_params = [\"quiet\", \"{param}\"]\n"
+            ));
+            assert!(
+                matches!(e.kind, SpecErrorKind::KernelParamLimitsCpus { .. }),
+                "{param}: {e}"
+            );
+            assert_eq!(loc(&e).0, line);
+        }
+        let e = err("[defaults]\ncpus = 2\n[machines.a]\nkernel_params = [\"acpi=off\"]\n");
+        assert!(e.to_string().contains(
+            "kernel parameter `acpi=off` leaves machine `a` 1 CPU(s), but it has cpus = 2"
+        ));
+        for ok in [
+            "[machines.a]\nkernel_params = [\"acpi=off\"]\n",
+            "[machines.a]\ncpus = 2\nkernel_params = [\"maxcpus=2\", \"acpi=force\"]\n",
+        ] {
+            Spec::from_str(ok, Path::new("net.toml")).expect(ok);
+        }
         for reserved in ["/covnet/x", "/init", "/bin/sh", "/usr/bin/sh"] {
             let e = err(&format!(
                 "[machines.a]\n[[machines.a.files]]\ntarget = \"{reserved}\"\ncontent = \"\"\n"
