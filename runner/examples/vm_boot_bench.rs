@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     if variants.is_empty() {
         variants = vec!["gzip".into(), "plain".into()];
     }
-    let accel = accel::resolve(AccelRequest::Auto);
+    let accel = accel::resolve(AccelRequest::Auto)?;
     let run = RunDir::create()?;
     let spec_path = run.file("bench.toml");
     let spec = Spec::from_str("[machines.bench]\n[machines.smp2]\ncpus = 2\n", &spec_path)?;

@@ -46,7 +46,7 @@ fn spec_machines_boot_from_covnet_images_and_talk() {
 
     let run = RunDir::create().expect("run dir");
     let switch = Arc::new(Switch::start().expect("switch"));
-    let accel = accel::resolve(AccelRequest::Auto);
+    let accel = accel::resolve(AccelRequest::Auto).expect("auto always resolves");
     let vms: Vec<Vm> = spec
         .machines
         .iter()

@@ -72,7 +72,12 @@ fn initramfs(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn config(name: &str, kernel: &Path, initrd: &Path) -> VmConfig {
-    VmConfig::new(name, kernel, initrd, accel::resolve(AccelRequest::Auto))
+    VmConfig::new(
+        name,
+        kernel,
+        initrd,
+        accel::resolve(AccelRequest::Auto).expect("auto always resolves"),
+    )
 }
 
 /// Asserts QEMU (pid = process group) is gone.

@@ -47,8 +47,10 @@ const LAYOUT_VERSION: &str = "covnet-initramfs-1";
 const APPLET_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin"];
 /// Directories init mounts a tmpfs on, unless the image has files there.
 const TMPFS_DIRS: &[&str] = &["/run", "/tmp"];
-/// Applets linked before the programs are added, so no program replaces them.
-const RESERVED_APPLETS: &[&str] = &["sh"];
+/// Applets linked before the programs are added, so no program replaces
+/// them (also in a namespace machine's root): init, the control shell and
+/// `#!/bin/sh` scripts need busybox's shell, not the host's dash.
+pub const RESERVED_APPLETS: &[&str] = &["sh"];
 /// Symlink hops allowed while resolving one path.
 const MAX_SYMLINK_HOPS: usize = 40;
 
@@ -336,9 +338,30 @@ impl<'a> ImageBuilder<'a> {
             t.host_file(p)?;
         }
 
-        // The other applets, where no program took the name.
+        // The other applets, where no program took the name and no spec
+        // file goes (a file may stand in for an applet: a stub `wget`).
+        let mut file_targets = Vec::with_capacity(m.files.len());
+        for f in &m.files {
+            let target = Path::new(&f.target);
+            let parent = t.dir(target.parent().unwrap_or(Path::new("/")))?;
+            if let Some(n) = target.file_name() {
+                file_targets.push(join_rel(&parent, &n.to_string_lossy()));
+            }
+        }
+        // A name taken in one applet directory is taken in all: a busybox
+        // link at /usr/sbin/wget would come before a program at
+        // /usr/bin/wget in PATH.
+        let taken: Vec<&String> = applets
+            .iter()
+            .filter(|a| {
+                applet_dirs.iter().any(|d| {
+                    let name = join_rel(d, a);
+                    t.nodes.contains_key(&name) || file_targets.contains(&name)
+                })
+            })
+            .collect();
         for real in &applet_dirs {
-            for a in &applets {
+            for a in applets.iter().filter(|a| !taken.contains(a)) {
                 let name = join_rel(real, a);
                 if !t.nodes.contains_key(&name) {
                     t.insert(&name, Node::Symlink(bb_target.clone()))?;
@@ -404,6 +427,25 @@ impl<'a> ImageBuilder<'a> {
         )?;
         Ok(t)
     }
+}
+
+/// The guest paths among `paths` whose file name is a busybox applet's:
+/// the guest's shell (busybox `sh`, built to prefer its applets) runs its
+/// own applet for that bare name, whatever `PATH` holds, so only the full
+/// path reaches the file.
+pub fn named_like_applets<'a>(
+    paths: impl IntoIterator<Item = &'a str>,
+    applets: &[String],
+) -> Vec<&'a str> {
+    paths
+        .into_iter()
+        .filter(|p| {
+            Path::new(p)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n != "busybox" && applets.iter().any(|a| a == n))
+        })
+        .collect()
 }
 
 /// The applet names in a busybox binary: its packed, NUL-separated,
@@ -845,6 +887,27 @@ mod tests {
     }
 
     #[test]
+    fn programs_and_files_named_like_applets_are_found() {
+        let applets: Vec<String> = ["sh", "wget", "ip", "busybox"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        assert_eq!(
+            named_like_applets(
+                [
+                    "/usr/bin/wget",
+                    "/opt/x/ip",
+                    "/usr/bin/curl",
+                    "/bin/busybox",
+                    "/srv/wget.conf"
+                ],
+                &applets
+            ),
+            ["/usr/bin/wget", "/opt/x/ip"]
+        );
+    }
+
+    #[test]
     fn image_has_everything_and_is_cached() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
@@ -866,6 +929,10 @@ target = "/srv/www/index.html"
 content = "k=v"
 target = "/etc/app.conf"
 mode = "0600"
+[[machines.server.files]]
+content = "stub"
+target = "/usr/bin/nc"
+mode = "0755"
 [[machines.server.services]]
 name = "httpd"
 command = "busybox httpd -f -p 80 -h '/srv/www'"
@@ -931,6 +998,11 @@ env = { GREETING = "it's me" }
         assert_eq!(get("srv/www/index.html").2, b"<h1>hi</h1>");
         assert_eq!(get("etc/app.conf").2, b"k=v");
         assert_eq!(get("etc/app.conf").1 & 0o7777, 0o600);
+        // A file stands in for an applet (here and in every PATH directory).
+        assert_eq!(get("usr/bin/nc").2, b"stub");
+        assert!(!e
+            .iter()
+            .any(|(n, mode, _)| n.ends_with("bin/nc") && mode & 0o170000 == 0o120000));
         assert_eq!(get("dev/console").1, 0o020600);
         // Modules are real ELF objects, loaded in modules.dep order.
         assert!(get("covnet/modules/01-virtio_ring.ko")
@@ -972,6 +1044,14 @@ env = { GREETING = "it's me" }
         assert!(is_link("usr/bin/wget") || is_link("bin/wget"));
         let env_prog = e.iter().find(|(n, _, _)| n == "usr/bin/env").unwrap();
         assert_eq!(env_prog.2, std::fs::read("/usr/bin/env").unwrap());
+        // ... and no busybox `env` in another PATH directory shadows it.
+        for other in ["sbin/env", "usr/sbin/env", "bin/env"] {
+            assert!(
+                !e.iter()
+                    .any(|(n, mode, _)| n == other && mode & 0o170000 == 0o120000),
+                "{other} links to busybox"
+            );
+        }
         let tool_guest = tool.to_str().unwrap().trim_start_matches('/');
         assert_eq!(get(tool_guest).2, b"#!/bin/sh\necho tool\n");
         // Parents come before children.

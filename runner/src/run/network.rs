@@ -99,6 +99,14 @@ pub enum NetworkError {
         #[source]
         source: KernelError,
     },
+    /// A machine asks for KVM where it is not usable.
+    #[error("machine `{machine}`: {reason}")]
+    Accel {
+        /// The machine.
+        machine: String,
+        /// Why KVM is not usable.
+        reason: accel::KvmUnusable,
+    },
     /// A machine's image could not be built.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -208,6 +216,7 @@ impl Network {
             }
         }
 
+        warn_applet_names(spec, &events);
         let images = build_images(spec, &options.guest_env, &options.guest_files, &events)?;
 
         let boot_timeout = match spec.defaults.boot_timeout {
@@ -240,7 +249,10 @@ impl Network {
                 continue;
             };
             let request = options.accel.unwrap_or_else(|| accel_request(m.accel));
-            let accel = accel::resolve(request);
+            let accel = accel::resolve(request).map_err(|reason| NetworkError::Accel {
+                machine: m.name.clone(),
+                reason,
+            })?;
             if accel == accel::Accel::Tcg {
                 slowest = accel::Accel::Tcg;
             }
@@ -519,6 +531,31 @@ fn build_images(
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// Warns about programs and files that have the name of a busybox applet:
+/// a bare `wget` in a command or service runs busybox's, not the
+/// machine's `/usr/bin/wget` (see [`initramfs::named_like_applets`]).
+fn warn_applet_names(spec: &Spec, events: &EventSender) {
+    // Without a readable busybox the image build fails, saying so.
+    let Ok(bb) = std::fs::read(initramfs::DEFAULT_BUSYBOX) else {
+        return;
+    };
+    let applets = initramfs::busybox_applets(&bb);
+    for m in &spec.machines {
+        let programs = m.programs.iter().filter_map(|p| p.to_str());
+        let files = m.files.iter().map(|f| f.target.as_str());
+        for path in initramfs::named_like_applets(programs.chain(files), &applets) {
+            let name = Path::new(path)
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            events.send(RunEvent::Notice(Diagnostic::warning(format!(
+                "machine `{}`: {path} has the name of a busybox applet: a bare `{name}` in a command or service runs busybox's `{name}` (the guest's shell prefers its applets)\n  (hint: name it by its path, {path})",
+                m.name
+            ))));
+        }
+    }
 }
 
 /// The fault seed from [`FAULT_SEED_ENV`], when set to a number.

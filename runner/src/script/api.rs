@@ -138,6 +138,23 @@ pub(super) fn build_engine(state: &Arc<State>) -> Engine {
     engine
 }
 
+/// `sleep(secs)`: a pause that the time limit and Ctrl-C interrupt.
+fn sleep_step(s: &State, ctx: &NativeCallContext, secs: &Dynamic) -> RhaiResult<()> {
+    let d = s.timeout(ctx, None, "sleep()", secs)?;
+    s.ctx.sleep(d).map_err(|kind| {
+        s.fail(
+            ctx,
+            StepError {
+                machine: None,
+                step: "sleep()".to_owned(),
+                kind: Box::new(kind),
+                console: Vec::new(),
+                position: None,
+            },
+        )
+    })
+}
+
 fn register_globals(engine: &mut Engine, state: &Arc<State>) {
     let s = state.clone();
     engine.register_fn(
@@ -175,25 +192,21 @@ fn register_globals(engine: &mut Engine, state: &Arc<State>) {
         s.nodes.iter().cloned().map(Dynamic::from).collect()
     });
 
+    // Rhai's core package has its own `sleep(INT)` and `sleep(FLOAT)`,
+    // which beat a `Dynamic` parameter and ignore the time limit and
+    // Ctrl-C: covnet's is registered for each type a timeout may have.
     let s = state.clone();
-    engine.register_fn(
-        "sleep",
-        move |ctx: NativeCallContext, secs: Dynamic| -> RhaiResult<()> {
-            let d = s.timeout(&ctx, None, "sleep()", &secs)?;
-            s.ctx.sleep(d).map_err(|kind| {
-                s.fail(
-                    &ctx,
-                    StepError {
-                        machine: None,
-                        step: "sleep()".to_owned(),
-                        kind: Box::new(kind),
-                        console: Vec::new(),
-                        position: None,
-                    },
-                )
-            })
-        },
-    );
+    engine.register_fn("sleep", move |ctx: NativeCallContext, secs: INT| {
+        sleep_step(&s, &ctx, &Dynamic::from(secs))
+    });
+    let s = state.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, secs: rhai::FLOAT| {
+        sleep_step(&s, &ctx, &Dynamic::from(secs))
+    });
+    let s = state.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, secs: Dynamic| {
+        sleep_step(&s, &ctx, &secs)
+    });
 
     let s = state.clone();
     engine.register_fn(

@@ -212,6 +212,11 @@ impl fmt::Display for StepError {
                 let text = e.to_string();
                 let prefix = format!("machine `{}`: ", e.machine());
                 write!(f, ": {}", text.strip_prefix(&prefix).unwrap_or(&text))?;
+                write_causes(f, std::error::Error::source(e))?;
+            }
+            StepErrorKind::Host { source, .. } => {
+                write!(f, ": {}", self.kind)?;
+                write_causes(f, Some(source))?;
             }
             kind => write!(f, ": {kind}")?,
         }
@@ -235,6 +240,19 @@ impl std::error::Error for StepError {
     }
 }
 
+/// `cause` and what caused it, a line each: a failed spawn or host file
+/// operation says why (the OS error), which its own message does not.
+fn write_causes(
+    f: &mut fmt::Formatter<'_>,
+    mut cause: Option<&(dyn std::error::Error + 'static)>,
+) -> fmt::Result {
+    while let Some(c) = cause {
+        write!(f, "\n  caused by: {c}")?;
+        cause = c.source();
+    }
+    Ok(())
+}
+
 fn write_output(f: &mut fmt::Formatter<'_>, output: &Output) -> fmt::Result {
     for (name, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
         if bytes.is_empty() {
@@ -253,4 +271,46 @@ fn write_output(f: &mut fmt::Formatter<'_>, output: &Output) -> fmt::Result {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(kind: StepErrorKind) -> StepError {
+        StepError {
+            machine: Some("a".into()),
+            step: "start()".into(),
+            kind: Box::new(kind),
+            console: vec!["covnet-init-done".into()],
+            position: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_spawn_or_host_operation_says_why() {
+        let spawn = step(StepErrorKind::Machine(MachineError::Spawn {
+            machine: "a".into(),
+            program: "the namespace machine's init".into(),
+            source: io::Error::from_raw_os_error(libc::EROFS),
+        }));
+        assert_eq!(
+            spawn.to_string(),
+            "machine `a`: start() failed: failed to spawn `the namespace machine's init`\n  \
+             caused by: Read-only file system (os error 30)\n  \
+             last console lines:\n  | covnet-init-done"
+        );
+        let host = step(StepErrorKind::Host {
+            what: "read",
+            path: "/x/in.txt".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        });
+        assert!(
+            host.to_string().starts_with(
+                "machine `a`: start() failed: failed to read /x/in.txt\n  \
+                 caused by: No such file or directory (os error 2)"
+            ),
+            "{host}"
+        );
+    }
 }

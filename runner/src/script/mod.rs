@@ -238,7 +238,9 @@ struct State {
     failures: Mutex<Vec<Option<StepError>>>,
     cases: Mutex<Vec<TestCase>>,
     failed_subtests: Mutex<Vec<String>>,
-    output: Mutex<String>,
+    /// What `print` wrote, per open case: the script's own at the bottom,
+    /// one more for each subtest under way.
+    output: Mutex<Vec<String>>,
     /// A subtest recorded the failure that ends the script.
     failure_recorded: std::sync::atomic::AtomicBool,
 }
@@ -383,6 +385,9 @@ impl State {
 
     /// A subtest begins.
     fn start_subtest(&self, name: &str) -> Instant {
+        if let Ok(mut o) = self.output.lock() {
+            o.push(String::new());
+        }
         self.ctx.events.send(RunEvent::SubtestStart {
             name: name.to_owned(),
         });
@@ -407,14 +412,14 @@ impl State {
             }
         }
         let Some(failure) = failure else {
-            self.record(name, elapsed, None);
+            self.record(name, elapsed, None, self.take_output(true));
             self.ctx.events.send(RunEvent::SubtestEnd {
                 name: name.to_owned(),
                 result: Ok(elapsed),
             });
             return SubtestEnd::Passed;
         };
-        self.record(name, elapsed, Some(&failure));
+        self.record(name, elapsed, Some(&failure), self.take_output(true));
         self.ctx.events.send(RunEvent::SubtestEnd {
             name: name.to_owned(),
             result: Err(failure.to_string()),
@@ -457,8 +462,10 @@ impl State {
             text: text.to_owned(),
         });
         if let Ok(mut o) = self.output.lock() {
-            o.push_str(text);
-            o.push('\n');
+            if let Some(o) = o.last_mut() {
+                o.push_str(text);
+                o.push('\n');
+            }
         }
     }
 
@@ -495,7 +502,27 @@ impl State {
         }
     }
 
-    fn record(&self, name: &str, elapsed: Duration, failure: Option<&ScriptFailure>) {
+    /// The output of the case that ends: the innermost subtest's, or (not
+    /// `subtest`) all that is left, the script's own.
+    fn take_output(&self, subtest: bool) -> String {
+        let Ok(mut o) = self.output.lock() else {
+            return String::new();
+        };
+        if subtest && o.len() > 1 {
+            return o.pop().unwrap_or_default();
+        }
+        let all = o.concat();
+        *o = vec![String::new()];
+        all
+    }
+
+    fn record(
+        &self,
+        name: &str,
+        elapsed: Duration,
+        failure: Option<&ScriptFailure>,
+        output: String,
+    ) {
         let outcome = match failure {
             None => Outcome::Passed,
             Some(f) if f.is_infrastructure() => Outcome::Error {
@@ -507,11 +534,6 @@ impl State {
                 detail: f.to_string(),
             },
         };
-        let output = self
-            .output
-            .lock()
-            .map(|mut o| std::mem::take(&mut *o))
-            .unwrap_or_default();
         if let Ok(mut cases) = self.cases.lock() {
             cases.push(TestCase {
                 name: name.to_owned(),
@@ -591,7 +613,7 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
         failures: Mutex::new(Vec::new()),
         cases: Mutex::new(Vec::new()),
         failed_subtests: Mutex::new(Vec::new()),
-        output: Mutex::new(String::new()),
+        output: Mutex::new(vec![String::new()]),
         failure_recorded: std::sync::atomic::AtomicBool::new(false),
     });
 
@@ -627,7 +649,9 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
     let timed_out = watchdog.join().unwrap_or(false);
 
     let result = match result {
-        Err(_) if timed_out => Err(ScriptFailure::TimedOut {
+        // Also a script that caught the interrupted step and ended: the
+        // limit passed and the machines were killed.
+        _ if timed_out => Err(ScriptFailure::TimedOut {
             timeout: options.timeout,
         }),
         Err(f) => Err(f),
@@ -651,12 +675,21 @@ pub fn run_script(nodes: &[Node], source: &str, options: &ScriptOptions) -> Scri
     let recorded = state
         .failure_recorded
         .load(std::sync::atomic::Ordering::SeqCst);
+    let output = state.take_output(false);
     match &result {
         Err(
             ScriptFailure::Step(_) | ScriptFailure::Script { .. } | ScriptFailure::Traced { .. },
-        ) if recorded => {}
-        Err(ScriptFailure::Subtests { .. }) | Ok(()) => state.record("script", elapsed, None),
-        Err(f) => state.record("script", elapsed, Some(f)),
+        ) if recorded => {
+            // No case of its own: what the script printed outside subtests
+            // goes with the failed subtest that ended it.
+            if let Some(last) = state.cases.lock().ok().as_mut().and_then(|c| c.last_mut()) {
+                last.output.push_str(&output);
+            }
+        }
+        Err(ScriptFailure::Subtests { .. }) | Ok(()) => {
+            state.record("script", elapsed, None, output)
+        }
+        Err(f) => state.record("script", elapsed, Some(f), output),
     }
     ctx.events.send(RunEvent::ScriptEnd {
         result: match &result {
@@ -1105,6 +1138,39 @@ mod tests {
             "{:?}",
             report.result
         );
+        // `sleep` is cut by the time limit too (Rhai's own `sleep(INT)`
+        // and `sleep(FLOAT)` were not), and the run fails.
+        for secs in ["30", "30.0", "\"30s\""] {
+            let (report, _) = run(&["a"], &format!("a.start(); sleep({secs});"), &options);
+            assert!(
+                matches!(report.result, Err(ScriptFailure::TimedOut { .. })),
+                "sleep({secs}): {:?}",
+                report.result
+            );
+        }
+        // A script that catches the interrupted step and ends normally
+        // after the time limit still fails.
+        for (source, language) in [
+            (
+                "a.start(); try { sleep(30); } catch { }",
+                ScriptLanguage::Rhai,
+            ),
+            (
+                "a.start()\ntry:\n    sleep(30)\nexcept StepFailure:\n    pass\n",
+                ScriptLanguage::Python,
+            ),
+        ] {
+            let options = ScriptOptions {
+                language,
+                ..options.clone()
+            };
+            let (report, _) = run(&["a"], source, &options);
+            assert!(
+                matches!(report.result, Err(ScriptFailure::TimedOut { .. })),
+                "{source}: {:?}",
+                report.result
+            );
+        }
     }
 
     #[test]
@@ -1198,6 +1264,47 @@ print("name", server.name)
         );
         assert!(!pf.is_infrastructure());
         assert_eq!(pf.position().map(|p| p.line), Some(3));
+    }
+
+    #[test]
+    fn printed_text_goes_with_the_case_that_printed_it() {
+        let source = r#"
+print("before");
+subtest("outer", || {
+    print("in outer");
+    subtest("inner", || { print("in inner"); });
+    print("outer again");
+});
+print("after");
+"#;
+        let (report, _) = run(&["a"], source, &ScriptOptions::default());
+        assert!(report.result.is_ok(), "{:?}", report.result);
+        let cases: Vec<(&str, &str)> = report
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.output.as_str()))
+            .collect();
+        assert_eq!(
+            cases,
+            [
+                ("inner", "in inner\n"),
+                ("outer", "in outer\nouter again\n"),
+                ("script", "before\nafter\n"),
+            ]
+        );
+        // A subtest failure that ends the script: no case of the script's
+        // own, so its output goes with the failed subtest.
+        let (report, _) = run(
+            &["a"],
+            r#"a.start(); print("before"); subtest("bad", || { a.succeed("exit 1"); });"#,
+            &ScriptOptions::default(),
+        );
+        let cases: Vec<(&str, &str)> = report
+            .cases
+            .iter()
+            .map(|c| (c.name.as_str(), c.output.as_str()))
+            .collect();
+        assert_eq!(cases, [("bad", "before\n")]);
     }
 
     #[test]

@@ -165,7 +165,9 @@ pub enum SpecErrorKind {
         target: String,
     },
     /// A file target inside covnet's own guest paths.
-    #[error("file target `{target}` is reserved for covnet (/init and /covnet/)")]
+    #[error(
+        "file target `{target}` is reserved for covnet (/init, /covnet/ and the shell, /bin/sh)"
+    )]
     ReservedFileTarget {
         /// The target.
         target: String,
@@ -227,6 +229,18 @@ pub enum SpecErrorKind {
     InvalidKernelParam {
         /// The parameter.
         param: String,
+    },
+    /// A kernel parameter that leaves a VM fewer CPUs than its `cpus`.
+    #[error("kernel parameter `{param}` leaves machine `{machine}` {online} CPU(s), but it has cpus = {cpus} (a directly booted guest finds its other CPUs through ACPI)\n  (hint: drop `{param}`, or set cpus = {online})")]
+    KernelParamLimitsCpus {
+        /// The machine.
+        machine: String,
+        /// The parameter.
+        param: String,
+        /// CPUs the guest can use with it.
+        online: u32,
+        /// The machine's `cpus`.
+        cpus: u8,
     },
     /// A kernel image that does not exist.
     #[error("kernel {} not found", path.display())]

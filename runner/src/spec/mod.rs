@@ -51,6 +51,10 @@ pub const MAX_MACHINES: usize = 254;
 /// Guest paths covnet itself uses; spec files may not be placed there.
 pub const RESERVED_GUEST_PATHS: &[&str] = &["/init", "/covnet"];
 
+/// Guest paths of the shell: busybox's `sh`, which init, the control shell
+/// and the service scripts need; no spec file may replace it.
+pub const RESERVED_SHELL_PATHS: &[&str] = &["/bin/sh", "/usr/bin/sh", "/sbin/sh", "/usr/sbin/sh"];
+
 /// A parsed and validated spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -678,8 +682,40 @@ timeout = "5m"
             );
             assert_eq!(loc(&e), (3, 10));
         }
-        let e = err("[machines.a]\n[[machines.a.files]]\ntarget = \"/covnet/x\"\ncontent = \"\"\n");
-        assert!(matches!(e.kind, SpecErrorKind::ReservedFileTarget { .. }));
+        for (cpus, param, line) in [
+            ("2", "acpi=off", 3),
+            ("4", "maxcpus=2", 3),
+            ("2", "nosmp", 3),
+            ("3", "nr_cpus=1", 3),
+        ] {
+            let e = err(&format!(
+                "[machines.a]\ncpus = {cpus}\nkernel_params = [\"quiet\", \"{param}\"]\n"
+            ));
+            assert!(
+                matches!(e.kind, SpecErrorKind::KernelParamLimitsCpus { .. }),
+                "{param}: {e}"
+            );
+            assert_eq!(loc(&e).0, line);
+        }
+        let e = err("[defaults]\ncpus = 2\n[machines.a]\nkernel_params = [\"acpi=off\"]\n");
+        assert!(e.to_string().contains(
+            "kernel parameter `acpi=off` leaves machine `a` 1 CPU(s), but it has cpus = 2"
+        ));
+        for ok in [
+            "[machines.a]\nkernel_params = [\"acpi=off\"]\n",
+            "[machines.a]\ncpus = 2\nkernel_params = [\"maxcpus=2\", \"acpi=force\"]\n",
+        ] {
+            Spec::from_str(ok, Path::new("net.toml")).expect(ok);
+        }
+        for reserved in ["/covnet/x", "/init", "/bin/sh", "/usr/bin/sh"] {
+            let e = err(&format!(
+                "[machines.a]\n[[machines.a.files]]\ntarget = \"{reserved}\"\ncontent = \"\"\n"
+            ));
+            assert!(
+                matches!(e.kind, SpecErrorKind::ReservedFileTarget { .. }),
+                "{reserved}"
+            );
+        }
         for bad in ["9", "0x1", "17777", ""] {
             let e = err(&format!(
                 "[machines.a]\n[[machines.a.files]]\ntarget = \"/x\"\ncontent = \"\"\nmode = \"{bad}\"\n"

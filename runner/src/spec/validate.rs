@@ -242,6 +242,18 @@ impl Validator<'_> {
             if param.is_empty() || param.chars().any(char::is_whitespace) {
                 return Err(self.err(Some(&span), SpecErrorKind::InvalidKernelParam { param }));
             }
+            let cpus = raw.cpus.unwrap_or(defaults.cpus).get();
+            if let Some(online) = cpus_left_by(&param).filter(|&n| n < u32::from(cpus)) {
+                return Err(self.err(
+                    Some(&span),
+                    SpecErrorKind::KernelParamLimitsCpus {
+                        machine: name,
+                        param,
+                        online,
+                        cpus,
+                    },
+                ));
+            }
             kernel_params.push(param);
         }
 
@@ -456,6 +468,7 @@ impl Validator<'_> {
         if RESERVED_GUEST_PATHS
             .iter()
             .any(|r| target == *r || target.starts_with(&format!("{r}/")))
+            || RESERVED_SHELL_PATHS.contains(&target.as_str())
         {
             return Err(self.err(Some(&tspan), SpecErrorKind::ReservedFileTarget { target }));
         }
@@ -663,4 +676,17 @@ pub(super) fn parse_forward(s: &str) -> Option<Forward> {
         host_port: port(h)?,
         guest_port: port(g)?,
     })
+}
+
+/// How many CPUs a guest booted with kernel parameter `param` can use at
+/// most, when the parameter limits them: without ACPI a directly booted
+/// guest finds no other CPU (`acpi=off`), `nosmp` and `maxcpus=0` keep it to
+/// one, `maxcpus=N` and `nr_cpus=N` to N.
+fn cpus_left_by(param: &str) -> Option<u32> {
+    match param.split_once('=') {
+        None if param == "nosmp" => Some(1),
+        Some(("acpi", "off")) => Some(1),
+        Some(("maxcpus" | "nr_cpus", n)) => n.parse::<u32>().ok().map(|n| n.max(1)),
+        _ => None,
+    }
 }

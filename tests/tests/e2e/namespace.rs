@@ -691,6 +691,48 @@ print("namespace run ok");
     );
 }
 
+/// A program with the name of a busybox applet (coreutils' `env`) is
+/// installed, but the guest's busybox shell runs its own `env` for the bare
+/// name: `covnet run` warns, naming the path that reaches the program, and
+/// the program answers by that path.
+#[test]
+fn a_program_named_like_an_applet_is_warned_about_and_runs_by_its_path() {
+    require_tools();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("env.toml");
+    std::fs::write(
+        &path,
+        "[machines.a]\nbackend = \"namespace\"\nprograms = [\"/usr/bin/env\"]\n\n[test]\n\
+         script = 'start_all(); print(\"by path: \" + a.succeed(\"/usr/bin/env --version\"));'\n",
+    )
+    .expect("write spec");
+    let out = covnet_cli(
+        &[
+            "run",
+            "--no-console",
+            path.to_str().expect("utf-8"),
+            "--out",
+            dir.path().join("out").to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "warning: machine `a`: /usr/bin/env has the name of a busybox applet: a bare `env`"
+        ) && out
+            .stderr
+            .contains("(hint: name it by its path, /usr/bin/env)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("by path: env (GNU coreutils)"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// SIGINT to `covnet run` while a script step runs: every process of the
 /// namespace machines is gone when covnet exits.
 #[test]
@@ -826,6 +868,35 @@ fn guest_programs_start_with_umask_022() {
             "while [ ! -e /tmp/service-umask ]; do sleep 0.05; done; cat /tmp/service-umask"
         ),
         "0022\n"
+    );
+}
+
+/// A `#!/bin/sh` script brings the host's /bin/sh (dash) into the
+/// programs' closure; the machine's /bin/sh stays busybox's, as in a VM,
+/// so the control shell (which needs busybox's `read -d`) keeps working
+/// and the script runs.
+#[test]
+fn a_shell_script_program_keeps_busyboxs_sh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"hello from $0\"\n").expect("write script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let net = NsNet::new(&format!("[machines.a]\nprograms = [{script:?}]\n"));
+    net.start_all();
+    // Shorter than T: with dash as /bin/sh no command ever answered.
+    let out = net
+        .m("a")
+        .execute(
+            &format!("{} && readlink /bin/sh", script.display()),
+            Duration::from_secs(20),
+        )
+        .expect("the control shell answers");
+    assert_eq!(
+        (out.status, out.stdout_lossy()),
+        (0, format!("hello from {}\nbusybox\n", script.display())),
+        "{}",
+        out.stderr_lossy()
     );
 }
 

@@ -123,3 +123,65 @@ fn a_vm_has_the_cpus_and_memory_of_its_spec_and_a_clean_kernel_log() -> Result<(
     }
     Ok(())
 }
+
+/// `accel = "kvm"` gets KVM or an error before anything boots, never a
+/// guest that QEMU starts with an accelerator that does not work (on a
+/// host without vmx/svm such a guest crashed, and the run failed as a
+/// test after the boot timeout). Which of the two depends on the host, as
+/// covnet's own detection tells.
+#[test]
+fn accel_kvm_boots_with_kvm_or_is_refused_before_booting() -> Result<()> {
+    use covnet_runner::machine::vm::accel::{self, Accel};
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("spec.toml"),
+        "[machines.k]\naccel = \"kvm\"\n\n[test]\ntimeout = \"2m\"\n\
+         script = 'start_all(); print(\"accel \" + k.succeed(\"cat /sys/devices/system/clocksource/clocksource0/available_clocksource\"));'\n",
+    )?;
+    let o = lcov_tool::run(
+        Command::new(lcov_tool::covnet_bin()?)
+            .args([
+                "run",
+                "--no-console",
+                "--no-progress",
+                "--cold-boot",
+                "--out",
+            ])
+            .arg(dir.path().join("out"))
+            .arg(dir.path().join("spec.toml"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .current_dir(dir.path()),
+        RUN_DEADLINE,
+    )?;
+    let text = format!("{}{}", o.stdout, o.stderr);
+    let detection = accel::detect();
+    match detection.kvm_unusable {
+        Some(why) => {
+            ensure!(
+                o.status.code() == Some(1),
+                "KVM is not usable ({why}): `accel = \"kvm\"` should be an infrastructure error (exit 1):\n{text}"
+            );
+            ensure!(
+                text.contains("machine `k`: accel = \"kvm\", but KVM is not usable here")
+                    && text.contains(&why),
+                "the error names the machine and why:\n{text}"
+            );
+            ensure!(
+                !text.contains("booting"),
+                "nothing boots with an unusable accelerator:\n{text}"
+            );
+        }
+        None => {
+            ensure!(detection.accel == Accel::Kvm, "{detection:?}");
+            ensure!(
+                o.status.success(),
+                "KVM is usable, the run should pass:\n{text}"
+            );
+            ensure!(
+                text.contains("booting (kvm)") && text.contains("kvm-clock"),
+                "the guest runs under KVM:\n{text}"
+            );
+        }
+    }
+    Ok(())
+}

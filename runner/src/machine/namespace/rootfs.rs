@@ -16,6 +16,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::image::initramfs::RESERVED_APPLETS;
+
 /// Flags of a mount step (the `MS_*` bits of `mount(2)`).
 pub type MountFlags = libc::c_ulong;
 
@@ -196,16 +198,30 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         p.dirs.push((*dir).to_owned());
     }
 
-    // busybox and its applets; programs override applets of the same name.
+    // busybox and its applets; programs override applets of the same name,
+    // except the reserved ones: as in a VM image, `/bin/sh` stays busybox's
+    // when a `#!/bin/sh` script brings the host's (dash) into the closure
+    // (init and the control shell need busybox's `read -d`).
     p.bind_file(&inputs.busybox, "/usr/bin/busybox")?;
+    let reserved: Vec<String> = RESERVED_APPLETS
+        .iter()
+        .map(|a| format!("/usr/bin/{a}"))
+        .collect();
     let programs: Vec<String> = inputs
         .host_files
         .iter()
         .map(|h| canonical(&h.to_string_lossy()))
+        .filter(|g| !reserved.contains(g))
         .collect();
+    // A file may stand in for an applet (a stub `wget`), as in a VM image.
+    let files: Vec<String> = inputs.files.iter().map(|(g, _, _)| canonical(g)).collect();
     for applet in &inputs.applets {
         let guest = format!("/usr/bin/{applet}");
-        if applet == "busybox" || applet.contains('/') || programs.contains(&guest) {
+        if applet == "busybox"
+            || applet.contains('/')
+            || programs.contains(&guest)
+            || files.contains(&guest)
+        {
             continue;
         }
         p.steps.push(Step::Symlink {
@@ -218,7 +234,7 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         let guest = host.to_string_lossy().into_owned();
         // One file under two names (`/bin/x`, `/usr/bin/x`) is bound once.
         let key = canonical(&guest);
-        if bound.contains(&key) {
+        if bound.contains(&key) || reserved.contains(&key) {
             continue;
         }
         bound.push(key);
@@ -440,6 +456,42 @@ mod tests {
             dir: false,
             writable: false
         }));
+    }
+
+    #[test]
+    fn the_hosts_sh_in_a_closure_does_not_replace_busyboxs() {
+        let mut i = inputs();
+        // A `#!/bin/sh` script's closure holds the host's /bin/sh (dash).
+        i.host_files.push("/bin/sh".into());
+        i.host_files.push("/usr/bin/sh".into());
+        let steps = plan(Path::new("/r"), &i).unwrap();
+        assert!(steps.contains(&Step::Symlink {
+            target: c("busybox"),
+            link: c("/r/usr/bin/sh")
+        }));
+        assert!(
+            !steps.iter().any(|s| matches!(s, Step::Bind { target, .. }
+                if target.as_bytes().ends_with(b"/bin/sh"))),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_stands_in_for_an_applet() {
+        let mut i = inputs();
+        i.files
+            .push(("/bin/wget".into(), b"#!/bin/sh\necho stub".to_vec(), 0o755));
+        i.host_files.retain(|h| h != Path::new("/usr/bin/wget"));
+        let steps = plan(Path::new("/r"), &i).unwrap();
+        assert!(
+            !steps.iter().any(
+                |s| matches!(s, Step::Symlink { link, .. } if link.as_bytes() == b"/r/usr/bin/wget")
+            ),
+            "{steps:?}"
+        );
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::File { path, .. } if path.as_bytes() == b"/r/bin/wget")));
     }
 
     #[test]

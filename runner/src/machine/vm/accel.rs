@@ -11,7 +11,7 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Once, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -93,11 +93,17 @@ pub enum AccelRequest {
     /// Detect: KVM when usable, else TCG.
     #[default]
     Auto,
-    /// Force KVM (no detection; QEMU fails if it cannot use it).
+    /// KVM, or an error ([`KvmUnusable`]) when detection finds it
+    /// unusable: never a silent fallback to TCG.
     Kvm,
     /// Force TCG.
     Tcg,
 }
+
+/// `kvm` was asked for on a host where KVM is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("accel = \"kvm\", but KVM is not usable here ({0})\n  (hint: set accel = \"auto\" to fall back to TCG, or \"tcg\"; check /dev/kvm permissions and CPU virtualisation)")]
+pub struct KvmUnusable(pub String);
 
 /// An accelerator name that is not `auto`, `kvm` or `tcg`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -220,25 +226,36 @@ pub fn cpu_has_virtualisation(cpuinfo: &str) -> bool {
         })
 }
 
-/// Resolves a request to an accelerator. `Auto` runs detection once per
-/// process (cached) and prints its warning to stderr the first time it
-/// falls back to TCG.
-pub fn resolve(request: AccelRequest) -> Accel {
-    match request {
-        AccelRequest::Kvm => Accel::Kvm,
-        AccelRequest::Tcg => Accel::Tcg,
-        AccelRequest::Auto => {
-            static DETECTED: OnceLock<Detection> = OnceLock::new();
-            DETECTED
-                .get_or_init(|| {
-                    let detection = detect();
-                    if let Some(warning) = detection.warning() {
-                        crate::diag::warn(warning.to_string());
-                    }
-                    detection
-                })
-                .accel
+/// Resolves a request to an accelerator. Detection runs once per process
+/// (cached), for `Auto` and `Kvm`; `Auto` falls back to TCG, with a
+/// warning the first time, and `Kvm` is refused when KVM is not usable
+/// (QEMU would start, and on some hosts hang or crash the guest).
+pub fn resolve(request: AccelRequest) -> Result<Accel, KvmUnusable> {
+    static DETECTED: OnceLock<Detection> = OnceLock::new();
+    static WARNED: Once = Once::new();
+    let detection = || DETECTED.get_or_init(detect);
+    let accel = choose(request, detection)?;
+    if request == AccelRequest::Auto {
+        if let Some(warning) = detection().warning() {
+            WARNED.call_once(|| crate::diag::warn(warning));
         }
+    }
+    Ok(accel)
+}
+
+/// The accelerator for `request`, given a detection that is run only when
+/// the request needs it.
+pub fn choose<'a>(
+    request: AccelRequest,
+    detection: impl FnOnce() -> &'a Detection,
+) -> Result<Accel, KvmUnusable> {
+    match request {
+        AccelRequest::Tcg => Ok(Accel::Tcg),
+        AccelRequest::Auto => Ok(detection().accel),
+        AccelRequest::Kvm => match &detection().kvm_unusable {
+            None => Ok(Accel::Kvm),
+            Some(why) => Err(KvmUnusable(why.clone())),
+        },
     }
 }
 
@@ -310,8 +327,35 @@ mod tests {
             "hvf".parse::<AccelRequest>().unwrap_err().to_string(),
             "unknown accelerator `hvf` (expected auto, kvm or tcg)"
         );
-        assert_eq!(resolve(AccelRequest::Tcg), Accel::Tcg);
-        assert_eq!(resolve(AccelRequest::Kvm), Accel::Kvm);
+        assert_eq!(resolve(AccelRequest::Tcg), Ok(Accel::Tcg));
+    }
+
+    #[test]
+    fn kvm_is_refused_where_it_is_unusable_and_auto_falls_back() {
+        let unusable = Detection {
+            accel: Accel::Tcg,
+            kvm_unusable: Some("/proc/cpuinfo shows no vmx/svm flag".into()),
+        };
+        let usable = Detection {
+            accel: Accel::Kvm,
+            kvm_unusable: None,
+        };
+        let err = choose(AccelRequest::Kvm, || &unusable).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "accel = \"kvm\", but KVM is not usable here (/proc/cpuinfo shows no vmx/svm flag)"
+            ),
+            "{err}"
+        );
+        assert_eq!(choose(AccelRequest::Kvm, || &usable), Ok(Accel::Kvm));
+        assert_eq!(choose(AccelRequest::Auto, || &unusable), Ok(Accel::Tcg));
+        assert_eq!(choose(AccelRequest::Auto, || &usable), Ok(Accel::Kvm));
+        assert_eq!(
+            choose(AccelRequest::Tcg, || -> &Detection {
+                unreachable!("tcg needs no detection")
+            }),
+            Ok(Accel::Tcg)
+        );
     }
 
     #[test]
