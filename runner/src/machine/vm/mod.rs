@@ -642,7 +642,7 @@ impl Backend for Qemu {
                 machine: machine.to_owned(),
                 op,
                 why: "the VM has no port-forward NIC, which a VM gets when its spec lists a \
-                      `forward` (it is added at boot: a one-vCPU guest boots with acpi=off, so nothing can be hot-plugged)\n  \
+                      `forward` (covnet adds that NIC at boot and hot-plugs none)\n  \
                       (hint: add `forward = [\"<host port>:<guest port>\"]` to the machine)"
                     .to_owned(),
             });
