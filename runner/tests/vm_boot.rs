@@ -236,7 +236,7 @@ fn qemu_exiting_during_boot_ends_the_wait_early() {
         } => {
             assert_eq!(machine, "broken");
             assert!(
-                console.0.iter().any(|l| l.contains("[qemu]")),
+                console.lines.iter().any(|l| l.contains("[qemu]")),
                 "QEMU's own error is reported: {err}"
             );
         }

@@ -303,16 +303,33 @@ impl Default for EventSink {
 
 /// Console lines attached to an error, displayed indented after it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConsoleTail(pub Vec<String>);
+pub struct ConsoleTail {
+    /// The last lines, oldest first.
+    pub lines: Vec<String>,
+    /// When the machine did not come up: what to suspect, shown after
+    /// the lines (a VM given less memory than it loads).
+    pub hint: Option<String>,
+}
+
+impl ConsoleTail {
+    /// The tail of `lines`, without a hint.
+    pub fn of(lines: Vec<String>) -> ConsoleTail {
+        ConsoleTail { lines, hint: None }
+    }
+}
 
 impl fmt::Display for ConsoleTail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("\n  (console log is empty)");
+        if self.lines.is_empty() {
+            f.write_str("\n  (console log is empty)")?;
+        } else {
+            f.write_str("\n  last console lines:")?;
+            for line in &self.lines {
+                write!(f, "\n  | {line}")?;
+            }
         }
-        f.write_str("\n  last console lines:")?;
-        for line in &self.0 {
-            write!(f, "\n  | {line}")?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  (hint: {hint})")?;
         }
         Ok(())
     }
@@ -548,7 +565,7 @@ mod tests {
             machine: "server".into(),
             command: "sleep 100".into(),
             timeout: Duration::from_millis(1500),
-            console: ConsoleTail(vec!["booted".into(), "eth0 up".into()]),
+            console: ConsoleTail::of(vec!["booted".into(), "eth0 up".into()]),
         };
         let text = err.to_string();
         assert_eq!(

@@ -141,6 +141,11 @@ pub trait Backend: Send + Sync {
     fn log_tail(&self) -> Vec<String> {
         Vec::new()
     }
+    /// What to suspect when the machine did not come up (a VM: too
+    /// little memory for what it loads).
+    fn boot_failure_hint(&self) -> Option<String> {
+        None
+    }
     /// Forwards host port `host_port` to guest port `guest_port` of the
     /// running machine `machine`.
     fn forward_port(
@@ -345,7 +350,7 @@ impl<B: Backend> Session<B> {
     fn tail(&self) -> ConsoleTail {
         let mut lines = self.console_lines(ERROR_CONSOLE_LINES);
         lines.extend(self.backend.log_tail());
-        ConsoleTail(lines)
+        ConsoleTail::of(lines)
     }
 
     fn io_err(&self, what: &str, source: std::io::Error) -> MachineError {
@@ -412,18 +417,22 @@ impl<B: Backend> Session<B> {
             accel: self.backend.kind(),
         });
 
-        let boot_err = |s: &Self| match s.exited_within_settle() {
-            Some(how) => MachineError::Exited {
-                machine: s.name_owned(),
-                during: B::STARTING.into(),
-                how,
-                console: s.tail(),
-            },
-            None => MachineError::BootTimeout {
-                machine: s.name_owned(),
-                timeout: s.boot_timeout(),
-                console: s.tail(),
-            },
+        let boot_err = |s: &Self| {
+            let mut console = s.tail();
+            console.hint = s.backend.boot_failure_hint();
+            match s.exited_within_settle() {
+                Some(how) => MachineError::Exited {
+                    machine: s.name_owned(),
+                    during: B::STARTING.into(),
+                    how,
+                    console,
+                },
+                None => MachineError::BootTimeout {
+                    machine: s.name_owned(),
+                    timeout: s.boot_timeout(),
+                    console,
+                },
+            }
         };
         let stream = match control {
             Control::Stream(stream) => stream,

@@ -185,3 +185,70 @@ fn accel_kvm_boots_with_kvm_or_is_refused_before_booting() -> Result<()> {
     }
     Ok(())
 }
+
+/// A VM that does not come up because it was given too little memory for
+/// what QEMU loads into it says so: at 64 MiB the guest panics out of
+/// memory (QEMU exits), at 56 MiB it hangs silently until the boot
+/// timeout; both runs fail (exit 2) with a hint naming `memory_mib` and
+/// the sizes. A boot failure with enough memory (no init in the
+/// initramfs) gets no such hint.
+#[test]
+fn a_vm_without_enough_memory_to_boot_is_told_so() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cases = [
+        ("m64", "memory_mib = 64\n", true),
+        ("m56", "memory_mib = 56\n", true),
+        (
+            "noinit",
+            "kernel_params = [\"rdinit=/covnet/none\"]\n",
+            false,
+        ),
+    ];
+    for (name, machine, hinted) in cases {
+        let spec = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "[defaults]\nboot_timeout = \"20s\"\n\n[machines.a]\n{machine}\n\
+                 [test]\ntimeout = \"2m\"\nscript = 'start_all();'\n"
+            ),
+        )?;
+        let o = lcov_tool::run(
+            Command::new(lcov_tool::covnet_bin()?)
+                .args([
+                    "run",
+                    "--no-console",
+                    "--no-progress",
+                    "--cold-boot",
+                    "--out",
+                ])
+                .arg(dir.path().join(format!("out-{name}")))
+                .arg(&spec)
+                .env("XDG_CACHE_HOME", dir.path().join("cache"))
+                .current_dir(dir.path()),
+            RUN_DEADLINE,
+        )?;
+        let text = format!("{}{}", o.stdout, o.stderr);
+        ensure!(
+            o.status.code() == Some(2),
+            "{name}: a machine that does not come up fails the test (exit 2):\n{text}"
+        );
+        ensure!(
+            text.contains("machine `a`: start() failed"),
+            "{name}: the failure names the machine and the step:\n{text}"
+        );
+        let hint = text.contains("raise `memory_mib`");
+        ensure!(
+            hint == hinted,
+            "{name}: memory hint expected: {hinted}, given: {hint}:\n{text}"
+        );
+        if hinted {
+            let has = format!("this one has {} MiB", &name[1..]);
+            ensure!(
+                text.contains(&has),
+                "{name}: the hint says `{has}`:\n{text}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -737,6 +737,28 @@ impl Backend for Qemu {
             .map(|line| format!("[qemu] {line}"))
             .collect()
     }
+
+    /// A guest given too little memory for the kernel and initramfs QEMU
+    /// loads into it panics out of memory, resets (QEMU then exits at
+    /// once under `-no-reboot`) or hangs, often before its first console
+    /// line. Said when the memory is less than twice what is loaded plus
+    /// 32 MiB (the initramfs is unpacked again in the guest, and the
+    /// kernel needs room of its own).
+    fn boot_failure_hint(&self) -> Option<String> {
+        let mib = |path: &Path| {
+            std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / f64::from(1u32 << 20))
+        };
+        let (kernel, initrd) = (mib(&self.cfg.kernel), mib(&self.cfg.initrd));
+        let memory = f64::from(self.cfg.memory_mib);
+        (memory < 2.0 * (kernel + initrd) + 32.0).then(|| {
+            format!(
+                "a guest with too little memory panics, resets or hangs while booting, often \
+                 before its first console line: this one has {} MiB, and QEMU loads a {kernel:.1} MiB kernel image and a \
+                 {initrd:.1} MiB initramfs (unpacked again in the guest) into it; raise `memory_mib`",
+                self.cfg.memory_mib
+            )
+        })
+    }
 }
 
 /// Migrates the guest into the file `tmp` and waits for the end.
