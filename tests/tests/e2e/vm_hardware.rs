@@ -48,20 +48,33 @@ struct Hardware {
     warnings: u32,
 }
 
-/// Runs the spec with its own cache (so the first run saves the booted
-/// guests and the second restores them); the machines' reports.
-fn run(dir: &std::path::Path, out: &str) -> Result<(String, BTreeMap<String, Hardware>)> {
+/// `covnet run` of `dir/<spec>` into `dir/<out>` with `extra` flags and
+/// the test's own cache under `dir` (so a first run saves the booted
+/// guests and a second restores them); its exit code and its output.
+fn covnet_run(
+    dir: &std::path::Path,
+    spec: &str,
+    out: &str,
+    extra: &[&str],
+) -> Result<(Option<i32>, String)> {
     let o = lcov_tool::run(
         Command::new(lcov_tool::covnet_bin()?)
-            .args(["run", "--no-console", "--no-progress", "--out"])
+            .args(["run", "--no-console", "--no-progress"])
+            .args(extra)
+            .arg("--out")
             .arg(dir.join(out))
-            .arg(dir.join("spec.toml"))
+            .arg(dir.join(spec))
             .env("XDG_CACHE_HOME", dir.join("cache"))
             .current_dir(dir),
         RUN_DEADLINE,
     )?;
-    let text = format!("{}{}", o.stdout, o.stderr);
-    ensure!(o.status.success(), "covnet run ({out}) failed:\n{text}");
+    Ok((o.status.code(), format!("{}{}", o.stdout, o.stderr)))
+}
+
+/// Runs `spec.toml` (snapshots on); the machines' reports.
+fn run(dir: &std::path::Path, out: &str) -> Result<(String, BTreeMap<String, Hardware>)> {
+    let (code, text) = covnet_run(dir, "spec.toml", out, &[])?;
+    ensure!(code == Some(0), "covnet run ({out}) failed:\n{text}");
     let mut hw = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.split("hw ").nth(1) else {
@@ -138,27 +151,12 @@ fn accel_kvm_boots_with_kvm_or_is_refused_before_booting() -> Result<()> {
         "[machines.k]\naccel = \"kvm\"\n\n[test]\ntimeout = \"2m\"\n\
          script = 'start_all(); print(\"accel \" + k.succeed(\"cat /sys/devices/system/clocksource/clocksource0/available_clocksource\"));'\n",
     )?;
-    let o = lcov_tool::run(
-        Command::new(lcov_tool::covnet_bin()?)
-            .args([
-                "run",
-                "--no-console",
-                "--no-progress",
-                "--cold-boot",
-                "--out",
-            ])
-            .arg(dir.path().join("out"))
-            .arg(dir.path().join("spec.toml"))
-            .env("XDG_CACHE_HOME", dir.path().join("cache"))
-            .current_dir(dir.path()),
-        RUN_DEADLINE,
-    )?;
-    let text = format!("{}{}", o.stdout, o.stderr);
+    let (code, text) = covnet_run(dir.path(), "spec.toml", "out", &["--cold-boot"])?;
     let detection = accel::detect();
     match detection.kvm_unusable {
         Some(why) => {
             ensure!(
-                o.status.code() == Some(1),
+                code == Some(1),
                 "KVM is not usable ({why}): `accel = \"kvm\"` should be an infrastructure error (exit 1):\n{text}"
             );
             ensure!(
@@ -174,7 +172,7 @@ fn accel_kvm_boots_with_kvm_or_is_refused_before_booting() -> Result<()> {
         None => {
             ensure!(detection.accel == Accel::Kvm, "{detection:?}");
             ensure!(
-                o.status.success(),
+                code == Some(0),
                 "KVM is usable, the run should pass:\n{text}"
             );
             ensure!(
@@ -205,32 +203,17 @@ fn a_vm_without_enough_memory_to_boot_is_told_so() -> Result<()> {
         ),
     ];
     for (name, machine, hinted) in cases {
-        let spec = dir.path().join(format!("{name}.toml"));
+        let spec = format!("{name}.toml");
         std::fs::write(
-            &spec,
+            dir.path().join(&spec),
             format!(
                 "[defaults]\nboot_timeout = \"20s\"\n\n[machines.a]\n{machine}\n\
                  [test]\ntimeout = \"2m\"\nscript = 'start_all();'\n"
             ),
         )?;
-        let o = lcov_tool::run(
-            Command::new(lcov_tool::covnet_bin()?)
-                .args([
-                    "run",
-                    "--no-console",
-                    "--no-progress",
-                    "--cold-boot",
-                    "--out",
-                ])
-                .arg(dir.path().join(format!("out-{name}")))
-                .arg(&spec)
-                .env("XDG_CACHE_HOME", dir.path().join("cache"))
-                .current_dir(dir.path()),
-            RUN_DEADLINE,
-        )?;
-        let text = format!("{}{}", o.stdout, o.stderr);
+        let (code, text) = covnet_run(dir.path(), &spec, &format!("out-{name}"), &["--cold-boot"])?;
         ensure!(
-            o.status.code() == Some(2),
+            code == Some(2),
             "{name}: a machine that does not come up fails the test (exit 2):\n{text}"
         );
         ensure!(
