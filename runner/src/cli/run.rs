@@ -75,7 +75,8 @@ pub struct RunArgs {
     /// Keep the run directory (sockets, console logs) for inspection.
     #[arg(long)]
     pub keep_run_dir: bool,
-    /// Capture every VLAN's traffic; the pcaps go into the failure bundle.
+    /// Capture every VLAN's traffic into `<out>/pcap/` (a failed run: into
+    /// its failure bundle, `<out>/failure/pcap/`).
     #[arg(long)]
     pub pcap: bool,
     /// Boot every VM from scratch: do not restore booted guests from the

@@ -108,15 +108,7 @@ pub fn write_bundle(dir: &Path, input: &BundleInput<'_>) -> Result<PathBuf, Bund
 
     if !input.pcaps.is_empty() {
         let pdir = dir.join("pcap");
-        std::fs::create_dir_all(&pdir).map_err(err(&pdir))?;
-        for pcap in input.pcaps {
-            let Some(name) = pcap.file_name() else {
-                continue;
-            };
-            if let Err(e) = std::fs::copy(pcap, pdir.join(name)) {
-                notes.push(format!("pcap {} not copied: {e}", pcap.display()));
-            }
-        }
+        notes.extend(copy_pcaps(input.pcaps, &pdir).map_err(err(&pdir))?);
     }
 
     let report = dir.join("report.txt");
@@ -225,6 +217,24 @@ pub fn script_excerpt(script: &str, p: ScriptPosition) -> String {
         }
     }
     out
+}
+
+/// Copies the packet captures `pcaps` into `dir` (created), under their
+/// own names: into a failure bundle, or the output directory of a run
+/// that passed. A capture that cannot be copied is a note in the result,
+/// not an error: the others are still copied.
+pub fn copy_pcaps(pcaps: &[PathBuf], dir: &Path) -> std::io::Result<Vec<String>> {
+    std::fs::create_dir_all(dir)?;
+    let mut notes = Vec::new();
+    for pcap in pcaps {
+        let Some(name) = pcap.file_name() else {
+            continue;
+        };
+        if let Err(e) = std::fs::copy(pcap, dir.join(name)) {
+            notes.push(format!("pcap {} not copied: {e}", pcap.display()));
+        }
+    }
+    Ok(notes)
 }
 
 #[cfg(test)]

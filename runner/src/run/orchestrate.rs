@@ -10,7 +10,7 @@ use crate::coverage::flush::{self, ShimError};
 use crate::coverage::notices;
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
-use crate::run::bundle::{write_bundle, BundleInput};
+use crate::run::bundle::{copy_pcaps, write_bundle, BundleInput};
 use crate::run::collection::{self, Phases};
 use crate::run::network::{Interrupter, Network, NetworkError, NetworkOptions};
 use crate::run::plan::RunPlan;
@@ -185,9 +185,28 @@ pub fn execute(
     // The machines are not needed any more: they shut down (gracefully
     // after a passed test) while the coverage is merged and reported.
     let grace = network.context().timeouts.shutdown;
+    let pcap_dir = plan.out.join("pcap");
+    let stop_events = events.clone();
     let stop = move || {
         let stopped = if test == TestResult::Passed {
-            network.shutdown(grace)
+            let stopped = network.shutdown(grace);
+            // A passed run has no bundle: its captures, complete now that
+            // the machines are down, go into the output directory.
+            if !network.pcaps().is_empty() {
+                stop_events.send(RunEvent::Notice(
+                    match copy_pcaps(network.pcaps(), &pcap_dir) {
+                        Ok(notes) if notes.is_empty() => {
+                            Diagnostic::notice(format!("packet captures: {}", pcap_dir.display()))
+                        }
+                        Ok(notes) => Diagnostic::warning(notes.join("\n")),
+                        Err(e) => Diagnostic::error(format!(
+                            "packet captures not copied to {}: {e}",
+                            pcap_dir.display()
+                        )),
+                    },
+                ));
+            }
+            stopped
         } else {
             network.kill_all()
         };

@@ -801,7 +801,8 @@ fn pcap_holds_the_http_exchange(backend: &str) {
     );
 }
 
-/// `--pcap` with namespace machines; without `--pcap` the bundle has none.
+/// `--pcap` with namespace machines; without `--pcap` the bundle has none;
+/// a run that passes (no bundle) has its capture in `<out>/pcap/`.
 #[test]
 fn pcap_on_namespace_machines_holds_the_http_exchange() {
     pcap_holds_the_http_exchange("namespace");
@@ -810,6 +811,25 @@ fn pcap_on_namespace_machines_holds_the_http_exchange() {
     assert_eq!(res.code(), 2, "{res}");
     assert!(out.join("failure/report.txt").is_file(), "{res}");
     assert!(!out.join("failure/pcap").exists(), "{res}");
+
+    let passing = pcap_spec().replace(
+        "client.succeed(\"wget -q -O - http://server/pcap-missing-7c2b\");\n",
+        "",
+    );
+    assert_ne!(passing, pcap_spec());
+    let (res, out) = run_spec(dir.path(), "pass.toml", &passing, "namespace", &["--pcap"]);
+    assert_eq!(res.code(), 0, "{res}");
+    assert!(!out.join("failure").exists(), "{res}");
+    let pcap = out.join("pcap/vlan1.pcap");
+    assert!(
+        res.stderr
+            .contains(&format!("packet captures: {}", out.join("pcap").display())),
+        "{res}"
+    );
+    let dump = lcov_tool::run_ok(Command::new("tcpdump").args(["-nn", "-A", "-r"]).arg(&pcap))
+        .expect("tcpdump reads the passed run's pcap");
+    assert!(dump.stdout.contains("GET /index.html HTTP/1.1"), "{dump}");
+    assert!(dump.stdout.contains(PCAP_PAGE), "{dump}");
 }
 
 /// `--pcap` with TCG VMs: the same capture through QEMU's NICs.
