@@ -627,7 +627,19 @@ impl Node {
         name: &str,
         timeout: Duration,
     ) -> Result<Output, StepError> {
-        self.step(format!("{verb}_job(`{name}`)"), || {
+        self.control_service_step(format!("{verb}_job(`{name}`)"), verb, name, timeout)
+    }
+
+    /// [`Node::control_service`] reported as the step `step` (the script
+    /// call that asked for it).
+    fn control_service_step(
+        &self,
+        step: String,
+        verb: ServiceVerb,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Output, StepError> {
+        self.step(step, || {
             let service = self.service(name)?;
             let cmd = service_control_command(verb, &service.name);
             Ok(self.machine.execute(&cmd, timeout)?)
@@ -645,7 +657,9 @@ impl Node {
             _ => None,
         };
         match parsed {
-            Some((verb, unit)) => self.control_service(verb, unit, timeout),
+            Some((verb, unit)) => {
+                self.control_service_step(format!("systemctl(`{query}`)"), verb, unit, timeout)
+            }
             None => Err(self.error(
                 &format!("systemctl(`{query}`)"),
                 StepErrorKind::Unsupported {

@@ -362,6 +362,13 @@ a.wait_for_unit("web");
 try { a.screenshot("x"); throw "screenshot passed"; } catch (e) {
     if !e.message.contains("graphical display") { throw e; }
 }
+// A failure names the call the script made.
+try { a.systemctl("status nope"); throw "unknown service passed"; } catch (e) {
+    if !e.message.contains("systemctl(`status nope`)") { throw e; }
+}
+try { a.start_job("nope"); throw "unknown service passed"; } catch (e) {
+    if !e.message.contains("start_job(`nope`)") { throw e; }
+}
 "#;
 
 fn run_driver(name: &str, test: &str, backend: &str) -> Result<Vec<String>> {
