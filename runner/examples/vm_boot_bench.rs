@@ -15,7 +15,8 @@
 //! with ACPI). Defaults otherwise: SeaBIOS, `acpi=off pci=nomsi`, no
 //! snapshots.
 //! Prints one line per boot (wall time and QEMU's CPU time) and a summary
-//! line per variant.
+//! line per variant; with `COVNET_BENCH_IDLE=<seconds>`, also the CPU each
+//! variant's guest uses while idle after its first boot.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -67,6 +68,15 @@ fn main() -> anyhow::Result<()> {
         image.path.display(),
         gz_len / 1024,
         bytes.len() / 1024
+    );
+    // COVNET_BENCH_IDLE=<seconds>: after each variant's first boot, the
+    // guest's QEMU CPU while it sits idle (the control shell waiting).
+    let idle = Duration::from_secs(
+        std::env::var("COVNET_BENCH_IDLE")
+            .ok()
+            .map(|v| v.parse().context("COVNET_BENCH_IDLE must be whole seconds"))
+            .transpose()?
+            .unwrap_or(0),
     );
     let switch = Arc::new(Switch::start()?);
     for variant in &variants {
@@ -139,6 +149,9 @@ fn main() -> anyhow::Result<()> {
             if i == 0 && variant == "plain" {
                 shell_ops(&vm)?;
             }
+            if i == 0 && !idle.is_zero() {
+                idle_cpu(&vm, variant, idle);
+            }
             vm.crash()?;
         }
         times.sort();
@@ -157,6 +170,23 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints the QEMU CPU a booted, idle guest uses over `idle`, as a share
+/// of one core (`IDLE <variant>: ...`).
+fn idle_cpu(vm: &Vm, variant: &str, idle: Duration) {
+    let Some(pid) = vm.pid() else { return };
+    let before = cpu_seconds(pid);
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(idle);
+    let (Some(before), Some(after)) = (before, cpu_seconds(pid)) else {
+        return;
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "IDLE {variant}: {:.2}% of a core over {wall:.1}s",
+        100.0 * (after - before) / wall
+    );
 }
 
 /// Times shell round trips and copies on a booted VM.
