@@ -45,7 +45,7 @@ use crate::image::pvh;
 use crate::machine::namespace::{NamespaceConfig, NamespaceMachine};
 use crate::machine::vm::accel::{self, AccelRequest};
 use crate::machine::vm::snapshot::SnapshotCache;
-use crate::machine::vm::{Vm, VmConfig};
+use crate::machine::vm::{self, Vm, VmConfig};
 use crate::machine::{Machine, MachineError};
 use crate::net::faults::FAULT_SEED_ENV;
 use crate::net::switch::{Switch, SwitchError};
@@ -228,6 +228,10 @@ impl Network {
         let mut slowest = accel::Accel::Kvm;
         let mut machines: Vec<Arc<dyn Machine>> = Vec::new();
         let mut boots: HashMap<PathBuf, PathBuf> = HashMap::new();
+        let many_vms = vm::acpi_for_network(
+            images.iter().filter(|built| built.is_some()).count(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        );
         for (m, built) in spec.machines.iter().zip(&images) {
             let Some((kernel, image)) = built else {
                 // backend = "namespace": same switch, no VM.
@@ -267,6 +271,7 @@ impl Network {
                 }
             };
             let mut cfg = VmConfig::from_spec(m, &boot, &image.path, accel, boot_timeout);
+            cfg.acpi |= many_vms;
             if !options.cold_boot {
                 cfg.snapshots = Some(SnapshotCache::new(SnapshotCache::default_dir()));
             }
