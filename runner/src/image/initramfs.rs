@@ -20,12 +20,13 @@
 //! file and renamed into place, so concurrent builders never see partial
 //! images.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::BufWriter;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
@@ -307,11 +308,10 @@ impl<'a> ImageBuilder<'a> {
         // and `#!/bin/sh` scripts run busybox's shell even when the host's
         // /bin/sh (dash) is part of a program's closure.
         t.host_file(&self.busybox)?;
-        let bb = std::fs::read(&self.busybox).map_err(|e| ImageErrorKind::Host {
+        let applets = applets_of(&self.busybox).map_err(|e| ImageErrorKind::Host {
             path: self.busybox.clone(),
             source: e,
         })?;
-        let applets = busybox_applets(&bb);
         if applets.is_empty() {
             return Err(ImageErrorKind::NoApplets {
                 path: self.busybox.clone(),
@@ -446,6 +446,20 @@ pub fn named_like_applets<'a>(
                 .is_some_and(|n| n != "busybox" && applets.iter().any(|a| a == n))
         })
         .collect()
+}
+
+/// The applet names of the busybox binary at `path` ([`busybox_applets`]),
+/// read and scanned once per process and path: every VM image, every
+/// namespace machine and the run's applet-name warning ask for them.
+pub fn applets_of(path: &Path) -> std::io::Result<Arc<[String]>> {
+    static SEEN: OnceLock<Mutex<HashMap<PathBuf, Arc<[String]>>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Mutex::default);
+    if let Some(applets) = crate::machine::session::lock(seen).get(path) {
+        return Ok(Arc::clone(applets));
+    }
+    let applets: Arc<[String]> = busybox_applets(&std::fs::read(path)?).into();
+    crate::machine::session::lock(seen).insert(path.to_owned(), Arc::clone(&applets));
+    Ok(applets)
 }
 
 /// The applet names in a busybox binary: its packed, NUL-separated,

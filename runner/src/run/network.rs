@@ -543,10 +543,9 @@ fn build_images(
 /// machine's `/usr/bin/wget` (see [`initramfs::named_like_applets`]).
 fn warn_applet_names(spec: &Spec, events: &EventSender) {
     // Without a readable busybox the image build fails, saying so.
-    let Ok(bb) = std::fs::read(initramfs::DEFAULT_BUSYBOX) else {
+    let Ok(applets) = initramfs::applets_of(Path::new(initramfs::DEFAULT_BUSYBOX)) else {
         return;
     };
-    let applets = initramfs::busybox_applets(&bb);
     for m in &spec.machines {
         let programs = m.programs.iter().filter_map(|p| p.to_str());
         let files = m.files.iter().map(|f| f.target.as_str());

@@ -24,7 +24,7 @@ use super::ns::{self, ChildConfig};
 use super::rootfs::{self, Inputs};
 use super::tty::TtyBridge;
 use crate::image::closure::{self, SearchPaths};
-use crate::image::initramfs::{busybox_applets, DEFAULT_BUSYBOX};
+use crate::image::initramfs::{applets_of, DEFAULT_BUSYBOX};
 use crate::machine::process::OwnedChild;
 use crate::machine::session::{self, lock, Backend, Control, Session, Setup, Sockets};
 use crate::machine::terminal::{self, Terminal};
@@ -179,9 +179,8 @@ impl Namespaces {
             what,
             source,
         };
-        let bb = std::fs::read(&cfg.busybox)
+        let names = applets_of(&cfg.busybox)
             .map_err(|e| io_err(format!("read busybox {}", cfg.busybox.display()), e))?;
-        let names = busybox_applets(&bb);
         if names.is_empty() {
             return Err(io_err(
                 format!("find the applet list in {}", cfg.busybox.display()),

@@ -149,7 +149,7 @@ pub struct Inputs {
     /// Host path of a static busybox, installed as `/bin/busybox`.
     pub busybox: PathBuf,
     /// Busybox applet names (e.g. `sh`), linked in `/usr/bin`.
-    pub applets: Vec<String>,
+    pub applets: std::sync::Arc<[String]>,
     /// Host files bound read-only at the same absolute path in the guest
     /// (programs and their ELF closure).
     pub host_files: Vec<PathBuf>,
@@ -215,7 +215,7 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
         .collect();
     // A file may stand in for an applet (a stub `wget`), as in a VM image.
     let files: Vec<String> = inputs.files.iter().map(|(g, _, _)| canonical(g)).collect();
-    for applet in &inputs.applets {
+    for applet in inputs.applets.iter() {
         let guest = format!("/usr/bin/{applet}");
         if applet == "busybox"
             || applet.contains('/')
@@ -397,7 +397,7 @@ mod tests {
     fn inputs() -> Inputs {
         Inputs {
             busybox: "/usr/bin/busybox".into(),
-            applets: vec!["sh".into(), "wget".into(), "busybox".into()],
+            applets: ["sh", "wget", "busybox"].map(String::from).into(),
             host_files: vec![
                 "/usr/bin/wget".into(),
                 "/lib/x86_64-linux-gnu/libc.so.6".into(),
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(canonical("/lib/x.so"), "/lib/x.so");
         let mut i = inputs();
         i.host_files = vec!["/bin/ping".into(), "/usr/bin/ping".into()];
-        i.applets = vec!["ping".into()];
+        i.applets = ["ping".to_owned()].into();
         let steps = plan(Path::new("/r"), &i).unwrap();
         let binds = steps
             .iter()
