@@ -11,6 +11,7 @@
 //! The plan is pure data built on the host side, so it can be unit-tested
 //! and so the cloned child (which must not allocate) only walks a slice.
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
@@ -203,25 +204,22 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
     // when a `#!/bin/sh` script brings the host's (dash) into the closure
     // (init and the control shell need busybox's `read -d`).
     p.bind_file(&inputs.busybox, "/usr/bin/busybox")?;
-    let reserved: Vec<String> = RESERVED_APPLETS
+    let reserved: HashSet<String> = RESERVED_APPLETS
         .iter()
         .map(|a| format!("/usr/bin/{a}"))
         .collect();
-    let programs: Vec<String> = inputs
+    // What takes an applet's place: a program (not for a reserved name,
+    // which is not bound below) or a file (a stub `wget`), as in a VM image.
+    let taken: HashSet<String> = inputs
         .host_files
         .iter()
         .map(|h| canonical(&h.to_string_lossy()))
         .filter(|g| !reserved.contains(g))
+        .chain(inputs.files.iter().map(|(g, _, _)| canonical(g)))
         .collect();
-    // A file may stand in for an applet (a stub `wget`), as in a VM image.
-    let files: Vec<String> = inputs.files.iter().map(|(g, _, _)| canonical(g)).collect();
     for applet in inputs.applets.iter() {
         let guest = format!("/usr/bin/{applet}");
-        if applet == "busybox"
-            || applet.contains('/')
-            || programs.contains(&guest)
-            || files.contains(&guest)
-        {
+        if applet == "busybox" || applet.contains('/') || taken.contains(&guest) {
             continue;
         }
         p.steps.push(Step::Symlink {
@@ -229,15 +227,14 @@ pub fn plan(root: &Path, inputs: &Inputs) -> Result<Vec<Step>, PathError> {
             link: p.guest(&guest)?,
         });
     }
-    let mut bound: Vec<String> = Vec::new();
+    let mut bound: HashSet<String> = HashSet::new();
     for host in &inputs.host_files {
         let guest = host.to_string_lossy().into_owned();
         // One file under two names (`/bin/x`, `/usr/bin/x`) is bound once.
         let key = canonical(&guest);
-        if bound.contains(&key) || reserved.contains(&key) {
+        if reserved.contains(&key) || !bound.insert(key) {
             continue;
         }
-        bound.push(key);
         p.bind_file(host, &guest)?;
     }
     for (guest, data, mode) in &inputs.files {
