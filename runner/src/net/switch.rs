@@ -937,16 +937,25 @@ mod tests {
         )
     }
 
+    /// A switch with one NIC per entry of `vlans` (the i-th, from 1, on
+    /// VLAN `vlans[i - 1]` with a MAC ending in i), and the directory of
+    /// their sockets, to be kept as long as they are used.
+    fn lan<const N: usize>(vlans: [u8; N]) -> (tempfile::TempDir, Switch, [(Nic, PortId); N]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sw = Switch::start().expect("switch");
+        let mut last = 0u8;
+        let nics = vlans.map(|vlan| {
+            last += 1;
+            nic(&sw, dir.path(), &format!("n{last}"), vlan, last)
+        });
+        (dir, sw, nics)
+    }
+
     const BROADCAST: [u8; 6] = [0xff; 6];
 
     #[test]
     fn floods_unknown_then_switches_learned_unicast() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
-        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
-        let (other, _) = nic(&sw, dir.path(), "x", 2, 4);
+        let (_dir, sw, [(a, _), (b, _), (c, _), (other, _)]) = lan([1, 1, 1, 2]);
 
         a.send_to(BROADCAST, b"hello all");
         assert_eq!(b.recv(WAIT).as_deref(), Some(&b"hello all"[..]));
@@ -971,10 +980,7 @@ mod tests {
 
     #[test]
     fn link_down_blocks_both_directions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, b_port) = nic(&sw, dir.path(), "b", 1, 2);
+        let (_dir, sw, [(a, _), (b, b_port)]) = lan([1, 1]);
         sw.set_link(b_port, false).expect("down");
         assert!(!sw.link_up(b_port));
         a.send_to(BROADCAST, b"lost");
@@ -993,10 +999,7 @@ mod tests {
 
     #[test]
     fn runt_frames_are_dropped() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (_dir, _sw, [(a, _), (b, _)]) = lan([1, 1]);
         a.sock.send_to(&[1, 2, 3], &a.port_path).expect("send");
         assert_eq!(b.recv(QUIET), None);
     }
@@ -1100,10 +1103,7 @@ mod tests {
 
     #[test]
     fn full_loss_drops_both_directions_and_clearing_restores() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (_dir, sw, [(a, a_port), (b, _)]) = lan([1, 1]);
         sw.set_link_faults(a_port, faults(100.0, 0, 0, None))
             .expect("faults");
         a.send_to(BROADCAST, b"lost");
@@ -1127,10 +1127,7 @@ mod tests {
 
     #[test]
     fn delay_applies_per_direction_and_jitter_never_reorders() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, b_port) = nic(&sw, dir.path(), "b", 1, 2);
+        let (_dir, sw, [(a, _), (b, b_port)]) = lan([1, 1]);
         // Faults on b's link: frames *to* b are delayed too.
         sw.set_link_faults(b_port, faults(0.0, 100, 0, None))
             .expect("faults");
@@ -1156,10 +1153,7 @@ mod tests {
 
     #[test]
     fn rate_limit_paces_frames_to_the_rate() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
+        let (_dir, sw, [(a, a_port), (b, _)]) = lan([1, 1]);
         // 800 kbit/s = 100 kB/s; 30 frames of 1000 bytes fit the queue.
         sw.set_link_faults(a_port, faults(0.0, 0, 0, Some(800_000)))
             .expect("rate");
@@ -1184,11 +1178,7 @@ mod tests {
 
     #[test]
     fn partition_drops_between_groups_until_heal() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, a_port) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, b_port) = nic(&sw, dir.path(), "b", 1, 2);
-        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
+        let (_dir, sw, [(a, a_port), (b, b_port), (c, _)]) = lan([1, 1, 1]);
         // c is in no group: it joins the implicit "rest" group.
         sw.partition(&[vec![a_port], vec![b_port]])
             .expect("partition");
@@ -1298,12 +1288,7 @@ mod tests {
 
     #[test]
     fn mld_snooping_keeps_ipv6_multicast_to_listeners() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
-        let (c, _) = nic(&sw, dir.path(), "c", 1, 3);
-        let (x, _) = nic(&sw, dir.path(), "x", 2, 4);
+        let (_dir, sw, [(a, _), (b, _), (c, _), (x, _)]) = lan([1, 1, 1, 2]);
         let b_group = "ff02::1:ff00:2";
         // Nobody has reported b's group yet: flooded, like a bridge.
         let ns = solicitation(&a, b_group);
@@ -1367,12 +1352,7 @@ mod tests {
 
     #[test]
     fn a_port_that_was_down_gets_all_multicast() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sw = Switch::start().expect("switch");
-        let (a, _) = nic(&sw, dir.path(), "a", 1, 1);
-        let (b, _) = nic(&sw, dir.path(), "b", 1, 2);
-        let (c, c_port) = nic(&sw, dir.path(), "c", 1, 3);
-        let (d, d_port) = nic(&sw, dir.path(), "d", 1, 4);
+        let (_dir, sw, [(a, _), (b, _), (c, c_port), (d, d_port)]) = lan([1, 1, 1, 1]);
         let group = "ff02::1:ff00:2";
         b.send_raw(&mld_report(&b, group, true));
         until_registered(&sw, 1, group);
