@@ -194,6 +194,21 @@ struct State {
     stats: SwitchStats,
 }
 
+impl State {
+    /// The port `port`, if it exists (was added and not removed).
+    fn port(&self, port: PortId) -> Option<&Port> {
+        self.ports.get(port.0).and_then(Option::as_ref)
+    }
+
+    /// The port `port`, or [`SwitchError::NoPort`].
+    fn port_mut(&mut self, port: PortId) -> Result<&mut Port, SwitchError> {
+        self.ports
+            .get_mut(port.0)
+            .and_then(Option::as_mut)
+            .ok_or(SwitchError::NoPort(port.0))
+    }
+}
+
 /// The runner's switch for all VLANs of a run.
 #[derive(Debug)]
 pub struct Switch {
@@ -207,6 +222,13 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Switch {
+    /// The switch's runtime, or an error once it is shut down.
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, SwitchError> {
+        self.runtime
+            .as_ref()
+            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))
+    }
+
     /// Starts a switch with no ports on its own runtime thread.
     pub fn start() -> Result<Switch, SwitchError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -240,10 +262,7 @@ impl Switch {
             path: port_socket.to_owned(),
             source,
         };
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        let runtime = self.runtime()?;
         match std::fs::remove_file(port_socket) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
@@ -279,16 +298,9 @@ impl Switch {
     /// from now on the switch reads the machine's frames from it and
     /// writes the port's frames into it, instead of the NIC socket.
     pub fn attach_packet_socket(&self, port: PortId, packet: OwnedFd) -> Result<(), SwitchError> {
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        let runtime = self.runtime()?;
         let mut state = lock(&self.state);
-        let entry = state
-            .ports
-            .get_mut(port.0)
-            .and_then(Option::as_mut)
-            .ok_or(SwitchError::NoPort(port.0))?;
+        let entry = state.port_mut(port)?;
         let attach_err = |source| SwitchError::Attach {
             port: entry.name.clone(),
             source,
@@ -313,9 +325,8 @@ impl Switch {
     /// frames go to its NIC socket again.
     pub fn detach_packet_socket(&self, port: PortId) {
         let link = lock(&self.state)
-            .ports
-            .get_mut(port.0)
-            .and_then(Option::as_mut)
+            .port_mut(port)
+            .ok()
             .and_then(|p| p.packet.take());
         let Some(PacketLink { fd, reader }) = link else {
             return;
@@ -336,11 +347,7 @@ impl Switch {
     /// Takes a port's link up or down.
     pub fn set_link(&self, port: PortId, up: bool) -> Result<(), SwitchError> {
         let mut state = lock(&self.state);
-        let entry = state
-            .ports
-            .get_mut(port.0)
-            .and_then(Option::as_mut)
-            .ok_or(SwitchError::NoPort(port.0))?;
+        let entry = state.port_mut(port)?;
         entry.up = up;
         if !up {
             // MLD reports sent while down are lost: from now on the port
@@ -352,20 +359,12 @@ impl Switch {
 
     /// True when the port exists and is up.
     pub fn link_up(&self, port: PortId) -> bool {
-        lock(&self.state)
-            .ports
-            .get(port.0)
-            .and_then(Option::as_ref)
-            .is_some_and(|p| p.up)
+        lock(&self.state).port(port).is_some_and(|p| p.up)
     }
 
     /// The port's name, as given to [`Switch::add_port`].
     pub fn port_name(&self, port: PortId) -> Option<String> {
-        lock(&self.state)
-            .ports
-            .get(port.0)
-            .and_then(Option::as_ref)
-            .map(|p| p.name.clone())
+        lock(&self.state).port(port).map(|p| p.name.clone())
     }
 
     /// Starts capturing every frame received on `vlan` into a new pcap file
@@ -419,12 +418,9 @@ impl Switch {
     /// delivered at their time.
     pub fn set_link_faults(&self, port: PortId, faults: LinkFaults) -> Result<(), SwitchError> {
         faults.validate().map_err(SwitchError::Faults)?;
-        let runtime = self
-            .runtime
-            .as_ref()
-            .ok_or_else(|| SwitchError::Runtime(io::Error::other("switch is shut down")))?;
+        let runtime = self.runtime()?;
         let mut state = lock(&self.state);
-        if state.ports.get(port.0).and_then(Option::as_ref).is_none() {
+        if state.port(port).is_none() {
             return Err(SwitchError::NoPort(port.0));
         }
         if faults.is_perfect() {
@@ -485,7 +481,7 @@ impl Switch {
         let mut map = HashMap::new();
         for (g, group) in groups.iter().enumerate() {
             for &port in group {
-                if state.ports.get(port.0).and_then(Option::as_ref).is_none() {
+                if state.port(port).is_none() {
                     return Err(SwitchError::NoPort(port.0));
                 }
                 map.insert(port, g);
@@ -545,7 +541,7 @@ impl Drop for Switch {
 
 /// Where one received frame goes.
 fn destinations(state: &mut State, ingress: PortId, frame: &[u8]) -> Vec<Nic> {
-    let Some(port) = state.ports.get(ingress.0).and_then(Option::as_ref) else {
+    let Some(port) = state.port(ingress) else {
         return Vec::new();
     };
     let vlan = port.vlan;
@@ -587,14 +583,8 @@ fn destinations(state: &mut State, ingress: PortId, frame: &[u8]) -> Vec<Nic> {
             } else {
                 Forward::Flood
             };
-            let on_vlan = |p: &PortId| {
-                *p != ingress
-                    && state
-                        .ports
-                        .get(p.0)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|port| port.vlan == vlan)
-            };
+            let on_vlan =
+                |p: &PortId| *p != ingress && state.port(*p).is_some_and(|port| port.vlan == vlan);
             match forward {
                 Forward::Flood => (0..state.ports.len()).map(PortId).filter(on_vlan).collect(),
                 Forward::Only(ports) => ports.into_iter().filter(on_vlan).collect(),
@@ -608,7 +598,7 @@ fn destinations(state: &mut State, ingress: PortId, frame: &[u8]) -> Vec<Nic> {
             state.stats.partitioned += 1;
             continue;
         }
-        match state.ports.get(target.0).and_then(Option::as_ref) {
+        match state.port(target) {
             Some(port) if port.up => match state.faults.get(&target) {
                 // Faults on the target's link: its shaper delivers.
                 Some(f) => {
@@ -762,9 +752,7 @@ async fn shaper_task(
                         Release::Switch => forward(&state, port, &frame).await,
                         Release::Nic => {
                             let nic = lock(&state)
-                                .ports
-                                .get(port.0)
-                                .and_then(Option::as_ref)
+                                .port(port)
                                 .filter(|p| p.up)
                                 .map(Port::nic);
                             let delivered = match nic {
