@@ -255,25 +255,33 @@ impl Snooping {
     }
 }
 
+/// IPv6 frames for tests, here and in the switch's.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_frames {
+    use super::{Group, ETHERTYPE_IPV6, HOP_BY_HOP};
 
-    const SRC_MAC: [u8; 6] = [0x52, 0x54, 0, 1, 1, 0];
-    const LINK_LOCAL: Group = [
+    /// The source address of every frame (the switch forwards by MAC).
+    pub const LINK_LOCAL: Group = [
         0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0, 0xff, 0xfe, 1, 1, 0,
     ];
 
-    fn group(s: &str) -> Group {
+    /// `s` as an IPv6 address.
+    pub fn group(s: &str) -> Group {
         s.parse::<std::net::Ipv6Addr>().expect("address").octets()
     }
 
-    /// An Ethernet frame with an IPv6 packet to `dst`: `ext` extension
-    /// headers (each (next header of this one's kind, bytes)) then
-    /// `payload` with next header `proto`.
-    fn ipv6(dst: Group, ext: &[(u8, Vec<u8>)], proto: u8, payload: &[u8]) -> Vec<u8> {
+    /// An Ethernet frame from `src` with an IPv6 packet to `dst`: `ext`
+    /// extension headers (each (next header of this one's kind, bytes))
+    /// then `payload` with next header `proto`.
+    pub fn ipv6(
+        src: [u8; 6],
+        dst: Group,
+        ext: &[(u8, Vec<u8>)],
+        proto: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut f = vec![0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
-        f.extend_from_slice(&SRC_MAC);
+        f.extend_from_slice(&src);
         f.extend_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
         let mut body = Vec::new();
         let mut kinds: Vec<u8> = ext.iter().map(|(k, _)| *k).collect();
@@ -295,8 +303,20 @@ mod tests {
     }
 
     /// The hop-by-hop header MLD carries: router alert, padded to 8 bytes.
-    fn router_alert() -> (u8, Vec<u8>) {
+    pub fn router_alert() -> (u8, Vec<u8>) {
         (HOP_BY_HOP, vec![0, 0, 5, 2, 0, 0, 1, 0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_frames::{group, router_alert, LINK_LOCAL};
+    use super::*;
+
+    const SRC_MAC: [u8; 6] = [0x52, 0x54, 0, 1, 1, 0];
+
+    fn ipv6(dst: Group, ext: &[(u8, Vec<u8>)], proto: u8, payload: &[u8]) -> Vec<u8> {
+        super::test_frames::ipv6(SRC_MAC, dst, ext, proto, payload)
     }
 
     fn mld(dst: &str, icmp: &[u8]) -> Vec<u8> {

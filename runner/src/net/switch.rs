@@ -861,6 +861,7 @@ pub fn pcap_record(frame: &[u8], time: SystemTime) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::snoop::test_frames;
     use std::os::unix::net::UnixDatagram as StdDatagram;
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -1230,42 +1231,24 @@ mod tests {
     /// `icmp` (ICMPv6; `hbh`: behind a router-alert hop-by-hop header, as
     /// MLD is).
     fn ipv6_multicast(from: &Nic, group: &str, hbh: bool, icmp: &[u8]) -> Vec<u8> {
-        let dst = group.parse::<std::net::Ipv6Addr>().expect("group").octets();
-        let mut f = vec![0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
-        f.extend_from_slice(&from.mac);
-        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
-        let hbh_header: &[u8] = if hbh { &[58, 0, 5, 2, 0, 0, 1, 0] } else { &[] };
-        let len = u16::try_from(hbh_header.len() + icmp.len()).expect("len");
-        f.extend_from_slice(&len.to_be_bytes());
-        f.extend_from_slice(&[if hbh { 0 } else { 58 }, 1]);
-        f.extend_from_slice(&[
-            0xfe,
-            0x80,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            from.mac[4],
-        ]);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(hbh_header);
-        f.extend_from_slice(icmp);
-        f
+        let ext = if hbh {
+            vec![test_frames::router_alert()]
+        } else {
+            Vec::new()
+        };
+        test_frames::ipv6(
+            from.mac,
+            test_frames::group(group),
+            &ext,
+            58, /* ICMPv6 */
+            icmp,
+        )
     }
 
     /// An MLDv2 report from `from`: `join` or leave `group`.
     fn mld_report(from: &Nic, group: &str, join: bool) -> Vec<u8> {
         let mut m = vec![143, 0, 0, 0, 0, 0, 0, 1, if join { 4 } else { 3 }, 0, 0, 0];
-        m.extend_from_slice(&group.parse::<std::net::Ipv6Addr>().expect("group").octets());
+        m.extend_from_slice(&test_frames::group(group));
         ipv6_multicast(from, "ff02::16", true, &m)
     }
 
