@@ -80,7 +80,8 @@ fn main() -> anyhow::Result<()> {
     );
     let switch = Arc::new(Switch::start()?);
     for variant in &variants {
-        let mut cfg = VmConfig::from_spec(machine, &pvh, &plain, accel, None);
+        let mut cfg = VmConfig::from_spec(machine, &pvh, &image, accel, None);
+        cfg.initrd = plain.clone();
         cfg.name = format!("bench-{variant}");
         match variant.as_str() {
             "gzip" => cfg.initrd = image.path.clone(),
@@ -89,7 +90,10 @@ fn main() -> anyhow::Result<()> {
                 cfg.kernel = kernel.image.clone();
             }
             "smp2" => {
-                cfg = VmConfig::from_spec(smp2, &pvh, &image.path, accel, None);
+                let image = ImageBuilder::new(&spec, smp2, &kernel)
+                    .cache_dir(run.file("cache"))
+                    .build()?;
+                cfg = VmConfig::from_spec(smp2, &pvh, &image, accel, None);
                 cfg.name = format!("bench-{variant}");
             }
             "plain" => {}

@@ -66,7 +66,7 @@ fn spec_machines_boot_from_covnet_images_and_talk() {
                     .map(|md| md.len())
                     .unwrap_or(0),
             );
-            let cfg = VmConfig::from_spec(m, &kernel.image, &image.path, accel, None);
+            let cfg = VmConfig::from_spec(m, &kernel.image, &image, accel, None);
             Vm::new(cfg, &run, Some(Arc::clone(&switch)), EventSink::none()).expect("vm")
         })
         .collect();

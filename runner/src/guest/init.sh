@@ -1,9 +1,10 @@
 #!/bin/sh
 # covnet stage-1 init (PID 1 of every VM guest), run from the initramfs that
 # covnet builds. It mounts the kernel filesystems, loads the virtio modules,
-# holds until the host releases it (a VM: see `hold`), configures the
-# network from /covnet/machine.env, starts the spec's services and then
-# execs the control shell. Every wait is for the kernel or the host.
+# holds until the host releases it (a VM: see `hold`), unpacks the
+# machine's layer that comes with the release, configures the network from
+# /covnet/machine.env, starts the spec's services and then execs the
+# control shell. Every wait is for the kernel or the host.
 #
 # Output goes to /dev/console (ttyS0), which the host logs.
 
@@ -39,17 +40,19 @@ for m in $COVNET_MODULES; do
 	insmod "$m" || say "insmod $m failed"
 done
 
-# hold: everything above is the same for every boot of this image; what
-# follows makes it this machine, now. A VM waits here for the host's
-# `<id> GO <unix seconds> <entropy>`, answering pings with `=covnet hold`,
-# so that the host can save the booted guest once and later restore it
-# here: the clock, the entropy pool, the hostname, the addresses and the
-# services all come after the restore.
+# hold: everything above is the same for every boot of this image, and the
+# image (the base) is the same for every machine; what follows makes it
+# this machine, now. A VM waits here for the host's
+# `<id> GO <unix seconds> <entropy> <layer bytes>`, answering pings with
+# `=covnet hold`, so that the host can save the booted guest once and later
+# restore it here as any machine: the machine's files, the clock, the
+# entropy pool, the hostname, the MACs and addresses and the services all
+# come after the restore.
 hold() {
 	while :; do
 		# End of input: the host is not connected (yet, or any more after a
 		# restore): wait for it.
-		while IFS=' ' read -r _ op now seed <&3; do
+		while IFS=' ' read -r _ op now seed layer <&3; do
 			case $op in
 			PING) echo "=covnet hold" >&3 ;;
 			GO) return 0 ;;
@@ -57,6 +60,22 @@ hold() {
 		done
 		sleep 0.02
 	done
+}
+
+# unpack_layer BYTES: the machine's layer, a cpio archive of BYTES bytes
+# that follows the GO line (read exactly, nothing after it), over the base;
+# then the base's entries the machine does not have (busybox links where a
+# program takes the name) go, and the machine's own configuration is read.
+unpack_layer() {
+	set -o pipefail
+	head -c "$1" <&3 | (cd / && cpio -i -d -u) 2>/run/covnet/layer.log
+	unpacked=$?
+	set +o pipefail
+	[ "$unpacked" = 0 ] || return 1
+	while IFS= read -r p; do
+		rm -f "$p"
+	done </covnet/unlink
+	. /covnet/machine.env
 }
 
 if [ -z "$COVNET_NAMESPACE" ]; then
@@ -67,6 +86,10 @@ if [ -z "$COVNET_NAMESPACE" ]; then
 		# shell opens it.
 		exec 3<>"$port"
 		hold
+		if [ "${layer:-0}" -gt 0 ] && ! unpack_layer "$layer"; then
+			say "the machine's layer ($layer bytes) could not be unpacked: $(cat /run/covnet/layer.log)"
+			reboot -f
+		fi
 		exec 3<&-
 		date -s "@$now" >/dev/null
 		echo "$seed" >/dev/urandom
@@ -94,7 +117,10 @@ iface_by_mac() {
 i=0
 while [ "$i" -lt "${COVNET_NICS:-0}" ]; do
 	eval "mac=\$COVNET_NIC${i}_MAC addr=\$COVNET_NIC${i}_ADDR prefix=\$COVNET_NIC${i}_PREFIX"
-	if iface_by_mac "$mac"; then
+	# A VM's NIC boots with its slot's MAC and takes the machine's here.
+	eval "boot=\${COVNET_NIC${i}_BOOT_MAC:-\$mac}"
+	if iface_by_mac "$boot"; then
+		[ "$boot" = "$mac" ] || ip link set dev "$iface" address "$mac"
 		ip addr add "$addr/$prefix" dev "$iface"
 		ip link set "$iface" up
 	else

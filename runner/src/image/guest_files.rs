@@ -98,12 +98,7 @@ pub struct Generated {
 /// The generated files of `machine` of `spec`; `control` is the control
 /// shell launcher installed as `/covnet/control.sh`.
 pub fn generate(spec: &Spec, machine: &Machine, control: &[u8]) -> Generated {
-    let mut files = vec![
-        GuestFile::bytes("/init", 0o755, INIT_SH),
-        GuestFile::bytes("/covnet/control.sh", 0o755, control),
-        GuestFile::bytes("/covnet/terminal.sh", 0o755, TERMINAL_SH),
-        GuestFile::bytes("/covnet/login.sh", 0o755, LOGIN_SH),
-    ];
+    let mut files = covnet_scripts(control);
     let mut service_ids = Vec::new();
     for (i, s) in machine.services.iter().enumerate() {
         let id = format!("{:02}-{}", i + 1, s.name);
@@ -133,6 +128,18 @@ pub fn generate(spec: &Spec, machine: &Machine, control: &[u8]) -> Generated {
         });
     }
     Generated { service_ids, files }
+}
+
+/// covnet's own scripts, the same for every machine: `/init`,
+/// `/covnet/control.sh` (`control`), the terminal loop and the login
+/// program.
+pub fn covnet_scripts(control: &[u8]) -> Vec<GuestFile> {
+    vec![
+        GuestFile::bytes("/init", 0o755, INIT_SH),
+        GuestFile::bytes("/covnet/control.sh", 0o755, control),
+        GuestFile::bytes("/covnet/terminal.sh", 0o755, TERMINAL_SH),
+        GuestFile::bytes("/covnet/login.sh", 0o755, LOGIN_SH),
+    ]
 }
 
 /// `/etc/hosts`: localhost and every machine's name at its address.

@@ -1,7 +1,16 @@
 //! The per-machine initramfs: what goes in, and a content-hash cache so an
 //! unchanged machine costs a few stat calls instead of a rebuild.
 //!
-//! Contents (paths as in the guest):
+//! A machine's image comes in two parts ([`Image`]): the base, which QEMU
+//! loads as the initramfs and which every machine of the same kernel,
+//! busybox and control script shares (busybox and its applet links, the
+//! modules, `/init` and covnet's scripts), and the machine's layer, which
+//! the host sends to init with its release (`guest/init.sh`): everything
+//! else below, and the base's applet links that a program or file of the
+//! machine takes the name of, to remove. A guest booted to the release
+//! point and saved is then the same for all of them.
+//!
+//! Contents of the whole image (paths as in the guest):
 //! - `/init` (covnet's stage-1 init, `guest/init.sh`), `/covnet/control.sh`
 //!   (the control shell launcher, `guest/control.sh`);
 //! - `/covnet/machine.env` (name, NICs, modules, services, exported env),
@@ -43,10 +52,12 @@ pub const INIT_DONE_MARKER: &str = "covnet-init-done";
 /// The static busybox every image is built around.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 /// Bump when the image layout changes, to invalidate cached images.
-const LAYOUT_VERSION: &str = "covnet-initramfs-1";
+const LAYOUT_VERSION: &str = "covnet-initramfs-2";
+/// The layer's list of base entries to remove, one guest path per line.
+pub const UNLINK_LIST: &str = "/covnet/unlink";
 /// Directories that get busybox applet symlinks.
 const APPLET_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin"];
-/// Directories init mounts a tmpfs on, unless the image has files there.
+/// Directories init mounts a tmpfs on (before the layer is unpacked).
 const TMPFS_DIRS: &[&str] = &["/run", "/tmp"];
 /// Applets linked before the programs are added, so no program replaces
 /// them (also in a namespace machine's root): init, the control shell and
@@ -143,16 +154,26 @@ pub enum ImageErrorKind {
     },
 }
 
-/// A built (or cached) image.
+/// A built (or cached) image, in two parts: a base that QEMU loads, the
+/// same for every machine booted with the same kernel, busybox and
+/// control script, and the machine's own layer, which init unpacks when
+/// the host releases it. So one booted guest, saved, can be restored as
+/// any machine of that base (see `machine::vm::snapshot`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
-    /// The `.cpio.gz` file, inside the cache directory.
+    /// The base, a `.cpio.gz` in the cache directory: busybox with every
+    /// applet, the kernel modules, covnet's init and guest scripts.
     pub path: PathBuf,
-    /// Hex SHA-256 of the inputs (the file's name).
+    /// The machine's layer, a plain cpio (`<hash>.layer.cpio`) in the cache
+    /// directory: every entry of the machine's image that the base lacks
+    /// or has otherwise (programs, libraries, files, `/etc`,
+    /// `/covnet/machine.env`, services), then [`UNLINK_LIST`].
+    pub layer: PathBuf,
+    /// Hex SHA-256 of the machine's inputs (the layer's file name).
     pub hash: String,
-    /// True when the image was already in the cache.
+    /// True when both files were already in the cache.
     pub cached: bool,
-    /// Number of archive entries.
+    /// Number of entries of the machine's whole image (base and layer).
     pub entries: usize,
 }
 
@@ -250,64 +271,76 @@ impl<'a> ImageBuilder<'a> {
     }
 
     fn build_inner(&self) -> Result<Image, ImageErrorKind> {
-        let tree = self.plan()?;
-        let hash = tree.hash()?;
-        let path = self.cache_dir.join(format!("{hash}.cpio.gz"));
-        let entries = tree.nodes.len();
-        if path.is_file() {
-            return Ok(Image {
-                path,
-                hash,
-                cached: true,
-                entries,
-            });
+        let (base, full) = self.plan()?;
+        let hash = full.hash()?;
+        let path = self.cache_dir.join(format!("{}.cpio.gz", base.hash()?));
+        let layer = self.cache_dir.join(format!("{hash}.layer.cpio"));
+        let entries = full.nodes.len();
+        let cached = path.is_file() && layer.is_file();
+        if !path.is_file() {
+            self.write_atomically(&path, |tmp| write_base(&base, tmp))?;
         }
+        if !layer.is_file() {
+            self.write_atomically(&layer, |tmp| write_layer(&base, &full, tmp))?;
+        }
+        Ok(Image {
+            path,
+            layer,
+            hash,
+            cached,
+            entries,
+        })
+    }
+
+    /// Writes `path` through a temporary file renamed into place, so that
+    /// concurrent builders never see a partial file.
+    fn write_atomically(
+        &self,
+        path: &Path,
+        write: impl FnOnce(&Path) -> Result<(), ImageErrorKind>,
+    ) -> Result<(), ImageErrorKind> {
         std::fs::create_dir_all(&self.cache_dir).map_err(|e| ImageErrorKind::Write {
             path: self.cache_dir.clone(),
             source: e,
         })?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
         let tmp = self.cache_dir.join(format!(
-            ".{hash}.{}.{}.tmp",
+            ".{name}.{}.{}.tmp",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0)
         ));
-        let result = write_image(&tree, &tmp).and_then(|()| {
-            std::fs::rename(&tmp, &path).map_err(|e| ImageErrorKind::Write {
-                path: path.clone(),
+        let result = write(&tmp).and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|e| ImageErrorKind::Write {
+                path: path.to_owned(),
                 source: e,
             })
         });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        result?;
-        Ok(Image {
-            path,
-            hash,
-            cached: false,
-            entries,
-        })
+        result
     }
 
-    /// Everything that goes in the image, without reading file contents.
-    fn plan(&self) -> Result<Tree, ImageErrorKind> {
+    /// Everything that goes in the base and in the machine's whole image,
+    /// without reading file contents.
+    fn plan(&self) -> Result<(Tree, Tree), ImageErrorKind> {
         let m = self.machine;
-        let mut t = Tree::default();
+        let mut base = Tree::default();
 
         for d in ["dev", "proc", "sys", "run", "tmp", "root", "var/log", "etc"] {
-            t.dir(Path::new("/").join(d).as_path())?;
+            base.dir(Path::new("/").join(d).as_path())?;
         }
-        t.set_mode("tmp", 0o1777);
-        t.set_mode("root", 0o700);
-        t.insert("dev/console", Node::CharDev(5, 1, 0o600))?;
+        base.set_mode("tmp", 0o1777);
+        base.set_mode("root", 0o700);
+        base.insert("dev/console", Node::CharDev(5, 1, 0o600))?;
 
         // Busybox first, with `sh` reserved for it: init, the control shell
         // and `#!/bin/sh` scripts run busybox's shell even when the host's
         // /bin/sh (dash) is part of a program's closure.
-        t.host_file(&self.busybox)?;
+        base.host_file(&self.busybox)?;
         let applets = applets_of(&self.busybox).map_err(|e| ImageErrorKind::Host {
             path: self.busybox.clone(),
             source: e,
@@ -320,15 +353,60 @@ impl<'a> ImageBuilder<'a> {
         let bb_target = utf8(&self.busybox)?.to_owned();
         let mut applet_dirs = Vec::with_capacity(APPLET_DIRS.len());
         for dir in APPLET_DIRS {
-            let real = t.dir(Path::new(dir))?;
+            let real = base.dir(Path::new(dir))?;
             for a in RESERVED_APPLETS {
                 let name = join_rel(&real, a);
-                if !t.nodes.contains_key(&name) {
-                    t.insert(&name, Node::Symlink(bb_target.clone()))?;
+                if !base.nodes.contains_key(&name) {
+                    base.insert(&name, Node::Symlink(bb_target.clone()))?;
                 }
             }
             applet_dirs.push(real);
         }
+
+        // Kernel modules, renamed to their load order.
+        let mods = ModuleDeps::load(&self.kernel.modules_dir)?.resolve(GUEST_MODULES)?;
+        let mut module_paths = Vec::new();
+        for (i, module) in mods.iter().enumerate() {
+            let guest = format!("/covnet/modules/{:02}-{}.ko", i + 1, module.name);
+            if module.path.extension().is_some_and(|e| e == "ko") {
+                let md = host_meta(&module.path)?;
+                let parent = base.dir(Path::new("/covnet/modules"))?;
+                let name = join_rel(&parent, &format!("{:02}-{}.ko", i + 1, module.name));
+                base.insert(
+                    &name,
+                    Node::File {
+                        mode: 0o644,
+                        content: Content::Host(module.path.clone(), HostMeta::of(&md)),
+                    },
+                )?;
+            } else {
+                base.bytes(Path::new(&guest), 0o644, module.read()?)?;
+            }
+            module_paths.push(guest);
+        }
+        for file in guest_files::covnet_scripts(self.control_script) {
+            base.guest_file(&file)?;
+        }
+        base.dir(Path::new("/covnet/services"))?;
+
+        // The machine's image starts from the same skeleton, busybox,
+        // modules and scripts; the base then gets every applet.
+        let mut t = base.clone();
+        for real in &applet_dirs {
+            for a in applets.iter() {
+                let name = join_rel(real, a);
+                if !base.nodes.contains_key(&name) {
+                    base.insert(&name, Node::Symlink(bb_target.clone()))?;
+                }
+            }
+        }
+        // Before the release, init needs only the modules to load (the
+        // machine's own environment comes with its layer).
+        base.bytes(
+            Path::new("/covnet/machine.env"),
+            0o644,
+            machine_env_base(&module_paths).into_bytes(),
+        )?;
 
         // Programs and their closure: the files the loader opens, with the
         // host's symlinks on the way.
@@ -369,28 +447,6 @@ impl<'a> ImageBuilder<'a> {
             }
         }
 
-        // Kernel modules, renamed to their load order.
-        let mods = ModuleDeps::load(&self.kernel.modules_dir)?.resolve(GUEST_MODULES)?;
-        let mut module_paths = Vec::new();
-        for (i, module) in mods.iter().enumerate() {
-            let guest = format!("/covnet/modules/{:02}-{}.ko", i + 1, module.name);
-            if module.path.extension().is_some_and(|e| e == "ko") {
-                let md = host_meta(&module.path)?;
-                let parent = t.dir(Path::new("/covnet/modules"))?;
-                let name = join_rel(&parent, &format!("{:02}-{}.ko", i + 1, module.name));
-                t.insert(
-                    &name,
-                    Node::File {
-                        mode: 0o644,
-                        content: Content::Host(module.path.clone(), HostMeta::of(&md)),
-                    },
-                )?;
-            } else {
-                t.bytes(Path::new(&guest), 0o644, module.read()?)?;
-            }
-            module_paths.push(guest);
-        }
-
         // Extra files of the run (covnet's flush shim), then the generated
         // files: init, services, /etc, and the machine's own files last
         // (they may replace covnet's /etc files).
@@ -401,32 +457,34 @@ impl<'a> ImageBuilder<'a> {
         for file in &generated.files {
             t.guest_file(file)?;
         }
-        t.dir(Path::new("/covnet/services"))?;
 
-        // Scratch directories get a fresh tmpfs only when the image put
-        // nothing in them (a program under /tmp must stay visible).
-        let tmpfs: Vec<&str> = TMPFS_DIRS
-            .iter()
-            .copied()
-            .filter(|d| {
-                let prefix = format!("{}/", d.trim_start_matches('/'));
-                !t.nodes.keys().any(|k| k.starts_with(&prefix))
-            })
-            .collect();
-        t.bytes(
-            Path::new("/covnet/machine.env"),
-            0o644,
-            machine_env(
-                self.machine,
-                &module_paths,
-                &generated.service_ids,
-                Some(&tmpfs),
-                &self.env,
-            )
-            .into_bytes(),
-        )?;
-        Ok(t)
+        // The layer is unpacked after init has mounted a tmpfs on both
+        // scratch directories, so files there land in the tmpfs. The
+        // NICs boot with their slots' MACs (so that one saved guest is any
+        // machine's) and take their own after the release.
+        let mut env = machine_env(
+            self.machine,
+            &module_paths,
+            &generated.service_ids,
+            Some(TMPFS_DIRS),
+            &self.env,
+        );
+        for nic in &m.nics {
+            let slot = crate::machine::vm::qemu::Mac::for_slot(nic.slot);
+            let _ = writeln!(env, "COVNET_NIC{}_BOOT_MAC='{slot}'", nic.slot);
+        }
+        t.bytes(Path::new("/covnet/machine.env"), 0o644, env.into_bytes())?;
+        Ok((base, t))
     }
+}
+
+/// The base's `/covnet/machine.env`: what init needs before its release.
+fn machine_env_base(modules: &[String]) -> String {
+    format!(
+        "# covnet base image (the machine's own configuration comes with its layer)\n\
+         COVNET_MODULES={}\n",
+        guest_files::sh_quote(&modules.join(" "))
+    )
 }
 
 /// The guest paths among `paths` whose file name is a busybox applet's:
@@ -564,7 +622,7 @@ impl Node {
 
 /// The image being planned: guest paths (relative to `/`) to nodes,
 /// ordered so that parents precede children.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Tree {
     nodes: BTreeMap<String, Node>,
 }
@@ -818,22 +876,72 @@ impl Tree {
     }
 }
 
-fn write_image(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
+/// Writes the base, every node of `tree`, as a gzip'd cpio into `tmp`.
+fn write_base(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
     let werr = |e: std::io::Error| ImageErrorKind::Write {
         path: tmp.to_path_buf(),
         source: e,
     };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .map_err(werr)?;
     let gz = flate2::GzBuilder::new().write(
-        BufWriter::with_capacity(1 << 16, file),
+        BufWriter::with_capacity(1 << 16, create_new(tmp)?),
         flate2::Compression::fast(),
     );
     let mut w = CpioWriter::new(gz);
-    for (path, node) in &tree.nodes {
+    write_nodes(&mut w, tree.nodes.iter())?;
+    let gz = w.finish()?;
+    let buf = gz.finish().map_err(werr)?;
+    let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
+    file.sync_all().map_err(werr)?;
+    Ok(())
+}
+
+/// Writes the layer of `full` over `base` as a plain cpio into `tmp`:
+/// every node `full` has that `base` lacks or has otherwise, then
+/// [`UNLINK_LIST`], the base's entries that `full` has not (busybox links
+/// where a program or file took the applet's name), one path per line.
+fn write_layer(base: &Tree, full: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
+    let werr = |e: std::io::Error| ImageErrorKind::Write {
+        path: tmp.to_path_buf(),
+        source: e,
+    };
+    let mut w = CpioWriter::new(BufWriter::with_capacity(1 << 16, create_new(tmp)?));
+    write_nodes(
+        &mut w,
+        full.nodes
+            .iter()
+            .filter(|(path, node)| base.nodes.get(*path) != Some(node)),
+    )?;
+    let mut unlink = String::new();
+    for path in base.nodes.keys().filter(|p| !full.nodes.contains_key(*p)) {
+        let _ = writeln!(unlink, "/{path}");
+    }
+    w.file(
+        UNLINK_LIST.trim_start_matches('/'),
+        0o644,
+        unlink.as_bytes(),
+    )?;
+    let buf = w.finish()?;
+    let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
+    file.sync_all().map_err(werr)?;
+    Ok(())
+}
+
+fn create_new(path: &Path) -> Result<std::fs::File, ImageErrorKind> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| ImageErrorKind::Write {
+            path: path.to_path_buf(),
+            source: e,
+        })
+}
+
+fn write_nodes<'t, W: std::io::Write>(
+    w: &mut CpioWriter<W>,
+    nodes: impl Iterator<Item = (&'t String, &'t Node)>,
+) -> Result<(), ImageErrorKind> {
+    for (path, node) in nodes {
         match node {
             Node::Dir(m) => w.dir(path, *m)?,
             Node::Symlink(t) => w.symlink(path, t)?,
@@ -850,10 +958,6 @@ fn write_image(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
             },
         }
     }
-    let gz = w.finish()?;
-    let buf = gz.finish().map_err(werr)?;
-    let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
-    file.sync_all().map_err(werr)?;
     Ok(())
 }
 
@@ -870,6 +974,47 @@ mod tests {
         flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
             .read_to_end(&mut raw)
             .unwrap();
+        cpio_entries(&raw)
+    }
+
+    /// What the guest has once init unpacked the layer over the base and
+    /// removed what its unlink list names; also checks that parents come
+    /// before children in both archives.
+    fn applied(image: &Image) -> Vec<(String, u32, Vec<u8>)> {
+        let base = entries(&image.path);
+        let layer = cpio_entries(&std::fs::read(&image.layer).unwrap());
+        for archive in [&base, &layer] {
+            for (i, (name, _, _)) in archive.iter().enumerate() {
+                if let Some((parent, _)) = name.rsplit_once('/') {
+                    let p = archive.iter().position(|(n, _, _)| n == parent);
+                    assert!(p.is_none_or(|p| p < i), "{parent} after {name}");
+                }
+            }
+        }
+        let mut tree: BTreeMap<String, (u32, Vec<u8>)> = base
+            .into_iter()
+            .map(|(n, mode, data)| (n, (mode, data)))
+            .collect();
+        for (n, mode, data) in layer {
+            tree.insert(n, (mode, data));
+        }
+        let unlink = tree
+            .get(UNLINK_LIST.trim_start_matches('/'))
+            .map(|(_, d)| String::from_utf8(d.clone()).unwrap())
+            .expect("the layer's unlink list");
+        for p in unlink.lines() {
+            assert!(
+                tree.remove(p.trim_start_matches('/')).is_some(),
+                "{p} is not in the base"
+            );
+        }
+        tree.into_iter()
+            .map(|(n, (mode, data))| (n, mode, data))
+            .collect()
+    }
+
+    /// Splits a plain cpio archive into (name, mode, data) entries.
+    fn cpio_entries(raw: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
         let mut out = Vec::new();
         let mut at = 0;
         let field = |raw: &[u8], at: usize, i: usize| {
@@ -878,9 +1023,9 @@ mod tests {
         };
         loop {
             assert_eq!(&raw[at..at + 6], b"070701");
-            let mode = field(&raw, at, 1) as u32;
-            let size = field(&raw, at, 6);
-            let namesize = field(&raw, at, 11);
+            let mode = field(raw, at, 1) as u32;
+            let size = field(raw, at, 6);
+            let namesize = field(raw, at, 11);
             let name = std::str::from_utf8(&raw[at + 110..at + 110 + namesize - 1])
                 .unwrap()
                 .to_owned();
@@ -973,7 +1118,7 @@ env = { GREETING = "it's me" }
         assert_eq!(first.path, second.path);
         assert!(first.path.starts_with(&cache));
 
-        let e = entries(&first.path);
+        let e = applied(&first);
         let get = |n: &str| {
             e.iter()
                 .find(|(name, _, _)| name == n)
@@ -992,7 +1137,7 @@ env = { GREETING = "it's me" }
             "COVNET_NIC1_MAC='52:54:00:03:01:01'",
             "COVNET_FWD_MAC='52:54:00:ff:01:ff'",
             "COVNET_SERVICES='01-httpd'",
-            "COVNET_TMPFS='/run'",
+            "COVNET_TMPFS='/run /tmp'",
             "export GCOV_PREFIX='/covnet/gcov'",
         ] {
             assert!(env.lines().any(|l| l == line), "{line} not in\n{env}");
@@ -1068,13 +1213,51 @@ env = { GREETING = "it's me" }
         }
         let tool_guest = tool.to_str().unwrap().trim_start_matches('/');
         assert_eq!(get(tool_guest).2, b"#!/bin/sh\necho tool\n");
-        // Parents come before children.
-        for (i, (name, _, _)) in e.iter().enumerate() {
-            if let Some((parent, _)) = name.rsplit_once('/') {
-                let p = e.iter().position(|(n, _, _)| n == parent);
-                assert!(p.is_some_and(|p| p < i), "{parent} after {name}");
-            }
+        // The NICs' slot MACs, which init replaces with the machine's.
+        assert!(
+            env.contains("COVNET_NIC1_BOOT_MAC='02:00:00:00:00:01'\n"),
+            "{env}"
+        );
+
+        // The base is the same for both machines and for none of this
+        // machine's files; the layer holds them, and the links to remove.
+        let base = entries(&first.path);
+        let base_names: Vec<&str> = base.iter().map(|(n, _, _)| n.as_str()).collect();
+        for own in [
+            "etc/hosts",
+            "usr/bin/curl",
+            "srv/www/index.html",
+            tool_guest,
+        ] {
+            assert!(!base_names.contains(&own), "{own} in the base");
         }
+        assert!(base_names.contains(&"init") && base_names.contains(&"covnet/control.sh"));
+        let base_env = &base
+            .iter()
+            .find(|(n, _, _)| n == "covnet/machine.env")
+            .unwrap()
+            .2;
+        let base_env = String::from_utf8(base_env.clone()).unwrap();
+        assert!(!base_env.contains("COVNET_NAME"), "{base_env}");
+        assert!(
+            base_env.contains("/covnet/modules/01-virtio_ring.ko "),
+            "{base_env}"
+        );
+        let layer = cpio_entries(&std::fs::read(&first.layer).unwrap());
+        assert!(
+            !layer
+                .iter()
+                .any(|(n, _, _)| n == "init" || n.starts_with("covnet/modules")),
+            "the layer repeats the base"
+        );
+        let unlink = &layer
+            .iter()
+            .find(|(n, _, _)| n == "covnet/unlink")
+            .unwrap()
+            .2;
+        let unlink = String::from_utf8(unlink.clone()).unwrap();
+        assert!(unlink.lines().any(|l| l.ends_with("bin/nc")), "{unlink}");
+        assert!(unlink.lines().any(|l| l.ends_with("bin/env")), "{unlink}");
 
         // Changing an input changes the image.
         std::fs::write(dir.path().join("index.html"), "<h1>changed</h1>").unwrap();
@@ -1087,11 +1270,21 @@ env = { GREETING = "it's me" }
             .build()
             .unwrap();
         assert_ne!(other.hash, first.hash);
+        assert_ne!(other.layer, first.layer);
+        assert_eq!(other.path, first.path, "one base for both");
+        assert_eq!(
+            third.path, first.path,
+            "a changed file changes the layer only"
+        );
         // Same inputs rebuilt from scratch give the same bytes.
         let bytes = std::fs::read(&third.path).unwrap();
+        let layer_bytes = std::fs::read(&third.layer).unwrap();
         std::fs::remove_file(&third.path).unwrap();
+        std::fs::remove_file(&third.layer).unwrap();
         let again = builder.build().unwrap();
+        assert!(!again.cached);
         assert_eq!(std::fs::read(&again.path).unwrap(), bytes);
+        assert_eq!(std::fs::read(&again.layer).unwrap(), layer_bytes);
     }
 
     #[test]
@@ -1145,14 +1338,12 @@ env = { GREETING = "it's me" }
         assert!(busybox_applets(b"nothing here").is_empty());
     }
 
-    /// The control script of the boot test: report what init set up on
-    /// the serial console, then power off.
-    const PROBE_CONTROL: &str = r#"#!/bin/sh
-# No control port here: nothing for init to hold on.
-[ "$1" = --port ] && exit 0
-exec >/dev/ttyS0 2>&1
+    /// The boot test's probe, run through the control channel: what init
+    /// set up.
+    const PROBE: &str = r#"
 echo "probe: hostname=$(hostname)"
 ip -o -4 addr show | while read -r _ ifc _ addr _; do echo "probe: addr $ifc $addr"; done
+for d in /sys/class/net/eth*; do echo "probe: mac ${d##*/}: $(cat "$d/address")"; done
 echo "probe: modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 i=0
 until out=$(wget -q -O- http://server/index.html 2>&1); do
@@ -1166,15 +1357,17 @@ echo "probe: httpd $(tr '\0' ' ' </proc/$(cat /run/covnet/httpd.pid)/cmdline)"
 echo "probe: gcov $GCOV_PREFIX"
 echo "probe: curl $(curl --version | head -n 1 | cut -d' ' -f1)"
 echo "probe: tool $(@TOOL@)"
+echo "probe: nc $(ls -l /usr/sbin/nc /sbin/nc 2>&1 | grep -c busybox)"
 echo "probe: done"
-poweroff -f
 "#;
 
+    /// A VM booted from the base with the machine's layer sent at its
+    /// release: init unpacks it and becomes the machine.
     #[test]
     fn boots_under_qemu_and_init_sets_everything_up() {
-        use crate::machine::process::OwnedChild;
-        use crate::machine::vm::qemu;
-        use std::process::{Command, Stdio};
+        use crate::machine::vm::{Vm, VmConfig};
+        use crate::machine::{EventSink, Machine};
+        use crate::net::switch::Switch;
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
@@ -1183,7 +1376,6 @@ poweroff -f
         std::fs::write(&tool, "#!/bin/sh\necho \"tool ran by $0\"\n").unwrap();
         std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let control = PROBE_CONTROL.replace("@TOOL@", tool.to_str().unwrap());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -1200,6 +1392,10 @@ forward = ["{port}:80"]
 [[machines.server.files]]
 source = "index.html"
 target = "/srv/index.html"
+[[machines.server.files]]
+content = "stub"
+target = "/usr/bin/nc"
+mode = "0755"
 [[machines.server.services]]
 name = "httpd"
 command = "busybox httpd -f -p 80 -h /srv"
@@ -1215,96 +1411,55 @@ env = {{ GREETING = "hello world" }}
         let kernel = Kernel::host_default().unwrap();
         let image = ImageBuilder::new(&spec, m, &kernel)
             .cache_dir(dir.path().join("cache"))
-            .control_script(control.as_bytes())
             .env("GCOV_PREFIX", "/covnet/gcov")
             .build()
             .unwrap();
         eprintln!(
-            "image: {} bytes, {} entries",
+            "base: {} bytes, layer: {} bytes, {} entries",
             std::fs::metadata(&image.path).unwrap().len(),
+            std::fs::metadata(&image.layer).unwrap().len(),
             image.entries
         );
 
         let accel = crate::machine::vm::accel::detect().accel;
-        let serial = dir.path().join("serial.log");
-        let mut args = qemu::base_args();
-        args.extend(qemu::bios_args(
-            qemu::find_qboot(Path::new(qemu::QBOOT_ROM)).as_deref(),
-        ));
-        args.extend(qemu::accel_args(accel));
-        args.extend(qemu::memory_args(m.memory_mib.get()));
-        args.extend(qemu::smp_args(1));
-        args.extend(qemu::kernel_args(
-            &kernel.image,
-            &image.path,
-            &qemu::kernel_cmdline::<&str>(&[]),
-        ));
-        args.push("-serial".into());
-        args.push(format!("file:{}", serial.display()).into());
-        // The two VLAN NICs are wired to each other: a loopback cable.
-        let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
-        for (nic, (local, remote)) in m.nics.iter().zip([(&a, &b), (&b, &a)]) {
-            args.extend(qemu::nic_args(&qemu::Nic {
-                index: usize::from(nic.slot),
-                mac: qemu::Mac(nic.mac),
-                local: local.clone(),
-                remote: remote.clone(),
-            }));
-        }
-        let forwards: Vec<qemu::Forward> = m
-            .forward
-            .iter()
-            .map(|f| qemu::Forward {
-                host_port: f.host_port.get(),
-                guest_port: f.guest_port.get(),
-            })
-            .collect();
-        args.extend(qemu::forward_args(
-            &forwards,
-            qemu::Mac::for_forward(m.index),
-        ));
-
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("qemu.err")).unwrap());
+        let run = crate::rundir::RunDir::create_in(dir.path()).unwrap();
+        let switch = std::sync::Arc::new(Switch::start().unwrap());
+        let cfg = VmConfig::from_spec(m, &kernel.image, &image, accel, None);
+        let vm = Vm::new(cfg, &run, Some(switch), EventSink::none()).unwrap();
         let started = Instant::now();
-        let mut vm = OwnedChild::spawn(cmd, "qemu (boot test)")
-            .expect("qemu-system-x86_64 is required (bash scripts/setup.sh)");
-        let status = vm.wait_timeout(accel.boot_timeout() + Duration::from_secs(30));
-        let elapsed = started.elapsed();
-        let log = std::fs::read_to_string(&serial).unwrap_or_default();
-        let err = std::fs::read_to_string(dir.path().join("qemu.err")).unwrap_or_default();
-        let status = match status {
-            Ok(Some(s)) => s,
-            other => {
-                let _ = vm.kill();
-                panic!("guest did not power off ({other:?}); serial:\n{log}\nqemu:\n{err}");
-            }
-        };
-        eprintln!("boot + probe + poweroff under {accel}: {elapsed:?}");
+        if let Err(err) = vm.start() {
+            panic!("{err}; console:\n{}", vm.console_lines(60).join("\n"));
+        }
+        eprintln!("boot under {accel}: {:?}", started.elapsed());
+        let out = vm
+            .execute(
+                &PROBE.replace("@TOOL@", tool.to_str().unwrap()),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        vm.crash().unwrap();
         eprintln!("{log}");
-        assert!(
-            status.success(),
-            "qemu {status}; serial:\n{log}\nqemu:\n{err}"
-        );
         let has = |line: &str| log.lines().any(|l| l.trim_end() == line);
         for line in [
-            INIT_DONE_MARKER,
             "probe: hostname=server",
             "probe: addr eth0 192.168.1.1/24",
             "probe: addr eth1 192.168.2.1/24",
             "probe: addr eth2 10.0.2.15/24",
+            // The machine's own MACs, not the slots' the NICs booted with.
+            "probe: mac eth0: 52:54:00:01:01:00",
+            "probe: mac eth1: 52:54:00:02:01:01",
             "probe: http <h1>hi</h1>",
             "probe: greeting hello world",
             "probe: httpd busybox httpd -f -p 80 -h /srv",
             "probe: gcov /covnet/gcov",
             "probe: curl curl",
             &format!("probe: tool tool ran by {}", tool.display()),
+            // The base's busybox links named like the machine's file went.
+            "probe: nc 0",
             "probe: done",
         ] {
-            assert!(has(line), "`{line}` missing; serial:\n{log}");
+            assert!(has(line), "`{line}` missing; probe:\n{log}");
         }
         let modules = log
             .lines()

@@ -531,11 +531,15 @@ impl ControlChannel {
 
     /// Releases a guest whose init holds (see [`Greeting::Held`]): it sets
     /// its clock to the host's `now` (whole seconds since the epoch), mixes
-    /// `seed` into its entropy pool and goes on to become its machine.
+    /// `seed` into its entropy pool, unpacks `layer` (a cpio archive, the
+    /// machine's own files; may be empty) and goes on to become its
+    /// machine. The line is `<id> GO <secs> <seed hex> <layer bytes>`, the
+    /// layer's bytes follow it.
     pub fn release(
         &mut self,
         now: std::time::SystemTime,
         seed: &[u8; 32],
+        layer: &[u8],
         deadline: Instant,
     ) -> Result<(), ChannelError> {
         let secs = now
@@ -544,12 +548,10 @@ impl ControlChannel {
         let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         let id = self.id();
         let during = "releasing the guest's init";
-        self.send(
-            format!("{id} GO {secs} {hex}\n").as_bytes(),
-            deadline,
-            during,
-        )
-        .map_err(|err| self.kill_channel(err))
+        let mut payload = format!("{id} GO {secs} {hex} {}\n", layer.len()).into_bytes();
+        payload.extend_from_slice(layer);
+        self.send(&payload, deadline, during)
+            .map_err(|err| self.kill_channel(err))
     }
 
     fn ping_until(

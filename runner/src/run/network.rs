@@ -270,8 +270,9 @@ impl Network {
                     path
                 }
             };
-            let mut cfg = VmConfig::from_spec(m, &boot, &image.path, accel, boot_timeout);
+            let mut cfg = VmConfig::from_spec(m, &boot, image, accel, boot_timeout);
             cfg.acpi |= many_vms;
+            cfg.await_cold_boot = many_vms;
             if !options.cold_boot {
                 cfg.snapshots = Some(SnapshotCache::new(SnapshotCache::default_dir()));
             }

@@ -32,7 +32,7 @@ use crate::net::switch::Switch;
 use accel::Accel;
 use qemu::{Forward, Mac, Nic, QemuConfig};
 use qmp::Qmp;
-use snapshot::{SnapshotCache, SnapshotKey};
+use snapshot::{ColdBoot, SnapshotCache, SnapshotKey};
 
 /// The QEMU binary used unless the config names another.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
@@ -45,7 +45,9 @@ pub const SERVICE_STOP_GRACE: Duration = session::SERVICE_STOP_GRACE;
 pub struct VmNic {
     /// VLAN number.
     pub vlan: u8,
-    /// MAC address.
+    /// MAC address. A VM with a layer boots the NIC with its slot's MAC
+    /// ([`Mac::for_slot`]) and its init sets this one (from the layer's
+    /// `machine.env`) after the release.
     pub mac: Mac,
 }
 
@@ -67,6 +69,9 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// Initramfs.
     pub initrd: PathBuf,
+    /// The machine's layer (see [`crate::image::initramfs::Image`]), sent
+    /// to init with its release; `None`: the initramfs is the whole image.
+    pub layer: Option<PathBuf>,
     /// Extra kernel parameters (after [`qemu::BASE_KERNEL_PARAMS`]).
     pub kernel_params: Vec<String>,
     /// VLAN NICs in guest order.
@@ -93,6 +98,11 @@ pub struct VmConfig {
     /// Where booted guests are saved and restored from; `None`: every
     /// boot is cold.
     pub snapshots: Option<SnapshotCache>,
+    /// Of the VMs of this process that share a snapshot key and find no
+    /// snapshot, one boots cold and saves it while this one waits, then
+    /// restores it (see [`snapshot::ColdBoot`]). Set for a network of more
+    /// VMs than host cores: a cold boot there costs about five restores.
+    pub await_cold_boot: bool,
 }
 
 /// Whether a network of `vms` VMs on a host with `cores` cores boots its
@@ -107,14 +117,14 @@ pub fn acpi_for_network(vms: usize, cores: usize) -> bool {
 }
 
 impl VmConfig {
-    /// A config from a resolved spec machine, its boot files and the
-    /// accelerator. SeaBIOS, and `acpi=off` for one vCPU (measured
+    /// A config from a resolved spec machine, its kernel, its image and
+    /// the accelerator. SeaBIOS, and `acpi=off` for one vCPU (measured
     /// fastest, see bench/RESULTS.md); a machine with more vCPUs boots
     /// with ACPI, which is where its guest finds them.
     pub fn from_spec(
         machine: &crate::spec::Machine,
         kernel: &Path,
-        initrd: &Path,
+        image: &crate::image::initramfs::Image,
         accel: Accel,
         boot_timeout: Option<Duration>,
     ) -> VmConfig {
@@ -125,7 +135,8 @@ impl VmConfig {
             memory_mib: machine.memory_mib.get(),
             cpus: u32::from(machine.cpus.get()),
             kernel: kernel.to_owned(),
-            initrd: initrd.to_owned(),
+            initrd: image.path.clone(),
+            layer: Some(image.layer.clone()),
             kernel_params: machine.kernel_params.clone(),
             nics: machine
                 .nics
@@ -149,6 +160,7 @@ impl VmConfig {
             acpi: machine.cpus.get() > 1,
             console_log: None,
             snapshots: None,
+            await_cold_boot: false,
         }
     }
 
@@ -162,6 +174,7 @@ impl VmConfig {
             cpus: 1,
             kernel: kernel.to_owned(),
             initrd: initrd.to_owned(),
+            layer: None,
             kernel_params: Vec::new(),
             nics: Vec::new(),
             forwards: Vec::new(),
@@ -171,6 +184,7 @@ impl VmConfig {
             acpi: false,
             console_log: None,
             snapshots: None,
+            await_cold_boot: false,
         }
     }
 }
@@ -219,6 +233,9 @@ pub struct Qemu {
     key: Mutex<Option<SnapshotKey>>,
     /// The current boot was restored from a snapshot.
     restored: AtomicBool,
+    /// This boot is the one of this process that saves its key's
+    /// snapshot (held until saved or stopped).
+    cold_boot: Mutex<Option<ColdBoot>>,
     events: EventSink,
 }
 
@@ -260,6 +277,7 @@ impl Session<Qemu> {
                 terminal_busy: Arc::new(AtomicBool::new(false)),
                 key: Mutex::new(None),
                 restored: AtomicBool::new(false),
+                cold_boot: Mutex::new(None),
                 events: backend_events.clone(),
             })
         })
@@ -307,7 +325,11 @@ impl Qemu {
                 .enumerate()
                 .map(|(index, (nic, (local, remote)))| Nic {
                     index,
-                    mac: nic.mac,
+                    // With a layer, init gives the NIC its own MAC.
+                    mac: match self.cfg.layer {
+                        Some(_) => Mac::for_slot(u8::try_from(index).unwrap_or(u8::MAX)),
+                        None => nic.mac,
+                    },
                     local: local.clone(),
                     remote: remote.clone(),
                 })
@@ -536,12 +558,29 @@ impl Backend for Qemu {
             .as_ref()
             .and_then(|_| snapshot::key(&self.cfg.qemu, &self.qemu_config()).ok());
         *lock(&self.key) = key.clone();
-        let saved = self
-            .cfg
-            .snapshots
-            .as_ref()
-            .zip(key.as_ref())
-            .and_then(|(cache, key)| Some((cache, key, cache.lookup(key)?)));
+        *lock(&self.cold_boot) = None;
+        let lookup = || {
+            self.cfg
+                .snapshots
+                .as_ref()
+                .zip(key.as_ref())
+                .and_then(|(cache, key)| Some((cache, key, cache.lookup(key)?)))
+        };
+        let mut saved = lookup();
+        if let (None, Some(cache), Some(key)) = (&saved, &self.cfg.snapshots, &key) {
+            // One cold boot per key in this process saves the snapshot;
+            // with `await_cold_boot` the others wait for it and restore.
+            let state = cache.state_path(key);
+            let mut claim = ColdBoot::claim(&state);
+            if claim.is_none() && self.cfg.await_cold_boot {
+                ColdBoot::wait(&state, Instant::now() + self.boot_timeout() / 2);
+                saved = lookup();
+                if saved.is_none() {
+                    claim = ColdBoot::claim(&state);
+                }
+            }
+            *lock(&self.cold_boot) = claim;
+        }
         if let Some((cache, key, path)) = saved {
             let started = Instant::now();
             let mut incoming = OsString::from("exec:cat ");
@@ -614,14 +653,17 @@ impl Backend for Qemu {
         })
     }
 
-    /// Saves the held guest the first time its image boots, then releases
-    /// it.
+    /// Saves the held guest the first time its image boots (by the one
+    /// VM of this process that claimed its cold boot), then releases it
+    /// with the machine's layer.
     fn release(&self, channel: &mut ControlChannel, deadline: Instant) -> Result<(), ChannelError> {
         let key = lock(&self.key).clone();
-        if let (false, Some(cache), Some(key)) = (
+        let claim = lock(&self.cold_boot).take();
+        if let (false, Some(cache), Some(key), Some(_claim)) = (
             self.restored.load(Ordering::SeqCst),
             self.cfg.snapshots.as_ref(),
             key,
+            claim,
         ) {
             if cache.lookup(&key).is_none() {
                 // Pings queued while the guest booted are all answered
@@ -631,9 +673,17 @@ impl Backend for Qemu {
                 self.save(cache, &key, deadline);
             }
         }
+        let layer = match &self.cfg.layer {
+            Some(path) => std::fs::read(path).map_err(|source| ChannelError::Io {
+                during: format!("reading the machine's layer {}", path.display()),
+                source,
+            })?,
+            None => Vec::new(),
+        };
         channel.release(
             std::time::SystemTime::now(),
             &session::fresh_seed(),
+            &layer,
             deadline,
         )
     }
@@ -734,6 +784,8 @@ impl Backend for Qemu {
     }
 
     fn stop(&self, grace: Option<Duration>) -> Option<Result<String, String>> {
+        // A cold boot that ends unsaved wakes the VMs waiting for it.
+        *lock(&self.cold_boot) = None;
         let mut child = lock(&self.child).take()?;
         let ended = match grace {
             Some(grace) => child.terminate(grace),
@@ -754,19 +806,20 @@ impl Backend for Qemu {
     /// loads into it panics out of memory, resets (QEMU then exits at
     /// once under `-no-reboot`) or hangs, often before its first console
     /// line. Said when the memory is less than twice what is loaded plus
-    /// 32 MiB (the initramfs is unpacked again in the guest, and the
-    /// kernel needs room of its own).
+    /// 32 MiB (the initramfs and the layer are unpacked again in the
+    /// guest, and the kernel needs room of its own).
     fn boot_failure_hint(&self) -> Option<String> {
         let mib = |path: &Path| {
             std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / f64::from(1u32 << 20))
         };
-        let (kernel, initrd) = (mib(&self.cfg.kernel), mib(&self.cfg.initrd));
+        let kernel = mib(&self.cfg.kernel);
+        let initrd = mib(&self.cfg.initrd) + self.cfg.layer.as_deref().map_or(0.0, mib);
         let memory = f64::from(self.cfg.memory_mib);
         (memory < 2.0 * (kernel + initrd) + 32.0).then(|| {
             format!(
                 "a guest with too little memory panics, resets or hangs while booting, often \
-                 before its first console line: this one has {} MiB, and QEMU loads a {kernel:.1} MiB kernel image and a \
-                 {initrd:.1} MiB initramfs (unpacked again in the guest) into it; raise `memory_mib`",
+                 before its first console line: this one has {} MiB, and it gets a {kernel:.1} MiB kernel image and \
+                 {initrd:.1} MiB of initramfs and machine layer (unpacked again in the guest); raise `memory_mib`",
                 self.cfg.memory_mib
             )
         })
@@ -829,6 +882,16 @@ mod tests {
         crate::spec::Spec::from_str(text, Path::new("/tmp/covnet-vm-test.toml")).expect("spec")
     }
 
+    fn image() -> crate::image::initramfs::Image {
+        crate::image::initramfs::Image {
+            path: "/i".into(),
+            layer: "/l".into(),
+            hash: String::new(),
+            cached: true,
+            entries: 0,
+        }
+    }
+
     #[test]
     fn acpi_once_vms_outnumber_the_cores() {
         assert!(!acpi_for_network(1, 2));
@@ -845,13 +908,13 @@ mod tests {
              memory_mib = 128\ncpus = 2\nkernel_params = [\"x=1\"]\n",
         );
         let b = spec.machine("b").expect("machine b");
-        let cfg = VmConfig::from_spec(b, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        let cfg = VmConfig::from_spec(b, Path::new("/k"), &image(), Accel::Tcg, None);
         assert_eq!(cfg.name, "b");
         assert_eq!(cfg.index, 2);
         assert_eq!((cfg.memory_mib, cfg.cpus), (128, 2));
         assert!(cfg.acpi, "more than one vCPU needs ACPI's tables");
         let a = spec.machine("a").expect("machine a");
-        let one = VmConfig::from_spec(a, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        let one = VmConfig::from_spec(a, Path::new("/k"), &image(), Accel::Tcg, None);
         assert!(!one.acpi, "one vCPU boots with acpi=off");
         assert_eq!(cfg.kernel_params, ["x=1"]);
         assert_eq!(
@@ -880,7 +943,7 @@ mod tests {
     fn qemu_args_use_the_run_dir_and_switch_ports() {
         let spec = spec_machine("[machines.web]\nvlans = [2]\n");
         let web = spec.machine("web").expect("machine");
-        let cfg = VmConfig::from_spec(web, Path::new("/k"), Path::new("/i"), Accel::Tcg, None);
+        let cfg = VmConfig::from_spec(web, Path::new("/k"), &image(), Accel::Tcg, None);
         let base = tempfile::tempdir().expect("tempdir");
         let run = crate::rundir::RunDir::create_in(base.path()).expect("run dir");
         let switch = Arc::new(Switch::start().expect("switch"));
@@ -895,8 +958,11 @@ mod tests {
             "dgram,id=net0,local.type=unix,local.path={dir}/web-nic0.sock,\
              remote.type=unix,remote.path={dir}/web-sw0.sock"
         )));
+        // The NIC boots with its slot's MAC (the guest takes 52:54:00:02:01:00
+        // from its layer), so that one saved guest is any machine's.
         assert!(
-            args.contains(&"virtio-net-pci,netdev=net0,mac=52:54:00:02:01:00,romfile=".to_string())
+            args.contains(&"virtio-net-pci,netdev=net0,mac=02:00:00:00:00:00,romfile=".to_string()),
+            "{args:?}"
         );
         assert!(
             run.file("web-sw0.sock").exists(),
@@ -926,7 +992,7 @@ mod tests {
         let cfg = VmConfig::from_spec(
             spec.machine("a").expect("a"),
             Path::new("/k"),
-            Path::new("/i"),
+            &image(),
             Accel::Tcg,
             None,
         );

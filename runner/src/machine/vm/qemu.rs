@@ -53,6 +53,15 @@ impl Mac {
         Mac([0x52, 0x54, 0x00, vlan, machine_index, nic_index])
     }
 
+    /// The MAC a VM's NIC boots with, the same for every machine:
+    /// `02:00:00:00:00:<slot>` (locally administered). A saved guest thus
+    /// fits every machine with as many NICs; init gives each NIC its
+    /// machine's own MAC ([`Mac::for_nic`]) after the release, before the
+    /// link is up, so no frame ever carries a slot MAC.
+    pub fn for_slot(slot: u8) -> Mac {
+        Mac([0x02, 0, 0, 0, 0, slot])
+    }
+
     /// The MAC of a machine's user-mode forward NIC:
     /// `52:54:00:ff:<machine index>:ff` (VLAN 255 is reserved for it).
     pub fn for_forward(machine_index: u8) -> Mac {

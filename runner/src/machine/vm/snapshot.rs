@@ -20,13 +20,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use super::qemu::{self, Nic, QemuConfig};
 
 /// Bump when what a snapshot holds changes meaning (e.g. the hold protocol
 /// of `guest/init.sh`), to stop restoring older ones.
-const FORMAT: &str = "covnet-snapshot-3";
+const FORMAT: &str = "covnet-snapshot-4";
 
 /// The cache's default size limit: a snapshot is the guest memory the boot
 /// touched (about 40–100 MB for covnet's guests).
@@ -176,6 +177,61 @@ impl SnapshotCache {
     }
 }
 
+/// The snapshot files whose guest a VM of this process is booting cold
+/// (see [`ColdBoot`]), and the condition their waiters wait on.
+static COLD_BOOTS: (Mutex<Vec<PathBuf>>, Condvar) = (Mutex::new(Vec::new()), Condvar::new());
+
+/// One VM's claim to boot a snapshot's guest cold and save it. Machines
+/// of one image share a snapshot key (the base and the slot MACs are the
+/// same for all), so in a network that finds no snapshot the others can
+/// wait for the first one's ([`ColdBoot::wait`]) and restore it instead
+/// of each booting cold. Dropping the claim, saved or not, wakes them.
+#[derive(Debug)]
+pub struct ColdBoot {
+    state: PathBuf,
+}
+
+impl ColdBoot {
+    /// Claims the cold boot of `state` (a snapshot file), unless another
+    /// VM of this process holds it.
+    pub fn claim(state: &Path) -> Option<ColdBoot> {
+        let mut booting = COLD_BOOTS.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if booting.iter().any(|p| p == state) {
+            return None;
+        }
+        booting.push(state.to_owned());
+        Some(ColdBoot {
+            state: state.to_owned(),
+        })
+    }
+
+    /// Waits until no VM of this process holds the cold boot of `state`,
+    /// or until `deadline`.
+    pub fn wait(state: &Path, deadline: Instant) {
+        let (lock, cond) = &COLD_BOOTS;
+        let mut booting = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while booting.iter().any(|p| p == state) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            booting = cond
+                .wait_timeout(booting, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Drop for ColdBoot {
+    fn drop(&mut self) {
+        let (lock, cond) = &COLD_BOOTS;
+        lock.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|p| *p != self.state);
+        cond.notify_all();
+    }
+}
+
 /// The placeholder that stands for the run directory's sockets in a key.
 fn placeholder(name: &str) -> PathBuf {
     PathBuf::from(format!("<run>/{name}"))
@@ -306,7 +362,7 @@ mod tests {
         let b = key(&qemu, &config(dir.path(), "run-b")).expect("key b");
         assert_eq!(a, b);
         assert_eq!(a.hex.len(), 64);
-        assert!(a.description.starts_with("covnet-snapshot-3\nqemu "));
+        assert!(a.description.starts_with("covnet-snapshot-4\nqemu "));
         assert!(a.description.contains("arg -m\narg 128M\n"));
         assert!(!a.description.contains("run-a"), "{}", a.description);
     }
@@ -383,6 +439,30 @@ mod tests {
         fs::write(&tmp, b"").expect("write");
         assert!(cache.commit(&keys[0], &tmp).is_err());
         assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn one_cold_boot_per_snapshot_and_waiters_wake_when_it_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("k.vmstate");
+        let other = dir.path().join("other.vmstate");
+        let first = ColdBoot::claim(&state).expect("first claim");
+        assert!(ColdBoot::claim(&state).is_none(), "claimed already");
+        let _other = ColdBoot::claim(&other).expect("another key is free");
+        // A waiter with a deadline gives up.
+        let t = Instant::now();
+        ColdBoot::wait(&state, t + std::time::Duration::from_millis(50));
+        assert!(t.elapsed() >= std::time::Duration::from_millis(50));
+        // A waiter wakes when the claim is dropped, then may claim.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                ColdBoot::wait(&state, Instant::now() + std::time::Duration::from_secs(30));
+                ColdBoot::claim(&state).is_some()
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(first);
+            assert!(waiter.join().expect("waiter"), "free once dropped");
+        });
     }
 
     #[test]
