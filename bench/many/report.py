@@ -77,7 +77,7 @@ if ns_rows:
           f"per wait for a service that is already up). See bench/many/NOTES.md for the profile.")
     print()
 
-for kind, title in (("vm-cold", "cold: each run with an empty image cache"),
+for kind, title in (("vm-cold", "cold: each run with an empty image cache (one guest boots cold and saves, the others restore its snapshot: checked)"),
                     ("vm-warm", "warm: reruns on the cache of the first cold run, every guest restored from its snapshot")):
     rs_all = of(kind)
     if not rs_all:
