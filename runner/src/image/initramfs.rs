@@ -1473,6 +1473,39 @@ env = {{ GREETING = "hello world" }}
         }
     }
 
+    /// A layer init cannot unpack (here: not a cpio archive) ends the boot
+    /// with the reason on the console, not with a machine missing its
+    /// files.
+    #[test]
+    fn a_layer_that_cannot_be_unpacked_fails_the_boot_and_says_so() {
+        use crate::machine::vm::{Vm, VmConfig};
+        use crate::machine::{EventSink, Machine, MachineError};
+        use crate::net::switch::Switch;
+
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec_with(dir.path(), "[machines.m]
+");
+        let kernel = Kernel::host_default().unwrap();
+        let image = ImageBuilder::new(&spec, &spec.machines[0], &kernel)
+            .cache_dir(dir.path().join("cache"))
+            .build()
+            .unwrap();
+        std::fs::write(&image.layer, "not a cpio archive\n".repeat(100)).unwrap();
+        let accel = crate::machine::vm::accel::detect().accel;
+        let run = crate::rundir::RunDir::create_in(dir.path()).unwrap();
+        let switch = std::sync::Arc::new(Switch::start().unwrap());
+        let cfg = VmConfig::from_spec(&spec.machines[0], &kernel.image, &image, accel, None);
+        let vm = Vm::new(cfg, &run, Some(switch), EventSink::none()).unwrap();
+        let err = vm.start().expect_err("a broken layer");
+        let text = err.to_string();
+        assert!(matches!(err, MachineError::Exited { .. }), "{text}");
+        assert!(
+            text.contains("the machine's layer (1900 bytes) could not be unpacked: cpio:"),
+            "{text}"
+        );
+        assert!(!vm.is_running());
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(sh_quote("a b"), "'a b'");

@@ -548,9 +548,9 @@ impl ControlChannel {
         let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         let id = self.id();
         let during = "releasing the guest's init";
-        let mut payload = format!("{id} GO {secs} {hex} {}\n", layer.len()).into_bytes();
-        payload.extend_from_slice(layer);
-        self.send(&payload, deadline, during)
+        let line = format!("{id} GO {secs} {hex} {}\n", layer.len());
+        self.send(line.as_bytes(), deadline, during)
+            .and_then(|()| self.send(layer, deadline, during))
             .map_err(|err| self.kill_channel(err))
     }
 
