@@ -1483,8 +1483,7 @@ env = {{ GREETING = "hello world" }}
         use crate::net::switch::Switch;
 
         let dir = tempfile::tempdir().unwrap();
-        let spec = spec_with(dir.path(), "[machines.m]
-");
+        let spec = spec_with(dir.path(), "[machines.m]\n");
         let kernel = Kernel::host_default().unwrap();
         let image = ImageBuilder::new(&spec, &spec.machines[0], &kernel)
             .cache_dir(dir.path().join("cache"))
