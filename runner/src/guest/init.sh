@@ -2,7 +2,7 @@
 # covnet stage-1 init (PID 1 of every VM guest), run from the initramfs that
 # covnet builds. It mounts the kernel filesystems, loads the virtio modules,
 # holds until the host releases it (a VM: see `hold`), unpacks the
-# machine's layer that comes with the release, configures the network from
+# machine's layer from its disk, configures the network from
 # /covnet/machine.env, starts the spec's services and then execs the
 # control shell. Every wait is for the kernel or the host.
 #
@@ -43,7 +43,7 @@ done
 # hold: everything above is the same for every boot of this image, and the
 # image (the base) is the same for every machine; what follows makes it
 # this machine, now. A VM waits here for the host's
-# `<id> GO <unix seconds> <entropy> <layer bytes>`, answering pings with
+# `<id> GO <unix seconds> <entropy> <layer 0|1>`, answering pings with
 # `=covnet hold`, so that the host can save the booted guest once and later
 # restore it here as any machine: the machine's files, the clock, the
 # entropy pool, the hostname, the MACs and addresses and the services all
@@ -62,19 +62,21 @@ hold() {
 	done
 }
 
-# unpack_layer BYTES: the machine's layer, a cpio archive of BYTES bytes
-# that follows the GO line (read exactly, nothing after it), over the base;
-# then the base's entries the machine does not have (busybox links where a
-# program takes the name) go, and the machine's own configuration is read.
+# unpack_layer: the machine's layer, a cpio archive on its read-only disk
+# (/dev/vda, zeros after the archive), over the base; then the base's
+# entries the machine does not have (busybox links where a program takes
+# the name) go, and the machine's own configuration is read. The disk's
+# cached pages go first (a restored guest may hold those of the machine
+# that was saved) and after (not needed again).
 unpack_layer() {
-	set -o pipefail
-	head -c "$1" <&3 | (cd / && cpio -i -d -u) 2>/run/covnet/layer.log
-	unpacked=$?
-	set +o pipefail
-	[ "$unpacked" = 0 ] || return 1
-	while IFS= read -r p; do
-		rm -f "$p"
-	done </covnet/unlink
+	blockdev --flushbufs /dev/vda 2>/run/covnet/layer.log || return 1
+	(cd / && cpio -i -d -u -F /dev/vda) 2>/run/covnet/layer.log || return 1
+	blockdev --flushbufs /dev/vda
+	if [ -r /covnet/unlink ]; then
+		while IFS= read -r p; do
+			rm -f "$p"
+		done </covnet/unlink
+	fi
 	. /covnet/machine.env
 }
 
@@ -86,8 +88,8 @@ if [ -z "$COVNET_NAMESPACE" ]; then
 		# shell opens it.
 		exec 3<>"$port"
 		hold
-		if [ "${layer:-0}" -gt 0 ] && ! unpack_layer "$layer"; then
-			say "the machine's layer ($layer bytes) could not be unpacked: $(cat /run/covnet/layer.log)"
+		if [ "$layer" = 1 ] && ! unpack_layer; then
+			say "the machine's layer could not be unpacked from /dev/vda: $(cat /run/covnet/layer.log)"
 			reboot -f
 		fi
 		exec 3<&-

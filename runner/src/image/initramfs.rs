@@ -4,8 +4,8 @@
 //! A machine's image comes in two parts ([`Image`]): the base, which QEMU
 //! loads as the initramfs and which every machine of the same kernel,
 //! busybox and control script shares (busybox and its applet links, the
-//! modules, `/init` and covnet's scripts), and the machine's layer, which
-//! the host sends to init with its release (`guest/init.sh`): everything
+//! modules, `/init` and covnet's scripts), and the machine's layer, a disk
+//! that init unpacks when the host releases it (`guest/init.sh`): everything
 //! else below, and the base's applet links that a program or file of the
 //! machine takes the name of, to remove. A guest booted to the release
 //! point and saved is then the same for all of them.
@@ -167,7 +167,9 @@ pub struct Image {
     /// The machine's layer, a plain cpio (`<hash>.layer.cpio`) in the cache
     /// directory: every entry of the machine's image that the base lacks
     /// or has otherwise (programs, libraries, files, `/etc`,
-    /// `/covnet/machine.env`, services), then [`UNLINK_LIST`].
+    /// `/covnet/machine.env`, services), then [`UNLINK_LIST`], padded with
+    /// zeros to [`layer_disk_size`]: QEMU attaches it as a read-only disk,
+    /// which init unpacks when released.
     pub layer: PathBuf,
     /// Hex SHA-256 of the machine's inputs (the layer's file name).
     pub hash: String,
@@ -898,7 +900,8 @@ fn write_base(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
 /// Writes the layer of `full` over `base` as a plain cpio into `tmp`:
 /// every node `full` has that `base` lacks or has otherwise, then
 /// [`UNLINK_LIST`], the base's entries that `full` has not (busybox links
-/// where a program or file took the applet's name), one path per line.
+/// where a program or file took the applet's name), one path per line;
+/// padded with zeros to [`layer_disk_size`] (it is the guest's disk).
 fn write_layer(base: &Tree, full: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
     let werr = |e: std::io::Error| ImageErrorKind::Write {
         path: tmp.to_path_buf(),
@@ -922,8 +925,18 @@ fn write_layer(base: &Tree, full: &Tree, tmp: &Path) -> Result<(), ImageErrorKin
     )?;
     let buf = w.finish()?;
     let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
+    let written = file.metadata().map_err(werr)?.len();
+    file.set_len(layer_disk_size(written)).map_err(werr)?;
     file.sync_all().map_err(werr)?;
     Ok(())
+}
+
+/// The size of a layer's disk for `bytes` of cpio: the next power of two,
+/// at least 16 MiB, the rest zeros (a sparse file). The guest's disk keeps
+/// the size it had when the saved guest booted, so machines whose layers
+/// fall in one size class share a snapshot.
+pub fn layer_disk_size(bytes: u64) -> u64 {
+    bytes.next_power_of_two().max(16 << 20)
 }
 
 fn create_new(path: &Path) -> Result<std::fs::File, ImageErrorKind> {
@@ -1243,7 +1256,12 @@ env = { GREETING = "it's me" }
             base_env.contains("/covnet/modules/01-virtio_ring.ko "),
             "{base_env}"
         );
-        let layer = cpio_entries(&std::fs::read(&first.layer).unwrap());
+        let layer_bytes = std::fs::read(&first.layer).unwrap();
+        // Padded to its disk's size: curl's closure is about 19 MB.
+        assert_eq!(layer_bytes.len(), 32 << 20);
+        assert_eq!(layer_disk_size(1), 16 << 20);
+        assert_eq!(layer_disk_size((16 << 20) + 1), 32 << 20);
+        let layer = cpio_entries(&layer_bytes);
         assert!(
             !layer
                 .iter()
@@ -1489,7 +1507,14 @@ env = {{ GREETING = "hello world" }}
             .cache_dir(dir.path().join("cache"))
             .build()
             .unwrap();
+        // Garbage of the same size (the disk's size is part of the guest).
+        let size = std::fs::metadata(&image.layer).unwrap().len();
         std::fs::write(&image.layer, "not a cpio archive\n".repeat(100)).unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&image.layer)
+            .and_then(|f| f.set_len(size))
+            .unwrap();
         let accel = crate::machine::vm::accel::detect().accel;
         let run = crate::rundir::RunDir::create_in(dir.path()).unwrap();
         let switch = std::sync::Arc::new(Switch::start().unwrap());
@@ -1499,7 +1524,7 @@ env = {{ GREETING = "hello world" }}
         let text = err.to_string();
         assert!(matches!(err, MachineError::Exited { .. }), "{text}");
         assert!(
-            text.contains("the machine's layer (1900 bytes) could not be unpacked: cpio:"),
+            text.contains("the machine's layer could not be unpacked from /dev/vda: cpio:"),
             "{text}"
         );
         assert!(!vm.is_running());

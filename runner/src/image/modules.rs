@@ -2,8 +2,9 @@
 //! order `insmod` must load them.
 //!
 //! Debian's 6.1 kernels build virtio as modules: `virtio_pci` (for the
-//! devices), `virtio_console` (the control shell on `hvc0`) and `virtio_net`
-//! (the NICs), which pull in `virtio_ring`, `virtio`, the PCI transport
+//! devices), `virtio_console` (the control shell on `hvc0`), `virtio_net`
+//! (the NICs) and `virtio_blk` (the disk that holds the machine's layer),
+//! which pull in `virtio_ring`, `virtio`, the PCI transport
 //! helpers and `failover`/`net_failover`. Modules compressed with gzip are
 //! decompressed on the host (busybox `insmod` loads plain `.ko` files).
 
@@ -12,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The modules every covnet guest loads (their dependencies come along).
-pub const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtio_net"];
+pub const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtio_net", "virtio_blk"];
 
 /// A module to load: its name and the host file holding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +225,7 @@ kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/dr
 kernel/net/core/failover.ko:
 kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
 kernel/drivers/net/virtio_net.ko.gz: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 ";
 
     fn names(m: &[Module]) -> Vec<&str> {
@@ -245,7 +247,8 @@ kernel/drivers/net/virtio_net.ko.gz: kernel/drivers/net/net_failover.ko kernel/n
                 "virtio_console",
                 "failover",
                 "net_failover",
-                "virtio_net"
+                "virtio_net",
+                "virtio_blk"
             ]
         );
         assert_eq!(

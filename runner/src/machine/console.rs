@@ -531,15 +531,15 @@ impl ControlChannel {
 
     /// Releases a guest whose init holds (see [`Greeting::Held`]): it sets
     /// its clock to the host's `now` (whole seconds since the epoch), mixes
-    /// `seed` into its entropy pool, unpacks `layer` (a cpio archive, the
-    /// machine's own files; may be empty) and goes on to become its
-    /// machine. The line is `<id> GO <secs> <seed hex> <layer bytes>`, the
-    /// layer's bytes follow it.
+    /// `seed` into its entropy pool, unpacks its layer from its disk when
+    /// `layer` (the machine's own files, see
+    /// [`crate::image::initramfs::Image`]) and goes on to become its
+    /// machine. The line is `<id> GO <secs> <seed hex> <layer 0|1>`.
     pub fn release(
         &mut self,
         now: std::time::SystemTime,
         seed: &[u8; 32],
-        layer: &[u8],
+        layer: bool,
         deadline: Instant,
     ) -> Result<(), ChannelError> {
         let secs = now
@@ -548,9 +548,8 @@ impl ControlChannel {
         let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         let id = self.id();
         let during = "releasing the guest's init";
-        let line = format!("{id} GO {secs} {hex} {}\n", layer.len());
+        let line = format!("{id} GO {secs} {hex} {}\n", u8::from(layer));
         self.send(line.as_bytes(), deadline, during)
-            .and_then(|()| self.send(layer, deadline, during))
             .map_err(|err| self.kill_channel(err))
     }
 

@@ -124,7 +124,7 @@ pub trait Backend: Send + Sync {
     /// A backend may first save the booted guest (see
     /// [`super::vm::snapshot`]).
     fn release(&self, channel: &mut ControlChannel, deadline: Instant) -> Result<(), ChannelError> {
-        channel.release(std::time::SystemTime::now(), &fresh_seed(), &[], deadline)
+        channel.release(std::time::SystemTime::now(), &fresh_seed(), false, deadline)
     }
     /// When a released guest's control shell must have answered by, within
     /// the boot `deadline`.

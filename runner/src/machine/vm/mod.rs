@@ -69,8 +69,9 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     /// Initramfs.
     pub initrd: PathBuf,
-    /// The machine's layer (see [`crate::image::initramfs::Image`]), sent
-    /// to init with its release; `None`: the initramfs is the whole image.
+    /// The machine's layer (see [`crate::image::initramfs::Image`]), a
+    /// read-only virtio disk that init unpacks when released; `None`: the
+    /// initramfs is the whole image.
     pub layer: Option<PathBuf>,
     /// Extra kernel parameters (after [`qemu::BASE_KERNEL_PARAMS`]).
     pub kernel_params: Vec<String>,
@@ -336,6 +337,7 @@ impl Qemu {
                 .collect(),
             forwards: self.cfg.forwards.clone(),
             forward_mac: Mac::for_forward(self.cfg.index),
+            layer: self.cfg.layer.clone(),
         }
     }
 
@@ -673,17 +675,10 @@ impl Backend for Qemu {
                 self.save(cache, &key, deadline);
             }
         }
-        let layer = match &self.cfg.layer {
-            Some(path) => std::fs::read(path).map_err(|source| ChannelError::Io {
-                during: format!("reading the machine's layer {}", path.display()),
-                source,
-            })?,
-            None => Vec::new(),
-        };
         channel.release(
             std::time::SystemTime::now(),
             &session::fresh_seed(),
-            &layer,
+            self.cfg.layer.is_some(),
             deadline,
         )
     }
@@ -813,7 +808,14 @@ impl Backend for Qemu {
             std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / f64::from(1u32 << 20))
         };
         let kernel = mib(&self.cfg.kernel);
-        let initrd = mib(&self.cfg.initrd) + self.cfg.layer.as_deref().map_or(0.0, mib);
+        // The layer's data, not its zero padding.
+        let data = |path: &Path| {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::metadata(path).map_or(0.0, |m| {
+                (m.blocks() * 512).min(m.len()) as f64 / f64::from(1u32 << 20)
+            })
+        };
+        let initrd = mib(&self.cfg.initrd) + self.cfg.layer.as_deref().map_or(0.0, data);
         let memory = f64::from(self.cfg.memory_mib);
         (memory < 2.0 * (kernel + initrd) + 32.0).then(|| {
             format!(

@@ -130,6 +130,8 @@ pub struct QemuConfig {
     pub forwards: Vec<Forward>,
     /// MAC of the forward NIC.
     pub forward_mac: Mac,
+    /// The machine's layer, attached as a read-only virtio disk.
+    pub layer: Option<PathBuf>,
 }
 
 fn os(args: &[&str]) -> Vec<OsString> {
@@ -187,6 +189,29 @@ pub fn memory_args(mib: u32) -> Vec<OsString> {
 /// Virtual CPUs.
 pub fn smp_args(cpus: u32) -> Vec<OsString> {
     vec!["-smp".into(), cpus.to_string().into()]
+}
+
+/// The machine's layer (see `image::initramfs::Image`) as a read-only
+/// virtio disk (`/dev/vda` in the guest): the guest reads it in large
+/// requests, where the control port's host-to-guest path moves 4 KiB per
+/// interrupt (about 20 MB/s under TCG). Commas in the path are doubled, as
+/// QEMU's option syntax wants.
+pub fn layer_args(layer: &Path) -> Vec<OsString> {
+    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+    let mut drive = b"file=".to_vec();
+    for &b in layer.as_os_str().as_bytes() {
+        if b == b',' {
+            drive.push(b',');
+        }
+        drive.push(b);
+    }
+    drive.extend_from_slice(b",format=raw,if=none,id=layer,readonly=on");
+    vec![
+        "-drive".into(),
+        OsString::from_vec(drive),
+        "-device".into(),
+        "virtio-blk-pci,drive=layer".into(),
+    ]
 }
 
 /// Direct kernel boot.
@@ -315,6 +340,9 @@ pub fn command_line(cfg: &QemuConfig) -> Vec<OsString> {
         args.extend(nic_args(nic));
     }
     args.extend(forward_args(&cfg.forwards, cfg.forward_mac));
+    if let Some(layer) = &cfg.layer {
+        args.extend(layer_args(layer));
+    }
     args
 }
 
@@ -497,6 +525,7 @@ mod tests {
             }],
             forwards: vec![],
             forward_mac: Mac::for_forward(1),
+            layer: None,
         };
         let args = command_line(&cfg);
         let joined = strs(&args).join(" ");

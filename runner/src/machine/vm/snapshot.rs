@@ -245,6 +245,9 @@ fn normalized(cfg: &QemuConfig) -> QemuConfig {
     cfg.control_socket = placeholder("control");
     cfg.terminal_socket = placeholder("terminal");
     cfg.qmp_socket = placeholder("qmp");
+    // Any machine's layer of the same size: its content comes after the
+    // release (the key names the size instead, see `key`).
+    cfg.layer = cfg.layer.as_ref().map(|_| placeholder("layer"));
     cfg.nics = cfg
         .nics
         .iter()
@@ -286,6 +289,11 @@ pub fn key(qemu_binary: &Path, cfg: &QemuConfig) -> io::Result<SnapshotKey> {
     ] {
         description.push_str(&crate::image::file_version(what, path)?);
         description.push('\n');
+    }
+    if let Some(layer) = &cfg.layer {
+        // The guest's disk has this size since its boot.
+        let bytes = fs::metadata(layer)?.len();
+        description.push_str(&format!("layer disk {bytes} bytes\n"));
     }
     let argv: Vec<OsString> = qemu::command_line(&normalized(cfg));
     for arg in &argv {
@@ -345,6 +353,7 @@ mod tests {
             }],
             forwards: vec![],
             forward_mac: Mac::for_forward(2),
+            layer: None,
         }
     }
 
