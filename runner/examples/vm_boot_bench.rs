@@ -13,8 +13,8 @@
 //! that saves the booted guest, not counted, then RUNS boots restored from
 //! it), `smp2` (the gzip image on a machine with `cpus = 2`, which boots
 //! with ACPI), `curl` (like `restore`, for a machine with `/usr/bin/curl`
-//! as its program: a layer of its closure, about 19 MB, sent and unpacked
-//! at every release). Defaults otherwise: SeaBIOS, `acpi=off pci=nomsi`, no
+//! as its program: a layer of its closure, about 19 MB, unpacked from its
+//! disk at every release). Defaults otherwise: SeaBIOS, `acpi=off pci=nomsi`, no
 //! snapshots.
 //! Prints one line per boot (wall time and QEMU's CPU time) and a summary
 //! line per variant; with `COVNET_BENCH_IDLE=<seconds>`, also the CPU each
