@@ -63,6 +63,10 @@ const TMPFS_DIRS: &[&str] = &["/run", "/tmp"];
 /// them (also in a namespace machine's root): init, the control shell and
 /// `#!/bin/sh` scripts need busybox's shell, not the host's dash.
 pub const RESERVED_APPLETS: &[&str] = &["sh"];
+/// Serializes the writing of base images in this process (see `build`).
+static BASE_WRITER: Mutex<()> = Mutex::new(());
+/// Distinguishes the temporary files of one process.
+static TMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Symlink hops allowed while resolving one path.
 const MAX_SYMLINK_HOPS: usize = 40;
 
@@ -279,8 +283,12 @@ impl<'a> ImageBuilder<'a> {
         let layer = self.cache_dir.join(format!("{hash}.layer.cpio"));
         let entries = full.nodes.len();
         let cached = path.is_file() && layer.is_file();
-        if !path.is_file() {
-            self.write_atomically(&path, |tmp| write_base(&base, tmp))?;
+        {
+            // Machines built in parallel share the base: one writes it.
+            let _one = BASE_WRITER.lock().unwrap_or_else(|p| p.into_inner());
+            if !path.is_file() {
+                self.write_atomically(&path, |tmp| write_base(&base, tmp))?;
+            }
         }
         if !layer.is_file() {
             self.write_atomically(&layer, |tmp| write_layer(&base, &full, tmp))?;
@@ -309,10 +317,7 @@ impl<'a> ImageBuilder<'a> {
         let tmp = self.cache_dir.join(format!(
             ".{name}.{}.{}.tmp",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
+            TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let result = write(&tmp).and_then(|()| {
             std::fs::rename(&tmp, path).map_err(|e| ImageErrorKind::Write {
