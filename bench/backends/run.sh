@@ -3,7 +3,8 @@
 # reported) on both backends: wall time of `covnet run --coverage`, median
 # of RUNS runs each, plus each machine's time to first shell as covnet
 # reports it ("ready after"). VMs twice over: booted cold (`--cold-boot`),
-# and restored from the snapshots one first run saved (issue 18, goal 2);
+# and restored from the snapshot one first run saved (both machines share
+# one base image, so one snapshot; issue 18, goal 2);
 # images and snapshots in a cache of the bench's own. Writes the
 # "backends" section of bench/RESULTS.md.
 #   bash bench/backends/run.sh [--allow-dirty] [RUNS]
@@ -63,13 +64,14 @@ print(f"`covnet run --backend B --coverage` of `examples/webserver/spec.toml`: t
       "`.gcda` pulled, merged exactly and written as HTML, lcov, Cobertura and JSON. Wall "
       "time of the whole command; \"first shell\" is covnet's own \"ready after\" per "
       "machine. VMs under TCG: `vm, cold` with `--cold-boot` (every boot from scratch); "
-      "`vm, first run` once with an empty snapshot cache (boots cold and saves both booted "
-      "guests); `vm, warm` restores them (a rerun of the same spec).")
+      "`vm, first run` once with an empty snapshot cache (both boot cold, one saves the "
+      "booted guest: the machines share one base image); `vm, warm` restores both from it "
+      "(a rerun of the same spec).")
 print()
 print(f"| backend | median wall ({runs} runs) | min – max wall | first shell median (min – max) | goal (medians) |")
 print("|---|---:|---:|---:|---|")
 label = {"namespace": "namespace", "vm-cold": "vm, cold (`--cold-boot`)",
-         "vm-first": "vm, first run (saves the snapshots; 1 run)", "vm": "vm, warm (restored)"}
+         "vm-first": "vm, first run (saves the snapshot; 1 run)", "vm": "vm, warm (restored)"}
 for b in ("namespace", "vm-cold", "vm-first", "vm"):
     walls = [w for w, _ in rows[b]]
     shells = [s for _, ss in rows[b] for s in ss]
