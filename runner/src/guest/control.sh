@@ -7,15 +7,15 @@
 # console: QEMU drops console output whenever the host socket is
 # momentarily full, and a tty would also need raw mode.
 #
-# Requests are single lines of ASCII tokens (uploaded data travels as
-# base64; a command as raw bytes after its line, read with the read
-# builtin: no decoding process per command):
+# Requests are single lines of ASCII tokens (a command and uploaded data
+# travel as raw bytes after their line: the command read with the read
+# builtin, the data with `head -c`; no decoding process):
 #   <id> PING
 #   <id> EXEC <length>
 #        followed by exactly <length> bytes: the command, as it is (no NUL)
 #   <id> KILL <exec-id>          (no reply: kills that command's group)
 #   <id> PUT <path-base64> <mode-octal> <append 0|1> <length>
-#        followed by exactly <length> bytes of base64 data
+#        followed by exactly <length> bytes of data, as they are
 #   <id> POWEROFF <grace-seconds>
 # Every reply except KILL's is
 #   =covnet <id> raw <length> \n <exactly length bytes of stdout, as they are>
@@ -175,9 +175,9 @@ do_put() {
 		first=0
 	fi
 	if [ "$status" -eq 0 ] && [ "$4" = 1 ]; then
-		head -c "$5" | base64 -d >>"$path" 2>>"$err" || status=$?
+		head -c "$5" >>"$path" 2>>"$err" || status=$?
 	elif [ "$status" -eq 0 ]; then
-		head -c "$5" | base64 -d >"$path" 2>>"$err" || status=$?
+		head -c "$5" >"$path" 2>>"$err" || status=$?
 	else
 		# Consume the data anyway to stay in sync with the host.
 		head -c "$5" >/dev/null

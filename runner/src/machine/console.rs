@@ -38,7 +38,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// a large reply, which grows the buffer, is still read in large chunks.
 const MIN_READ: usize = 16 * 1024;
 
-/// Largest file chunk sent in one `PUT` request (before base64).
+/// Largest file chunk sent in one `PUT` request.
 pub const PUT_CHUNK: usize = 256 * 1024;
 
 /// How often readiness pings are sent while the guest boots (the shell
@@ -674,14 +674,13 @@ impl ControlChannel {
         }
         for (i, chunk) in chunks.into_iter().enumerate() {
             let id = self.id();
-            let body = B64.encode(chunk);
             let mut payload = format!(
                 "{id} PUT {path_b64} {mode:o} {} {}\n",
                 u8::from(i > 0),
-                body.len()
+                chunk.len()
             )
             .into_bytes();
-            payload.extend_from_slice(body.as_bytes());
+            payload.extend_from_slice(chunk);
             let reply = self.request(id, &payload, deadline, "copying a file to the guest")?;
             if reply.status != 0 {
                 return Ok(Err((reply.status, reply.err)));
