@@ -134,6 +134,7 @@ impl RunArgs {
             cold_boot: self.cold_boot,
             coverage: self.coverage,
             coverage_per_subtest: self.coverage_per_subtest,
+            cores: None,
         }
     }
 

@@ -71,6 +71,7 @@ fn serve(
             keep_run_dir: false,
             pcap: false,
             cold_boot: false,
+            cores: None,
             guest_env: Vec::new(),
             guest_files: Vec::new(),
         },

@@ -26,8 +26,8 @@
 //! The cache key is a SHA-256 over every entry: guest path, type, mode,
 //! and for host files their path, size, inode, mtime and ctime (contents
 //! are streamed only when building). Images are written to a temporary
-//! file and renamed into place, so concurrent builders never see partial
-//! images.
+//! file and linked into place, so concurrent builders never see partial
+//! images, and the first one stays.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -302,8 +302,10 @@ impl<'a> ImageBuilder<'a> {
         })
     }
 
-    /// Writes `path` through a temporary file renamed into place, so that
-    /// concurrent builders never see a partial file.
+    /// Writes `path` through a temporary file linked into place, so that
+    /// concurrent builders never see a partial file, and a file another
+    /// process put there first stays (its modification time is in the
+    /// snapshot keys of the VMs that boot it).
     fn write_atomically(
         &self,
         path: &Path,
@@ -320,14 +322,12 @@ impl<'a> ImageBuilder<'a> {
             TMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let result = write(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|e| ImageErrorKind::Write {
+            super::link_new(&tmp, path).map_err(|e| ImageErrorKind::Write {
                 path: path.to_owned(),
                 source: e,
             })
         });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = std::fs::remove_file(&tmp);
         result
     }
 

@@ -1,6 +1,6 @@
-//! Guest images: an initramfs per machine with busybox, the kernel modules
-//! the guest needs, covnet's init, and the machine's programs (with their
-//! ELF closure) and files; plus the choice of kernel.
+//! Guest images: a base initramfs with busybox, the kernel modules the
+//! guest needs and covnet's init, and a layer per machine with its programs
+//! (with their ELF closure) and files; plus the choice of kernel.
 
 pub mod closure;
 pub mod cpio;
@@ -13,6 +13,17 @@ pub mod pvh;
 use std::io;
 use std::path::Path;
 use std::time::SystemTime;
+
+/// Puts the finished file `tmp` at `path` unless a file is there already
+/// (another process wrote the same content first): the first file stays,
+/// with its modification time, which snapshot keys record
+/// ([`file_version`]). `tmp` stays for the caller to remove.
+pub fn link_new(tmp: &Path, path: &Path) -> io::Result<()> {
+    match std::fs::hard_link(tmp, path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
 
 /// One line naming a host file as it is now: `<what> <path> <size> bytes,
 /// modified <mtime>`. Hashed into cache keys that follow a file by its

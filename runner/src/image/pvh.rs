@@ -265,28 +265,31 @@ fn has_pvh_entry(vmlinux: &[u8]) -> Result<bool, PvhError> {
 
 /// The PVH kernel of `bzimage`, unpacked into `cache_dir` on first use
 /// and reused while the image keeps its path, size and modification time.
+/// The first file written stays (one unpacker per process; across
+/// processes the first link wins): its modification time is part of every
+/// snapshot key of the VMs that boot it, so replacing it with the same
+/// bytes would still make their snapshots miss.
 /// Errors: the image cannot be read, or has no PVH kernel ([`PvhError`]).
 pub fn cached(bzimage: &Path, cache_dir: &Path) -> Result<PathBuf, CachedError> {
+    static UNPACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let version = super::file_version("covnet-pvh-1 kernel", bzimage).map_err(CachedError::Io)?;
     let hex = covnet_collector::collect::hex_sha256(version.as_bytes());
     let path = cache_dir.join(format!("{hex}.vmlinux"));
+    let _one = UNPACKING.lock().unwrap_or_else(|p| p.into_inner());
     if path.is_file() {
         return Ok(path);
     }
     let data = std::fs::read(bzimage).map_err(CachedError::Io)?;
     let vmlinux = unpack(&data).map_err(CachedError::Pvh)?;
     std::fs::create_dir_all(cache_dir).map_err(CachedError::Io)?;
-    // Unique per process and call: two runs (or threads) may unpack the
-    // same kernel at once; the last rename wins with identical bytes.
+    // Unique per process and call; linked into place only if no other
+    // process got there first.
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let call = CALLS.fetch_add(1, Ordering::Relaxed);
     let tmp = cache_dir.join(format!(".{hex}.vmlinux.{}.{call}", std::process::id()));
-    std::fs::write(&tmp, &vmlinux)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            CachedError::Io(e)
-        })?;
+    let linked = std::fs::write(&tmp, &vmlinux).and_then(|()| super::link_new(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(CachedError::Io)?;
     Ok(path)
 }
 

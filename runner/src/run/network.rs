@@ -71,6 +71,10 @@ pub struct NetworkOptions {
     /// Boot every VM cold: neither restore booted guests from the snapshot
     /// cache nor save them to it (see [`crate::machine::vm::snapshot`]).
     pub cold_boot: bool,
+    /// The host cores this network may count on (`None`: all of them);
+    /// more VMs than that boot with ACPI and wait for one cold boot per
+    /// image (see [`vm::acpi_for_network`]).
+    pub cores: Option<usize>,
     /// Extra environment of every machine's init, services and shell (e.g.
     /// `GCOV_PREFIX` when coverage is collected).
     pub guest_env: Vec<(String, String)>,
@@ -230,7 +234,9 @@ impl Network {
         let mut boots: HashMap<PathBuf, PathBuf> = HashMap::new();
         let many_vms = vm::acpi_for_network(
             images.iter().filter(|built| built.is_some()).count(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            options
+                .cores
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         );
         for (m, built) in spec.machines.iter().zip(&images) {
             let Some((kernel, image)) = built else {

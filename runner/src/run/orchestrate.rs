@@ -113,6 +113,7 @@ pub fn execute(
         keep_run_dir: plan.request.keep_run_dir,
         pcap: plan.request.pcap,
         cold_boot: plan.request.cold_boot,
+        cores: plan.request.cores,
         guest_env: if with_coverage {
             [crate::coverage::guest_env(), shim.env].concat()
         } else {

@@ -31,6 +31,10 @@ pub struct RunRequest {
     pub coverage: bool,
     /// Also keep what each subtest covered as a capture of its own.
     pub coverage_per_subtest: bool,
+    /// The host cores this run may count on when it sizes its VMs' share
+    /// (see [`crate::machine::vm::acpi_for_network`]): a suite running
+    /// several specs at once gives each its part. `None`: all of them.
+    pub cores: Option<usize>,
 }
 
 /// Why a run could not be planned.

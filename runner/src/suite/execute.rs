@@ -150,6 +150,7 @@ fn run_one(
     let request = RunRequest {
         spec: spec.path.clone(),
         out: Some(out),
+        cores: Some(cores_per_job(host_cores(), plan.jobs)),
         ..plan.template.clone()
     };
     let planned = RunPlan::with_coverage(&request, plan.coverage);
@@ -168,6 +169,18 @@ fn run_one(
     };
     run.elapsed = started.elapsed();
     run
+}
+
+/// The host cores one of `jobs` specs running at once may count on: its
+/// share, at least one. A spec's network sizes its VMs' timer and cold
+/// boots by it (see [`crate::machine::vm::acpi_for_network`]).
+pub fn cores_per_job(cores: usize, jobs: usize) -> usize {
+    (cores / jobs.max(1)).max(1)
+}
+
+/// The host's cores as this process sees them (affinity, cgroup quota).
+fn host_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// How many specs run at once when `-j` is not given, and why: namespace
@@ -236,6 +249,15 @@ mod tests {
 
     fn spec(text: &str) -> Spec {
         Spec::from_str(text, Path::new("/s/x.toml")).unwrap()
+    }
+
+    #[test]
+    fn each_job_counts_on_its_share_of_the_cores() {
+        assert_eq!(cores_per_job(2, 1), 2);
+        assert_eq!(cores_per_job(2, 2), 1);
+        assert_eq!(cores_per_job(2, 4), 1, "never zero");
+        assert_eq!(cores_per_job(16, 3), 5);
+        assert_eq!(cores_per_job(4, 0), 4);
     }
 
     #[test]

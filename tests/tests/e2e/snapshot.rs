@@ -154,19 +154,7 @@ for m in [server, client] {{
     /// [`Fixture::run`] on one host core (`taskset`): the network then has
     /// more VMs than cores.
     fn run_on_one_core(&self, out: &str) -> Result<Run> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
-        let allowed = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .context("Cpus_allowed_list in /proc/self/status")?;
-        let first: String = allowed
-            .trim()
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        let mut taskset = Command::new("taskset");
-        taskset.args(["-c", &first]).arg(lcov_tool::covnet_bin()?);
-        self.run_in(taskset, out, &[])
+        self.run_in(on_cpus(1)?, out, &[])
     }
 
     fn run_in(&self, mut command: Command, out: &str, extra: &[&str]) -> Result<Run> {
@@ -191,6 +179,26 @@ for m in [server, client] {{
             end,
         })
     }
+}
+
+/// `taskset -c <the first n CPUs this process may use> covnet`.
+fn on_cpus(n: usize) -> Result<Command> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .context("Cpus_allowed_list in /proc/self/status")?;
+    let mut cpus = Vec::new();
+    for part in allowed.trim().split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(lo.parse::<usize>()?..=hi.parse::<usize>()?);
+    }
+    let list: Vec<String> = cpus.iter().take(n).map(usize::to_string).collect();
+    let mut taskset = Command::new("taskset");
+    taskset
+        .args(["-c", &list.join(",")])
+        .arg(lcov_tool::covnet_bin()?);
+    Ok(taskset)
 }
 
 fn now_secs() -> u64 {
@@ -448,5 +456,53 @@ fn a_restored_vm_is_its_own_machine_and_covers_what_a_cold_boot_covers() -> Resu
         resaved > 1 << 20,
         "the damaged snapshot was saved again: {resaved} bytes"
     );
+    Ok(())
+}
+
+/// Specs run at once (`-j 2`) on two host cores count on one core each:
+/// each network of two VMs then has more VMs than its cores, so of the four
+/// VMs (one base image, one snapshot key) one boots cold and saves, and
+/// the three others, in both specs, wait for it and restore it.
+#[test]
+fn specs_run_at_once_share_the_cores_and_one_cold_boot() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let suite = dir.path().join("suite");
+    std::fs::create_dir_all(&suite)?;
+    for name in ["a", "b"] {
+        let script = format!(
+            "start_all();\n{name}1.succeed(\"ping -c 1 -W 10 {name}2\");\n\
+             print(\"host \" + {name}2.succeed(\"hostname\"));\n"
+        );
+        std::fs::write(
+            suite.join(format!("{name}.toml")),
+            format!(
+                "[defaults]\nbackend = \"vm\"\nmemory_mib = 128\n\
+                 [machines.{name}1]\n[machines.{name}2]\n\
+                 [test]\nscript = '''\n{script}'''\n"
+            ),
+        )?;
+    }
+    let o = lcov_tool::run(
+        on_cpus(2)?
+            .args(["run", "-j", "2", "--no-console", "--no-progress", "--out"])
+            .arg(dir.path().join("out"))
+            .arg(&suite)
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .current_dir(dir.path()),
+        RUN_DEADLINE,
+    )?;
+    let text = format!("{}{}", o.stdout, o.stderr);
+    ensure!(o.status.success(), "covnet run -j 2 failed:\n{o}");
+    let count = |needle: &str| text.lines().filter(|l| l.contains(needle)).count();
+    ensure!(
+        count("saved the booted guest") == 1 && count("restored the booted guest") == 3,
+        "{text}"
+    );
+    for name in ["a2", "b2"] {
+        ensure!(
+            count(&format!("host {name}")) == 1,
+            "{name} is not itself:\n{text}"
+        );
+    }
     Ok(())
 }
