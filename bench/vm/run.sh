@@ -84,12 +84,11 @@ if "restore" in rows:
           f"{med:.2f} s (**{ok(med, 0.5)}** at this load), QEMU CPU median {cpu:.2f} s "
           f"(**{ok(cpu, 0.5)}**).")
     print()
-layer = re.search(r"^curl: layer (\d+) KiB of data on a (\d+) KiB disk$", log, flags=re.M)
+layer = re.search(r"^curl: layer (\d+) KiB$", log, flags=re.M)
 if "curl" in rows and layer:
     med, mn, cpu = rows["curl"]
-    print(f"With a real program's closure (`curl`: a layer of {int(layer.group(1)) / 1024:.1f} MiB "
-          f"on a {int(layer.group(2)) // 1024} MiB disk): restored in {med:.2f} s wall, QEMU CPU "
-          f"{cpu:.2f} s.")
+    print(f"With a real program's closure (`curl`: a layer of {int(layer.group(1)) / 1024:.1f} MiB), "
+          f"restored from the same snapshot as `restore`: {med:.2f} s wall, QEMU CPU {cpu:.2f} s.")
     print()
 idle = re.findall(r"^IDLE (\S+): ([\d.]+)% of a core over ([\d.]+)s$", log, flags=re.M)
 if idle:

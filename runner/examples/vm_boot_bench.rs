@@ -117,11 +117,9 @@ fn main() -> anyhow::Result<()> {
                 let image = ImageBuilder::new(&spec, curl, &kernel)
                     .cache_dir(run.file("cache"))
                     .build()?;
-                let md = std::fs::metadata(&image.layer)?;
                 println!(
-                    "curl: layer {} KiB of data on a {} KiB disk",
-                    std::os::unix::fs::MetadataExt::blocks(&md) / 2,
-                    md.len() / 1024
+                    "curl: layer {} KiB",
+                    std::fs::metadata(&image.layer)?.len() / 1024
                 );
                 cfg = VmConfig::from_spec(curl, &pvh, &image, accel, None);
                 cfg.name = format!("bench-{variant}");

@@ -63,11 +63,10 @@ hold() {
 }
 
 # unpack_layer: the machine's layer, a cpio archive on its read-only disk
-# (/dev/vda, zeros after the archive), over the base; then the base's
-# entries the machine does not have (busybox links where a program takes
-# the name) go, and the machine's own configuration is read. The disk's
-# cached pages go first (a restored guest may hold those of the machine
-# that was saved) and after (not needed again).
+# (/dev/vda), over the base; then the base's entries the machine does not
+# have (busybox links where a program takes the name) go, and the machine's
+# own configuration is read. The disk's cached pages go first (a restored
+# guest may hold those the saved machine's boot read) and when done.
 unpack_layer() {
 	blockdev --flushbufs /dev/vda 2>/run/covnet/layer.log || return 1
 	(cd / && cpio -i -d -u -F /dev/vda) 2>/run/covnet/layer.log || return 1

@@ -171,9 +171,9 @@ pub struct Image {
     /// The machine's layer, a plain cpio (`<hash>.layer.cpio`) in the cache
     /// directory: every entry of the machine's image that the base lacks
     /// or has otherwise (programs, libraries, files, `/etc`,
-    /// `/covnet/machine.env`, services), then [`UNLINK_LIST`], padded with
-    /// zeros to [`layer_disk_size`]: QEMU attaches it as a read-only disk,
-    /// which init unpacks when released.
+    /// `/covnet/machine.env`, services), then [`UNLINK_LIST`]. The VM
+    /// attaches it as a read-only disk, which init unpacks when released
+    /// (see `machine::vm::layer_disk`).
     pub layer: PathBuf,
     /// Hex SHA-256 of the machine's inputs (the layer's file name).
     pub hash: String,
@@ -905,8 +905,8 @@ fn write_base(tree: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
 /// Writes the layer of `full` over `base` as a plain cpio into `tmp`:
 /// every node `full` has that `base` lacks or has otherwise, then
 /// [`UNLINK_LIST`], the base's entries that `full` has not (busybox links
-/// where a program or file took the applet's name), one path per line;
-/// padded with zeros to [`layer_disk_size`] (it is the guest's disk).
+/// where a program or file took the applet's name), one path per line
+/// (the archive ends on a 512-byte block: it is the guest's disk).
 fn write_layer(base: &Tree, full: &Tree, tmp: &Path) -> Result<(), ImageErrorKind> {
     let werr = |e: std::io::Error| ImageErrorKind::Write {
         path: tmp.to_path_buf(),
@@ -930,18 +930,8 @@ fn write_layer(base: &Tree, full: &Tree, tmp: &Path) -> Result<(), ImageErrorKin
     )?;
     let buf = w.finish()?;
     let file = buf.into_inner().map_err(|e| werr(e.into_error()))?;
-    let written = file.metadata().map_err(werr)?.len();
-    file.set_len(layer_disk_size(written)).map_err(werr)?;
     file.sync_all().map_err(werr)?;
     Ok(())
-}
-
-/// The size of a layer's disk for `bytes` of cpio: the next power of two,
-/// at least 16 MiB, the rest zeros (a sparse file). The guest's disk keeps
-/// the size it had when the saved guest booted, so machines whose layers
-/// fall in one size class share a snapshot.
-pub fn layer_disk_size(bytes: u64) -> u64 {
-    bytes.next_power_of_two().max(16 << 20)
 }
 
 fn create_new(path: &Path) -> Result<std::fs::File, ImageErrorKind> {
@@ -1261,11 +1251,11 @@ env = { GREETING = "it's me" }
             base_env.contains("/covnet/modules/01-virtio_ring.ko "),
             "{base_env}"
         );
+        assert!(base_env.contains("-virtio_blk.ko'\n"), "{base_env}");
         let layer_bytes = std::fs::read(&first.layer).unwrap();
-        // Padded to its disk's size: curl's closure is about 19 MB.
-        assert_eq!(layer_bytes.len(), 32 << 20);
-        assert_eq!(layer_disk_size(1), 16 << 20);
-        assert_eq!(layer_disk_size((16 << 20) + 1), 32 << 20);
+        // Whole 512-byte blocks (a disk); curl's closure is about 19 MB.
+        assert_eq!(layer_bytes.len() % 512, 0);
+        assert!(layer_bytes.len() > 10 << 20, "{}", layer_bytes.len());
         let layer = cpio_entries(&layer_bytes);
         assert!(
             !layer
@@ -1512,13 +1502,16 @@ env = {{ GREETING = "hello world" }}
             .cache_dir(dir.path().join("cache"))
             .build()
             .unwrap();
-        // Garbage of the same size (the disk's size is part of the guest).
-        let size = std::fs::metadata(&image.layer).unwrap().len();
-        std::fs::write(&image.layer, "not a cpio archive\n".repeat(100)).unwrap();
+        // Four blocks of garbage.
+        std::fs::write(
+            &image.layer,
+            "not a cpio archive, \n".repeat(512 * 4 / 21 + 1),
+        )
+        .unwrap();
         std::fs::File::options()
             .append(true)
             .open(&image.layer)
-            .and_then(|f| f.set_len(size))
+            .and_then(|f| f.set_len(2048))
             .unwrap();
         let accel = crate::machine::vm::accel::detect().accel;
         let run = crate::rundir::RunDir::create_in(dir.path()).unwrap();

@@ -13,6 +13,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The modules every covnet guest loads (their dependencies come along).
+/// `virtio_blk` is loaded at boot too, not after the release: a restored
+/// guest runs every kernel path it did not run before the save through
+/// TCG's translator again, and loading the driver then cost 0.12 s of each
+/// restore (0.04 s at boot).
 pub const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtio_net", "virtio_blk"];
 
 /// A module to load: its name and the host file holding it.

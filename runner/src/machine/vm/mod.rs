@@ -106,6 +106,28 @@ pub struct VmConfig {
     pub await_cold_boot: bool,
 }
 
+/// The size of a VM's layer disk: the machine's layer (a cpio archive, see
+/// [`crate::image::initramfs::Image`]) at the start of a sparse file of
+/// this size in the run directory. The guest sees the disk from its boot
+/// (its driver is loaded then: loading it after a restore costs TCG's
+/// translation of the driver's paths, 0.12 s), so the size must not depend
+/// on the machine for one snapshot to fit all; a layer larger than this
+/// gets the next power of two (and snapshots of its own).
+pub const LAYER_DISK_BYTES: u64 = 4 << 30;
+
+/// Writes the layer disk of `layer` at `disk` (replacing it): a copy of
+/// the layer, extended without writing to [`LAYER_DISK_BYTES`].
+pub fn layer_disk(layer: &Path, disk: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(disk);
+    let bytes = std::fs::copy(layer, disk)?;
+    let size = if bytes <= LAYER_DISK_BYTES {
+        LAYER_DISK_BYTES
+    } else {
+        bytes.next_power_of_two()
+    };
+    File::options().write(true).open(disk)?.set_len(size)
+}
+
 /// Whether a network of `vms` VMs on a host with `cores` cores boots its
 /// one-vCPU guests with ACPI as well. Without ACPI a guest has no local
 /// APIC, and its timer, the PIT, wakes it at least every 55 ms: idle, it
@@ -218,6 +240,8 @@ struct Paths {
     terminal: PathBuf,
     qmp: PathBuf,
     qemu_log: PathBuf,
+    /// The layer disk QEMU attaches (see [`layer_disk`]).
+    layer_disk: PathBuf,
     /// (NIC socket, switch port socket) per NIC.
     nics: Vec<(PathBuf, PathBuf)>,
 }
@@ -269,6 +293,7 @@ impl Session<Qemu> {
                 terminal: session::socket(run_dir, name, "term.sock")?,
                 qmp: session::socket(run_dir, name, "qmp.sock")?,
                 qemu_log: run_dir.file(&format!("{name}-qemu.log")),
+                layer_disk: run_dir.file(&format!("{name}-layer.disk")),
                 nics: sockets.nics.clone(),
             };
             Ok(Qemu {
@@ -337,7 +362,11 @@ impl Qemu {
                 .collect(),
             forwards: self.cfg.forwards.clone(),
             forward_mac: Mac::for_forward(self.cfg.index),
-            layer: self.cfg.layer.clone(),
+            layer: self
+                .cfg
+                .layer
+                .as_ref()
+                .map(|_| self.paths.layer_disk.clone()),
         }
     }
 
@@ -554,6 +583,10 @@ impl Backend for Qemu {
 
     fn launch(&self, _sockets: &Sockets) -> Result<Control, MachineError> {
         self.restored.store(false, Ordering::SeqCst);
+        if let Some(layer) = &self.cfg.layer {
+            layer_disk(layer, &self.paths.layer_disk)
+                .map_err(|e| self.io_err("write the layer disk", e))?;
+        }
         let key = self
             .cfg
             .snapshots
@@ -585,9 +618,7 @@ impl Backend for Qemu {
         }
         if let Some((cache, key, path)) = saved {
             let started = Instant::now();
-            let mut incoming = OsString::from("exec:cat ");
-            incoming.push(snapshot::sh_quote(&path));
-            self.spawn(&["-incoming".into(), incoming])?;
+            self.spawn(&["-incoming".into(), snapshot::incoming_uri(&path)])?;
             match self.await_restore() {
                 Ok(stream) => {
                     self.restored.store(true, Ordering::SeqCst);
@@ -808,14 +839,7 @@ impl Backend for Qemu {
             std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / f64::from(1u32 << 20))
         };
         let kernel = mib(&self.cfg.kernel);
-        // The layer's data, not its zero padding.
-        let data = |path: &Path| {
-            use std::os::unix::fs::MetadataExt as _;
-            std::fs::metadata(path).map_or(0.0, |m| {
-                (m.blocks() * 512).min(m.len()) as f64 / f64::from(1u32 << 20)
-            })
-        };
-        let initrd = mib(&self.cfg.initrd) + self.cfg.layer.as_deref().map_or(0.0, data);
+        let initrd = mib(&self.cfg.initrd) + self.cfg.layer.as_deref().map_or(0.0, mib);
         let memory = f64::from(self.cfg.memory_mib);
         (memory < 2.0 * (kernel + initrd) + 32.0).then(|| {
             format!(
@@ -891,6 +915,34 @@ mod tests {
             hash: String::new(),
             cached: true,
             entries: 0,
+        }
+    }
+
+    #[test]
+    fn the_layer_disk_is_the_layer_then_sparse_zeros_of_one_size() {
+        use std::io::Read as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (layer, disk) = (dir.path().join("l.cpio"), dir.path().join("l.disk"));
+        for data in [vec![7u8; 1024], vec![9u8; 512]] {
+            std::fs::write(&layer, &data).expect("layer");
+            layer_disk(&layer, &disk).expect("disk");
+            let md = std::fs::metadata(&disk).expect("disk metadata");
+            assert_eq!(md.len(), LAYER_DISK_BYTES, "one size for every layer");
+            assert!(
+                md.blocks() * 512 < 1 << 20,
+                "sparse: {} blocks",
+                md.blocks()
+            );
+            let mut head = vec![0u8; 2048];
+            std::fs::File::open(&disk)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .expect("read");
+            assert_eq!(&head[..data.len()], &data[..]);
+            assert!(
+                head[data.len()..].iter().all(|&b| b == 0),
+                "the old layer is gone"
+            );
         }
     }
 

@@ -245,8 +245,8 @@ fn normalized(cfg: &QemuConfig) -> QemuConfig {
     cfg.control_socket = placeholder("control");
     cfg.terminal_socket = placeholder("terminal");
     cfg.qmp_socket = placeholder("qmp");
-    // Any machine's layer of the same size: its content comes after the
-    // release (the key names the size instead, see `key`).
+    // Any machine's layer disk: its content is read after the release
+    // (the key names its size, see `key`).
     cfg.layer = cfg.layer.as_ref().map(|_| placeholder("layer"));
     cfg.nics = cfg
         .nics
@@ -291,7 +291,7 @@ pub fn key(qemu_binary: &Path, cfg: &QemuConfig) -> io::Result<SnapshotKey> {
         description.push('\n');
     }
     if let Some(layer) = &cfg.layer {
-        // The guest's disk has this size since its boot.
+        // The guest has seen the disk's size since its boot.
         let bytes = fs::metadata(layer)?.len();
         description.push_str(&format!("layer disk {bytes} bytes\n"));
     }
@@ -311,6 +311,15 @@ pub fn key(qemu_binary: &Path, cfg: &QemuConfig) -> io::Result<SnapshotKey> {
         hex: covnet_collector::collect::hex_sha256(&hashed),
         description,
     })
+}
+
+/// The `-incoming` URI that restores the guest saved at `path`. QEMU 7.2
+/// waits forever on an `exec:` stream that ends before the first byte (a
+/// missing file: another VM of the run removed the snapshot it could not
+/// restore, between this one's lookup and its `cat`), so a `cat` that
+/// fails ends QEMU (its shell's parent), and the restore fails at once.
+pub fn incoming_uri(path: &Path) -> OsString {
+    OsString::from(format!("exec:cat {} || kill $PPID", sh_quote(path)))
 }
 
 /// `path` quoted for `/bin/sh` (QEMU runs `exec:` migration URIs with it).
@@ -472,6 +481,34 @@ mod tests {
             drop(first);
             assert!(waiter.join().expect("waiter"), "free once dropped");
         });
+    }
+
+    /// A snapshot gone between the lookup and QEMU's start ends QEMU at
+    /// once instead of leaving it waiting for a stream (QEMU 7.2 waits
+    /// forever on one that ends before its first byte).
+    #[test]
+    fn a_restore_from_a_missing_file_ends_qemu() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = std::process::Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-machine",
+            "pc",
+            "-incoming",
+        ])
+        .arg(incoming_uri(&dir.path().join("gone.vmstate")))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        let mut qemu = crate::machine::process::OwnedChild::spawn(cmd, "qemu (restore test)")
+            .expect("qemu-system-x86_64 is required (bash scripts/setup.sh)");
+        let ended = qemu.wait_timeout(std::time::Duration::from_secs(30));
+        if !matches!(ended, Ok(Some(_))) {
+            let _ = qemu.kill();
+            panic!("QEMU still waits for the missing snapshot: {ended:?}");
+        }
     }
 
     #[test]
