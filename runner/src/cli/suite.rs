@@ -161,7 +161,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter_map(|s| Spec::from_path(&s.path).ok())
                 .collect();
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = covnet_runner::run::network::host_cores();
             let (j, why) = execute::default_jobs(&specs, cores, execute::mem_available_mib());
             eprintln!("covnet: {why} (set with -j N)");
             j

@@ -234,9 +234,7 @@ impl Network {
         let mut boots: HashMap<PathBuf, PathBuf> = HashMap::new();
         let many_vms = vm::acpi_for_network(
             images.iter().filter(|built| built.is_some()).count(),
-            options
-                .cores
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            options.cores.unwrap_or_else(host_cores),
         );
         for (m, built) in spec.machines.iter().zip(&images) {
             let Some((kernel, image)) = built else {
@@ -543,6 +541,13 @@ fn build_images(
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// The host's cores as this process sees them (its CPU affinity and cgroup
+/// quota): what a network counts on unless told its share
+/// ([`NetworkOptions::cores`]).
+pub fn host_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Warns about programs and files that have the name of a busybox applet:

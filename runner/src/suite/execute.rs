@@ -92,6 +92,7 @@ pub fn run_specs(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SpecRun>>> = Mutex::new((0..specs.len()).map(|_| None).collect());
     let jobs = plan.jobs.clamp(1, specs.len().max(1));
+    let cores = cores_per_job(crate::run::network::host_cores(), jobs);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
@@ -99,7 +100,7 @@ pub fn run_specs(
                 let Some(spec) = specs.get(i) else {
                     break;
                 };
-                let run = run_one(spec, plan, interruption, events_for);
+                let run = run_one(spec, plan, cores, interruption, events_for);
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(run);
                 }
@@ -123,9 +124,11 @@ pub fn run_specs(
         .collect()
 }
 
+/// Runs one spec, counting on `cores` of the host's.
 fn run_one(
     spec: &SuiteSpec,
     plan: &SuitePlan<'_>,
+    cores: usize,
     interruption: &SuiteInterruption,
     events_for: &(dyn Fn(&SuiteSpec) -> EventSender + Sync),
 ) -> SpecRun {
@@ -150,7 +153,7 @@ fn run_one(
     let request = RunRequest {
         spec: spec.path.clone(),
         out: Some(out),
-        cores: Some(cores_per_job(host_cores(), plan.jobs)),
+        cores: Some(cores),
         ..plan.template.clone()
     };
     let planned = RunPlan::with_coverage(&request, plan.coverage);
@@ -176,11 +179,6 @@ fn run_one(
 /// boots by it (see [`crate::machine::vm::acpi_for_network`]).
 pub fn cores_per_job(cores: usize, jobs: usize) -> usize {
     (cores / jobs.max(1)).max(1)
-}
-
-/// The host's cores as this process sees them (affinity, cgroup quota).
-fn host_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// How many specs run at once when `-j` is not given, and why: namespace
