@@ -358,17 +358,11 @@ impl<'a> ImageBuilder<'a> {
             });
         }
         let bb_target = utf8(&self.busybox)?.to_owned();
-        let mut applet_dirs = Vec::with_capacity(APPLET_DIRS.len());
-        for dir in APPLET_DIRS {
-            let real = base.dir(Path::new(dir))?;
-            for a in RESERVED_APPLETS {
-                let name = join_rel(&real, a);
-                if !base.nodes.contains_key(&name) {
-                    base.insert(&name, Node::Symlink(bb_target.clone()))?;
-                }
-            }
-            applet_dirs.push(real);
-        }
+        let applet_dirs = APPLET_DIRS
+            .iter()
+            .map(|dir| base.dir(Path::new(dir)))
+            .collect::<Result<Vec<String>, _>>()?;
+        base.link_applets(&applet_dirs, RESERVED_APPLETS, &bb_target)?;
 
         // Kernel modules, renamed to their load order.
         let mods = ModuleDeps::load(&self.kernel.modules_dir)?.resolve(GUEST_MODULES)?;
@@ -399,14 +393,7 @@ impl<'a> ImageBuilder<'a> {
         // The machine's image starts from the same skeleton, busybox,
         // modules and scripts; the base then gets every applet.
         let mut t = base.clone();
-        for real in &applet_dirs {
-            for a in applets.iter() {
-                let name = join_rel(real, a);
-                if !base.nodes.contains_key(&name) {
-                    base.insert(&name, Node::Symlink(bb_target.clone()))?;
-                }
-            }
-        }
+        base.link_applets(&applet_dirs, &applets, &bb_target)?;
         // Before the release, init needs only the modules to load (the
         // machine's own environment comes with its layer).
         base.bytes(
@@ -436,23 +423,16 @@ impl<'a> ImageBuilder<'a> {
         // A name taken in one applet directory is taken in all: a busybox
         // link at /usr/sbin/wget would come before a program at
         // /usr/bin/wget in PATH.
-        let taken: Vec<&String> = applets
+        let free: Vec<&String> = applets
             .iter()
             .filter(|a| {
-                applet_dirs.iter().any(|d| {
+                !applet_dirs.iter().any(|d| {
                     let name = join_rel(d, a);
                     t.nodes.contains_key(&name) || file_targets.contains(&name)
                 })
             })
             .collect();
-        for real in &applet_dirs {
-            for a in applets.iter().filter(|a| !taken.contains(a)) {
-                let name = join_rel(real, a);
-                if !t.nodes.contains_key(&name) {
-                    t.insert(&name, Node::Symlink(bb_target.clone()))?;
-                }
-            }
-        }
+        t.link_applets(&applet_dirs, &free, &bb_target)?;
 
         // Extra files of the run (covnet's flush shim), then the generated
         // files: init, services, /etc, and the machine's own files last
@@ -478,7 +458,12 @@ impl<'a> ImageBuilder<'a> {
         );
         for nic in &m.nics {
             let slot = crate::machine::vm::qemu::Mac::for_slot(nic.slot);
-            let _ = writeln!(env, "COVNET_NIC{}_BOOT_MAC='{slot}'", nic.slot);
+            let _ = writeln!(
+                env,
+                "COVNET_NIC{}_BOOT_MAC={}",
+                nic.slot,
+                guest_files::sh_quote(&slot.to_string())
+            );
         }
         t.bytes(Path::new("/covnet/machine.env"), 0o644, env.into_bytes())?;
         Ok((base, t))
@@ -653,6 +638,25 @@ impl Tree {
                 wanted: node.kind(),
             }),
         }
+    }
+
+    /// Links each of `applets` to busybox (`target`) in each of `dirs`
+    /// (real guest paths), where the tree has nothing of that name yet.
+    fn link_applets(
+        &mut self,
+        dirs: &[String],
+        applets: &[impl AsRef<str>],
+        target: &str,
+    ) -> Result<(), ImageErrorKind> {
+        for dir in dirs {
+            for a in applets {
+                let name = join_rel(dir, a.as_ref());
+                if !self.nodes.contains_key(&name) {
+                    self.insert(&name, Node::Symlink(target.to_owned()))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn set_mode(&mut self, path: &str, mode: u32) {
