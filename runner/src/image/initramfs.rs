@@ -1025,6 +1025,15 @@ mod tests {
             .collect()
     }
 
+    /// The text of entry `name` of `entries`.
+    fn text_of(entries: &[(String, u32, Vec<u8>)], name: &str) -> String {
+        let (_, _, data) = entries
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        String::from_utf8(data.clone()).unwrap()
+    }
+
     /// Splits a plain cpio archive into (name, mode, data) entries.
     fn cpio_entries(raw: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
         let mut out = Vec::new();
@@ -1244,12 +1253,7 @@ env = { GREETING = "it's me" }
             assert!(!base_names.contains(&own), "{own} in the base");
         }
         assert!(base_names.contains(&"init") && base_names.contains(&"covnet/control.sh"));
-        let base_env = &base
-            .iter()
-            .find(|(n, _, _)| n == "covnet/machine.env")
-            .unwrap()
-            .2;
-        let base_env = String::from_utf8(base_env.clone()).unwrap();
+        let base_env = text_of(&base, "covnet/machine.env");
         assert!(!base_env.contains("COVNET_NAME"), "{base_env}");
         assert!(
             base_env.contains("/covnet/modules/01-virtio_ring.ko "),
@@ -1267,12 +1271,7 @@ env = { GREETING = "it's me" }
                 .any(|(n, _, _)| n == "init" || n.starts_with("covnet/modules")),
             "the layer repeats the base"
         );
-        let unlink = &layer
-            .iter()
-            .find(|(n, _, _)| n == "covnet/unlink")
-            .unwrap()
-            .2;
-        let unlink = String::from_utf8(unlink.clone()).unwrap();
+        let unlink = text_of(&layer, "covnet/unlink");
         assert!(unlink.lines().any(|l| l.ends_with("bin/nc")), "{unlink}");
         assert!(unlink.lines().any(|l| l.ends_with("bin/env")), "{unlink}");
 

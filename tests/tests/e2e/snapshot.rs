@@ -229,6 +229,18 @@ impl Run {
         self.text.lines().filter(|l| l.contains(needle)).count()
     }
 
+    /// The run saved exactly `saved` booted guests and restored exactly
+    /// `restored`.
+    fn ensure_boots(&self, saved: usize, restored: usize) -> Result<()> {
+        ensure!(
+            self.count("saved the booted guest") == saved
+                && self.count("restored the booted guest") == restored,
+            "want {saved} saved and {restored} restored:\n{}",
+            self.text
+        );
+        Ok(())
+    }
+
     /// Each machine's probe line, by host name.
     fn identities(&self) -> Result<BTreeMap<String, Identity>> {
         let mut out = BTreeMap::new();
@@ -350,12 +362,7 @@ fn a_restored_vm_is_its_own_machine_and_covers_what_a_cold_boot_covers() -> Resu
     let mut warm_runs = Vec::new();
     for out in ["warm1", "warm2"] {
         let warm = f.run(out, &[])?;
-        ensure!(
-            warm.count("restored the booted guest") == 2
-                && warm.count("saved the booted guest") == 0,
-            "{}",
-            warm.text
-        );
+        warm.ensure_boots(0, 2)?;
         warm_ids.push(ensure_identity(&warm)?);
         warm_runs.push(warm);
     }
@@ -369,12 +376,7 @@ fn a_restored_vm_is_its_own_machine_and_covers_what_a_cold_boot_covers() -> Resu
             .current_dir(f.path("build")),
     )?;
     let rebuilt = f.run("rebuilt", &[])?;
-    ensure!(
-        rebuilt.count("restored the booted guest") == 2
-            && rebuilt.count("saved the booted guest") == 0,
-        "{}",
-        rebuilt.text
-    );
+    rebuilt.ensure_boots(0, 2)?;
     ensure_identity(&rebuilt)?;
     ensure!(
         f.vmstates() == saved,
@@ -385,12 +387,7 @@ fn a_restored_vm_is_its_own_machine_and_covers_what_a_cold_boot_covers() -> Resu
     // with ACPI (another snapshot key), one boots cold and saves, the
     // other waits for that snapshot and restores it, its own machine.
     let one_core = f.run_on_one_core("one-core")?;
-    ensure!(
-        one_core.count("saved the booted guest") == 1
-            && one_core.count("restored the booted guest") == 1,
-        "{}",
-        one_core.text
-    );
+    one_core.ensure_boots(1, 1)?;
     ensure_identity(&one_core)?;
     ensure!(f.vmstates().len() == 2, "{:?}", f.vmstates());
 
