@@ -33,6 +33,9 @@ packages=(
   # PVH boot: the kernel covnet unpacks from the bzImage is checked
   # against the lz4 tool's unpacking of the same payload
   lz4
+  # snapshot tests pin covnet to one or two cores with taskset (Debian
+  # ships util-linux on every system; named so a trimmed image gets it)
+  util-linux
   # examples/nixos-*: ports of NixOS tests run these Debian daemons and
   # clients in the guests (nginx, Knot DNS with its khost, ss for sshd)
   nginx knot knot-host
