@@ -380,15 +380,18 @@ impl<S: Shell> Collector<S> {
     /// shell glob such as `/run/covnet/*.pid`) with SIGTERM and waits up to
     /// `grace` for them to exit, so that gcov writes their data.
     pub fn flush(&self, pidfiles: &str, grace: Duration) -> Result<FlushReport, CollectError> {
-        let tenths = grace.as_millis().div_ceil(100).max(1);
         // A process counts as alive while /proc has it and it is not a
         // zombie: a killed service whose parent (often PID 1) has not reaped
-        // it yet has already written its gcov data.
+        // it yet has already written its gcov data. The pairs `name pid`
+        // are the positional parameters.
         let cmd = format!(
-            r#"alive() {{ [ -d "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }}; \
-t=$(mktemp) || exit 1; for f in {pidfiles}; do [ -f "$f" ] || continue; n=$(basename "$f" .pid); p=$(cat "$f"); echo "P $n $p"; kill -TERM "$p" 2>/dev/null; done > "$t"; \
-i=0; while [ $i -lt {tenths} ]; do any=0; while read -r _ n p; do alive "$p" && any=1; done < "$t"; [ $any = 0 ] && break; sleep 0.1; i=$((i+1)); done; \
-while read -r _ n p; do if alive "$p"; then echo "ALIVE $n"; else echo "DONE $n"; fi; done < "$t"; rm -f "$t""#
+            r#"{ALIVE_FN}; \
+set --; for f in {pidfiles}; do [ -f "$f" ] || continue; n=${{f##*/}}; n=${{n%.pid}}; p=; read -r p < "$f"; \
+set -- "$@" "$n" "$p"; kill -TERM "$p" 2>/dev/null; done; \
+waiting() {{ while [ $# -ge 2 ]; do alive "$2" && return 0; shift 2; done; return 1; }}; \
+{poll}; \
+while [ $# -ge 2 ]; do if alive "$2"; then echo "ALIVE $1"; else echo "DONE $1"; fi; shift 2; done"#,
+            poll = poll_while("waiting \"$@\"", grace),
         );
         let out = self.run(&cmd)?;
         Ok(parse_flush(&out.stdout))
@@ -417,16 +420,19 @@ while read -r _ n p; do if alive "$p"; then echo "ALIVE $n"; else echo "DONE $n"
                 line: format!("bad signal name `{signal}`"),
             }));
         }
-        let tenths = grace.as_millis().div_ceil(100).max(1);
+        // The triples `name pid acknowledgement-before` are the positional
+        // parameters; `ack` sets `$a` (no command substitution: each would
+        // fork, a few milliseconds apiece in a TCG guest).
         let cmd = format!(
-            r#"ack() {{ cat {root}/.covnet-flush-"$1" 2>/dev/null || echo 0; }}; \
-t=$(mktemp) || exit 1; u=$(mktemp) || exit 1; for f in {pidfiles}; do [ -f "$f" ] || continue; n=$(basename "$f" .pid); p=$(cat "$f"); \
-[ -d "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null || continue; \
-if [ ! -f {root}/.covnet-flush-"$p" ]; then echo "UNFLUSHABLE $n $(readlink "/proc/$p/exe" 2>/dev/null)" >> "$u"; continue; fi; \
-echo "P $n $p $(ack "$p")"; kill -{signal} "$p" 2>/dev/null; done > "$t"; cat "$u"; rm -f "$u"; \
-i=0; while [ $i -lt {tenths} ]; do any=0; while read -r _ n p old; do [ -d "/proc/$p" ] && [ "$(ack "$p")" = "$old" ] && any=1; done < "$t"; [ $any = 0 ] && break; sleep 0.1; i=$((i+1)); done; \
-while read -r _ n p old; do if [ "$(ack "$p")" != "$old" ] || [ ! -d "/proc/$p" ]; then echo "DONE $n"; else echo "ALIVE $n"; fi; done < "$t"; rm -f "$t""#,
-            root = quote(&self.root)
+            r#"{ALIVE_FN}; ack() {{ a=0; [ -f {root}/.covnet-flush-"$1" ] && {{ read -r a < {root}/.covnet-flush-"$1" || :; }}; }}; \
+set --; for f in {pidfiles}; do [ -f "$f" ] || continue; n=${{f##*/}}; n=${{n%.pid}}; p=; read -r p < "$f"; alive "$p" || continue; \
+if [ ! -f {root}/.covnet-flush-"$p" ]; then echo "UNFLUSHABLE $n $(readlink "/proc/$p/exe" 2>/dev/null)"; continue; fi; \
+ack "$p"; set -- "$@" "$n" "$p" "$a"; kill -{signal} "$p" 2>/dev/null; done; \
+waiting() {{ while [ $# -ge 3 ]; do if [ -d "/proc/$2" ]; then ack "$2"; [ "$a" = "$3" ] && return 0; fi; shift 3; done; return 1; }}; \
+{poll}; \
+while [ $# -ge 3 ]; do ack "$2"; if [ "$a" != "$3" ] || [ ! -d "/proc/$2" ]; then echo "DONE $1"; else echo "ALIVE $1"; fi; shift 3; done"#,
+            root = quote(&self.root),
+            poll = poll_while("waiting \"$@\"", grace),
         );
         let out = self.run(&cmd)?;
         Ok(parse_flush(&out.stdout))
@@ -445,6 +451,21 @@ pub const FLUSH_C_SOURCE: &str = include_str!("../flush/covnet_flush.c");
 /// linked with it. It `#include`s `covnet_flush.c` ([`FLUSH_C_SOURCE`]), so
 /// build it with both files in one directory.
 pub const SHIM_C_SOURCE: &str = include_str!("../flush/covnet_gcov_shim.c");
+
+/// Shell function `alive PID`: true while /proc has the process and it
+/// is not a zombie. Builtins only: every fork costs a few milliseconds in a
+/// TCG guest.
+const ALIVE_FN: &str = r#"alive() { [ -n "$1" ] && [ -d "/proc/$1" ] || return 1; while read -r k v _; do [ "$k" = State: ] && { [ "$v" != Z ]; return; }; done 2>/dev/null < "/proc/$1/status"; return 1; }"#;
+
+/// A shell loop that waits while `condition` holds, for up to `grace`:
+/// ten polls 10 ms apart first (a flush or an exit usually takes a few
+/// milliseconds), then every 100 ms.
+fn poll_while(condition: &str, grace: Duration) -> String {
+    let polls = 10 + grace.as_millis().saturating_sub(100).div_ceil(100);
+    format!(
+        "i=0; while [ $i -lt {polls} ] && {condition}; do if [ $i -lt 10 ]; then sleep 0.01; else sleep 0.1; fi; i=$((i+1)); done"
+    )
+}
 
 /// Reads the `DONE name` / `ALIVE name` lines the flush scripts print.
 fn parse_flush(stdout: &[u8]) -> FlushReport {
