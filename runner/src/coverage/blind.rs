@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 
 use covnet_merger::blindspots::{self, MachineBlindSpots};
 use covnet_merger::dwarf::{self, BinaryDebug, DebugSearch};
@@ -52,61 +54,146 @@ fn is_elf(path: &Path) -> bool {
         .is_ok_and(|()| magic == *b"\x7fELF")
 }
 
-/// Each machine's blind spots in `cov`, the coverage merged from
-/// `captures` and renamed by `rewrite`, plus warnings for the ELF files
-/// that could not be read (left out of the blind spots, named).
-pub fn blind_spots(
-    spec: &Spec,
-    cov: &Coverage,
-    captures: &[MachineCapture],
-    rewrite: &SourceRewrite,
-    search: &SearchPaths,
-    debug: &DebugSearch,
-) -> (Vec<MachineBlindSpots>, Vec<Diagnostic>) {
-    let mut read: BTreeMap<PathBuf, Option<BinaryDebug>> = BTreeMap::new();
-    let mut warnings = Vec::new();
-    let mut out = Vec::new();
+/// The debug information of the ELF files installed on each machine of a
+/// spec, each file read once. It depends only on the spec and the host's
+/// files, not on what the test ran, so a run reads it while its test runs
+/// ([`read_installed_in_background`]): a large library's DWARF (glibc's
+/// separate debug file takes about 0.12 s) is then not read after the
+/// test, where the user waits.
+#[derive(Debug, Default)]
+pub struct Installed {
+    /// Per machine, in spec order: its name and its files (indices into
+    /// `read`), or `None` when its files could not be listed.
+    machines: Vec<(String, Option<Vec<usize>>)>,
+    read: Vec<BinaryDebug>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl Installed {
+    /// Warnings for machines whose files could not be listed and for ELF
+    /// files that could not be read (left out of the blind spots, named).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+}
+
+/// Reads the debug information of every ELF file installed on the spec's
+/// machines (see [`machine_elf_files`]).
+pub fn read_installed(spec: &Spec, search: &SearchPaths, debug: &DebugSearch) -> Installed {
+    let mut index: BTreeMap<PathBuf, Option<usize>> = BTreeMap::new();
+    let mut installed = Installed::default();
     for m in &spec.machines {
         let files = match machine_elf_files(m, search) {
             Ok(f) => f,
             Err(e) => {
-                warnings.push(Diagnostic::warning(format!(
+                installed.warnings.push(Diagnostic::warning(format!(
                     "{}: blind spots not computed: {e}",
                     m.name
                 )));
+                installed.machines.push((m.name.clone(), None));
                 continue;
             }
         };
-        let mut binaries = Vec::new();
+        let mut mine = Vec::new();
         for path in files {
-            let entry =
-                read.entry(path.clone())
-                    .or_insert_with(|| match dwarf::read_path(&path, debug) {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            let mut text = format!("{e}: {}", e.kind);
-                            if let Some(hint) = e.kind.hint() {
-                                text.push_str(&format!("\n  (hint: {hint})"));
-                            }
-                            warnings.push(Diagnostic::warning(text));
-                            None
+            let at = *index.entry(path.clone()).or_insert_with(|| {
+                match dwarf::read_path(&path, debug) {
+                    Ok(b) => {
+                        installed.read.push(b);
+                        Some(installed.read.len() - 1)
+                    }
+                    Err(e) => {
+                        let mut text = format!("{e}: {}", e.kind);
+                        if let Some(hint) = e.kind.hint() {
+                            text.push_str(&format!("\n  (hint: {hint})"));
                         }
-                    });
-            if let Some(b) = entry {
-                binaries.push(b.clone());
-            }
+                        installed.warnings.push(Diagnostic::warning(text));
+                        None
+                    }
+                }
+            });
+            mine.extend(at);
         }
+        installed.machines.push((m.name.clone(), Some(mine)));
+    }
+    installed
+}
+
+/// [`read_installed`] on a thread of its own at the lowest CPU priority,
+/// so that it takes the cores only when the machines leave them idle.
+pub fn read_installed_in_background(
+    spec: Spec,
+    search: SearchPaths,
+    debug: DebugSearch,
+) -> InstalledReading {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inputs = Arc::new((spec, search, debug));
+    let theirs = inputs.clone();
+    let spawned = std::thread::Builder::new()
+        .name("blind-spots".into())
+        .spawn(move || {
+            lowest_priority();
+            let (spec, search, debug) = &*theirs;
+            let _ = tx.send(read_installed(spec, search, debug));
+        });
+    InstalledReading {
+        rx: spawned.is_ok().then_some(rx),
+        inputs,
+    }
+}
+
+/// A [`read_installed`] under way ([`read_installed_in_background`]).
+pub struct InstalledReading {
+    /// The reading thread's answer; `None` when no thread could be started.
+    rx: Option<Receiver<Installed>>,
+    inputs: Arc<(Spec, SearchPaths, DebugSearch)>,
+}
+
+impl InstalledReading {
+    /// The files read: the thread's answer, or, when there was no thread or
+    /// it panicked, read now.
+    pub fn wait(self) -> Installed {
+        if let Some(installed) = self.rx.and_then(|rx| rx.recv().ok()) {
+            return installed;
+        }
+        let (spec, search, debug) = &*self.inputs;
+        read_installed(spec, search, debug)
+    }
+}
+
+/// Lowers the calling thread's CPU priority to nice 19 (on Linux a
+/// thread's own, set by its thread id); failing that, it keeps its own.
+fn lowest_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
+/// Each machine's blind spots in `cov`, the coverage merged from
+/// `captures` and renamed by `rewrite`, from the files `installed` read.
+pub fn blind_spots(
+    installed: &Installed,
+    cov: &Coverage,
+    captures: &[MachineCapture],
+    rewrite: &SourceRewrite,
+) -> Vec<MachineBlindSpots> {
+    let mut out = Vec::new();
+    for (machine, files) in &installed.machines {
+        let Some(files) = files else { continue };
+        let binaries: Vec<BinaryDebug> = files.iter().map(|&i| installed.read[i].clone()).collect();
         let covered = blindspots::covered_files(cov, |_, capture| {
             captures
                 .iter()
-                .any(|c| c.name == capture && c.machine == m.name)
+                .any(|c| c.name == capture && c.machine == *machine)
         });
         out.push(MachineBlindSpots {
-            machine: m.name.clone(),
+            machine: machine.clone(),
             blind: blindspots::blind_spots(&binaries, &covered, |p| rewrite.rewrite_one(p)),
         });
     }
-    (out, warnings)
+    out
 }
 
 #[cfg(test)]
@@ -130,5 +217,43 @@ mod tests {
             sh.clone(),
         ]);
         assert_eq!(got, [sh]);
+    }
+
+    #[test]
+    fn the_background_reading_reads_what_a_direct_one_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // An ELF file cut short: its machine gets a warning, not a panic.
+        let damaged = dir.path().join("damaged");
+        let bytes = std::fs::read("/usr/bin/env").expect("/usr/bin/env");
+        std::fs::write(&damaged, &bytes[..200]).expect("write");
+        std::fs::set_permissions(
+            &damaged,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let spec_path = dir.path().join("spec.toml");
+        let text = format!(
+            "[machines.a]\nprograms = [\"/bin/sh\"]\n\n[machines.b]\nprograms = [\"/bin/sh\", \"/usr/bin/env\"]\n\n[machines.c]\nprograms = [\"{}\"]\n",
+            damaged.display()
+        );
+        let spec = Spec::from_str(&text, &spec_path).expect("spec");
+        let direct = read_installed(&spec, &SearchPaths::host(), &DebugSearch::default());
+        let background =
+            read_installed_in_background(spec, SearchPaths::host(), DebugSearch::default()).wait();
+        assert_eq!(background.machines, direct.machines);
+        assert_eq!(background.read, direct.read);
+        assert_eq!(background.warnings, direct.warnings);
+        assert_eq!(direct.warnings.len(), 1, "{:?}", direct.warnings);
+        assert!(
+            direct.warnings[0].to_string().contains("damaged"),
+            "{:?}",
+            direct.warnings
+        );
+        // Each file read once: b's files include a's (the same shell and
+        // C library), and env adds its own.
+        let a = direct.machines[0].1.as_ref().expect("a's files");
+        let b = direct.machines[1].1.as_ref().expect("b's files");
+        assert!(a.iter().all(|i| b.contains(i)), "{a:?} within {b:?}");
+        assert!(b.len() > a.len(), "{a:?} {b:?}");
     }
 }

@@ -7,16 +7,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use covnet_merger::capture::NotesSearch;
-use covnet_merger::dwarf::DebugSearch;
 use covnet_merger::paths::SourceRewrite;
 
+use crate::coverage::blind::InstalledReading;
 use crate::coverage::differential::{self, DiffError};
 use crate::coverage::notices::{self, Flavor};
 use crate::coverage::settings::{self, SettingsError};
 use crate::coverage::{self, CollectOptions, DataFiles, MachineCapture, MergeSettings};
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
-use crate::image::closure::SearchPaths;
 use crate::machine::Machine;
 use crate::run::network::Network;
 use crate::run::plan::RunPlan;
@@ -248,6 +247,7 @@ pub(crate) fn collect(plan: &RunPlan, network: &Network, phases: &Phases) -> Vec
 pub(crate) fn report(
     plan: &RunPlan,
     captures: &[MachineCapture],
+    installed: InstalledReading,
     events: &EventSender,
 ) -> Result<CoverageOutcome, CoverageError> {
     let settings = settings::resolve(plan.coverage())?;
@@ -312,17 +312,16 @@ pub(crate) fn report(
     let mut info = covnet_reporter::RunInfo::now(plan.name.clone(), inputs);
     info.notes = merged.notes.clone();
     // What is installed on each machine that no capture of it covers.
-    let (blind, warnings) = coverage::blind::blind_spots(
-        &plan.spec,
+    let installed = installed.wait();
+    for d in installed.warnings() {
+        notice(d.clone());
+    }
+    let blind = coverage::blind::blind_spots(
+        &installed,
         &merged.coverage,
         captures,
         &merge_settings.rewrite,
-        &SearchPaths::host(),
-        &DebugSearch::default(),
     );
-    for d in warnings {
-        notice(d);
-    }
     info.blind_spots = blind;
     let diff_settings = &plan.coverage().differential;
     let cwd = std::env::current_dir().unwrap_or_else(|_| plan.spec.dir());

@@ -6,16 +6,19 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use crate::coverage::blind;
 use crate::coverage::flush::{self, ShimError};
 use crate::coverage::notices;
 use crate::diag::Diagnostic;
 use crate::events::{EventSender, RunEvent};
+use crate::image::closure::SearchPaths;
 use crate::run::bundle::{copy_pcaps, write_bundle, BundleInput};
 use crate::run::collection::{self, Phases};
 use crate::run::network::{Interrupter, Network, NetworkError, NetworkOptions};
 use crate::run::plan::RunPlan;
 use crate::run::verdict::{CoverageOutcome, RunOutcome, TestResult, Verdict};
 use crate::script::{run_script, ScriptFailure};
+use covnet_merger::dwarf::DebugSearch;
 
 /// Why a run could not be carried out at all (as opposed to a test that
 /// failed, which is a [`Verdict`]).
@@ -106,6 +109,15 @@ pub fn execute(
     } else {
         Default::default()
     };
+    // The installed files' debug information does not depend on the test:
+    // read while it runs.
+    let installed = with_coverage.then(|| {
+        blind::read_installed_in_background(
+            plan.spec.clone(),
+            SearchPaths::host(),
+            DebugSearch::default(),
+        )
+    });
     let options = NetworkOptions {
         accel: plan.request.accel,
         events: events.clone(),
@@ -218,9 +230,11 @@ pub fn execute(
         let stopping = std::thread::Builder::new()
             .name("shutdown".into())
             .spawn_scoped(scope, stop);
-        let coverage = match &captures {
-            Some(captures) => collection::report(plan, captures, events),
-            None => Ok(CoverageOutcome::Off),
+        let coverage = match (&captures, installed) {
+            (Some(captures), Some(installed)) => {
+                collection::report(plan, captures, installed, events)
+            }
+            _ => Ok(CoverageOutcome::Off),
         };
         let shutdown = match stopping {
             Ok(handle) => handle
