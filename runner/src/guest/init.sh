@@ -65,12 +65,11 @@ hold() {
 # unpack_layer: the machine's layer, a cpio archive on its read-only disk
 # (/dev/vda), over the base; then the base's entries the machine does not
 # have (busybox links where a program takes the name) go, and the machine's
-# own configuration is read. The disk's cached pages go first (a restored
-# guest may hold those the saved machine's boot read) and when done.
+# own configuration is read. The disk's pages that the kernel cached while
+# probing it were dropped before the hold (a restored guest would hold
+# those of the saved machine's disk).
 unpack_layer() {
-	blockdev --flushbufs /dev/vda 2>/run/covnet/layer.log || return 1
 	(cd / && cpio -i -d -u -F /dev/vda) 2>/run/covnet/layer.log || return 1
-	blockdev --flushbufs /dev/vda
 	if [ -r /covnet/unlink ]; then
 		while IFS= read -r p; do
 			rm -f "$p"
@@ -86,6 +85,9 @@ if [ -z "$COVNET_NAMESPACE" ]; then
 		# A port can be open only once: closed again before the control
 		# shell opens it.
 		exec 3<>"$port"
+		if [ -b /dev/vda ] && ! blockdev --flushbufs /dev/vda; then
+			say "could not drop the cached pages of /dev/vda"
+		fi
 		hold
 		if [ "$layer" = 1 ] && ! unpack_layer; then
 			say "the machine's layer could not be unpacked from /dev/vda: $(cat /run/covnet/layer.log)"
@@ -99,7 +101,10 @@ if [ -z "$COVNET_NAMESPACE" ]; then
 	fi
 fi
 
-[ -n "$COVNET_NAME" ] && hostname "$COVNET_NAME"
+# The hostname by /proc where it can be written (no fork).
+if [ -n "$COVNET_NAME" ]; then
+	{ echo "$COVNET_NAME" >/proc/sys/kernel/hostname; } 2>/dev/null || hostname "$COVNET_NAME"
+fi
 ip link set lo up
 
 # iface_by_mac MAC: sets $iface to the interface with that address (no forks).
@@ -121,9 +126,12 @@ while [ "$i" -lt "${COVNET_NICS:-0}" ]; do
 	# A VM's NIC boots with its slot's MAC and takes the machine's here.
 	eval "boot=\${COVNET_NIC${i}_BOOT_MAC:-\$mac}"
 	if iface_by_mac "$boot"; then
-		[ "$boot" = "$mac" ] || ip link set dev "$iface" address "$mac"
+		if [ "$boot" = "$mac" ]; then
+			ip link set dev "$iface" up
+		else
+			ip link set dev "$iface" address "$mac" up
+		fi
 		ip addr add "$addr/$prefix" dev "$iface"
-		ip link set "$iface" up
 	else
 		say "no interface with MAC $mac for $addr"
 	fi
