@@ -182,7 +182,6 @@ pub fn blind_spots(
     let mut out = Vec::new();
     for (machine, files) in &installed.machines {
         let Some(files) = files else { continue };
-        let binaries: Vec<BinaryDebug> = files.iter().map(|&i| installed.read[i].clone()).collect();
         let covered = blindspots::covered_files(cov, |_, capture| {
             captures
                 .iter()
@@ -190,7 +189,11 @@ pub fn blind_spots(
         });
         out.push(MachineBlindSpots {
             machine: machine.clone(),
-            blind: blindspots::blind_spots(&binaries, &covered, |p| rewrite.rewrite_one(p)),
+            blind: blindspots::blind_spots(
+                files.iter().map(|&i| &installed.read[i]),
+                &covered,
+                |p| rewrite.rewrite_one(p),
+            ),
         });
     }
     out
