@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
-use std::sync::Arc;
 
 use covnet_merger::blindspots::{self, MachineBlindSpots};
 use covnet_merger::dwarf::{self, BinaryDebug, DebugSearch};
@@ -126,38 +124,39 @@ pub fn read_installed_in_background(
     search: SearchPaths,
     debug: DebugSearch,
 ) -> InstalledReading {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let inputs = Arc::new((spec, search, debug));
-    let theirs = inputs.clone();
+    // Kept for reading here when no thread can be had (a rare failure,
+    // not worth losing the blind spots over).
+    let here = (spec.clone(), search.clone(), debug.clone());
     let spawned = std::thread::Builder::new()
         .name("blind-spots".into())
         .spawn(move || {
             lowest_priority();
-            let (spec, search, debug) = &*theirs;
-            let _ = tx.send(read_installed(spec, search, debug));
+            read_installed(&spec, &search, &debug)
         });
-    InstalledReading {
-        rx: spawned.is_ok().then_some(rx),
-        inputs,
+    match spawned {
+        Ok(thread) => InstalledReading::Thread(thread),
+        Err(_) => InstalledReading::Done(read_installed(&here.0, &here.1, &here.2)),
     }
 }
 
 /// A [`read_installed`] under way ([`read_installed_in_background`]).
-pub struct InstalledReading {
-    /// The reading thread's answer; `None` when no thread could be started.
-    rx: Option<Receiver<Installed>>,
-    inputs: Arc<(Spec, SearchPaths, DebugSearch)>,
+pub enum InstalledReading {
+    /// The reading thread.
+    Thread(std::thread::JoinHandle<Installed>),
+    /// Read already (no thread could be started).
+    Done(Installed),
 }
 
 impl InstalledReading {
-    /// The files read: the thread's answer, or, when there was no thread or
-    /// it panicked, read now.
+    /// The files read, once the thread is done. A panic on the thread goes
+    /// on here, as if the reading had been done on this one.
     pub fn wait(self) -> Installed {
-        if let Some(installed) = self.rx.and_then(|rx| rx.recv().ok()) {
-            return installed;
+        match self {
+            InstalledReading::Thread(thread) => thread
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            InstalledReading::Done(installed) => installed,
         }
-        let (spec, search, debug) = &*self.inputs;
-        read_installed(spec, search, debug)
     }
 }
 
