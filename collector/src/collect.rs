@@ -386,11 +386,14 @@ impl<S: Shell> Collector<S> {
         // are the positional parameters.
         let cmd = format!(
             r#"{ALIVE_FN}; \
-set --; for f in {pidfiles}; do [ -f "$f" ] || continue; n=${{f##*/}}; n=${{n%.pid}}; p=; read -r p < "$f"; \
-set -- "$@" "$n" "$p"; kill -TERM "$p" 2>/dev/null; done; \
+set --; {each}; \
 waiting() {{ while [ $# -ge 2 ]; do alive "$2" && return 0; shift 2; done; return 1; }}; \
 {poll}; \
 while [ $# -ge 2 ]; do if alive "$2"; then echo "ALIVE $1"; else echo "DONE $1"; fi; shift 2; done"#,
+            each = each_service(
+                pidfiles,
+                r#"set -- "$@" "$n" "$p"; kill -TERM "$p" 2>/dev/null"#
+            ),
             poll = poll_while("waiting \"$@\"", grace),
         );
         let out = self.run(&cmd)?;
@@ -425,13 +428,20 @@ while [ $# -ge 2 ]; do if alive "$2"; then echo "ALIVE $1"; else echo "DONE $1";
         // fork, a few milliseconds apiece in a TCG guest).
         let cmd = format!(
             r#"{ALIVE_FN}; ack() {{ a=0; [ -f {root}/.covnet-flush-"$1" ] && {{ read -r a < {root}/.covnet-flush-"$1" || :; }}; }}; \
-set --; for f in {pidfiles}; do [ -f "$f" ] || continue; n=${{f##*/}}; n=${{n%.pid}}; p=; read -r p < "$f"; alive "$p" || continue; \
-if [ ! -f {root}/.covnet-flush-"$p" ]; then echo "UNFLUSHABLE $n $(readlink "/proc/$p/exe" 2>/dev/null)"; continue; fi; \
-ack "$p"; set -- "$@" "$n" "$p" "$a"; kill -{signal} "$p" 2>/dev/null; done; \
+set --; {each}; \
 waiting() {{ while [ $# -ge 3 ]; do if [ -d "/proc/$2" ]; then ack "$2"; [ "$a" = "$3" ] && return 0; fi; shift 3; done; return 1; }}; \
 {poll}; \
 while [ $# -ge 3 ]; do ack "$2"; if [ "$a" != "$3" ] || [ ! -d "/proc/$2" ]; then echo "DONE $1"; else echo "ALIVE $1"; fi; shift 3; done"#,
             root = quote(&self.root),
+            each = each_service(
+                pidfiles,
+                &format!(
+                    r#"alive "$p" || continue; \
+if [ ! -f {root}/.covnet-flush-"$p" ]; then echo "UNFLUSHABLE $n $(readlink "/proc/$p/exe" 2>/dev/null)"; continue; fi; \
+ack "$p"; set -- "$@" "$n" "$p" "$a"; kill -{signal} "$p" 2>/dev/null"#,
+                    root = quote(&self.root)
+                )
+            ),
             poll = poll_while("waiting \"$@\"", grace),
         );
         let out = self.run(&cmd)?;
@@ -456,6 +466,15 @@ pub const SHIM_C_SOURCE: &str = include_str!("../flush/covnet_gcov_shim.c");
 /// is not a zombie. Builtins only: every fork costs a few milliseconds in a
 /// TCG guest.
 const ALIVE_FN: &str = r#"alive() { [ -n "$1" ] && [ -d "/proc/$1" ] || return 1; while read -r k v _; do [ "$k" = State: ] && { [ "$v" != Z ]; return; }; done 2>/dev/null < "/proc/$1/status"; return 1; }"#;
+
+/// A shell loop running `body` for each service whose pid file matches
+/// the glob `pidfiles`, with `$n` its name (the file's name without
+/// `.pid`) and `$p` the pid the file holds (empty if none). Builtins only.
+fn each_service(pidfiles: &str, body: &str) -> String {
+    format!(
+        r#"for f in {pidfiles}; do [ -f "$f" ] || continue; n=${{f##*/}}; n=${{n%.pid}}; p=; read -r p < "$f"; {body}; done"#
+    )
+}
 
 /// A shell loop that waits while `condition` holds, for up to `grace`:
 /// ten polls 10 ms apart first (a flush or an exit usually takes a few
