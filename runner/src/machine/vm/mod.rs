@@ -864,7 +864,7 @@ fn migrate_to(qmp: &mut Qmp, tmp: &Path, deadline: Instant) -> Result<(), String
     // migration's dirty-page rounds while it runs); restores are
     // resumed by `await_restore`, the guest here by `resume`.
     qmp.execute("stop", None).map_err(qmp_err)?;
-    let uri = format!("exec:cat > {}", snapshot::sh_quote(tmp));
+    let uri = format!("exec:cat > {}", snapshot::quoted(tmp));
     qmp.execute("migrate", Some(serde_json::json!({ "uri": uri })))
         .map_err(qmp_err)?;
     loop {

@@ -319,13 +319,13 @@ pub fn key(qemu_binary: &Path, cfg: &QemuConfig) -> io::Result<SnapshotKey> {
 /// restore, between this one's lookup and its `cat`), so a `cat` that
 /// fails ends QEMU (its shell's parent), and the restore fails at once.
 pub fn incoming_uri(path: &Path) -> OsString {
-    OsString::from(format!("exec:cat {} || kill $PPID", sh_quote(path)))
+    OsString::from(format!("exec:cat {} || kill $PPID", quoted(path)))
 }
 
-/// `path` quoted for `/bin/sh` (QEMU runs `exec:` migration URIs with it).
-pub fn sh_quote(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    format!("'{}'", text.replace('\'', r"'\''"))
+/// `path` quoted for `/bin/sh`, which QEMU runs `exec:` migration URIs
+/// with (lossy for a path that is not UTF-8, as URIs are text).
+pub fn quoted(path: &Path) -> String {
+    crate::image::guest_files::sh_quote(&path.to_string_lossy())
 }
 
 #[cfg(test)]
@@ -513,7 +513,11 @@ mod tests {
 
     #[test]
     fn quoting_for_the_migration_shell() {
-        assert_eq!(sh_quote(Path::new("/a b/c")), "'/a b/c'");
-        assert_eq!(sh_quote(Path::new("/it's")), r"'/it'\''s'");
+        assert_eq!(quoted(Path::new("/a b/c")), "'/a b/c'");
+        assert_eq!(quoted(Path::new("/it's")), r"'/it'\''s'");
+        assert_eq!(
+            incoming_uri(Path::new("/it's")),
+            OsString::from(r"exec:cat '/it'\''s' || kill $PPID")
+        );
     }
 }
